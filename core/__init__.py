@@ -1,0 +1,33 @@
+"""Optimization Studio engine: no UI imports, and importing it has no side effects.
+
+The verbs (``train``, ``measure``, ``quantize``, ``prune``, ``distill``, ``tune``…) are
+loaded lazily on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "train": "core.training",
+    "TrainConfig": "core.training",
+    "evaluate": "core.measure",
+    "measure": "core.measure",
+    "measure_many": "core.measure",
+    "load_dataset": "core.data",
+    "build_model": "core.models",
+    "load_model": "core.artifacts",
+    "save_model": "core.artifacts",
+    "train_baseline": "core.runs",
+    "open_variant": "core.runs",
+    "StudioError": "core.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'core' has no attribute {name!r}")

@@ -1,0 +1,38 @@
+"""Safe load/save/export of models, run folders with report.json, and download bundles."""
+
+from core.artifacts._load import LoadedModel, check_onnx, detect_format, load_model
+from core.artifacts._report import (
+    SCHEMA,
+    build_report,
+    make_bundle,
+    model_card,
+    new_run_id,
+    ratios,
+    read_report,
+    speed_warnings,
+    staging,
+    write_report,
+    write_run,
+)
+from core.artifacts._save import export_onnx, file_entry, save_model
+
+__all__ = [
+    "SCHEMA",
+    "LoadedModel",
+    "build_report",
+    "check_onnx",
+    "detect_format",
+    "export_onnx",
+    "file_entry",
+    "load_model",
+    "make_bundle",
+    "model_card",
+    "new_run_id",
+    "ratios",
+    "read_report",
+    "save_model",
+    "speed_warnings",
+    "staging",
+    "write_report",
+    "write_run",
+]

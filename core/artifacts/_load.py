@@ -1,0 +1,155 @@
+"""Safe loading: built-in run folders, ONNX, TorchScript and torch.export; never pickles."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelFileError
+
+PICKLE_MESSAGE = (
+    "'{name}' is a pickle-based file (e.g. a torch.save checkpoint). The studio never unpickles "
+    "uploaded files, because unpickling can run arbitrary code. Export the model instead: "
+    "torch.onnx.export(model, x, 'model.onnx'), torch.jit.save(torch.jit.trace(model, x), "
+    "'model.pt') or torch.export.save(torch.export.export(model, (x,)), 'model.pt2')."
+)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: a torch module or an ORT session, with what we know of it."""
+
+    model: Any
+    kind: str  # "builtin", "onnx", "torchscript" or "export"
+    input_shape: tuple[int, ...]
+    num_classes: int | None
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_torch(self) -> bool:
+        return self.kind != "onnx"
+
+    def files(self) -> list[Path]:
+        """The artifact file(s) whose bytes make this model's size."""
+        if self.kind == "builtin":
+            return [self.path / "model.safetensors"]
+        return [self.path]
+
+
+def detect_format(path: str | Path) -> str:
+    """'onnx', 'torchscript' or 'export', judged by content (never by name); else an error."""
+    path = Path(path)
+    name = path.name
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read '{name}': {exc.strerror}.") from None
+    if head[:1] == b"\x80" and head[1:2] in bytes(range(2, 6)):
+        raise ModelFileError(PICKLE_MESSAGE.format(name=name))
+    if zipfile.is_zipfile(path):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            raise ModelFileError(f"'{name}' is a damaged zip archive.") from None
+        if any(re.search(r"(^|/)code/", n) for n in names):
+            return "torchscript"
+        if any(n.endswith("archive_format") for n in names):
+            return "export"
+        if any(n.endswith("data.pkl") for n in names):
+            raise ModelFileError(PICKLE_MESSAGE.format(name=name))
+        raise ModelFileError(f"'{name}' is a zip archive but not a TorchScript or "
+                             "torch.export model.")
+    if _looks_like_onnx(path):
+        return "onnx"
+    raise ModelFileError(f"'{name}' is not a model file the studio can load. Use ONNX (.onnx), "
+                         "TorchScript (.pt) or torch.export (.pt2).")
+
+
+def _looks_like_onnx(path: Path) -> bool:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return False
+    return len(model.graph.node) > 0
+
+
+def check_onnx(path: str | Path) -> Any:
+    """Load and validate an ONNX model before any session is made from it."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ModelFileError(f"'{Path(path).name}' is not a valid ONNX model: "
+                             f"{str(exc).splitlines()[0][:200]}") from None
+    if len(model.graph.input) != 1:
+        raise ModelFileError(f"The studio needs a model with one input; '{Path(path).name}' "
+                             f"has {len(model.graph.input)}.")
+    return model
+
+
+def _onnx_shape(model: Any) -> tuple[tuple[int, ...], int | None]:
+    inp = model.graph.input[0].type.tensor_type.shape.dim
+    out = model.graph.output[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value for d in list(inp)[1:])
+    classes = out[-1].dim_value if len(out) >= 2 and out[-1].dim_value else None
+    return shape, classes
+
+
+def load_model(path: str | Path, *, threads: int = 1) -> LoadedModel:
+    """Load a run folder (built-in family or its model.onnx), an ONNX, TorchScript or .pt2 file."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_run_folder(path, threads=threads)
+    if not path.is_file():
+        raise ModelFileError(f"No model file or run folder at '{path}'.")
+    fmt = detect_format(path)
+    if fmt == "onnx":
+        from core.measure import ort_session
+
+        shape, classes = _onnx_shape(check_onnx(path))
+        return LoadedModel(ort_session(path, threads=threads), "onnx", shape, classes, path)
+    import torch
+
+    try:
+        if fmt == "torchscript":
+            module = torch.jit.load(str(path), map_location="cpu")
+        else:
+            module = torch.export.load(str(path)).module()
+    except Exception as exc:
+        raise ModelFileError(f"'{path.name}' could not be loaded as {fmt}: "
+                             f"{str(exc).splitlines()[0][:200]}") from None
+    return LoadedModel(module, fmt, (), None, path)
+
+
+def _load_run_folder(folder: Path, *, threads: int) -> LoadedModel:
+    meta_file = folder / "model.json"
+    if meta_file.is_file() and (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        from core.models import build_model
+
+        meta = json.loads(meta_file.read_text())
+        model = build_model(meta["family"], **meta["kwargs"])
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        model.eval()
+        return LoadedModel(model, "builtin", tuple(model.input_shape),
+                           meta["kwargs"].get("num_classes"), folder, meta)
+    for name in ("model.onnx", "model.pt", "model.pt2"):
+        if (folder / name).is_file():
+            loaded = load_model(folder / name, threads=threads)
+            if meta_file.is_file():
+                loaded.meta = json.loads(meta_file.read_text())
+                loaded.input_shape = tuple(loaded.meta.get("input_shape", loaded.input_shape))
+            return loaded
+    raise ModelFileError(f"'{folder}' holds no model (model.json + model.safetensors, "
+                         "model.onnx, model.pt or model.pt2).")

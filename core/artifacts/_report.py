@@ -1,0 +1,224 @@
+"""Run folders: report.json (schema optimization-studio/report/v1), staging and bundles."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import secrets
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import yaml
+
+from core.artifacts._save import file_entry
+
+SCHEMA = "optimization-studio/report/v1"
+
+
+def new_run_id(operation: str) -> str:
+    """An unguessable run id such as ``quantize-3f9a1c2b7d4e5f60``."""
+    return f"{operation}-{secrets.token_hex(8)}"
+
+
+@contextlib.contextmanager
+def staging(run_dir: str | Path) -> Iterator[Path]:
+    """Write into ``<run_dir>.partial`` and rename on success; on error nothing is left."""
+    final = Path(run_dir)
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def ratios(baseline: Any, result: Any) -> dict[str, float | None]:
+    """Speed-ups (baseline p50 / result p50) per batch size, size reduction, accuracy delta."""
+    if baseline is None or result is None:
+        return {}
+    out: dict[str, float | None] = {}
+    for bs in result.latency_ms:
+        b, r = baseline.p50(int(bs)), result.p50(int(bs))
+        out[f"speedup_b{bs}"] = b / r if b and r else None
+    out["size_reduction"] = baseline.size_bytes / result.size_bytes if result.size_bytes else None
+    out["accuracy_delta"] = result.accuracy - baseline.accuracy
+    return out
+
+
+def speed_warnings(baseline: Any, result: Any, label: str, isa: Sequence[str]) -> list[str]:
+    """Plain warnings for each batch size at which the result is not faster."""
+    notes = []
+    cpu = ", ".join(isa) or "unknown instruction set"
+    for key, value in ratios(baseline, result).items():
+        if key.startswith("speedup_b") and value is not None and value < 1.0:
+            bs = key.removeprefix("speedup_b")
+            notes.append(f"{label} is slower than the baseline at batch {bs} "
+                         f"({1 / value:.2f}× slower) on this CPU ({cpu}).")
+    return notes
+
+
+def build_report(
+    *,
+    operation: str,
+    method: str | None,
+    config: Mapping[str, Any],
+    seed: int,
+    baseline: Any,
+    result: Any,
+    artifacts: list[dict[str, Any]],
+    environment: Mapping[str, Any],
+    warnings: Sequence[str] = (),
+    parent: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A report dict in the DESIGN.md schema."""
+    return {
+        "schema": SCHEMA,
+        "operation": operation,
+        "method": method,
+        "config": dict(config),
+        "seed": seed,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "parent": parent,
+        "baseline": baseline.to_dict() if baseline is not None else None,
+        "result": result.to_dict() if result is not None else None,
+        "ratios": ratios(baseline, result),
+        "artifacts": artifacts,
+        "environment": dict(environment),
+        "warnings": list(warnings),
+        **dict(extra or {}),
+    }
+
+
+def write_report(run_dir: str | Path, report: Mapping[str, Any]) -> Path:
+    path = Path(run_dir) / "report.json"
+    path.write_text(json.dumps(report, indent=2, default=_json_default))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_report(run_dir: str | Path) -> dict[str, Any]:
+    from core.errors import ModelFileError
+
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        raise ModelFileError(f"'{run_dir}' is not a studio run folder (no report.json).")
+    return json.loads(path.read_text())
+
+
+def write_run(
+    run_dir: str | Path,
+    *,
+    operation: str,
+    method: str | None,
+    config: Mapping[str, Any],
+    data: Any,
+    result_model: Any,
+    result_files: Sequence[str | Path],
+    baseline_model: Any = None,
+    baseline_files: Sequence[str | Path] = (),
+    seed: int = 0,
+    warnings: Sequence[str] = (),
+    parent: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    label: str | None = None,
+    measure_options: Mapping[str, Any] | None = None,
+    callbacks: Any = None,
+) -> dict[str, Any]:
+    """Measure result (and baseline) side by side, then write report.json in ``run_dir``.
+
+    ``result_files`` are the artifacts already saved in ``run_dir`` whose bytes are the
+    result's size; every file in ``run_dir`` is listed in the report with its sha256.
+    """
+    from core.measure import cpu_isa, environment_manifest, measure_many
+
+    opts = dict(measure_options or {})
+    models = {"result": result_model}
+    files = {"result": list(result_files)}
+    if baseline_model is not None:
+        models = {"baseline": baseline_model, **models}
+        files["baseline"] = list(baseline_files)
+    measured = measure_many(models, data, files=files, callbacks=callbacks, **opts)
+    base, res = measured.get("baseline"), measured["result"]
+    notes = list(warnings)
+    if base is not None:
+        notes += speed_warnings(base, res, label or method or operation, cpu_isa())
+    run_dir = Path(run_dir)
+    artifacts = [file_entry(p, run_dir) for p in sorted(run_dir.rglob("*"))
+                 if p.is_file() and p.name != "report.json"]
+    report = build_report(
+        operation=operation, method=method, config=config, seed=seed, baseline=base,
+        result=res, artifacts=artifacts, warnings=notes, parent=parent, extra=extra,
+        environment=environment_manifest(threads=res.threads),
+    )
+    report["data"] = data.spec.to_dict()
+    write_report(run_dir, report)
+    return report
+
+
+def model_card(report: Mapping[str, Any]) -> str:
+    """A short Markdown model card: what was done, the figures, the environment."""
+    res = report.get("result") or {}
+    lat = res.get("latency_ms", {})
+    env = report.get("environment", {})
+    lines = [
+        f"# Model card — {report.get('operation')} ({report.get('method') or 'baseline'})",
+        "",
+        f"Created {report.get('created_at')} by Optimization Studio. Data: "
+        f"`{(report.get('data') or {}).get('source')}`.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| accuracy | {res.get('accuracy', float('nan')):.4f} |",
+        f"| macro F1 | {res.get('f1_macro', float('nan')):.4f} |",
+        f"| size on disk | {res.get('size_bytes', 0):,} bytes |",
+        f"| parameters (non-zero) | {res.get('params', 0):,} ({res.get('nonzero_params', 0):,}) |",
+    ]
+    for bs, v in lat.items():
+        lines.append(f"| latency batch {bs} p50 / p95 | {v['p50']:.3f} / {v['p95']:.3f} ms |")
+    for key, value in (report.get("ratios") or {}).items():
+        if value is not None:
+            lines.append(f"| {key} | {value:.3f} |")
+    lines += ["", f"Measured on {env.get('cpu')} ({', '.join(env.get('isa', []))}), "
+              f"{env.get('threads')} thread(s), torch {env.get('torch')}, onnxruntime "
+              f"{env.get('onnxruntime')}.", ""]
+    if report.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    lines += ["## Use it", "", "```python", "import numpy as np, onnxruntime as ort",
+              "sess = ort.InferenceSession('model.onnx')",
+              "logits = sess.run(None, {'input': x.astype(np.float32)})[0]", "```", ""]
+    return "\n".join(lines)
+
+
+def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path:
+    """Zip a run folder with its model files, report.json, a model card and its config."""
+    run_dir = Path(run_dir)
+    report = read_report(run_dir)
+    out = Path(out_path) if out_path else run_dir / "bundle.zip"
+    recipe = {"operation": report.get("operation"), "method": report.get("method"),
+              "config": report.get("config"), "data": report.get("data"),
+              "seed": report.get("seed"), "parent": report.get("parent")}
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(run_dir.rglob("*")):
+            if p.is_file() and p != out and p.suffix != ".zip":
+                zf.write(p, p.relative_to(run_dir))
+        zf.writestr("MODEL_CARD.md", model_card(report))
+        zf.writestr("recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+    return out

@@ -1,0 +1,97 @@
+"""Saving: built-ins as model.json + model.safetensors, and model.onnx with a parity check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import UnsupportedModelError
+
+FORMATS = {
+    ".onnx": "onnx", ".safetensors": "safetensors", ".json": "json", ".pt": "torchscript",
+    ".pt2": "torch-export", ".zip": "zip", ".csv": "csv", ".yaml": "yaml", ".md": "markdown",
+}
+
+
+def file_entry(path: str | Path, root: str | Path) -> dict[str, Any]:
+    """``{path, format, bytes, sha256}`` of an artifact, with its path relative to the run."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"path": str(path.relative_to(root)), "format": FORMATS.get(path.suffix, "file"),
+            "bytes": path.stat().st_size, "sha256": digest}
+
+
+def export_onnx(model: Any, path: str | Path, example: Any, *, opset: int = 17,
+                check_inputs: np.ndarray | None = None) -> float:
+    """Export to ONNX (batch axis dynamic) and return the max |ORT − torch| on check inputs."""
+    import torch
+
+    from core.measure import ort_session
+
+    model.eval()
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example,), str(path), dynamo=False, opset_version=opset,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
+    except Exception as exc:
+        path.unlink(missing_ok=True)
+        text = str(exc)
+        op = re.search(r"operator '?([\w:.]+)'?", text)
+        what = f"operator '{op.group(1)}'" if op else text.splitlines()[0][:200]
+        raise UnsupportedModelError(
+            f"The model cannot be exported to ONNX ({what}). Use a torch method instead "
+            "(e.g. torch-dynamic-int8) or a model without that operator.") from None
+    X = check_inputs if check_inputs is not None else example.detach().numpy()
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(X)).float().numpy()
+    sess = ort_session(path)
+    got = sess.run(None, {"input": X.astype(np.float32)})[0]
+    return float(np.abs(ref - got).max())
+
+
+def save_model(model: Any, out_dir: str | Path, *, data: Any = None, onnx: bool = True,
+               extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Save a model into a run folder; returns ``{"files": [...], "onnx_parity": float}``.
+
+    Built-in families get model.json (family, widths, input shape, classes, preprocessing)
+    and model.safetensors; any exportable module also gets model.onnx.
+    """
+    from safetensors.torch import save_file
+
+    from core.models import is_builtin
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    meta: dict[str, Any] = dict(extra_meta or {})
+    if data is not None:
+        meta.update(input_shape=list(data.input_shape), classes=data.class_names,
+                    preprocessing=data.preprocessing, data=data.spec.to_dict())
+    if is_builtin(model):
+        meta.update(model.spec().to_dict())
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(out / "model.safetensors"))
+        files.append(out / "model.safetensors")
+    (out / "model.json").write_text(json.dumps(meta, indent=2))
+    files.append(out / "model.json")
+    parity = None
+    if onnx:
+        shape = tuple(getattr(model, "input_shape", None) or meta.get("input_shape", ()))
+        import torch
+
+        example = torch.randn(1, *shape)
+        check = data.X_test[:64] if data is not None else None
+        parity = export_onnx(model, out / "model.onnx", example, check_inputs=check)
+        files.append(out / "model.onnx")
+    return {"files": files, "onnx_parity": parity}

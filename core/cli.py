@@ -1,0 +1,184 @@
+"""The ``studio`` command line: one verb per area, each writing DIR/report.json and artifacts.
+
+Exit codes: 0 success, 2 bad input (one clear line on stderr), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from core.errors import StudioError
+
+# Each area module exposes ``add_parser(subparsers)``; its parser sets ``func=handler(args)``.
+AREA_CLIS: list[str] = []
+
+
+def progress_callbacks(label: str):
+    """Callbacks that draw a tqdm progress bar on stderr."""
+    from tqdm import tqdm
+
+    from core.callbacks import Callbacks
+
+    bar = tqdm(total=100, desc=label, file=sys.stderr, leave=False,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def on_progress(fraction: float, message: str) -> None:
+        bar.n = round(fraction * 100)
+        bar.set_postfix_str(message[:60], refresh=True)
+
+    return Callbacks(on_progress=on_progress)
+
+
+def print_summary(report: dict[str, Any], out: Path) -> None:
+    """One short human summary of a report on stdout."""
+    res = report.get("result") or {}
+    lat = res.get("latency_ms", {})
+    parts = [f"accuracy {res.get('accuracy', float('nan')):.4f}",
+             f"size {res.get('size_bytes', 0):,} B"]
+    parts += [f"p50 b{bs} {v['p50']:.3f} ms" for bs, v in lat.items()]
+    parts += [f"{k} {v:.2f}" for k, v in (report.get("ratios") or {}).items() if v is not None]
+    print(f"{report.get('operation')}: " + ", ".join(parts))
+    for w in report.get("warnings", []):
+        print(f"warning: {w}")
+    print(f"report: {out / 'report.json'}")
+
+
+def _measure_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"threads": args.threads}
+
+
+def _cmd_train(args: argparse.Namespace) -> Path:
+    from core.runs import train_baseline
+    from core.training import TrainConfig
+
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    data = _dataset(args)
+    report = train_baseline(args.out, model=args.model, data=data, config=cfg,
+                            callbacks=progress_callbacks("train"),
+                            measure_options=_measure_options(args))
+    print_summary(report, args.out)
+    return args.out
+
+
+def _dataset(args: argparse.Namespace):
+    from core.data import load_dataset
+
+    return load_dataset(args.data, label_column=args.label_column, seed=args.seed)
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> Path:
+    from core.runs import benchmark_model
+
+    report = benchmark_model(args.out, model=args.model, data=_dataset(args),
+                             callbacks=progress_callbacks("benchmark"),
+                             measure_options=_measure_options(args))
+    print_summary(report, args.out)
+    return args.out
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from core.models import DEFAULTS, list_families
+
+    for name in list_families():
+        print(f"{name}\tdefaults: {json.dumps(DEFAULTS.get(name, {}))}")
+
+
+def _cmd_datasets(args: argparse.Namespace) -> None:
+    from core.data import list_datasets, load_dataset
+
+    for name in list_datasets():
+        s = load_dataset(name).summary()
+        print(f"{name}\t{s['kind']}, input {s['input_shape']}, {s['num_classes']} classes, "
+              f"{s['train'] + s['val'] + s['test']} rows")
+
+
+def _cmd_methods(args: argparse.Namespace) -> None:
+    from core.registry import _REGISTRY, list_areas
+
+    areas = [args.area] if args.area else list_areas()
+    for area in areas:
+        from core.registry import list_methods
+
+        for name in list_methods(area):
+            print(f"{area}\t{name}\t{_REGISTRY[area][name].summary}")
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from studio.app import launch
+
+    launch(host=args.host, port=args.port, root=args.root)
+
+
+def add_common(p: argparse.ArgumentParser, *, out: bool = True, data: bool = True) -> None:
+    """Options shared by verbs: --data, --label-column, --seed, --threads, --out."""
+    if data:
+        p.add_argument("--data", default="digits", help="built-in name, .csv or .npz")
+        p.add_argument("--label-column", default="label")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="threads used when timing")
+    if out:
+        p.add_argument("--out", type=Path, required=True, help="run folder to write")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("serve", help="open the studio in a browser")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--root", type=Path, default=None, help="folder for sessions and runs")
+    p.set_defaults(func=_cmd_serve)
+    sub.add_parser("models", help="list built-in model families").set_defaults(func=_cmd_models)
+    sub.add_parser("datasets", help="list built-in data sets").set_defaults(func=_cmd_datasets)
+    p = sub.add_parser("methods", help="list registered methods")
+    p.add_argument("area", nargs="?", default=None)
+    p.set_defaults(func=_cmd_methods)
+    p = sub.add_parser("train", help="train a built-in model (the baseline)")
+    p.add_argument("--model", default="cnn")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=64)
+    add_common(p)
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("benchmark", help="measure a model under the protocol")
+    p.add_argument("--model", required=True, help="run folder, .onnx, .pt or .pt2")
+    add_common(p)
+    p.set_defaults(func=_cmd_benchmark)
+    for name in AREA_CLIS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None = None) -> int:
+    """Parse and run; returns the exit code."""
+    err = err or (lambda msg: print(msg, file=sys.stderr))
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        args.func(args)
+    except StudioError as exc:
+        err(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err("error: interrupted")
+        return 130
+    except Exception as exc:  # an internal error: say so plainly
+        err(f"internal error: {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""One exception root for the studio; bad input raises a subclass with a clear message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "StudioError",
+    "InvalidParameterError",
+    "DataError",
+    "ModelFileError",
+    "UnsupportedModelError",
+    "CancelledError",
+    "check_range",
+]
+
+
+class StudioError(Exception):
+    """Root of every error the studio raises on purpose (UI: gr.Error, CLI: exit 2)."""
+
+
+class InvalidParameterError(StudioError, ValueError):
+    """A parameter is outside its allowed values."""
+
+    def __init__(self, name: str, rule: str, value: Any) -> None:
+        self.name, self.rule, self.value = name, rule, value
+        super().__init__(f"The '{name}' parameter must be {rule}. Got {value!r} instead.")
+
+
+class DataError(StudioError, ValueError):
+    """A data set cannot be used (missing label column, NaNs, wrong shape...)."""
+
+
+class ModelFileError(StudioError, ValueError):
+    """A model file is not one the studio loads (pickle, unknown format, corrupt)."""
+
+
+class UnsupportedModelError(StudioError):
+    """A method cannot handle this model (e.g. an operator that does not export)."""
+
+
+class CancelledError(StudioError):
+    """The user stopped the job; nothing half-written is kept."""
+
+
+def check_range(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    kind: type = float,
+) -> None:
+    """Raise InvalidParameterError unless ``low <= value <= high`` (bounds as given)."""
+    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        ok_type = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok_type and value == value  # NaN fails
+    if ok and low is not None:
+        ok = value >= low if low_inclusive else value > low
+    if ok and high is not None:
+        ok = value <= high if high_inclusive else value < high
+    if not ok:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        left = "[" if low_inclusive and low is not None else "("
+        right = "]" if high_inclusive and high is not None else ")"
+        noun = "an integer" if kind is int else "a float"
+        raise InvalidParameterError(name, f"{noun} in {left}{lo}, {hi}{right}", value)

@@ -1,0 +1,30 @@
+"""The measurement protocol and environment manifest, for torch modules and ORT sessions."""
+
+from core.measure._accuracy import Metrics, evaluate, metrics_from_logits
+from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, torch_param_counts
+from core.measure._environment import cpu_isa, environment_manifest
+from core.measure._latency import batch_of, interleaved_latency
+from core.measure._measure import Measurement, measure, measure_many, serialized_size
+from core.measure._predictor import Predictor, as_predictor, ort_session, predict_logits
+
+__all__ = [
+    "Measurement",
+    "Metrics",
+    "Predictor",
+    "as_predictor",
+    "batch_of",
+    "cpu_isa",
+    "environment_manifest",
+    "evaluate",
+    "interleaved_latency",
+    "measure",
+    "measure_many",
+    "metrics_from_logits",
+    "onnx_macs",
+    "onnx_param_counts",
+    "ort_session",
+    "predict_logits",
+    "serialized_size",
+    "torch_macs",
+    "torch_param_counts",
+]

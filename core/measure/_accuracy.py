@@ -1,0 +1,45 @@
+"""Classification metrics on a split of a data set."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from core.measure._predictor import predict_logits
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Accuracy, macro F1/precision/recall and mean cross-entropy on one split."""
+
+    accuracy: float
+    f1_macro: float
+    precision_macro: float
+    recall_macro: float
+    loss: float
+    samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def metrics_from_logits(logits: np.ndarray, y: np.ndarray) -> Metrics:
+    """Metrics from logits and integer labels."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if len(y) == 0:
+        return Metrics(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    pred = logits.argmax(axis=1)
+    p, r, f, _ = precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(y)), y].mean())
+    return Metrics(float((pred == y).mean()), float(f), float(p), float(r), loss, int(len(y)))
+
+
+def evaluate(model: Any, data: Any, split: str = "test", *, batch_size: int = 256) -> Metrics:
+    """Metrics of a module, ORT session or ``.onnx`` path on one split of a Dataset."""
+    X, y = data.split(split)
+    return metrics_from_logits(predict_logits(model, X, batch_size=batch_size), y)

@@ -1,0 +1,132 @@
+"""Parameter and MAC counts, for torch modules and ONNX graphs alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_SKIP_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "scale", "zero_point")
+
+
+def _tensors(value: Any):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
+
+
+def torch_param_counts(model: Any) -> tuple[int, int]:
+    """(parameters, non-zero parameters) from the state dict; quantized weights count too."""
+    total = nonzero = 0
+    for name, value in model.state_dict().items():
+        if name.endswith(_SKIP_SUFFIXES):
+            continue
+        for t in _tensors(value):
+            if t.is_quantized:
+                t = t.dequantize()
+            if not t.is_floating_point() or t.numel() == 0:
+                continue
+            total += t.numel()
+            nonzero += int((t != 0).sum())
+    return total, nonzero
+
+
+def torch_macs(model: Any, example: Any) -> int | None:
+    """Multiply-accumulates of one forward pass (FLOPs / 2 from torch's flop counter)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            model(example)
+        flops = counter.get_total_flops()
+    except Exception:  # scripted or quantized modules the counter cannot follow
+        return None
+    return int(flops // 2) if flops else None
+
+
+def _onnx_model(path: str | Path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+_META_INPUT_OPS = {"QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2), "Reshape": (1,),
+                   "MatMulNBits": (2, 3, 4), "Unsqueeze": (1,), "Squeeze": (1,),
+                   "Slice": (1, 2, 3, 4), "Expand": (1,), "Gather": (1,)}
+
+
+def onnx_param_counts(path: str | Path) -> tuple[int, int]:
+    """(parameters, non-zero) of an ONNX graph's weights, leaving out scales and shapes."""
+    from onnx import numpy_helper
+
+    model = _onnx_model(path)
+    meta: set[str] = set()
+    nbits: dict[str, int] = {}
+    for node in model.graph.node:
+        for idx in _META_INPUT_OPS.get(node.op_type, ()):
+            if idx < len(node.input):
+                meta.add(node.input[idx])
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: a.i for a in node.attribute}
+            nbits[node.input[1]] = attrs.get("K", 0) * attrs.get("N", 0)
+    total = nonzero = 0
+    for init in model.graph.initializer:
+        if init.name in meta:
+            continue
+        if init.name in nbits:
+            total += nbits[init.name]
+            nonzero += nbits[init.name]
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size <= 1 or arr.dtype.kind not in "fiu" or arr.dtype == np.int64:
+            continue
+        total += arr.size
+        nonzero += int(np.count_nonzero(arr))
+    return total, nonzero
+
+
+def onnx_macs(path: str | Path) -> int | None:
+    """MACs of one sample through an ONNX graph, from shapes inferred at batch 1."""
+    import onnx
+
+    model = _onnx_model(path)
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = 1
+    try:
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        return None
+    shapes: dict[str, list[int]] = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    total = 0
+    for node in model.graph.node:
+        out = shapes.get(node.output[0]) if node.output else None
+        if not out or 0 in out:
+            continue
+        size = int(np.prod(out))
+        op = node.op_type
+        attrs = {a.name: a for a in node.attribute}
+        if op in ("Conv", "ConvInteger", "QLinearConv"):
+            w = shapes.get(node.input[3 if op == "QLinearConv" else 1])
+            if w and len(w) >= 3:
+                total += size * int(np.prod(w[1:]))
+        elif op in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"):
+            a = shapes.get(node.input[0])
+            if a:
+                trans = op == "Gemm" and "transA" in attrs and attrs["transA"].i
+                total += size * (a[0] if trans else a[-1])
+        elif op == "MatMulNBits":
+            total += size * int(attrs["K"].i)
+    return total

@@ -1,0 +1,178 @@
+"""The measurement protocol: the same figures for every variant, timed side by side."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from core.measure._accuracy import metrics_from_logits
+from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, torch_param_counts
+from core.measure._latency import interleaved_latency
+from core.measure._memory import measure_memory_subprocess
+from core.measure._predictor import Predictor, as_predictor, predict_logits
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the studio reports for one variant (schema in DESIGN.md)."""
+
+    accuracy: float
+    f1_macro: float
+    size_bytes: int
+    params: int
+    nonzero_params: int
+    macs: int | None
+    latency_ms: dict[str, dict[str, float]]
+    throughput_per_s: float | None
+    peak_memory_mb: float | None
+    threads: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Measurement":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def p50(self, batch_size: int) -> float | None:
+        entry = self.latency_ms.get(str(batch_size))
+        return entry["p50"] if entry else None
+
+
+def serialized_size(model: Any) -> int:
+    """Bytes of a model's weights serialized in memory (when no artifact file is given)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    try:
+        from safetensors.torch import save
+
+        return len(save({k: v.contiguous() for k, v in model.state_dict().items()}))
+    except Exception:
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        return buf.tell()
+
+
+def _static_figures(model: Any, files: Sequence[Path], example: np.ndarray) -> dict[str, Any]:
+    import torch
+
+    onnx_file = next((Path(f) for f in files if str(f).endswith(".onnx")), None)
+    if isinstance(model, Predictor):
+        model = model.model
+    if isinstance(model, torch.nn.Module):
+        params, nonzero = torch_param_counts(model)
+        dtype = next((p.dtype for p in model.parameters()), torch.float32)
+        macs = torch_macs(model, torch.from_numpy(example).to(dtype))
+    elif onnx_file is not None:
+        params, nonzero = onnx_param_counts(onnx_file)
+        macs = None
+    else:
+        params = nonzero = 0
+        macs = None
+    if onnx_file is not None and (macs is None or params == 0):
+        macs = macs if macs is not None else onnx_macs(onnx_file)
+        if params == 0:
+            params, nonzero = onnx_param_counts(onnx_file)
+    size = sum(Path(f).stat().st_size for f in files) if files else serialized_size(model)
+    return {"params": params, "nonzero_params": nonzero, "macs": macs, "size_bytes": size}
+
+
+def _in_process_peak_mb(pred: Predictor, xb: np.ndarray) -> float:
+    """Peak RSS growth while running one batch, sampled by a thread (no file to load)."""
+    import psutil
+
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    with pred.pinned_threads():
+        pred(xb)
+    done.set()
+    t.join()
+    return max(peak[0] - base, 0) / 2**20
+
+
+def measure_many(
+    models: Mapping[str, Any],
+    data: Any,
+    *,
+    files: Mapping[str, Sequence[str | Path]] | None = None,
+    batch_sizes: tuple[int, ...] = (1, 64),
+    threads: int = 1,
+    budget_s: float = 0.4,
+    memory: bool = True,
+    callbacks: Any = None,
+) -> dict[str, Measurement]:
+    """Measure several variants under one protocol in one run; latency is interleaved.
+
+    ``models`` maps a name to a torch module, an ORT session or an ``.onnx`` path;
+    ``files`` maps the same name to the artifact file(s) whose bytes are its size (and
+    from which its peak memory is measured in a fresh process).
+    """
+    files = {k: [Path(f) for f in v] for k, v in (files or {}).items()}
+    X, y = data.split("test")
+    check = callbacks.check if callbacks is not None else None
+    preds = {name: as_predictor(m, threads=threads) for name, m in models.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for i, (name, pred) in enumerate(preds.items()):
+        if callbacks is not None:
+            callbacks.progress(i / (len(preds) + 1), f"Measuring accuracy of {name}")
+        metrics = metrics_from_logits(predict_logits(pred, X), y)
+        out[name] = {"accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro,
+                     **_static_figures(models[name], files.get(name, []), X[:1])}
+    peaks: dict[str, float | None] = {}
+    if memory:
+        loadable = {name: _memory_file(fs) for name, fs in files.items() if name in preds}
+        loadable = {k: v for k, v in loadable.items() if v is not None}
+        by_path = measure_memory_subprocess(list(loadable.values()), batch_size=max(batch_sizes))
+        peaks = {name: by_path.get(str(path)) for name, path in loadable.items()}
+        for name, pred in preds.items():
+            if peaks.get(name) is None:
+                peaks[name] = _in_process_peak_mb(pred, np.repeat(X[:1], max(batch_sizes), 0))
+    if callbacks is not None:
+        callbacks.progress(len(preds) / (len(preds) + 1), "Timing (interleaved)")
+    lat = interleaved_latency(preds, X, batch_sizes=batch_sizes, budget_s=budget_s, check=check)
+    result = {}
+    for name in preds:
+        big = str(max(batch_sizes))
+        p50 = lat[name][big]["p50"]
+        result[name] = Measurement(
+            latency_ms=lat[name], throughput_per_s=max(batch_sizes) * 1000.0 / p50,
+            peak_memory_mb=peaks.get(name), threads=threads, **out[name],
+        )
+    return result
+
+
+def _memory_file(paths: Sequence[Path]) -> Path | None:
+    """The file (or run folder) from which a fresh process can load the model."""
+    for p in paths:
+        if p.name in ("model.safetensors", "model.json"):
+            return p.parent
+    for p in paths:
+        if p.suffix in (".onnx", ".pt", ".pt2"):
+            return p
+    return None
+
+
+def measure(model: Any, data: Any, *, files: Sequence[str | Path] = (), **kwargs: Any
+            ) -> Measurement:
+    """Measure one variant (see ``measure_many`` for the options)."""
+    return measure_many({"model": model}, data, files={"model": list(files)}, **kwargs)["model"]

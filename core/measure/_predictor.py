@@ -1,0 +1,94 @@
+"""One calling convention for torch modules and ONNX Runtime sessions: numpy in, logits out."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from core.errors import InvalidParameterError
+
+
+class Predictor:
+    """Wraps a model so that ``predictor(X) -> logits`` (numpy float32 in and out)."""
+
+    def __init__(self, model: Any, *, threads: int = 1) -> None:
+        self.model = model
+        self.threads = threads
+        self.kind = "onnx" if _is_ort_session(model) else "torch"
+        if self.kind == "torch":
+            import torch
+
+            if not isinstance(model, torch.nn.Module) and not hasattr(model, "forward"):
+                raise InvalidParameterError("model", "a torch.nn.Module or an ONNX Runtime "
+                                            "InferenceSession", type(model).__name__)
+            model.eval()
+            self._dtype = _input_dtype(model)
+        else:
+            self._input_name = model.get_inputs()[0].name
+            self._np_dtype = np.float16 if "float16" in model.get_inputs()[0].type else np.float32
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if self.kind == "onnx":
+            out = self.model.run(None, {self._input_name: X.astype(self._np_dtype, copy=False)})
+            return np.asarray(out[0], dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.ascontiguousarray(X)).to(self._dtype))
+        return out.float().numpy()
+
+    @contextlib.contextmanager
+    def pinned_threads(self) -> Iterator[None]:
+        """Run torch with this predictor's thread count, then restore the global setting."""
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+def _is_ort_session(model: Any) -> bool:
+    return type(model).__name__ == "InferenceSession" and hasattr(model, "get_inputs")
+
+
+def _input_dtype(model: Any):
+    import torch
+
+    for p in list(model.parameters())[:1]:
+        if p.dtype in (torch.float16, torch.bfloat16):
+            return p.dtype
+    return torch.float32
+
+
+def ort_session(path: str | Path, *, threads: int = 1):
+    """An ONNX Runtime CPU session with a fixed intra-op thread count."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def as_predictor(model: Any, *, threads: int = 1) -> Predictor:
+    """A Predictor for a module, an ORT session, a Predictor, or a path to an ``.onnx`` file."""
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, (str, Path)):
+        model = ort_session(model, threads=threads)
+    return Predictor(model, threads=threads)
+
+
+def predict_logits(model: Any, X: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Logits for all rows of X, in batches."""
+    pred = as_predictor(model)
+    with pred.pinned_threads():
+        parts = [pred(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

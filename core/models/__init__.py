@@ -1,0 +1,25 @@
+"""Built-in model families: ``mlp``, ``cnn`` and ``vit``, with explicit widths."""
+
+from core.models._families import (
+    CNN,
+    DEFAULTS,
+    MLP,
+    ModelSpec,
+    ViT,
+    build_model,
+    is_builtin,
+    list_families,
+    model_for_data,
+)
+
+__all__ = [
+    "CNN",
+    "DEFAULTS",
+    "MLP",
+    "ModelSpec",
+    "ViT",
+    "build_model",
+    "is_builtin",
+    "list_families",
+    "model_for_data",
+]

@@ -1,0 +1,110 @@
+"""Run-level workflows every area starts from: train a baseline, benchmark, open a variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.artifacts import LoadedModel, load_model, read_report, save_model, staging, write_run
+from core.callbacks import Callbacks
+from core.data import Dataset, load_dataset
+from core.errors import InvalidParameterError
+from core.models import model_for_data
+from core.training import TrainConfig, train
+
+__all__ = ["Variant", "open_variant", "train_baseline", "benchmark_model", "data_from_report"]
+
+
+@dataclass
+class Variant:
+    """A run folder opened for further work: its model, its data and its report."""
+
+    run_dir: Path
+    loaded: LoadedModel
+    data: Dataset
+    report: dict[str, Any]
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+
+def data_from_report(report: dict[str, Any]) -> Dataset:
+    """Rebuild the data set a run was made on (same source, seed and split)."""
+    spec = dict(report.get("data") or {"source": "digits"})
+    return load_dataset(spec.pop("source"), **spec)
+
+
+def open_variant(run_dir: str | Path, *, data: Dataset | None = None) -> Variant:
+    """Open a run folder: load its model (built-in weights or ONNX) and its data set."""
+    run_dir = Path(run_dir)
+    report = read_report(run_dir)
+    return Variant(run_dir, load_model(run_dir), data or data_from_report(report), report)
+
+
+def train_baseline(
+    out_dir: str | Path,
+    *,
+    model: str = "cnn",
+    data: str | Dataset = "digits",
+    config: TrainConfig | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    callbacks: Callbacks | None = None,
+    measure_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a built-in model on a data set and write a measured run folder; returns the report."""
+    config = config or TrainConfig()
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, seed=config.seed)
+    cb = Callbacks.ensure(callbacks)
+    net = model_for_data(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
+    with staging(out_dir) as tmp:
+        result = train(net, dataset, config, callbacks=cb)
+        saved = save_model(net, tmp, data=dataset)
+        report = write_run(
+            tmp, operation="train", method=None, data=dataset, result_model=net,
+            result_files=[tmp / "model.safetensors"], seed=config.seed,
+            config={"model": model, "model_kwargs": net.spec().kwargs, **config.to_dict()},
+            extra={"training": result.to_dict(), "onnx_parity_max_abs_diff": saved["onnx_parity"]},
+            measure_options=measure_options, callbacks=cb,
+        )
+    return report
+
+
+def benchmark_model(
+    out_dir: str | Path,
+    *,
+    model: str | Path,
+    data: str | Dataset = "digits",
+    label_column: str = "label",
+    callbacks: Callbacks | None = None,
+    measure_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Measure a model file or run folder on a data set and write a run folder for it."""
+    import shutil
+
+    loaded = load_model(model)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, label_column=label_column)
+    shape = loaded.input_shape
+    if shape and tuple(shape) != tuple(dataset.input_shape):
+        raise InvalidParameterError("model input shape",
+                                    f"equal to the data's {list(dataset.input_shape)}",
+                                    list(shape))
+    with staging(out_dir) as tmp:
+        if loaded.kind == "builtin":
+            save_model(loaded.model, tmp, data=dataset)
+            files = [tmp / "model.safetensors"]
+        else:
+            target = tmp / f"model{'.onnx' if loaded.kind == 'onnx' else Path(loaded.path).suffix}"
+            shutil.copyfile(loaded.path, target)
+            files = [target]
+        report = write_run(
+            tmp, operation="benchmark", method=None, data=dataset, result_model=loaded.model,
+            result_files=files, config={"model": str(model)}, callbacks=callbacks,
+            measure_options=measure_options,
+        )
+    return report
