@@ -13,7 +13,21 @@ from core.errors import InvalidParameterError
 from core.models import model_for_data
 from core.training import TrainConfig, train
 
-__all__ = ["Variant", "open_variant", "train_baseline", "benchmark_model", "data_from_report"]
+__all__ = [
+    "RunResult", "Variant", "benchmark_model", "data_from_report", "open_variant",
+    "train_baseline",
+]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What every verb returns: the run folder it wrote and its report."""
+
+    run_dir: Path
+    report: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), **self.report}
 
 
 @dataclass

@@ -1,0 +1,18 @@
+"""Start Optimization Studio (also the Hugging Face Space ``app_file``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from studio.app import build_app, default_root, launch_kwargs
+from studio.context import StudioContext
+
+ctx = StudioContext(default_root())
+demo = build_app(ctx)
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+    args = parser.parse_args()
+    demo.launch(**launch_kwargs(ctx, args.host, args.port))

@@ -1,0 +1,59 @@
+"""The Gradio app: ``build_app(ctx)`` assembles one tab per area over the core engine."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import studio  # noqa: F401  (sets the offline environment before gradio is imported)
+from studio.context import StudioContext
+
+# (module, builder) per tab, in display order. Each builder is ``build_<tab>_tab(ctx)``
+# and is called inside ``gr.Blocks``/``gr.Tabs``; it creates one ``gr.Tab``.
+TABS: list[tuple[str, str]] = [
+    ("studio.tabs.model_data", "build_model_data_tab"),
+    ("studio.tabs.comparison", "build_comparison_tab"),
+]
+
+TITLE = "Optimization Studio"
+
+
+def default_root() -> Path:
+    """Where sessions and runs live: $STUDIO_ROOT or ./results."""
+    return Path(os.environ.get("STUDIO_ROOT", "results"))
+
+
+def build_app(ctx: StudioContext | None = None):
+    """The studio as a ``gr.Blocks`` (not launched)."""
+    import gradio as gr
+
+    ctx = ctx or StudioContext(default_root())
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\nMake a model smaller and faster, and see — measured, not "
+                    "estimated — what each step costs in accuracy.")
+        with gr.Tabs():
+            for module, builder in TABS:
+                getattr(importlib.import_module(module), builder)(ctx)
+    demo.queue(max_size=ctx.queue_size, default_concurrency_limit=ctx.engine_limit)
+    demo.studio_context = ctx
+    return demo
+
+
+def launch_kwargs(ctx: StudioContext, host: str | None = None, port: int | None = None) -> dict:
+    """Arguments for ``demo.launch``: honours GRADIO_SERVER_NAME/PORT (Hugging Face Space)."""
+    import gradio as gr
+
+    return {
+        "server_name": host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        "server_port": port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        "allowed_paths": [str(ctx.root)],
+        "ssr_mode": False,
+        "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"]),
+    }
+
+
+def launch(host: str | None = None, port: int | None = None, root: Path | None = None) -> None:
+    """Build and serve the studio (blocking)."""
+    ctx = StudioContext(root or default_root())
+    build_app(ctx).launch(**launch_kwargs(ctx, host, port))

@@ -1,0 +1,116 @@
+"""Per-browser-session storage of variants (run folders) and the engine concurrency group."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core.artifacts import new_run_id
+from core.errors import StudioError
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+class NotFoundError(StudioError):
+    """A run or session id that does not exist for this session."""
+
+
+@dataclass
+class StudioContext:
+    """Where sessions keep their runs, and how long work is queued.
+
+    Each browser session (Gradio's ``session_hash``) owns ``root/sessions/<id>/``; every
+    variant is a run folder there, so a ``gr.State`` never holds a model.
+    """
+
+    root: Path
+    engine_limit: int = 1
+    queue_size: int = 16
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        (self.root / "sessions").mkdir(parents=True, exist_ok=True)
+
+    # --- events -----------------------------------------------------------------------
+    def engine(self) -> dict[str, Any]:
+        """Keyword arguments for every long-running event: one shared concurrency group."""
+        return {"concurrency_id": "engine", "concurrency_limit": self.engine_limit}
+
+    # --- sessions and runs --------------------------------------------------------------
+    def session_id(self, request: Any) -> str:
+        """The session's id from a ``gr.Request`` (or a plain string in tests)."""
+        sid = request if isinstance(request, str) else getattr(request, "session_hash", None)
+        sid = re.sub(r"[^A-Za-z0-9_-]", "", str(sid or ""))[:64]
+        if not sid:
+            raise StudioError("This action needs a browser session; reload the page.")
+        return sid
+
+    def session_dir(self, request: Any) -> Path:
+        path = self.root / "sessions" / self.session_id(request)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def new_run_dir(self, request: Any, operation: str) -> Path:
+        """A fresh, unguessable run folder path (not created: engines stage into it)."""
+        return self.session_dir(request) / new_run_id(operation)
+
+    def runs(self, request: Any) -> list[Path]:
+        """This session's finished run folders, oldest first."""
+        folder = self.session_dir(request)
+        done = [p for p in folder.iterdir() if (p / "report.json").is_file()]
+        return sorted(done, key=lambda p: (p / "report.json").stat().st_mtime)
+
+    def reports(self, request: Any) -> list[tuple[Path, dict[str, Any]]]:
+        return [(p, json.loads((p / "report.json").read_text())) for p in self.runs(request)]
+
+    def find_run(self, request: Any, run_id: str) -> Path:
+        """A run of this session by id; another session's id (or any odd string) is not found."""
+        run_id = str(run_id or "").split(" ", 1)[0]
+        path = self.session_dir(request) / run_id
+        if not _SAFE_ID.match(run_id) or not (path / "report.json").is_file():
+            raise NotFoundError(f"Variant '{run_id}' was not found in this session.")
+        return path
+
+    def baseline(self, request: Any) -> Path | None:
+        """The newest trained (or uploaded) baseline of this session, if any."""
+        for path, report in reversed(self.reports(request)):
+            if report.get("operation") in ("train", "benchmark"):
+                return path
+        return None
+
+    def ensure_baseline(self, request: Any, callbacks: Any = None) -> Path:
+        """The session's baseline; trains the built-in default (digits + cnn) on first use."""
+        found = self.baseline(request)
+        if found is not None:
+            return found
+        from core.runs import train_baseline
+
+        with self.session_lock(request):
+            found = self.baseline(request)
+            if found is None:
+                found = self.new_run_dir(request, "train")
+                train_baseline(found, model="cnn", data="digits", callbacks=callbacks)
+        return found
+
+    def session_lock(self, request: Any) -> threading.Lock:
+        return self._locks.setdefault(self.session_id(request), threading.Lock())
+
+    def variant_choices(self, request: Any) -> list[str]:
+        """Dropdown labels ``"<run id> — <what it is>"`` for this session's variants."""
+        return [f"{p.name} — {describe(r)}" for p, r in self.reports(request)]
+
+
+def describe(report: dict[str, Any]) -> str:
+    """A short human label for a report: operation, method, accuracy."""
+    acc = (report.get("result") or {}).get("accuracy")
+    what = report.get("method") or report.get("config", {}).get("model") or ""
+    text = f"{report.get('operation')} {what}".strip()
+    return f"{text} (acc {acc:.3f})" if isinstance(acc, float) else text
+
+
+Handler = Callable[..., Any]
