@@ -183,7 +183,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = qkv.unbind(0)  # unbind (not indexing) lets Torch-Pruning trace heads
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
         if self.keep_attention:
             self.last_attention = attn
