@@ -37,7 +37,7 @@ class LoadedModel:
     def files(self) -> list[Path]:
         """The artifact file(s) whose bytes make this model's size."""
         if self.kind == "builtin":
-            return [self.path / "model.safetensors"]
+            return [self.path / self.meta.get("weights", "model.safetensors")]
         return [self.path]
 
 
@@ -133,6 +133,17 @@ def load_model(path: str | Path, *, threads: int = 1) -> LoadedModel:
 
 def _load_run_folder(folder: Path, *, threads: int) -> LoadedModel:
     meta_file = folder / "model.json"
+    if meta_file.is_file() and (folder / "model.sparse.npz").is_file():
+        from core.artifacts._sparse import load_sparse_state  # unstructured pruning's form
+        from core.models import build_model
+
+        meta = json.loads(meta_file.read_text())
+        model = build_model(meta["family"], **meta["kwargs"])
+        model.load_state_dict(load_sparse_state(folder / "model.sparse.npz"))
+        model.eval()
+        meta.setdefault("weights", "model.sparse.npz")
+        return LoadedModel(model, "builtin", tuple(model.input_shape),
+                           meta["kwargs"].get("num_classes"), folder, meta)
     if meta_file.is_file() and (folder / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
