@@ -13,6 +13,7 @@ demo = build_app(ctx)
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
-    parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+    parser.add_argument("--port", type=int, default=None,
+                        help="default: $GRADIO_SERVER_PORT or 7860")
     args = parser.parse_args()
     demo.launch(**launch_kwargs(ctx, args.host, args.port))

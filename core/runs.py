@@ -11,7 +11,7 @@ from core.callbacks import Callbacks
 from core.data import Dataset, load_dataset
 from core.errors import InvalidParameterError
 from core.models import model_for_data
-from core.training import TrainConfig, train
+from core.training import TrainConfig, seed_everything, train
 
 __all__ = [
     "RunResult", "Variant", "benchmark_model", "data_from_report", "open_variant",
@@ -75,6 +75,7 @@ def train_baseline(
     config = config or TrainConfig()
     dataset = data if isinstance(data, Dataset) else load_dataset(data, seed=config.seed)
     cb = Callbacks.ensure(callbacks)
+    seed_everything(config.seed)
     net = model_for_data(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
     with staging(out_dir) as tmp:
         result = train(net, dataset, config, callbacks=cb)

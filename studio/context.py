@@ -30,6 +30,8 @@ class StudioContext:
     root: Path
     engine_limit: int = 1
     queue_size: int = 16
+    upload_limit_mb: float = 200.0
+    measure_options: dict[str, Any] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,7 +96,8 @@ class StudioContext:
             found = self.baseline(request)
             if found is None:
                 found = self.new_run_dir(request, "train")
-                train_baseline(found, model="cnn", data="digits", callbacks=callbacks)
+                train_baseline(found, model="cnn", data="digits", callbacks=callbacks,
+                               measure_options=self.measure_options)
         return found
 
     def session_lock(self, request: Any) -> threading.Lock:

@@ -1,0 +1,119 @@
+"""Tab "Model & Data": pick or upload a model and data, train the baseline, see its figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from core.data import list_datasets, load_dataset
+from core.models import list_families
+from core.runs import benchmark_model, train_baseline
+from core.training import TrainConfig
+from studio.charts import training_curve, variant_row
+from studio.context import StudioContext
+from studio.runner import call, stream
+from studio.uploads import store_data_upload, store_model_upload
+
+
+def figures_table(report: dict[str, Any], run_id: str) -> pd.DataFrame:
+    """The measured figures of one run as a two-column table."""
+    row = variant_row(run_id, report)
+    return pd.DataFrame({"figure": list(row), "value": [str(v) for v in row.values()]})
+
+
+def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
+    with gr.Tab("Model & Data", id="model_data") as tab:
+        gr.Markdown("Train a built-in model on a data set (the default is the digits data set "
+                    "and a small CNN, trained in seconds), or upload your own model. Its "
+                    "figures are measured, and it becomes the baseline for the other tabs.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                family = gr.Dropdown(list_families(), value="cnn", label="Model family")
+                dataset = gr.Dropdown(list_datasets(), value="digits", label="Data set")
+                data_file = gr.File(label="…or your data (.csv with a 'label' column, or .npz "
+                                    "with X and y)", file_types=[".csv", ".npz"])
+                label_column = gr.Textbox("label", label="Label column (CSV)")
+                epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
+                lr = gr.Number(0.01, label="Learning rate", minimum=1e-6, maximum=10)
+                with gr.Row():
+                    train_btn = gr.Button("Train baseline", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop")
+                model_file = gr.File(label="Or upload a model (.onnx, TorchScript .pt, "
+                                     "torch.export .pt2)", file_types=[".onnx", ".pt", ".pt2"])
+                use_btn = gr.Button("Measure uploaded model")
+            with gr.Column(scale=2):
+                status = gr.Markdown("No baseline yet.")
+                curve = gr.Plot(label="Training curve")
+                table = gr.Dataframe(label="Measured figures", interactive=False)
+
+        def resolve_data(request: gr.Request, name: str, upload: str | None, column: str):
+            if upload:
+                path = store_data_upload(upload, ctx.session_dir(request) / "uploads",
+                                         limit_mb=ctx.upload_limit_mb)
+                load_dataset(path, label_column=column)  # validate now, with a clear message
+                return str(path)
+            return name
+
+        def on_train(name, fam, upload, column, n_epochs, rate, request: gr.Request):
+            source = call(lambda: resolve_data(request, name, upload, column))
+            config = call(lambda: TrainConfig(epochs=int(n_epochs), lr=float(rate)))
+            run_dir = ctx.new_run_dir(request, "train")
+            history: list[dict[str, float]] = []
+
+            def work(cb):
+                data = load_dataset(source, label_column=column, seed=config.seed)
+                return train_baseline(run_dir, model=fam, data=data, config=config,
+                                      callbacks=cb, measure_options=ctx.measure_options)
+
+            yield "Training…", None, None
+            for kind, payload in stream(work):
+                if kind == "metrics":
+                    history.append(payload)
+                    yield (f"Epoch {payload['epoch']}/{config.epochs}: val accuracy "
+                           f"{payload['val_accuracy']:.3f}"), training_curve(history), gr.skip()
+                elif kind == "progress":
+                    yield payload[1], gr.skip(), gr.skip()
+                elif kind == "done":
+                    yield (_summary("Trained", run_dir.name, payload),
+                           training_curve(history), figures_table(payload, run_dir.name))
+
+        def on_use(upload, name, data_upload, column, request: gr.Request):
+            if not upload:
+                raise gr.Error("Choose a model file first.")
+            path = call(lambda: store_model_upload(upload, ctx.session_dir(request) / "uploads",
+                                                   limit_mb=ctx.upload_limit_mb))
+            source = call(lambda: resolve_data(request, name, data_upload, column))
+            run_dir = ctx.new_run_dir(request, "benchmark")
+            yield "Measuring…", gr.skip()
+            for kind, payload in stream(lambda cb: benchmark_model(
+                    run_dir, model=path, data=load_dataset(source, label_column=column),
+                    callbacks=cb, measure_options=ctx.measure_options)):
+                if kind == "progress":
+                    yield payload[1], gr.skip()
+                elif kind == "done":
+                    yield (_summary("Measured", run_dir.name, payload),
+                           figures_table(payload, run_dir.name))
+
+        train_event = train_btn.click(
+            on_train, [dataset, family, data_file, label_column, epochs, lr],
+            [status, curve, table], api_name="train_baseline", show_progress_on=[status],
+            **ctx.engine())
+        use_event = use_btn.click(on_use, [model_file, dataset, data_file, label_column],
+                                  [status, table], api_name="use_model",
+                                  show_progress_on=[status], **ctx.engine())
+        stop_btn.click(None, None, None, cancels=[train_event, use_event], api_name="stop_train")
+    return tab
+
+
+def _summary(verb: str, run_id: str, report: dict[str, Any]) -> str:
+    res = report["result"]
+    text = (f"**{verb}** `{run_id}`: accuracy **{res['accuracy']:.4f}**, macro F1 "
+            f"{res['f1_macro']:.4f}, {res['params']:,} parameters, "
+            f"{res['size_bytes'] / 1024:.1f} KB, p50 at batch 1 "
+            f"{res['latency_ms']['1']['p50']:.3f} ms ({res['threads']} thread).")
+    parity = report.get("onnx_parity_max_abs_diff")
+    if parity is not None:
+        text += f" ONNX export parity: max |Δ| = {parity:.2e}."
+    return text
