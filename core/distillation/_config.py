@@ -1,0 +1,72 @@
+"""The distillation config: one frozen dataclass for every method, validated on creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import Config
+from core.errors import InvalidParameterError, check_range
+
+FAMILIES = ("mlp", "cnn", "vit")
+
+
+@dataclass(frozen=True)
+class DistillConfig(Config):
+    """How to distil: method, temperature, alpha, student size, transfer set, training budget.
+
+    ``alpha`` weights the teacher term: labelled rows get ``(1-alpha)*CE + alpha*T^2*KL``,
+    unlabelled rows only ``alpha*T^2*KL``. ``beta`` weights the method's extra term (hint,
+    attention or relational loss); ``None`` takes the method's default.
+    """
+
+    method: str = "soft-target"
+    temperature: float = 4.0
+    alpha: float = 0.7
+    beta: float | None = None
+    width: float = 0.5
+    depth: float = 1.0
+    family: str | None = None
+    student: str | None = None
+    teachers: tuple[str, ...] = ()
+    layer: str | None = None
+    label_fraction: float = 1.0
+    unlabelled: str | None = None
+    epochs: int = 10
+    lr: float = 0.01
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from core.registry import list_methods
+
+        methods = list_methods("distillation")
+        if methods and self.method not in methods:
+            raise InvalidParameterError("method", f"one of {methods}", self.method)
+        check_range("temperature", self.temperature, low=0, high=100, low_inclusive=False)
+        check_range("alpha", self.alpha, low=0, high=1)
+        if self.beta is not None:
+            check_range("beta", self.beta, low=0, high=1e6)
+        check_range("width", self.width, low=0, high=1, low_inclusive=False)
+        check_range("depth", self.depth, low=0, high=1, low_inclusive=False)
+        if self.family is not None and self.family not in FAMILIES:
+            raise InvalidParameterError("family", f"one of {list(FAMILIES)}", self.family)
+        check_range("label_fraction", self.label_fraction, low=0, high=1, low_inclusive=False)
+        check_range("epochs", self.epochs, low=1, high=10_000, kind=int)
+        check_range("lr", self.lr, low=0, high=10, low_inclusive=False)
+        check_range("batch_size", self.batch_size, low=2, high=65_536, kind=int)
+        check_range("seed", self.seed, low=0, kind=int)
+        if isinstance(self.teachers, (str, list)):
+            object.__setattr__(self, "teachers", _as_tuple(self.teachers))
+
+    def train_config(self):
+        """The TrainConfig both students are trained with (same epochs, seed, data order)."""
+        from core.training import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                           seed=self.seed)
+
+
+def _as_tuple(value: str | list[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)

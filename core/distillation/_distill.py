@@ -1,0 +1,278 @@
+"""The ``distill`` verb: train a KD student and a label-only student, measure them, report."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from core.callbacks import Callbacks
+from core.distillation._config import DistillConfig
+from core.distillation._methods import Setup
+from core.distillation._student import build_student, check_student
+from core.distillation._transfer import build_transfer_set
+from core.errors import InvalidParameterError, UnsupportedModelError
+
+OPERATION = "distill"
+
+
+def _sub(cb: Callbacks, lo: float, hi: float, tag: str | None = None) -> Callbacks:
+    """Callbacks mapping a sub-task's progress into [lo, hi] and tagging its metrics."""
+
+    def progress(f: float, m: str) -> None:
+        cb.progress(lo + f * (hi - lo), f"{tag}: {m}" if tag else m)
+
+    def metrics(d: dict[str, Any]) -> None:
+        cb.metrics({**d, "student": tag} if tag else d)
+
+    return Callbacks(on_progress=progress, on_metrics=metrics, cancel=cb.cancel)
+
+
+class _Trainee:
+    """Builds an nn.Module holding the student and the method's trainable extras."""
+
+    @staticmethod
+    def wrap(student: Any, extra: Any) -> Any:
+        from torch import nn
+
+        class Trainee(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.student = student
+                self.extra = extra if extra is not None else nn.Identity()
+                self.input_shape = getattr(student, "input_shape", None)
+
+            def forward(self, x: Any) -> Any:
+                return self.student(x)
+
+        return Trainee()
+
+
+def _resolve_data(data: Any, report: dict[str, Any] | None) -> Any:
+    from core.data import Dataset, load_dataset
+    from core.runs import data_from_report
+
+    if isinstance(data, Dataset):
+        return data
+    if report is not None and (data is None or str(data) == (report.get("data") or {})
+                               .get("source")):
+        return data_from_report(report)
+    if data is None:
+        raise InvalidParameterError("data", "a data set (a built-in name, .csv or .npz) when "
+                                    "the teacher is not a studio run folder", None)
+    return load_dataset(data)
+
+
+def _open_model(model: Any, data: Any) -> dict[str, Any]:
+    """A teacher (or extra teacher) from a module, an ORT session, a run folder or a file."""
+    from core.artifacts import load_model, read_report
+
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        report = read_report(path) if path.is_dir() else None
+        loaded = load_model(path)
+        return {"model": loaded.model, "files": loaded.files(), "meta": loaded.meta,
+                "kind": loaded.kind, "data": _resolve_data(data, report),
+                "parent": path.name if report is not None else None, "path": str(path)}
+    if model is None:
+        raise InvalidParameterError("teacher", "a model, run folder or model file", None)
+    kind = "onnx" if type(model).__name__ == "InferenceSession" else "torch"
+    return {"model": model, "files": [], "meta": {}, "kind": kind,
+            "data": _resolve_data(data, None), "parent": None, "path": None}
+
+
+def _check_teacher(model: Any, data: Any, role: str) -> int:
+    from core.measure import predict_logits
+
+    try:
+        out = predict_logits(model, data.X_train[:2])
+    except Exception as exc:
+        raise InvalidParameterError(
+            role, f"a model that takes the data's inputs of shape {list(data.input_shape)} "
+            f"({str(exc).splitlines()[0][:120]})", type(model).__name__) from None
+    if out.ndim != 2 or out.shape[1] != data.num_classes:
+        raise InvalidParameterError(
+            role, f"a model with the data's {data.num_classes} output classes",
+            f"a model with {out.shape[-1]} outputs")
+    return int(out.shape[1])
+
+
+def _student(config: DistillConfig, student: Any, teacher: dict[str, Any], data: Any) -> tuple:
+    """The student module and where it came from."""
+    from core.artifacts import load_model
+    from core.training import seed_everything
+
+    seed_everything(config.seed)
+    given = student if student is not None else config.student
+    if given is None:
+        model = build_student(teacher["model"] if teacher["kind"] != "onnx" else None, data,
+                              width=config.width, depth=config.depth, family=config.family,
+                              teacher_meta=teacher["meta"])
+        return model, f"scaled from the teacher (width {config.width:g}, depth "\
+                      f"{config.depth:g})"
+    if isinstance(given, (str, Path)):
+        loaded = load_model(given)
+        if loaded.kind != "builtin":
+            raise UnsupportedModelError(
+                f"The student '{given}' is {loaded.kind}; a student must be trainable: a "
+                "built-in run folder (model.json + model.safetensors).")
+        return loaded.model, f"given: {given}"
+    return copy.deepcopy(given), f"given: {type(given).__name__}"
+
+
+def _fresh_fields(model: Any) -> dict[str, Any]:
+    from core.measure import torch_param_counts
+
+    params, nonzero = torch_param_counts(model)
+    return {"params": params, "nonzero_params": nonzero}
+
+
+def distill(
+    teacher: Any,
+    data: Any = None,
+    config: DistillConfig | None = None,
+    *,
+    out_dir: str | Path,
+    student: Any = None,
+    teachers: Sequence[Any] = (),
+    callbacks: Callbacks | None = None,
+    parent: str | None = None,
+    measure_options: dict[str, Any] | None = None,
+):
+    """Distil ``teacher`` into a smaller student, and train the same student on labels only.
+
+    ``teacher`` is an nn.Module, an ONNX Runtime session, a run folder or a model file;
+    ``data`` a Dataset or name (default: the teacher run's data). The student is scaled
+    from the teacher (``config.width``/``depth``) unless ``student`` (module) or
+    ``config.student`` (run folder) is given; ``teachers``/``config.teachers`` add teachers
+    for ``multi-teacher``. Writes ``out_dir`` (student model.json/.safetensors/.onnx,
+    ``label_only/``, report.json with the teacher as the measured baseline) and returns a
+    ``RunResult``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from core.artifacts import save_model, staging, write_run
+    from core.measure import evaluate, metrics_from_logits, ort_session, predict_logits
+    from core.registry import get_method
+    from core.runs import RunResult
+    from core.training import train
+
+    config = config or DistillConfig()
+    if not isinstance(config, DistillConfig):
+        raise InvalidParameterError("config", "a DistillConfig", type(config).__name__)
+    cb = Callbacks.ensure(callbacks)
+    out_dir = Path(out_dir)
+    cb.progress(0.0, "Loading the teacher")
+    t = _open_model(teacher, data)
+    data = t["data"]
+    classes = _check_teacher(t["model"], data, "teacher")
+    extra = []
+    for i, other in enumerate([*config.teachers, *teachers]):
+        o = _open_model(other, data)
+        _check_teacher(o["model"], data, f"teachers[{i}]")
+        extra.append(o["model"])
+    if extra and config.method != "multi-teacher":
+        raise InvalidParameterError("teachers", "empty unless the method is 'multi-teacher'",
+                                    [str(x) for x in config.teachers] or len(extra))
+    model, origin = _student(config, student, t, data)
+    check_student(model, data, classes)
+    transfer = build_transfer_set(data, label_fraction=config.label_fraction,
+                                  unlabelled=config.unlabelled, seed=config.seed)
+    label_only = copy.deepcopy(model)
+    method = get_method("distillation", config.method).fn(
+        Setup(teacher=t["model"], student=model, data=data, config=config,
+              transfer=transfer, extra_teachers=extra))
+    T, alpha = config.temperature, config.alpha
+    labels = torch.from_numpy(transfer.labels)
+
+    def loss_fn(net: Any, xb: Any, idx: Any) -> Any:
+        logits = net(xb)
+        y = labels[idx]
+        lab = y >= 0
+        n = len(idx)
+        loss = logits.sum() * 0.0
+        if alpha < 1 and bool(lab.any()):
+            loss = loss + (1 - alpha) * F.cross_entropy(logits[lab], y[lab],
+                                                        reduction="sum") / n
+        probs = method.teacher_probs(xb, idx)
+        if probs is not None and alpha > 0:
+            log_q = F.log_softmax(logits / T, dim=1)
+            kl = (probs * (torch.log(probs.clamp_min(1e-12)) - log_q)).sum(dim=1)
+            loss = loss + alpha * T * T * kl.sum() / n
+        term = method.extra_loss(xb, idx, logits)
+        if term is not None and method.beta > 0:
+            loss = loss + method.beta * term
+        return loss
+
+    tcfg = config.train_config()
+    warnings: list[str] = []
+    with staging(out_dir) as tmp:
+        try:
+            extra_modules = method.prepare(_sub(cb, 0.02, 0.06))
+            trainee = _Trainee.wrap(model, extra_modules)
+            kd = train(trainee, data, tcfg, callbacks=_sub(cb, 0.06, 0.5, "kd"),
+                       loss_fn=loss_fn, after_step=method.after_step,
+                       train_split=(transfer.X, np.arange(len(transfer.labels))))
+        finally:
+            method.close()
+        model.eval()
+        lo = train(label_only, data, tcfg, callbacks=_sub(cb, 0.5, 0.82, "label-only"),
+                   train_split=transfer.labelled_split())
+        cb.progress(0.83, "Saving the students")
+        saved = save_model(model, tmp, data=data)
+        save_model(label_only, tmp / "label_only", data=data, onnx=False)
+        lo_metrics = metrics_from_logits(predict_logits(label_only, data.X_test), data.y_test)
+        kd_metrics = evaluate(model, data, "test")
+        lo_files = [tmp / "label_only" / "model.safetensors"]
+        teacher_files = list(t["files"])
+        if t["kind"] == "onnx":
+            result_model, result_files = ort_session(tmp / "model.onnx"), [tmp / "model.onnx"]
+            warnings.append("The teacher is an ONNX model, so the student is measured as its "
+                            "model.onnx under ONNX Runtime too.")
+        else:
+            result_model = model
+            result_files = [tmp / "model.safetensors"] if (tmp / "model.safetensors").exists() \
+                else [tmp / "model.onnx"]
+        gain = kd_metrics.accuracy - lo_metrics.accuracy
+        if gain <= 0:
+            warnings.append(f"The distilled student is not more accurate than the label-only "
+                            f"student ({gain * 100:+.2f} pt on the test split).")
+        t_params = _fresh_fields(t["model"])["params"] if t["kind"] != "onnx" else None
+        s_params = _fresh_fields(model)["params"]
+        if t_params and s_params >= t_params:
+            warnings.append(f"The student has {s_params:,} parameters, not fewer than the "
+                            f"teacher's {t_params:,}.")
+        lo_entry = {
+            "accuracy": lo_metrics.accuracy, "f1_macro": lo_metrics.f1_macro,
+            "size_bytes": sum(f.stat().st_size for f in lo_files), **_fresh_fields(label_only),
+            "history": lo.history, "path": "label_only",
+        }
+        extra_report = {"distillation": {
+            "student": {"origin": origin, "spec": model.spec().to_dict()
+                        if hasattr(model, "spec") else None, **_fresh_fields(model)},
+            "teacher": {"path": t["path"], "kind": t["kind"], "params": t_params,
+                        "extra_teachers": [str(x) for x in config.teachers] or len(extra)},
+            "kd_student": {"accuracy": kd_metrics.accuracy, "f1_macro": kd_metrics.f1_macro,
+                           "history": kd.history},
+            "label_only": lo_entry,
+            "gain": gain,
+            "gain_pt": gain * 100,
+            "transfer_set": transfer.summary(),
+            "method": {"name": config.method, "temperature": T, "alpha": alpha,
+                       **method.describe()},
+            "train_seconds": {"kd": kd.seconds, "label_only": lo.seconds},
+            "onnx_parity_max_abs_diff": saved["onnx_parity"],
+        }}
+        report = write_run(
+            tmp, operation=OPERATION, method=config.method, config=config.to_dict(),
+            data=data, result_model=result_model, result_files=result_files,
+            baseline_model=t["model"], baseline_files=teacher_files, seed=config.seed,
+            warnings=warnings, parent=parent or t["parent"], extra=extra_report,
+            label="The distilled student", measure_options=measure_options,
+            callbacks=_sub(cb, 0.85, 1.0),
+        )
+    cb.progress(1.0, "Done")
+    return RunResult(out_dir, report)

@@ -1,0 +1,98 @@
+"""Students: a built-in family scaled from the teacher by width (and depth), or a given model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from core.errors import InvalidParameterError, UnsupportedModelError
+from core.models import DEFAULTS, ModelSpec, build_model, is_builtin
+
+
+def _scale(values: list[int], width: float, what: str, ratio_name: str = "width") -> list[int]:
+    scaled = [int(round(v * width)) for v in values]
+    if any(v < 1 for v in scaled):
+        raise InvalidParameterError(
+            ratio_name, f"large enough that every layer keeps at least one unit ({what} "
+            f"{values} × {width:g} → {scaled} has a zero-width layer)", width)
+    return scaled
+
+
+def _keep(n: int, depth: float, minimum: int = 1) -> int:
+    return max(minimum, int(math.ceil(n * depth - 1e-9))) if n else 0
+
+
+def scaled_spec(spec: ModelSpec, *, width: float = 0.5, depth: float = 1.0) -> ModelSpec:
+    """The spec of a student scaled from a built-in teacher's spec.
+
+    cnn: channels and hidden_dims × width, first ⌈depth·n⌉ conv stages kept; mlp:
+    hidden_dims × width (⌈depth·n⌉ layers kept); vit: dim, heads and mlp_dim × width
+    (head_dim kept), ⌈depth·blocks⌉ blocks kept.
+    """
+    kw: dict[str, Any] = dict(spec.kwargs)
+    if spec.family == "cnn":
+        chans = list(kw.get("channels", DEFAULTS["cnn"]["channels"]))
+        chans = chans[: _keep(len(chans), depth)]
+        kw["channels"] = _scale(chans, width, "cnn channels")
+        hidden = list(kw.get("hidden_dims", []))
+        kw["hidden_dims"] = _scale(hidden[: _keep(len(hidden), depth, 0)], width,
+                                   "cnn hidden_dims")
+    elif spec.family == "mlp":
+        hidden = list(kw.get("hidden_dims", DEFAULTS["mlp"]["hidden_dims"]))
+        kw["hidden_dims"] = _scale(hidden[: _keep(len(hidden), depth)], width,
+                                   "mlp hidden_dims")
+    elif spec.family == "vit":
+        depth_n = int(kw.get("depth", 2))
+        keep = _keep(depth_n, depth)
+        heads = kw.get("heads", 4)
+        heads = [heads] * depth_n if isinstance(heads, int) else list(heads)
+        mlp = kw.get("mlp_dim", 64)
+        mlp = [mlp] * depth_n if isinstance(mlp, int) else list(mlp)
+        kw["dim"] = _scale([int(kw.get("dim", 32))], width, "vit dim")[0]
+        kw["heads"] = _scale(heads[:keep], width, "vit heads")
+        kw["mlp_dim"] = _scale(mlp[:keep], width, "vit mlp_dim")
+        kw["depth"] = keep
+    else:
+        raise UnsupportedModelError(f"Cannot scale a '{spec.family}' model; give a student.")
+    return ModelSpec(spec.family, kw)
+
+
+def build_student(teacher: Any, data: Any, *, width: float, depth: float,
+                  family: str | None, teacher_meta: dict[str, Any] | None = None) -> Any:
+    """A fresh built-in student scaled from the teacher (or from ``family``'s defaults)."""
+    spec = None
+    if teacher is not None and is_builtin(teacher):
+        spec = teacher.spec()
+    elif teacher_meta and teacher_meta.get("family") and teacher_meta.get("kwargs"):
+        spec = ModelSpec(teacher_meta["family"], dict(teacher_meta["kwargs"]))
+    if family is not None and (spec is None or spec.family != family):
+        from core.models import model_for_data
+
+        spec = model_for_data(family, data.input_shape, data.num_classes).spec()
+    if spec is None:
+        raise UnsupportedModelError(
+            "The teacher is not a built-in family, so a student cannot be scaled from it. "
+            "Name a student family (--family cnn|mlp|vit) or give a student model (--student).")
+    return build_model(spec.family, **scaled_spec(spec, width=width, depth=depth).kwargs)
+
+
+def check_student(student: Any, data: Any, num_classes: int) -> None:
+    """The student must take the data's inputs and output the teacher's classes."""
+    import torch
+
+    if not isinstance(student, torch.nn.Module) or isinstance(student, torch.jit.ScriptModule):
+        raise UnsupportedModelError(
+            "The student must be a trainable torch model (a built-in run folder, or an "
+            f"nn.Module from Python); got {type(student).__name__}.")
+    student.eval()
+    with torch.no_grad():
+        try:
+            out = student(torch.from_numpy(data.X_train[:2]))
+        except RuntimeError as exc:
+            raise InvalidParameterError(
+                "student", f"a model that takes inputs of shape {list(data.input_shape)} "
+                f"({str(exc).splitlines()[0][:120]})", type(student).__name__) from None
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise InvalidParameterError(
+            "student", f"a model with the teacher's {num_classes} output classes",
+            f"a model with {out.shape[-1]} outputs")
