@@ -22,6 +22,8 @@ _LAZY = {
     "train_baseline": "core.runs",
     "open_variant": "core.runs",
     "StudioError": "core.errors",
+    "distill": "core.distillation",
+    "DistillConfig": "core.distillation",
 }
 
 __all__ = sorted(_LAZY)

@@ -15,7 +15,9 @@ from typing import Any, Callable, Sequence
 from core.errors import StudioError
 
 # Each area module exposes ``add_parser(subparsers)``; its parser sets ``func=handler(args)``.
-AREA_CLIS: list[str] = []
+AREA_CLIS: list[str] = [
+    "core.distillation._cli",
+]
 
 
 def progress_callbacks(label: str):
