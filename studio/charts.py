@@ -26,6 +26,8 @@ def training_curve(history: Sequence[dict[str, float]], title: str = "Training")
 def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64") -> go.Figure:
     """Size on disk vs p50 latency, coloured by accuracy; one marker per variant."""
     rows = [r for r in rows if r.get(f"p50 b{batch} (ms)") is not None]
+    accs = [r["accuracy"] for r in rows] or [0.0]
+    low, high = min(accs), max(accs)
     fig = go.Figure(go.Scatter(
         x=[r[f"p50 b{batch} (ms)"] for r in rows],
         y=[r["size (KB)"] for r in rows],
@@ -33,7 +35,8 @@ def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64") -> g
         mode="markers+text",
         textposition="top center",
         marker={"size": 14, "color": [r["accuracy"] for r in rows], "colorscale": "Viridis",
-                "showscale": True, "colorbar": {"title": "accuracy"}},
+                "cmin": min(low, high - 0.01), "cmax": high, "showscale": True,
+                "colorbar": {"title": "accuracy"}},
         hovertemplate="%{text}<br>p50 %{x:.3f} ms<br>%{y:.1f} KB<extra></extra>",
     ))
     fig.update_layout(title=f"Size vs latency (batch {batch}); lower-left is better",
@@ -66,7 +69,7 @@ def variant_row(run_id: str, report: dict[str, Any]) -> dict[str, Any]:
         "p50 b64 (ms)": p("64", "p50"),
         "p95 b64 (ms)": p("64", "p95"),
         "throughput (/s)": round(res.get("throughput_per_s") or 0.0, 1),
-        "peak memory (MB)": round(res.get("peak_memory_mb") or 0.0, 1),
+        "peak memory (MB)": _r(res.get("peak_memory_mb")),
         "speed-up b64 vs parent": _r(ratios.get("speedup_b64")),
         "accuracy Δ vs parent": _r(ratios.get("accuracy_delta")),
         "warnings": " | ".join(report.get("warnings", [])),

@@ -12,11 +12,11 @@ from studio.runner import call
 
 
 def build_comparison_tab(ctx: StudioContext) -> gr.Tab:
-    with gr.Tab("Comparison", id="comparison") as tab:
+    with gr.Tab("Comparison", id="comparison", elem_id="comparison-tab") as tab:
         gr.Markdown("Every variant made in this browser session, with the figures measured "
                     "when it was made (each against its parent, side by side in one run).")
         refresh = gr.Button("Refresh")
-        table = gr.Dataframe(label="Variants", interactive=False, wrap=True)
+        table = gr.Dataframe(label="Variants", interactive=False, max_height=400)
         scatter = gr.Plot(label="Size vs latency")
         with gr.Row():
             variant = gr.Dropdown([], label="Variant to download", scale=3,

@@ -32,21 +32,23 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
             with gr.Column(scale=1):
                 family = gr.Dropdown(list_families(), value="cnn", label="Model family")
                 dataset = gr.Dropdown(list_datasets(), value="digits", label="Data set")
-                data_file = gr.File(label="…or your data (.csv with a 'label' column, or .npz "
-                                    "with X and y)", file_types=[".csv", ".npz"])
-                label_column = gr.Textbox("label", label="Label column (CSV)")
                 epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
                 lr = gr.Number(0.01, label="Learning rate", minimum=1e-6, maximum=10)
                 with gr.Row():
                     train_btn = gr.Button("Train baseline", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
-                model_file = gr.File(label="Or upload a model (.onnx, TorchScript .pt, "
-                                     "torch.export .pt2)", file_types=[".onnx", ".pt", ".pt2"])
-                use_btn = gr.Button("Measure uploaded model")
+                with gr.Accordion("Your own data or model", open=False):
+                    data_file = gr.File(label="Data: .csv with a label column, or .npz with "
+                                        "X and y", file_types=[".csv", ".npz"], height=110)
+                    label_column = gr.Textbox("label", label="Label column (CSV)")
+                    model_file = gr.File(label="Model: .onnx, TorchScript .pt or torch.export "
+                                         ".pt2", file_types=[".onnx", ".pt", ".pt2"], height=110)
+                    use_btn = gr.Button("Measure uploaded model")
             with gr.Column(scale=2):
                 status = gr.Markdown("No baseline yet.")
                 curve = gr.Plot(label="Training curve")
-                table = gr.Dataframe(label="Measured figures", interactive=False)
+                table = gr.Dataframe(pd.DataFrame(columns=["figure", "value"]),
+                                     label="Measured figures", interactive=False)
 
         def resolve_data(request: gr.Request, name: str, upload: str | None, column: str):
             if upload:

@@ -1,0 +1,71 @@
+"""Real-browser flows: Debian's Chromium driven by Playwright (never `playwright install`)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
+]
+
+
+def screenshot_dir() -> Path:
+    """Where tab screenshots go (a CI artefact): $STUDIO_SCREENSHOTS or test-artifacts/."""
+    path = Path(os.environ.get("STUDIO_SCREENSHOTS", "test-artifacts/screenshots"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def page(studio_server, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = studio_server
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            args=FLAGS, accept_downloads=True, viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(url)
+        page.get_by_role("button", name="Train baseline").wait_for(timeout=30_000)
+        yield page
+        context.close()
+
+
+def test_train_compare_and_download_in_a_browser(page, tmp_path):
+    from core.data import load_dataset
+
+    page.get_by_role("button", name="Train baseline").click()
+    page.locator("strong", has_text="Trained").first.wait_for(timeout=120_000)
+    page.screenshot(path=str(screenshot_dir() / "model_data.png"), full_page=True)
+
+    page.get_by_role("tab", name="Comparison").click()
+    page.get_by_role("button", name="Refresh").click()
+    page.locator("#comparison-tab").get_by_text("train-").filter(visible=True).first.wait_for(
+        timeout=30_000)
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Prepare bundle (.zip)").click()
+        link = page.locator("#comparison-tab a[download]").first
+        link.wait_for(timeout=30_000)
+        link.click()
+    page.screenshot(path=str(screenshot_dir() / "comparison.png"), full_page=True)
+    target = tmp_path / "bundle.zip"
+    info.value.save_as(target)
+    with zipfile.ZipFile(target) as zf:
+        zf.extract("model.onnx", tmp_path)
+        report = __import__("json").loads(zf.read("report.json"))
+    import onnxruntime as ort
+
+    data = load_dataset("digits")
+    sess = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    acc = float((sess.run(None, {"input": data.X_test})[0].argmax(1) == data.y_test).mean())
+    assert acc == pytest.approx(report["result"]["accuracy"], abs=1e-6)
