@@ -1,0 +1,317 @@
+"""The ``tune`` verb: run (or resume) an Optuna study and write its report, CSV and YAML."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from core.callbacks import Callbacks
+from core.errors import InvalidParameterError, UnsupportedModelError
+from core.runs import RunResult
+from core.tuning._config import TuneConfig, family_keys
+from core.tuning._objective import TrialObjective
+from core.tuning._search import make_pruner, make_sampler
+from core.tuning._space import SearchSpace
+from core.tuning._storage import (
+    check_study,
+    default_storage,
+    mask_url,
+    normalize_url,
+    open_storage,
+    storage_kind,
+)
+
+STUDY_SCHEMA = "optimization-studio/study/v1"
+_STRIP = ("input_shape", "input_dim", "num_classes")
+
+
+def _resolve(model_or_run_dir: Any, data: Any, config: TuneConfig
+             ) -> tuple[str, dict[str, Any], Any, str | None]:
+    """(family, base model kwargs, data set, parent run id) for a study."""
+    from core.data import Dataset, load_dataset
+    from core.models import is_builtin, list_families
+
+    family, base, parent, dataset = config.model, {}, None, None
+    if isinstance(model_or_run_dir, str) and model_or_run_dir in list_families():
+        family = model_or_run_dir
+    elif model_or_run_dir is not None and not isinstance(model_or_run_dir, (str, Path)):
+        if not is_builtin(model_or_run_dir):
+            raise UnsupportedModelError("Tuning trains built-in models (mlp, cnn, vit) from "
+                                        "scratch; give a family name or a built-in model.")
+        spec = model_or_run_dir.spec()
+        family, base = spec.family, dict(spec.kwargs)
+    elif model_or_run_dir is not None:
+        from core.runs import open_variant
+
+        variant = open_variant(model_or_run_dir)
+        if variant.loaded.kind != "builtin":
+            raise UnsupportedModelError(f"'{model_or_run_dir}' is not a built-in model; tuning "
+                                        "retrains a family (mlp, cnn, vit) from scratch.")
+        spec = variant.model.spec()
+        family, base, dataset = spec.family, dict(spec.kwargs), variant.data
+        parent = Path(model_or_run_dir).name
+    if isinstance(data, Dataset):
+        dataset = data
+    elif data is not None:
+        dataset = load_dataset(data, seed=config.seed)
+    elif dataset is None:
+        dataset = load_dataset(config.data, seed=config.seed)
+    base = {k: v for k, v in base.items() if k not in _STRIP}
+    if family != config.model:
+        bad = sorted(set(config.search_space().names) - family_keys(family))
+        if bad:
+            raise InvalidParameterError(f"space.{bad[0]}", f"a parameter of the '{family}' "
+                                        "model or of training", bad[0])
+    return family, base, dataset, parent
+
+
+def open_study(config: TuneConfig, *, out_dir: str | Path | None = None, seed_offset: bool = True
+               ) -> tuple[Any, str, str, bool]:
+    """Create or load the config's study; returns (study, storage URL, study name, existed)."""
+    import optuna
+
+    url = normalize_url(config.storage or default_storage(out_dir or "results/tune"))
+    name = config.study_name or (Path(out_dir).name if out_dir else "tune")
+    kind = storage_kind(url)
+    storage = open_storage(url, heartbeat_s=config.heartbeat_s if kind != "journal" else None,
+                           max_retry=config.max_retry)
+    existed = check_study(storage, name, config.objectives, config.directions, mask_url(url))
+    n_before = 0
+    if existed:
+        n_before = len(optuna.load_study(study_name=name, storage=storage).trials)
+    k = len(config.constraints)
+    constraints = (lambda t: t.user_attrs.get("constraints", [0.0] * k)) if k else None
+    # A resumed study does not replay the sampler's first draws: offset the seed.
+    sampler = make_sampler(config, seed=config.seed + (n_before if seed_offset else 0),
+                           constraints_func=constraints)
+    pruner = make_pruner("none" if config.multi_objective else config.pruner,
+                         config.pruner_options, _max_epochs(config))
+    study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner,
+                                study_name=name, directions=config.directions,
+                                load_if_exists=True)
+    if not existed:
+        study.set_metric_names(list(config.objectives))
+        study.set_user_attr("objectives", list(config.objectives))
+        study.set_user_attr("target", config.target)
+        study.set_user_attr("config", config.to_dict())
+    return study, url, name, existed
+
+
+def _max_epochs(config: TuneConfig) -> int:
+    space = config.search_space()
+    if "epochs" in space:
+        dim = space["epochs"]
+        return int(max(dim.choices) if dim.kind == "categorical" else dim.high)
+    return int((config.train or {}).get("epochs", config.epochs))
+
+
+def tune(
+    model_or_run_dir: Any = None,
+    data: Any = None,
+    config: TuneConfig | None = None,
+    *,
+    out_dir: str | Path,
+    callbacks: Callbacks | None = None,
+    parent: str | None = None,
+    measure_options: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run or resume a study; write ``out_dir/report.json``, ``trials.csv`` and ``study.yaml``.
+
+    ``model_or_run_dir``: ``None`` (the config's family), a family name, a built-in model or
+    a run folder (its family and widths are the starting point, its data set the data).
+    The study itself lives in ``config.storage`` (default ``studies.db`` beside ``out_dir``)
+    so stopping keeps every finished trial; the run folder is staged as usual.
+    """
+    import optuna
+
+    from core.artifacts import build_report, file_entry, staging, write_report
+    from core.measure import environment_manifest
+
+    config = config or TuneConfig()
+    cb = Callbacks.ensure(callbacks)
+    opts = dict(measure_options or {})
+    threads = int(opts.get("threads", 1))
+    family, base, dataset, found_parent = _resolve(model_or_run_dir, data, config)
+    space = config.search_space()
+    cb.progress(0.0, "Opening the study")
+    study, url, name, existed = open_study(config, out_dir=out_dir)
+    objective = TrialObjective(config, space, dataset, family, base, cb, threads=threads,
+                               latency_budget_s=opts.get("budget_s"))
+    done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    before = len(study.get_trials(deepcopy=False, states=done_states))
+    to_run = max(0, config.n_trials - before)
+    start = time.perf_counter()
+    ran: list[int] = []
+
+    def on_trial(st: Any, ft: Any) -> None:
+        ran.append(ft.number)
+        row = trial_row(ft, config.objectives, space)
+        cb.metrics({"event": "trial", **row})
+        cb.progress(len(ran) / max(to_run, 1), f"Trial {ft.number} {row['state']}"
+                    + (f": {_fmt_values(row['values'])}" if row["values"] else ""))
+
+    if to_run:
+        cb.progress(0.0, f"Study '{name}': {before} finished trial(s), running {to_run} more")
+        study.optimize(
+            objective, n_trials=to_run, timeout=config.timeout_s,
+            catch=(ValueError, RuntimeError, UnsupportedModelError),
+            callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=done_states),
+                       on_trial],
+        )
+    seconds = time.perf_counter() - start
+    summary = summarize(study, config, space)
+    summary.update(storage=mask_url(url), storage_kind=storage_kind(url), study_name=name,
+                   resumed=existed, finished_before=before, ran_this_time=len(ran),
+                   seconds=seconds, family=family,
+                   seconds_per_trial=seconds / len(ran) if ran else None)
+    notes = []
+    if config.multi_objective and config.pruner not in ("none", "median"):
+        notes.append(f"Optuna cannot prune multi-objective trials: the '{config.pruner}' pruner "
+                     "was replaced by the studio's multi-objective median rule on accuracy.")
+    if config.constraints and config.sampler not in ("tpe", "gp", "nsga2"):
+        notes.append(f"The '{config.sampler}' sampler does not learn from constraints; "
+                     "infeasible trials are only filtered out of the best/Pareto set.")
+    if not summary["best"]:
+        notes.append("No feasible completed trial: no best trial to report.")
+    cb.progress(1.0, "Writing the report")
+    with staging(out_dir) as tmp:
+        export_trials_csv(study, tmp / "trials.csv")
+        (tmp / "study.yaml").write_text(study_yaml(study, config, space, url, name))
+        artifacts = [file_entry(p, tmp) for p in sorted(tmp.iterdir()) if p.is_file()]
+        report = build_report(
+            operation="tune", method=config.sampler, config=config.to_dict(), seed=config.seed,
+            baseline=None, result=None, artifacts=artifacts,
+            environment=environment_manifest(threads=threads), warnings=notes,
+            parent=parent or found_parent, extra={"study": summary},
+        )
+        report["data"] = dataset.spec.to_dict()
+        write_report(tmp, report)
+    return RunResult(Path(out_dir), report)
+
+
+# --- summaries and exports -------------------------------------------------------------
+def _fmt_values(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+
+
+def trial_row(t: Any, objectives: Sequence[str], space: SearchSpace | None = None
+              ) -> dict[str, Any]:
+    """One row of the trials table (JSON-friendly)."""
+    attrs = t.user_attrs
+    values = dict(zip(objectives, t.values)) if t.values is not None and \
+        t.state.name == "COMPLETE" else None
+    params = space.decode(t.params) if space is not None else dict(t.params)
+    return {
+        "number": t.number, "state": t.state.name.lower(), "values": values, "params": params,
+        "epochs_run": attrs.get("epochs_run", 0), "epochs_planned": attrs.get("epochs_planned"),
+        "val_accuracy": (attrs.get("val_curve") or [None])[-1],
+        "test_accuracy": attrs.get("test_accuracy"), "latency_ms": attrs.get("latency_ms"),
+        "size_bytes": attrs.get("size_bytes"), "feasible": attrs.get("feasible"),
+        "stopped": attrs.get("stopped"),
+        "duration_s": t.duration.total_seconds() if t.duration else None,
+        "model_kwargs": attrs.get("model_kwargs"), "train_config": attrs.get("train_config"),
+    }
+
+
+def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                directions: Sequence[str]) -> list[Mapping[str, Any]]:
+    """Non-dominated rows (all objectives turned into minimisation)."""
+    sign = [-1.0 if d == "maximize" else 1.0 for d in directions]
+    pts = [[s * r["values"][o] for s, o in zip(sign, objectives)] for r in rows]
+    front = []
+    for i, p in enumerate(pts):
+        dominated = any(all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
+                        for j, q in enumerate(pts) if j != i)
+        if not dominated:
+            front.append(rows[i])
+    return front
+
+
+def summarize(study: Any, config: TuneConfig, space: SearchSpace | None = None
+              ) -> dict[str, Any]:
+    """Best trial(s), Pareto front, the trials table and the epochs spent and saved."""
+    space = space or config.search_space()
+    rows = [trial_row(t, config.objectives, space) for t in study.get_trials(deepcopy=False)]
+    good = [r for r in rows if r["state"] == "complete" and r["feasible"] is not False]
+    directions = config.directions
+    if config.multi_objective:
+        best = sorted(pareto_rows(good, config.objectives, directions),
+                      key=lambda r: r["number"])
+    elif good:
+        key = config.objectives[0]
+        pick = max if directions[0] == "maximize" else min
+        best = [pick(good, key=lambda r: r["values"][key])]
+    else:
+        best = []
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    spent = sum(int(r["epochs_run"] or 0) for r in rows)
+    planned = sum(int(r["epochs_planned"] or 0) for r in rows)
+    stopped = [r for r in rows if r["state"] == "pruned"]
+    saved = sum(int(r["epochs_planned"] or 0) - int(r["epochs_run"] or 0) for r in stopped)
+    return {
+        "objectives": list(config.objectives), "directions": directions,
+        "n_trials": len(rows), "counts": counts,
+        "best": best, "pareto_front": best if config.multi_objective else [],
+        "epochs": {"spent": spent, "planned": planned, "saved": saved,
+                   "saved_fraction": saved / planned if planned else 0.0,
+                   "early_stopped_trials": len([r for r in stopped
+                                                if r["stopped"] != "infeasible"]),
+                   "infeasible_trials": len([r for r in stopped
+                                             if r["stopped"] == "infeasible"]),
+                   "rule": ("multi-objective median rule" if config.multi_objective
+                            and config.pruner != "none" else config.pruner)},
+        "constraints": config.constraints,
+        "trials": rows,
+    }
+
+
+def export_trials_csv(study: Any, path: str | Path) -> Path:
+    """The trials table as CSV (Optuna's ``trials_dataframe``)."""
+    df = study.trials_dataframe(attrs=("number", "value", "values", "params", "state",
+                                       "duration", "user_attrs"), multi_index=False)
+    df.to_csv(path, index=False)
+    return Path(path)
+
+
+def study_yaml(study: Any, config: TuneConfig, space: SearchSpace, url: str, name: str) -> str:
+    """A YAML that reproduces the study (``studio tune --config study.yaml``) and lists trials."""
+    summary = summarize(study, config, space)
+    cfg = config.to_dict()
+    cfg["storage"] = None if config.storage is None else mask_url(url)
+    cfg["study_name"] = name
+    doc = {
+        "schema": STUDY_SCHEMA, "study_name": name, "storage": mask_url(url),
+        "objectives": list(config.objectives), "directions": config.directions,
+        "config": cfg,
+        "best": [{"number": r["number"], "values": r["values"], "params": r["params"]}
+                 for r in summary["best"]],
+        "trials": [{"number": r["number"], "state": r["state"], "values": r["values"],
+                    "params": r["params"], "epochs_run": r["epochs_run"]}
+                   for r in summary["trials"]],
+    }
+    return yaml.safe_dump(_plain(doc), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def load_study_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The ``study`` section of a tune run's report."""
+    from core.artifacts import read_report
+
+    report = read_report(run_dir)
+    if report.get("operation") != "tune" or "study" not in report:
+        raise InvalidParameterError("run", "a tuning run folder", str(run_dir))
+    return report["study"]
