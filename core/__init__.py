@@ -10,6 +10,8 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "quantize": "core.quantization",
+    "quantize_model": "core.quantization",
     "train": "core.training",
     "TrainConfig": "core.training",
     "evaluate": "core.measure",
@@ -22,6 +24,9 @@ _LAZY = {
     "train_baseline": "core.runs",
     "open_variant": "core.runs",
     "StudioError": "core.errors",
+    "tune": "core.tuning",
+    "TuneConfig": "core.tuning",
+    "HyperparameterTuner": "core.tuning",
     "distill": "core.distillation",
     "DistillConfig": "core.distillation",
 }

@@ -16,7 +16,10 @@ from core.errors import StudioError
 
 # Each area module exposes ``add_parser(subparsers)``; its parser sets ``func=handler(args)``.
 AREA_CLIS: list[str] = [
+    "core.quantization._cli",
     "core.distillation._cli",
+    "core.tuning._cli",
+    "core.pruning._cli",
 ]
 
 
