@@ -1,0 +1,76 @@
+"""``studio quantize``: quantize a run folder or model file and write DIR/report.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``quantize`` verb; ``--method`` choices are read from the registry."""
+    from core.cli import add_common
+    from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
+    from core.registry import list_methods
+
+    p = subparsers.add_parser(
+        "quantize", help="quantize a model (INT8 / FP16 / BF16 / INT4) and measure it",
+        description="Quantize a model and time it side by side with its FP32 baseline.")
+    p.add_argument("--model", required=True, type=Path,
+                   help="run folder written by studio, .onnx, TorchScript .pt or .pt2")
+    p.add_argument("--method", required=True, choices=list_methods("quantization"))
+    p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
+                   help="ort-static-int8 calibration (default minmax)")
+    p.add_argument("--calibration-size", type=int, default=None,
+                   help="rows of the TRAIN split used to calibrate (default 256)")
+    p.add_argument("--per-channel", action="store_true", default=None)
+    p.add_argument("--quant-types", choices=QUANT_TYPES, default=None,
+                   help="ort-static-int8 activation/weight types (default U8S8)")
+    p.add_argument("--quantize-conv", action="store_true", default=None,
+                   help="ort-dynamic-int8: quantize convolutions too (ConvInteger, often slower)")
+    p.add_argument("--block-size", type=int, default=None, help="ort-int4 block size")
+    p.add_argument("--asymmetric", action="store_true", default=None,
+                   help="ort-int4: asymmetric blocks (with zero points)")
+    p.add_argument("--backend", choices=TORCH_BACKENDS, default=None,
+                   help="torch-static-int8 / torch-qat-int8 kernel library (default x86)")
+    p.add_argument("--epochs", type=int, default=None, help="torch-qat-int8 fine-tune epochs")
+    p.add_argument("--lr", type=float, default=None, help="torch-qat-int8 learning rate")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="max validation accuracy drop; keeps the most sensitive layers in float")
+    p.add_argument("--sensitivity", action="store_true", default=None,
+                   help="measure the accuracy change of quantizing each layer alone")
+    add_common(p)
+    p.set_defaults(data=None, func=_cmd_quantize)
+
+
+def _cmd_quantize(args: argparse.Namespace) -> Path:
+    from core.cli import print_summary, progress_callbacks
+    from core.errors import InvalidParameterError
+    from core.quantization._verb import make_config, quantize
+
+    if not args.model.exists():
+        raise InvalidParameterError(
+            "model", "a run folder or model file (train one first: studio train --model cnn "
+            "--data digits --out DIR)", str(args.model))
+    options = {
+        "calibration": args.calibration, "calibration_size": args.calibration_size,
+        "per_channel": args.per_channel, "quant_types": args.quant_types,
+        "quantize_conv": args.quantize_conv, "block_size": args.block_size,
+        "symmetric": False if args.asymmetric else None, "backend": args.backend,
+        "epochs": args.epochs, "lr": args.lr, "tolerance": args.tolerance,
+        "sensitivity": args.sensitivity, "seed": args.seed,
+    }
+    config = make_config(args.method, options)
+    data = args.data
+    if data is not None:
+        from core.data import load_dataset
+
+        data = load_dataset(data, label_column=args.label_column, seed=args.seed)
+    result = quantize(args.model, data, config, out_dir=args.out,
+                      callbacks=progress_callbacks("quantize"),
+                      measure_options={"threads": args.threads})
+    print_summary(result.report, args.out)
+    kept = (result.report.get("quantization") or {}).get("kept_float")
+    if kept:
+        print(f"kept in float: {', '.join(kept)}")
+    return args.out

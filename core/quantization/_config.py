@@ -1,0 +1,170 @@
+"""Quantization configs: one frozen dataclass per method, sharing the accuracy-aware options."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from core.config import Config
+from core.errors import InvalidParameterError, check_range
+
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+QUANT_TYPES = ("U8S8", "S8S8")
+TORCH_BACKENDS = ("x86", "fbgemm", "onednn")
+
+
+@dataclass(frozen=True)
+class QuantizationConfig(Config):
+    """Options every method shares.
+
+    ``tolerance`` (max accuracy drop on the validation split, e.g. 0.01) keeps the most
+    sensitive layers in float until the drop is within it; ``sensitivity`` measures the
+    accuracy change of quantizing one layer at a time; ``calibration_size`` rows of the
+    TRAIN split calibrate static methods.
+    """
+
+    method: ClassVar[str] = ""
+    uses_calibration: ClassVar[bool] = False
+
+    calibration_size: int = 256
+    tolerance: float | None = None
+    sensitivity: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # The range [1, size of the train split] is checked where the data is known.
+        if not isinstance(self.calibration_size, int) or isinstance(self.calibration_size, bool):
+            raise InvalidParameterError("calibration_size", "an integer", self.calibration_size)
+        if self.tolerance is not None:
+            check_range("tolerance", self.tolerance, low=0, high=1)
+        if not isinstance(self.sensitivity, bool):
+            raise InvalidParameterError("sensitivity", "true or false", self.sensitivity)
+        check_range("seed", self.seed, low=0, kind=int)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidParameterError(name, f"one of {list(choices)}", value)
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidParameterError(name, "true or false", value)
+
+
+@dataclass(frozen=True)
+class OrtStaticInt8Config(QuantizationConfig):
+    """ONNX Runtime static INT8 (QDQ), calibrated on a slice of the train split."""
+
+    method: ClassVar[str] = "ort-static-int8"
+    uses_calibration: ClassVar[bool] = True
+
+    calibration: str = "minmax"
+    per_channel: bool = False
+    quant_types: str = "U8S8"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("calibration", self.calibration, CALIBRATIONS)
+        _flag("per_channel", self.per_channel)
+        _choice("quant_types", self.quant_types, QUANT_TYPES)
+
+
+@dataclass(frozen=True)
+class OrtDynamicInt8Config(QuantizationConfig):
+    """ONNX Runtime dynamic INT8 (weights INT8, activations quantized at run time)."""
+
+    method: ClassVar[str] = "ort-dynamic-int8"
+
+    per_channel: bool = False
+    quantize_conv: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _flag("per_channel", self.per_channel)
+        _flag("quantize_conv", self.quantize_conv)
+
+
+@dataclass(frozen=True)
+class OrtFp16Config(QuantizationConfig):
+    """ONNX Runtime FP16 (weights and compute in half precision, float32 inputs/outputs)."""
+
+    method: ClassVar[str] = "ort-fp16"
+
+
+@dataclass(frozen=True)
+class OrtInt4Config(QuantizationConfig):
+    """ONNX Runtime weight-only 4-bit for MatMul (MatMulNBits, accuracy level 4)."""
+
+    method: ClassVar[str] = "ort-int4"
+
+    block_size: int = 32
+    symmetric: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.block_size not in (16, 32, 64, 128, 256):
+            raise InvalidParameterError("block_size", "one of [16, 32, 64, 128, 256]",
+                                        self.block_size)
+        _flag("symmetric", self.symmetric)
+
+
+@dataclass(frozen=True)
+class TorchDynamicInt8Config(QuantizationConfig):
+    """PyTorch dynamic INT8 of the Linear layers (TorchScript artifact)."""
+
+    method: ClassVar[str] = "torch-dynamic-int8"
+
+
+@dataclass(frozen=True)
+class TorchStaticInt8Config(QuantizationConfig):
+    """PyTorch post-training static INT8 (FX graph mode), calibrated on the train split."""
+
+    method: ClassVar[str] = "torch-static-int8"
+    uses_calibration: ClassVar[bool] = True
+
+    backend: str = "x86"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("backend", self.backend, TORCH_BACKENDS)
+
+
+@dataclass(frozen=True)
+class TorchQatInt8Config(QuantizationConfig):
+    """PyTorch quantization-aware training: fine-tune with fake quantization, then convert."""
+
+    method: ClassVar[str] = "torch-qat-int8"
+
+    backend: str = "x86"
+    epochs: int = 2
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("backend", self.backend, TORCH_BACKENDS)
+        check_range("epochs", self.epochs, low=1, high=1000, kind=int)
+        check_range("lr", self.lr, low=0, high=1, low_inclusive=False)
+        if self.tolerance is not None:
+            raise InvalidParameterError(
+                "tolerance", "unset for torch-qat-int8 (fine-tuning recovers accuracy; use a "
+                "post-training method for the layer fallback)", self.tolerance)
+
+
+@dataclass(frozen=True)
+class TorchFp16Config(QuantizationConfig):
+    """PyTorch FP16 weights and compute (TorchScript artifact)."""
+
+    method: ClassVar[str] = "torch-fp16"
+
+
+@dataclass(frozen=True)
+class TorchBf16Config(QuantizationConfig):
+    """PyTorch BF16 weights and compute (TorchScript artifact)."""
+
+    method: ClassVar[str] = "torch-bf16"

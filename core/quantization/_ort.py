@@ -1,0 +1,336 @@
+"""ONNX Runtime methods: static INT8 (QDQ), dynamic INT8, FP16 and weight-only INT4."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from core.callbacks import Callbacks
+from core.quantization._base import Quantized, Source, copy_file, quant_method, selected
+from core.quantization._config import (
+    OrtDynamicInt8Config,
+    OrtFp16Config,
+    OrtInt4Config,
+    OrtStaticInt8Config,
+)
+
+WEIGHT_OPS = ("Conv", "MatMul", "Gemm")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence ORT's quantization logging and warnings while it works."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+# --- graph preparation --------------------------------------------------------------------
+def _preprocessed(source: Source) -> Path:
+    """quant_pre_process (shape inference + basic optimisation) of the FP32 model, cached."""
+    if "pre" not in source.cache:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        fp32 = source.fp32_onnx()
+        out = source.scratch / "fp32-pre.onnx"
+        try:
+            with _quiet():
+                quant_pre_process(str(fp32), str(out))
+            source.cache["pre"] = out
+        except Exception:  # symbolic shape inference can fail on unusual graphs
+            source.cache["pre"] = fp32
+    return source.cache["pre"]
+
+
+def gemm_to_matmul(model: Any) -> Any:
+    """Rewrite ``Gemm(A, W, b)`` with a constant W as ``MatMul(A, Wᵀ) + b`` (in place).
+
+    ORT's dynamic INT8 and MatMulNBits quantize MatMul, not Gemm. The MatMul keeps the
+    Gemm's node name so that layer names stay the same.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    new_nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        ok = (node.op_type == "Gemm" and node.input[1] in inits and attrs.get("transA", 0) == 0
+              and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0)
+        if not ok:
+            new_nodes.append(node)
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        w = w.T if attrs.get("transB", 0) else w
+        w_name = f"{node.input[1]}_matmul"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w), w_name))
+        has_bias = len(node.input) > 2 and node.input[2]
+        mm_out = f"{node.output[0]}_matmul" if has_bias else node.output[0]
+        new_nodes.append(helper.make_node("MatMul", [node.input[0], w_name], [mm_out],
+                                          name=node.name))
+        if has_bias:
+            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]],
+                                              name=f"{node.name}_bias"))
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return model
+
+
+def _matmul_form(source: Source) -> Path:
+    """The pre-processed FP32 model with its Gemm layers rewritten as MatMul, cached."""
+    if "matmul" not in source.cache:
+        import onnx
+
+        model = gemm_to_matmul(onnx.load(str(_preprocessed(source))))
+        out = source.scratch / "fp32-matmul.onnx"
+        onnx.save(model, str(out))
+        source.cache["matmul"] = out
+    return source.cache["matmul"]
+
+
+def weight_layers(path: Path, op_types: Sequence[str] = WEIGHT_OPS) -> list[str]:
+    """Names of the nodes of ``op_types`` that carry a constant weight (the "layers")."""
+    import onnx
+
+    model = onnx.load(str(path))
+    inits = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type in op_types and len(n.input) > 1 and n.input[1] in inits and n.name]
+
+
+def _static_layers(source: Source, config: Any) -> list[str]:
+    return weight_layers(_preprocessed(source))
+
+
+def _matmul_layers(source: Source, config: Any) -> list[str]:
+    return weight_layers(_matmul_form(source), ("MatMul",))
+
+
+def _dynamic_layers(source: Source, config: Any) -> list[str]:
+    ops = ("MatMul", "Conv") if getattr(config, "quantize_conv", False) else ("MatMul",)
+    return weight_layers(_matmul_form(source), ops)
+
+
+def _fp32_layers(source: Source, config: Any) -> list[str]:
+    return weight_layers(source.fp32_onnx())
+
+
+def _conv_count(path: Path) -> int:
+    import onnx
+
+    return sum(n.op_type in ("Conv", "ConvTranspose") for n in onnx.load(str(path)).graph.node)
+
+
+def _isa_text() -> str:
+    from core.measure import cpu_isa
+
+    return ", ".join(cpu_isa()) or "unknown instruction set"
+
+
+# --- static INT8 --------------------------------------------------------------------------
+class _Reader:
+    """Calibration batches for ORT (a CalibrationDataReader)."""
+
+    def __init__(self, X: np.ndarray, input_name: str, batch_size: int = 32,
+                 callbacks: Callbacks | None = None) -> None:
+        self.batches = [X[i : i + batch_size] for i in range(0, len(X), batch_size)]
+        self.input_name = input_name
+        self.callbacks = callbacks
+        self.i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.batches):
+            return None
+        if self.callbacks is not None:
+            self.callbacks.progress(0.8 * self.i / len(self.batches),
+                                    f"Calibrating ({self.i + 1}/{len(self.batches)} batches)")
+        batch = self.batches[self.i]
+        self.i += 1
+        return {self.input_name: batch}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph.input[0].name
+
+
+def _as_reader(reader: _Reader) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):  # noqa: D401
+            return reader.get_next()
+
+        def rewind(self):
+            reader.rewind()
+
+        def __len__(self):
+            return len(reader)
+
+    return Reader()
+
+
+@quant_method("ort-static-int8", config=OrtStaticInt8Config, layers=_static_layers,
+              artifact="model.onnx",
+              summary="ONNX Runtime static INT8 (QDQ), calibrated on the train split")
+def ort_static_int8(source: Source, config: OrtStaticInt8Config, out_path: Path, *,
+                    include: Sequence[str] | None = None, exclude: Sequence[str] = (),
+                    callbacks: Callbacks | None = None) -> Quantized:
+    """Static INT8 in QDQ format; calibration ranges are computed once and cached."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    cb = Callbacks.ensure(callbacks)
+    model = _preprocessed(source)
+    layers = _static_layers(source, config)
+    chosen = selected(layers, include, exclude)
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[config.calibration]
+    cache = source.scratch / (f"calibration-{config.calibration}-{config.calibration_size}-"
+                              f"{config.seed}.json")
+    reader = None
+    if not cache.is_file():
+        rows = source.calibration_rows(config.calibration_size, config.seed)
+        reader = _as_reader(_Reader(rows, _input_name(model), callbacks=cb))
+    act = QuantType.QUInt8 if config.quant_types == "U8S8" else QuantType.QInt8
+    with _quiet():
+        quantize_static(
+            str(model), str(out_path), reader, quant_format=QuantFormat.QDQ,
+            per_channel=config.per_channel, activation_type=act, weight_type=QuantType.QInt8,
+            calibrate_method=method,
+            nodes_to_quantize=None if include is None else (chosen or ["__none__"]),
+            nodes_to_exclude=list(exclude), calibration_cache_path=str(cache),
+            extra_options={"CalibPercentile": 99.999} if config.calibration == "percentile"
+            else None,
+        )
+    cb.progress(1.0, "Quantized (static INT8, QDQ)")
+    notes = []
+    if config.quant_types == "U8S8" and not _has_vnni():
+        notes.append("U8S8 on a CPU without VNNI can saturate (ORT's reduce-range issue); if "
+                     "accuracy drops, try quant_types='S8S8'.")
+    return Quantized(Path(out_path), notes, {"layers_quantized": chosen,
+                                             "format": "QDQ", "types": config.quant_types})
+
+
+def _has_vnni() -> bool:
+    from core.measure import cpu_isa
+
+    return any("vnni" in f or f.startswith("amx") for f in cpu_isa())
+
+
+# --- dynamic INT8 -------------------------------------------------------------------------
+@quant_method("ort-dynamic-int8", config=OrtDynamicInt8Config, layers=_dynamic_layers,
+              artifact="model.onnx",
+              summary="ONNX Runtime dynamic INT8 (MatMul/Gemm; convolutions stay FP32)")
+def ort_dynamic_int8(source: Source, config: OrtDynamicInt8Config, out_path: Path, *,
+                     include: Sequence[str] | None = None, exclude: Sequence[str] = (),
+                     callbacks: Callbacks | None = None) -> Quantized:
+    """Dynamic INT8: weights INT8 offline, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    cb = Callbacks.ensure(callbacks)
+    model = _matmul_form(source)
+    layers = _dynamic_layers(source, config)
+    chosen = selected(layers, include, exclude)
+    notes = []
+    convs = _conv_count(model)
+    if convs and not config.quantize_conv:
+        notes.append(
+            f"ort-dynamic-int8 left the {convs} convolution layer(s) in FP32 and quantized only "
+            "MatMul/Gemm: dynamic INT8 convolutions run as ConvInteger, which is usually slower "
+            f"than FP32 on CPUs ({_isa_text()}). Use ort-static-int8 to quantize convolutions.")
+    elif convs:
+        notes.append("Convolutions were quantized dynamically (ConvInteger), which is usually "
+                     f"slower than FP32 on this CPU ({_isa_text()}); see the measured speed.")
+    ops = ["MatMul", "Conv"] if config.quantize_conv else ["MatMul"]
+    if not chosen:
+        copy_file(model, Path(out_path))
+    else:
+        with _quiet():
+            quantize_dynamic(str(model), str(out_path), op_types_to_quantize=ops,
+                             per_channel=config.per_channel, weight_type=QuantType.QInt8,
+                             nodes_to_quantize=chosen)
+    cb.progress(1.0, "Quantized (dynamic INT8)")
+    return Quantized(Path(out_path), notes, {"layers_quantized": chosen})
+
+
+# --- FP16 ---------------------------------------------------------------------------------
+@quant_method("ort-fp16", config=OrtFp16Config, layers=_fp32_layers, artifact="model.onnx",
+              summary="ONNX Runtime FP16 weights and compute (half the file)")
+def ort_fp16(source: Source, config: OrtFp16Config, out_path: Path, *,
+             include: Sequence[str] | None = None, exclude: Sequence[str] = (),
+             callbacks: Callbacks | None = None) -> Quantized:
+    """FP16 conversion; inputs and outputs stay float32 so callers need not change."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    cb = Callbacks.ensure(callbacks)
+    fp32 = source.fp32_onnx()
+    layers = _fp32_layers(source, config)
+    chosen = selected(layers, include, exclude)
+    blocked = [name for name in layers if name not in chosen]
+    with _quiet():
+        model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True,
+                                         node_block_list=blocked or None)
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        OnnxModel(model).topological_sort()  # the converter appends the input casts last
+    onnx.save(model, str(out_path))
+    cb.progress(1.0, "Converted to FP16")
+    return Quantized(Path(out_path), [], {"layers_quantized": chosen})
+
+
+# --- INT4 ---------------------------------------------------------------------------------
+@quant_method("ort-int4", config=OrtInt4Config, layers=_matmul_layers, artifact="model.onnx",
+              summary="ONNX Runtime weight-only 4-bit MatMul (MatMulNBits, block size option)")
+def ort_int4(source: Source, config: OrtInt4Config, out_path: Path, *,
+             include: Sequence[str] | None = None, exclude: Sequence[str] = (),
+             callbacks: Callbacks | None = None) -> Quantized:
+    """Blockwise 4-bit weights for MatMul/Gemm layers; accuracy level 4 (INT8 compute)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    cb = Callbacks.ensure(callbacks)
+    model_path = _matmul_form(source)
+    layers = _matmul_layers(source, config)
+    chosen = selected(layers, include, exclude)
+    notes = []
+    convs = _conv_count(model_path)
+    if convs:
+        notes.append(f"ort-int4 quantizes MatMul/Gemm weights only; the {convs} convolution "
+                     "layer(s) stay FP32.")
+    if not chosen:
+        copy_file(model_path, Path(out_path))
+    else:
+        with _quiet():
+            quant = MatMulNBitsQuantizer(
+                onnx.load(str(model_path)), bits=4, block_size=config.block_size,
+                is_symmetric=config.symmetric, accuracy_level=4, nodes_to_include=chosen,
+                op_types_to_quantize=("MatMul",))
+            quant.process()
+            quant.model.save_model_to_file(str(out_path), use_external_data_format=False)
+    cb.progress(1.0, "Quantized (INT4 weights)")
+    return Quantized(Path(out_path), notes, {"layers_quantized": chosen,
+                                             "block_size": config.block_size})

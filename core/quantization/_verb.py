@@ -1,0 +1,268 @@
+"""The ``quantize`` verb: quantize, check accuracy layer by layer, measure, write the run."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.callbacks import Callbacks
+from core.errors import InvalidParameterError, UnsupportedModelError, check_range
+from core.quantization._base import AREA, MethodSpec, Source, method_spec, sub_callbacks
+from core.quantization._config import QuantizationConfig
+
+__all__ = ["load_artifact", "make_config", "quantize", "quantize_model"]
+
+
+def make_config(method: str, options: Mapping[str, Any] | None = None, *,
+                strict: bool = True) -> QuantizationConfig:
+    """The config of a registered method from flat options.
+
+    With ``strict`` an option the method does not have is refused (CLI, Python API);
+    otherwise it is dropped (the UI sends every widget's value).
+    """
+    from core.registry import get_method
+
+    info = get_method(AREA, method)
+    cls = info.config_cls
+    names = cls.option_names()
+    values = {k: v for k, v in dict(options or {}).items() if v is not None}
+    unknown = sorted(set(values) - set(names))
+    if unknown and strict:
+        raise InvalidParameterError(unknown[0], f"an option of '{method}' (its options: "
+                                    f"{names})", values[unknown[0]])
+    return cls.from_dict({k: v for k, v in values.items() if k in names})
+
+
+def _resolve(config: QuantizationConfig | str | None, method: str | None) -> QuantizationConfig:
+    if isinstance(config, str):
+        return make_config(config)
+    if config is None:
+        if method is None:
+            raise InvalidParameterError("method", "given (e.g. 'ort-static-int8')", None)
+        return make_config(method)
+    if not isinstance(config, QuantizationConfig) or not config.method:
+        raise InvalidParameterError("config", "a quantization config (see make_config)",
+                                    type(config).__name__)
+    method_spec(config.method)
+    return config
+
+
+def load_artifact(path: str | Path, *, threads: int = 1) -> Any:
+    """The quantized artifact ready to run: an ORT session or a TorchScript module."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from core.measure import ort_session
+
+        return ort_session(path, threads=threads)
+    import torch
+
+    return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def _val_split(data: Any) -> str:
+    return "val" if len(data.y_val) else "train"
+
+
+def _accuracy(model: Any, data: Any) -> float:
+    from core.measure import evaluate
+
+    return evaluate(model, data, _val_split(data)).accuracy
+
+
+def _attempt(spec: MethodSpec, source: Source, config: QuantizationConfig, data: Any, *,
+             include: list[str] | None, exclude: list[str], cb: Callbacks) -> tuple[Any, float]:
+    """Quantize into scratch and return (Quantized, validation accuracy of the artifact)."""
+    out = source.scratch / f"attempt-{uuid.uuid4().hex[:8]}{Path(spec.artifact).suffix}"
+    q = spec.run(source, config, out, include=include, exclude=exclude, callbacks=cb)
+    return q, _accuracy(load_artifact(q.path), data)
+
+
+def _open_input(model: Any, data: Any) -> tuple[Any, Any, list[Path], str | None, Path | None]:
+    """(model, data, baseline files, parent run id, ONNX file) for a module or run folder."""
+    from core.data import Dataset, load_dataset
+
+    if isinstance(model, (str, Path)) and Path(model).is_file():
+        from core.artifacts import load_model
+
+        loaded = load_model(model)
+        if data is None:
+            raise InvalidParameterError("data", "given with a model file (a built-in name, "
+                                        ".csv or .npz)", None)
+        ds = data if isinstance(data, Dataset) else load_dataset(data)
+        if loaded.input_shape and tuple(loaded.input_shape) != tuple(ds.input_shape):
+            raise InvalidParameterError("model input shape", f"equal to the data's "
+                                        f"{list(ds.input_shape)}", list(loaded.input_shape))
+        onnx_file = loaded.path if loaded.kind == "onnx" else None
+        return loaded.model, ds, loaded.files(), None, onnx_file
+    if isinstance(model, (str, Path)):
+        from core.runs import open_variant
+
+        ds = data if isinstance(data, Dataset) else None
+        if isinstance(data, str):
+            ds = load_dataset(data)
+        variant = open_variant(model, data=ds)
+        report = variant.report
+        if report.get("operation") == "quantize":
+            raise UnsupportedModelError(
+                f"'{variant.run_id}' is already quantized ({report.get('method')}). Quantize "
+                f"its FP32 parent '{report.get('parent')}' instead.")
+        onnx_file = variant.loaded.path if variant.loaded.kind == "onnx" else None
+        return variant.model, variant.data, variant.loaded.files(), variant.run_id, onnx_file
+    if data is None:
+        raise InvalidParameterError("data", "a Dataset or a built-in data set name", None)
+    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    return model, ds, [], None, None
+
+
+def quantize(
+    model_or_run_dir: Any,
+    data: Any = None,
+    config: QuantizationConfig | str | None = None,
+    *,
+    out_dir: str | Path,
+    callbacks: Callbacks | None = None,
+    parent: str | None = None,
+    measure_options: Mapping[str, Any] | None = None,
+    method: str | None = None,
+) -> Any:
+    """Quantize a model (nn.Module or run folder) and write a measured run folder.
+
+    The baseline is the FP32 input model; the result is the quantized artifact itself
+    (``model.onnx`` for ort-* methods, TorchScript ``model.pt`` for torch-* methods), loaded
+    back from disk and timed side by side with the baseline. With ``config.tolerance`` the
+    most sensitive layers stay in float until the validation accuracy drop is within it.
+    """
+    from core.artifacts import staging, write_report, write_run
+    from core.runs import RunResult
+
+    cfg = _resolve(config, method)
+    spec = method_spec(cfg.method)
+    cb = Callbacks.ensure(callbacks)
+    fp32, data, baseline_files, input_id, onnx_in = _open_input(model_or_run_dir, data)
+    n_train = len(data.y_train)
+    check_range("calibration_size", cfg.calibration_size, low=1, high=n_train, kind=int)
+    if (cfg.tolerance is not None or cfg.sensitivity) and not spec.layerwise:
+        raise InvalidParameterError("tolerance", f"unset for '{cfg.method}' (it has no per-layer "
+                                    "form)", cfg.tolerance)
+    is_onnx = type(fp32).__name__ == "InferenceSession"
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="studio-quant-") as scratch_dir, \
+            staging(out_dir) as tmp:
+        scratch = Path(scratch_dir)
+        if is_onnx and onnx_in is None:
+            raise UnsupportedModelError("Pass an ONNX model as a file or run folder path, "
+                                        "not as an InferenceSession.")
+        source = Source(data=data, scratch=scratch, torch_model=None if is_onnx else fp32,
+                        onnx_file=onnx_in)
+        cb.progress(0.0, f"Preparing {cfg.method}")
+        fp32_val = _accuracy(fp32, data)
+        extra: dict[str, Any] = {"fp32_val_accuracy": fp32_val, "val_split": _val_split(data)}
+        layerwise = cfg.sensitivity or cfg.tolerance is not None
+        sens: list[dict[str, Any]] = []
+        if layerwise:
+            layers = spec.layers(source, cfg)
+            for i, layer in enumerate(layers):
+                sub = sub_callbacks(cb, 0.05 + 0.45 * i / max(len(layers), 1),
+                                    0.05 + 0.45 * (i + 1) / max(len(layers), 1),
+                                    f"Sensitivity {i + 1}/{len(layers)} ({layer}): ")
+                _, acc = _attempt(spec, source, cfg, data, include=[layer], exclude=[], cb=sub)
+                sens.append({"layer": layer, "accuracy": acc, "delta": acc - fp32_val})
+                cb.metrics({"layer": layer, "sensitivity_delta": acc - fp32_val})
+            extra["sensitivity"] = sens
+        lo = 0.5 if layerwise else 0.05
+        q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=[],
+                            cb=sub_callbacks(cb, lo, lo + 0.1))
+        kept: list[str] = []
+        steps = [{"kept_float": [], "val_accuracy": q_val, "drop": fp32_val - q_val}]
+        if cfg.tolerance is not None:
+            order = [s["layer"] for s in sorted(sens, key=lambda s: s["delta"])]
+            while fp32_val - q_val > cfg.tolerance + 1e-12 and order:
+                kept.append(order.pop(0))
+                cb.progress(min(0.6 + 0.02 * len(kept), 0.75),
+                            f"Drop {fp32_val - q_val:.4f} > tolerance: {kept[-1]} stays float")
+                q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=kept,
+                                    cb=sub_callbacks(cb, 0.6, 0.75))
+                steps.append({"kept_float": list(kept), "val_accuracy": q_val,
+                              "drop": fp32_val - q_val})
+            met = fp32_val - q_val <= cfg.tolerance + 1e-12
+            extra["tolerance"] = {"tolerance": cfg.tolerance, "met": met, "kept_float": kept,
+                                  "steps": steps}
+            if kept:
+                warnings.append(f"Kept {len(kept)} layer(s) in float to stay within the "
+                                f"tolerance {cfg.tolerance}: {', '.join(kept)}.")
+            if not met:
+                warnings.append(f"The validation accuracy drop {fp32_val - q_val:.4f} is above "
+                                f"the tolerance {cfg.tolerance} even with every layer in float.")
+        extra.update(quantized_val_accuracy=q_val, kept_float=kept, **q.info)
+        if "parity" in source.cache:
+            extra["fp32_onnx_parity_max_abs_diff"] = source.cache["parity"]
+        warnings += q.warnings
+        if spec.artifact.endswith(".pt"):
+            warnings.append(f"{cfg.method} has no ONNX form: the artifact is TorchScript "
+                            "(model.pt), to be run with PyTorch.")
+        artifact = tmp / spec.artifact
+        q.path.replace(artifact)
+        _write_meta(tmp, data, fp32, cfg)
+        result = load_artifact(artifact, threads=int((measure_options or {}).get("threads", 1)))
+        cb.progress(0.8, "Measuring baseline and result side by side")
+        report = write_run(
+            tmp, operation="quantize", method=cfg.method, config=cfg.to_dict(), data=data,
+            result_model=result, result_files=[artifact], baseline_model=fp32,
+            baseline_files=baseline_files, seed=cfg.seed, warnings=warnings,
+            parent=parent or input_id, extra={"quantization": extra},
+            label=f"The {cfg.method} model", measure_options=measure_options,
+            callbacks=sub_callbacks(cb, 0.8, 1.0),
+        )
+        if _amend(report, q.info, cfg):
+            write_report(tmp, report)
+    cb.progress(1.0, "Done")
+    return RunResult(Path(out_dir), report)
+
+
+def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationConfig) -> bool:
+    """Add what measure_many cannot know: TorchScript weight counts, the INT8 ISA note."""
+    from core.measure import cpu_isa
+
+    changed = False
+    res = report.get("result") or {}
+    if "params" in info and not res.get("params"):
+        res["params"], res["nonzero_params"] = info["params"], info["nonzero_params"]
+        res.setdefault("extra", {})["params_counted_from"] = (
+            "the quantized module before TorchScript export (TorchScript hides packed weights)")
+        changed = True
+    slower = [k for k, v in (report.get("ratios") or {}).items()
+              if k.startswith("speedup_b") and v is not None and v < 1.0]
+    isa = cpu_isa()
+    if slower and "int8" in cfg.method and not any("vnni" in f or "amx" in f for f in isa):
+        report["warnings"].append(
+            "This CPU has no VNNI or AMX instructions (INT8 dot products), where INT8 kernels "
+            f"get most of their speed; ISA: {', '.join(isa) or 'unknown'}.")
+        changed = True
+    return changed
+
+
+def _write_meta(folder: Path, data: Any, fp32: Any, cfg: QuantizationConfig) -> None:
+    """model.json: what the artifact expects (shape, classes, preprocessing) and came from."""
+    meta: dict[str, Any] = {
+        "input_shape": list(data.input_shape), "classes": data.class_names,
+        "preprocessing": data.preprocessing, "data": data.spec.to_dict(),
+        "quantization": {"method": cfg.method, "config": cfg.to_dict()},
+    }
+    if hasattr(fp32, "spec"):
+        meta["source_model"] = fp32.spec().to_dict()
+    (folder / "model.json").write_text(json.dumps(meta, indent=2))
+
+
+def quantize_model(model: Any, data: Any, method: str = "ort-static-int8", *,
+                   out_dir: str | Path | None = None, callbacks: Callbacks | None = None,
+                   measure_options: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    """Seed-document facade: ``quantize_model(model, data, method=..., **options)``."""
+    from core.artifacts import new_run_id
+
+    config = make_config(method, options)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / new_run_id("quantize")
+    return quantize(model, data, config, out_dir=out, callbacks=callbacks,
+                    measure_options=measure_options)

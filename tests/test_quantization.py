@@ -1,0 +1,305 @@
+"""Quantization: a contract suite over every registered method, bad input, tolerance, warnings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidParameterError, StudioError
+from core.registry import list_methods
+
+FAST = {"budget_s": 0.02, "memory": False}
+METHODS = list_methods("quantization")
+OPTIONS = {"torch-qat-int8": {"epochs": 1}}
+
+
+def _artifact(run_dir: Path) -> Path:
+    onnx = run_dir / "model.onnx"
+    return onnx if onnx.is_file() else run_dir / "model.pt"
+
+
+def test_every_method_is_registered():
+    assert set(METHODS) == {
+        "ort-static-int8", "ort-dynamic-int8", "ort-fp16", "ort-int4", "torch-dynamic-int8",
+        "torch-static-int8", "torch-qat-int8", "torch-fp16", "torch-bf16"}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_method_contract(method, baseline_dir, digits, tmp_path):
+    """Artifact loads, the report's figures equal an independent re-measurement of it."""
+    from core.artifacts import read_report
+    from core.measure import evaluate, onnx_param_counts
+    from core.quantization import load_artifact, make_config, quantize
+    from core.runs import open_variant
+
+    out = tmp_path / "q"
+    config = make_config(method, {"calibration_size": 64, **OPTIONS.get(method, {})})
+    result = quantize(baseline_dir, None, config, out_dir=out, measure_options=FAST)
+    report = result.report
+    assert result.run_dir == out and not (tmp_path / "q.partial").exists()
+    assert read_report(out) == json.loads(json.dumps(report))
+    assert report["operation"] == "quantize" and report["method"] == method
+    assert report["parent"] == baseline_dir.name
+    assert report["config"]["calibration_size"] == 64
+
+    artifact = _artifact(out)
+    assert artifact.suffix == (".onnx" if method.startswith("ort-") else ".pt")
+    model = load_artifact(artifact)  # ORT session or TorchScript module
+    res = report["result"]
+    assert res["size_bytes"] == artifact.stat().st_size
+    assert res["accuracy"] == pytest.approx(evaluate(model, digits, "test").accuracy, abs=1e-9)
+    if artifact.suffix == ".onnx":
+        assert (res["params"], res["nonzero_params"]) == onnx_param_counts(artifact)
+        assert not any("no ONNX form" in w for w in report["warnings"])
+    else:
+        assert res["params"] > 0
+        assert any("no ONNX form" in w and "TorchScript" in w for w in report["warnings"])
+    entry = next(a for a in report["artifacts"] if a["path"] == artifact.name)
+    assert entry["bytes"] == artifact.stat().st_size
+    base = report["baseline"]
+    assert base["size_bytes"] == (baseline_dir / "model.safetensors").stat().st_size
+    assert abs(res["accuracy"] - base["accuracy"]) <= 0.1
+    assert report["ratios"]["size_reduction"] == pytest.approx(
+        base["size_bytes"] / res["size_bytes"])
+    # the run folder opens as a variant for the other tabs, with its input shape known
+    variant = open_variant(out)
+    assert tuple(variant.loaded.input_shape) == digits.input_shape
+
+
+def test_int8_is_smaller_and_int4_packs_matmuls(baseline_dir, tmp_path):
+    import onnx
+
+    from core.quantization import quantize
+
+    r8 = quantize(baseline_dir, None, "ort-static-int8", out_dir=tmp_path / "s",
+                  measure_options=FAST).report
+    assert r8["ratios"]["size_reduction"] > 1.5
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "s" / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    quantize(baseline_dir, None, "ort-int4", out_dir=tmp_path / "i4", measure_options=FAST)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "i4" / "model.onnx")).graph.node}
+    assert "MatMulNBits" in ops and "Gemm" not in ops
+
+
+def test_dynamic_int8_leaves_convolutions_and_says_why(baseline_dir, tmp_path):
+    import onnx
+
+    from core.quantization import quantize
+
+    report = quantize(baseline_dir, None, "ort-dynamic-int8", out_dir=tmp_path / "d",
+                      measure_options=FAST).report
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "d" / "model.onnx")).graph.node]
+    assert "ConvInteger" not in ops and "Conv" in ops
+    note = next(w for w in report["warnings"] if "ConvInteger" in w)
+    assert "ort-static-int8" in note and "avx" in note.lower() or "instruction" in note
+
+
+# --- bad input -------------------------------------------------------------------------------
+def test_unknown_method_lists_registered_ones():
+    from core.quantization import make_config
+
+    with pytest.raises(InvalidParameterError) as exc:
+        make_config("int3-magic")
+    for name in METHODS:
+        assert name in str(exc.value)
+
+
+@pytest.mark.parametrize("size", [0, 10_000])
+def test_calibration_size_is_refused_with_the_range(size, baseline_dir, digits, tmp_path):
+    from core.quantization import make_config, quantize
+
+    with pytest.raises(InvalidParameterError) as exc:
+        quantize(baseline_dir, None, make_config("ort-static-int8", {"calibration_size": size}),
+                 out_dir=tmp_path / "q", measure_options=FAST)
+    assert f"[1, {len(digits.y_train)}]" in str(exc.value) and "calibration_size" in str(exc.value)
+    assert not (tmp_path / "q").exists() and not (tmp_path / "q.partial").exists()
+
+
+def test_option_of_another_method_is_refused():
+    from core.quantization import make_config
+
+    with pytest.raises(InvalidParameterError, match="calibration"):
+        make_config("ort-dynamic-int8", {"calibration": "entropy"})
+    with pytest.raises(InvalidParameterError, match="calibration"):
+        make_config("ort-static-int8", {"calibration": "median"})
+    assert make_config("ort-dynamic-int8", {"calibration": "entropy"}, strict=False).method \
+        == "ort-dynamic-int8"
+
+
+def test_already_quantized_and_onnx_only_inputs(baseline_dir, digits, tmp_path):
+    from core.quantization import quantize
+
+    quantize(baseline_dir, None, "ort-fp16", out_dir=tmp_path / "a", measure_options=FAST)
+    with pytest.raises(StudioError, match="already quantized"):
+        quantize(tmp_path / "a", None, "ort-static-int8", out_dir=tmp_path / "b")
+    # an ONNX file: ort methods work, torch methods say to use an ort method
+    onnx_file = baseline_dir / "model.onnx"
+    r = quantize(onnx_file, digits, "ort-dynamic-int8", out_dir=tmp_path / "c",
+                 measure_options=FAST)
+    assert r.report["baseline"]["size_bytes"] == onnx_file.stat().st_size
+    with pytest.raises(StudioError, match="ort-"):
+        quantize(onnx_file, digits, "torch-static-int8", out_dir=tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_unexportable_model_names_the_operator(digits, tmp_path):
+    import torch
+
+    from core.quantization import quantize
+
+    class Odd(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(torch.special.zeta(x.flatten(1), 2.0 + x.flatten(1)))
+
+    with pytest.raises(StudioError) as exc:
+        quantize(Odd(), digits, "ort-static-int8", out_dir=tmp_path / "q", measure_options=FAST)
+    assert "zeta" in str(exc.value) and "torch" in str(exc.value)
+
+
+# --- accuracy-aware ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fragile_mlp(digits):
+    """An MLP whose first layer has one huge weight on an always-zero pixel.
+
+    FP32 outputs do not change (the pixel is 0), but per-tensor INT8 of that layer rounds
+    every other weight to 0: quantizing it alone destroys accuracy.
+    """
+    import torch
+
+    from core.models import model_for_data
+    from core.training import TrainConfig, train
+
+    assert np.all(digits.X_train.reshape(len(digits.X_train), -1)[:, 0] == 0)
+    model = model_for_data("mlp", digits.input_shape, digits.num_classes, hidden_dims=[32])
+    train(model, digits, TrainConfig(epochs=3, lr=0.01))
+    with torch.no_grad():
+        model.features[1].weight[0, 0] = 1000.0
+    return model
+
+
+def test_tolerance_keeps_the_sensitive_layer_in_float(fragile_mlp, digits, tmp_path):
+    from core.quantization import make_config, quantize
+
+    config = make_config("ort-static-int8", {"tolerance": 0.02, "calibration_size": 128})
+    report = quantize(fragile_mlp, digits, config, out_dir=tmp_path / "q",
+                      measure_options=FAST).report
+    q = report["quantization"]
+    sens = {s["layer"]: s["delta"] for s in q["sensitivity"]}
+    worst = min(sens, key=sens.get)
+    assert sens[worst] < -0.3  # quantizing the fragile layer alone collapses accuracy
+    assert q["kept_float"] == [worst]
+    assert q["tolerance"]["met"] and q["tolerance"]["steps"][0]["drop"] > 0.02
+    assert q["fp32_val_accuracy"] - q["quantized_val_accuracy"] <= 0.02
+    assert any(worst in w and "float" in w for w in report["warnings"])
+    # the kept layer really is float in the artifact: its weight is still an FP32 initializer
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "q" / "model.onnx")).graph
+    kept_node = next(n for n in graph.node if n.name == worst)
+    assert kept_node.op_type in ("Gemm", "MatMul")
+    fp32 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    assert kept_node.input[1] in fp32
+
+
+def test_sensitivity_without_tolerance_torch(fragile_mlp, digits, tmp_path):
+    from core.quantization import make_config, quantize
+
+    config = make_config("torch-dynamic-int8", {"sensitivity": True})
+    report = quantize(fragile_mlp, digits, config, out_dir=tmp_path / "q",
+                      measure_options=FAST).report
+    layers = [s["layer"] for s in report["quantization"]["sensitivity"]]
+    assert layers == ["features.1", "classifier"]
+    assert report["quantization"]["kept_float"] == []
+
+
+def test_tolerance_refused_for_whole_model_casts(baseline_dir, tmp_path):
+    from core.quantization import make_config, quantize
+
+    with pytest.raises(InvalidParameterError, match="tolerance"):
+        quantize(baseline_dir, None, make_config("torch-bf16", {"tolerance": 0.01}),
+                 out_dir=tmp_path / "q")
+    with pytest.raises(InvalidParameterError, match="tolerance"):
+        make_config("torch-qat-int8", {"tolerance": 0.01})
+
+
+# --- honest speed ------------------------------------------------------------------------------
+def test_slower_than_fp32_is_warned_with_the_isa(baseline_dir, tmp_path, monkeypatch):
+    """Force the timing so that the result is slower; the report must say so, naming the ISA."""
+    import core.measure._measure as measure_mod
+    from core.measure import cpu_isa
+    from core.quantization import quantize
+
+    def fake_latency(preds, X, *, batch_sizes=(1, 64), **kw):
+        slow = {"baseline": 1.0, "result": 3.0}
+        return {name: {str(bs): {"p50": slow[name] * bs, "p95": slow[name] * bs, "runs": 1}
+                       for bs in batch_sizes} for name in preds}
+
+    monkeypatch.setattr(measure_mod, "interleaved_latency", fake_latency)
+    report = quantize(baseline_dir, None, "ort-dynamic-int8", out_dir=tmp_path / "q",
+                      measure_options=FAST).report
+    assert report["ratios"]["speedup_b1"] == pytest.approx(1 / 3)
+    slow_notes = [w for w in report["warnings"] if "slower than the baseline" in w]
+    assert len(slow_notes) == 2
+    isa = cpu_isa()
+    assert all(", ".join(isa) in w for w in slow_notes) and "3.00×" in slow_notes[0]
+    if not any("vnni" in f or "amx" in f for f in isa):
+        assert any("VNNI" in w for w in report["warnings"])
+
+
+def test_real_run_warnings_match_measured_ratios(baseline_dir, tmp_path):
+    from core.quantization import quantize
+
+    report = quantize(baseline_dir, None, "torch-fp16", out_dir=tmp_path / "q",
+                      measure_options=FAST).report
+    for key, value in report["ratios"].items():
+        if key.startswith("speedup_b"):
+            said = any(f"at batch {key.removeprefix('speedup_b')} " in w
+                       for w in report["warnings"])
+            assert said == (value < 1.0)
+
+
+# --- API and CLI -------------------------------------------------------------------------------
+def test_facade_and_lazy_exports(fragile_mlp, digits, tmp_path):
+    import core
+    from core.quantization import __all__ as names
+
+    assert core.quantize is not None and core.quantize_model is not None
+    for name in names:
+        assert getattr(__import__("core.quantization", fromlist=[name]), name) is not None
+    result = core.quantize_model(fragile_mlp, digits, method="ort-int4", block_size=16,
+                                 out_dir=tmp_path / "f", measure_options=FAST)
+    assert result.report["config"]["block_size"] == 16
+    assert (tmp_path / "f" / "model.onnx").is_file()
+
+
+def test_cli_quantize(baseline_dir, tmp_path, monkeypatch):
+    import functools
+
+    import core.measure
+    from core.cli import run
+
+    fast = functools.partial(core.measure.measure_many, **FAST)
+    monkeypatch.setattr(core.measure, "measure_many", fast)
+
+    errors: list[str] = []
+    out = tmp_path / "cli"
+    code = run(["quantize", "--model", str(baseline_dir), "--method", "ort-static-int8",
+                "--calibration", "percentile", "--per-channel", "--calibration-size", "64",
+                "--out", str(out)], err=errors.append)
+    assert code == 0, errors
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["calibration"] == "percentile" and report["config"]["per_channel"]
+    code = run(["quantize", "--model", str(baseline_dir), "--method", "ort-static-int8",
+                "--calibration-size", "0", "--out", str(tmp_path / "bad")], err=errors.append)
+    assert code == 2 and "calibration_size" in errors[-1] and "[1, " in errors[-1]
+    code = run(["quantize", "--model", str(baseline_dir), "--method", "ort-fp16",
+                "--calibration", "entropy", "--out", str(tmp_path / "bad")], err=errors.append)
+    assert code == 2 and "ort-fp16" in errors[-1]
+    assert not (tmp_path / "bad").exists()
