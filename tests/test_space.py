@@ -1,0 +1,48 @@
+"""Hugging Face Space readiness: entry point, front matter, and no network beyond loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import _free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = ("127.", "::1", "localhost", "/")
+
+
+def test_readme_front_matter_declares_a_gradio_space():
+    text = (ROOT / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---")[1])
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "launch.py"
+    assert (ROOT / meta["app_file"]).is_file()
+    assert {"title", "sdk_version", "python_version", "short_description"} <= set(meta)
+
+
+def test_no_outbound_connection_other_than_loopback():
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"}
+    env.update(NO_PROXY="localhost,127.0.0.1", PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests/helpers/no_network_probe.py"), str(_free_port())],
+        capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    attempts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert attempts, "the probe saw no connection at all: it did not exercise the server"
+    outside = [a for a in attempts if not a.startswith(LOOPBACK)]
+    assert not outside, f"outbound connections attempted: {outside}"
+
+
+def test_launch_honours_space_environment(monkeypatch):
+    from studio.app import launch_kwargs
+    from studio.context import StudioContext
+
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    kwargs = launch_kwargs(StudioContext(ROOT / "results"))
+    assert kwargs["server_name"] == "0.0.0.0" and kwargs["server_port"] == 7861
+    assert kwargs["ssr_mode"] is False
