@@ -13,6 +13,7 @@ from studio.context import StudioContext
 # and is called inside ``gr.Blocks``/``gr.Tabs``; it creates one ``gr.Tab``.
 TABS: list[tuple[str, str]] = [
     ("studio.tabs.model_data", "build_model_data_tab"),
+    ("studio.tabs.quantization", "build_quantization_tab"),
     ("studio.tabs.comparison", "build_comparison_tab"),
 ]
 
@@ -35,6 +36,7 @@ def build_app(ctx: StudioContext | None = None):
         with gr.Tabs():
             for module, builder in TABS:
                 getattr(importlib.import_module(module), builder)(ctx)
+        demo.load(lambda: ctx.cleanup_sessions() and None, None, None, api_visibility="private")
     demo.queue(max_size=ctx.queue_size, default_concurrency_limit=ctx.engine_limit)
     demo.studio_context = ctx
     return demo

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +34,8 @@ class StudioContext:
     queue_size: int = 16
     upload_limit_mb: float = 200.0
     measure_options: dict[str, Any] = field(default_factory=dict)
+    session_ttl_hours: float = 24.0
+    _last_cleanup: float = field(default=0.0, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +48,21 @@ class StudioContext:
         return {"concurrency_id": "engine", "concurrency_limit": self.engine_limit}
 
     # --- sessions and runs --------------------------------------------------------------
+    def cleanup_sessions(self, *, now: float | None = None, every_s: float = 600.0) -> list[str]:
+        """Delete session folders untouched for ``session_ttl_hours`` (at most every_s)."""
+        now = time.time() if now is None else now
+        if now - self._last_cleanup < every_s:
+            return []
+        self._last_cleanup = now
+        removed = []
+        for folder in (self.root / "sessions").iterdir():
+            newest = max((p.stat().st_mtime for p in folder.rglob("*")),
+                         default=folder.stat().st_mtime)
+            if now - newest > self.session_ttl_hours * 3600:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
+
     def session_id(self, request: Any) -> str:
         """The session's id from a ``gr.Request`` (or a plain string in tests)."""
         sid = request if isinstance(request, str) else getattr(request, "session_hash", None)

@@ -82,3 +82,20 @@ def test_uploaded_onnx_model_is_measured(client, baseline_dir):
                                    None, "label", api_name="/use_model")
     assert "Measured" in status
     assert np.isfinite(float(dict((r[0], r[1]) for r in table["data"])["accuracy"]))
+
+
+def test_old_sessions_are_cleaned_up(tmp_path):
+    import os
+    import time
+
+    from studio.context import StudioContext
+
+    ctx = StudioContext(tmp_path, session_ttl_hours=1)
+    old, fresh = ctx.session_dir("old"), ctx.session_dir("fresh")
+    (old / "f").write_text("x")
+    past = time.time() - 7200
+    os.utime(old / "f", (past, past))
+    os.utime(old, (past, past))
+    (fresh / "f").write_text("x")
+    assert ctx.cleanup_sessions() == ["old"]
+    assert not old.exists() and fresh.exists()
