@@ -29,6 +29,9 @@ _LAZY = {
     "HyperparameterTuner": "core.tuning",
     "distill": "core.distillation",
     "DistillConfig": "core.distillation",
+    "prune": "core.pruning",
+    "prune_model": "core.pruning",
+    "PruningConfig": "core.pruning",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,65 @@
+"""``studio prune``: prune a run folder or model file and write DIR/report.json + artifacts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Define ``studio prune`` (method choices are read from the registry)."""
+    from core.cli import add_common
+    from core.pruning._config import ATTENTION_MODES, SCHEDULES, STRUCTURED, UNSTRUCTURED
+
+    p = subparsers.add_parser(
+        "prune", help="prune a model (structured: smaller + faster; unstructured: smaller file)",
+        description="Prune a model and measure it side by side with the original.")
+    p.add_argument("--model", required=True,
+                   help="a studio run folder, or a TorchScript .pt / torch.export .pt2 file")
+    p.add_argument("--data", default=None,
+                   help="built-in name, .csv or .npz (default: the run folder's data set)")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--method", default="structured-l2", choices=list(STRUCTURED + UNSTRUCTURED),
+                   help="registered pruning method (see `studio methods pruning`)")
+    p.add_argument("--sparsity", type=float, default=0.5,
+                   help="fraction removed: channels per layer (structured) or weights "
+                        "(unstructured), 0.05–0.95")
+    p.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))
+    p.add_argument("--steps", type=int, default=None,
+                   help="pruning steps of the gradual (cubic) schedule (default 3)")
+    p.add_argument("--finetune-epochs", type=int, default=1,
+                   help="fine-tuning epochs after each pruning step (0: none)")
+    p.add_argument("--lr", type=float, default=0.002, help="fine-tuning learning rate")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--round-to", type=int, default=None,
+                   help="keep channel counts a multiple of this (structured)")
+    p.add_argument("--ignore", default="",
+                   help="comma-separated layer names to leave untouched (structured always "
+                        "keeps the classifier head)")
+    p.add_argument("--attention", default="heads", choices=list(ATTENTION_MODES),
+                   help="vit: remove whole heads or dimensions within heads")
+    add_common(p, data=False)
+    p.set_defaults(func=_cmd_prune)
+    return p
+
+
+def _cmd_prune(args: argparse.Namespace) -> Path:
+    from core.cli import print_summary, progress_callbacks
+    from core.data import load_dataset
+    from core.pruning._config import PruningConfig
+    from core.pruning._verb import prune
+
+    steps = args.steps if args.steps is not None else (3 if args.schedule == "gradual" else 1)
+    cfg = PruningConfig(
+        method=args.method, sparsity=args.sparsity, schedule=args.schedule, steps=steps,
+        finetune_epochs=args.finetune_epochs, lr=args.lr, batch_size=args.batch_size,
+        round_to=args.round_to, attention=args.attention, seed=args.seed,
+        ignore=tuple(n.strip() for n in args.ignore.split(",") if n.strip()))
+    data = load_dataset(args.data, label_column=args.label_column, seed=args.seed) \
+        if args.data else None
+    result = prune(args.model, data, cfg, out_dir=args.out,
+                   callbacks=progress_callbacks("prune"),
+                   measure_options={"threads": args.threads})
+    print_summary(result.report, args.out)
+    return args.out

@@ -1,0 +1,161 @@
+"""The pruning loop shared by every method: prune a step, measure, fine-tune, repeat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.callbacks import Callbacks
+from core.measure import evaluate
+from core.pruning._config import STRUCTURED, UNSTRUCTURED, PruningConfig
+from core.registry import register_method
+from core.training import TrainConfig, train
+
+_SUMMARIES = {
+    "structured-l1": "Remove whole channels/neurons/heads with the lowest L1 norm (Torch-Pruning "
+                     "dependency graph); the model really gets smaller and faster.",
+    "structured-l2": "Remove whole channels/neurons/heads with the lowest L2 norm (Torch-Pruning "
+                     "dependency graph); the model really gets smaller and faster.",
+    "structured-taylor": "Remove whole channels/neurons/heads with the lowest first-order "
+                         "Taylor importance |grad × weight| (Torch-Pruning).",
+    "l1-unstructured": "Zero the smallest-magnitude weights of each layer; smaller download, "
+                       "same latency (dense kernels).",
+    "global-magnitude": "Zero the smallest-magnitude weights across all layers at once; "
+                        "smaller download, same latency.",
+    "random-unstructured": "Zero random weights of each layer (a baseline to compare against).",
+    "taylor-unstructured": "Zero the weights with the lowest |grad × weight| summed over a "
+                           "slice of the training data (global ranking).",
+    "movement": "Movement pruning: zero the weights moving towards zero while fine-tuning "
+                "(scores −Σ grad × weight gathered during training).",
+}
+
+
+def _sub(cb: Callbacks, start: float, span: float, prefix: str = "", *,
+         metrics: bool = False) -> Callbacks:
+    """Callbacks that map a child's 0..1 progress into ``start .. start + span``."""
+    return Callbacks(on_progress=lambda f, m: cb.progress(start + span * f, prefix + m),
+                     on_metrics=cb.metrics if metrics else None, cancel=cb.cancel)
+
+
+def _val_accuracy(model: nn.Module, data: Any) -> float:
+    split = "val" if len(data.y_val) else "test"
+    return float(evaluate(model, data, split).accuracy)
+
+
+def _counts(model: nn.Module) -> tuple[int, int]:
+    from core.measure import torch_param_counts
+
+    return torch_param_counts(model)
+
+
+def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
+                 callbacks: Callbacks | None = None, *, span: float = 0.8) -> dict[str, Any]:
+    """Prune ``model`` in place along ``cfg``'s schedule, fine-tuning between steps.
+
+    Returns a log: per-step history (sparsity, val accuracy right after pruning and after
+    fine-tuning, params) and the test accuracy before the last fine-tune.
+    """
+    from core.pruning._structured import StructuredPruner, taylor_gradients
+    from core.pruning._unstructured import MaskedPruner
+
+    cb = Callbacks.ensure(callbacks)
+    targets = cfg.targets()
+    movement = cfg.method == "movement"
+    rounds = len(targets) + (1 if movement else 0)
+    per = span / max(rounds, 1)
+    if cfg.structured:
+        example = torch.from_numpy(data.X_train[:2])
+        pruner: Any = StructuredPruner(model, example, cfg, taylor_gradients(data, cfg))
+        after_step = None
+    else:
+        pruner = MaskedPruner(model, cfg, data)
+        after_step = pruner.after_step()
+    params0, nonzero0 = _counts(model)
+    start = {"step": 0, "sparsity": 0.0, "val_accuracy": _val_accuracy(model, data),
+             "params": params0, "nonzero_params": nonzero0}
+    start["val_accuracy_pruned"] = start["val_accuracy"]
+    history = [start]
+    cb.metrics({**start, "phase": "baseline"})
+
+    def finetune(k: int, label: str) -> None:
+        if cfg.finetune_epochs < 1:
+            return
+        tc = TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                         seed=cfg.seed + k)
+        train(model, data, tc, callbacks=_sub(cb, k * per + per / 2, per / 2, label),
+              after_step=after_step)
+
+    before_ft = None
+    pending: dict[str, Any] | None = None  # movement: a step's row waits for its fine-tune
+    for i, target in enumerate(targets):
+        cb.progress(i * per, f"Step {i + 1}/{len(targets)}: pruning to {target:.0%}")
+        if movement:
+            finetune(i, f"Step {i + 1}: fine-tuning, gathering movement scores — ")
+            if pending is not None:
+                pending["val_accuracy"] = _val_accuracy(model, data)
+                cb.metrics({**pending, "phase": "step"})
+        if cfg.structured:
+            pruner.step(data)
+        else:
+            pruner.prune_to(target)
+        acc_pruned = _val_accuracy(model, data)
+        last = i == len(targets) - 1
+        if last:
+            before_ft = float(evaluate(model, data, "test").accuracy)
+        if not movement:
+            finetune(i, f"Step {i + 1}: fine-tuning — ")
+        elif last:
+            finetune(i + 1, "Final fine-tune — ")
+        params, nonzero = _counts(model)
+        row = {"step": i + 1, "sparsity": float(target), "val_accuracy_pruned": acc_pruned,
+               "val_accuracy": _val_accuracy(model, data), "params": params,
+               "nonzero_params": nonzero}
+        history.append(row)
+        if movement and not last:
+            pending = row
+        else:
+            cb.metrics({**row, "phase": "step"})
+    cb.progress(span, "Pruning done")
+    model.eval()
+    return {"targets": targets, "history": history, "accuracy_before_finetune": before_ft}
+
+
+def _register(name: str) -> None:
+    def method(model: nn.Module, data: Any, config: PruningConfig,
+               callbacks: Callbacks | None = None) -> dict[str, Any]:
+        """Prune in place along the config's schedule (see ``run_schedule``)."""
+        return run_schedule(model, data, config.replace(method=name), callbacks)
+
+    method.__name__ = name.replace("-", "_")
+    register_method(name, area="pruning", config=PruningConfig, summary=_SUMMARIES[name])(method)
+
+
+for _name in STRUCTURED + UNSTRUCTURED:
+    _register(_name)
+
+
+def layer_table(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
+    """Per weight layer: width (output channels), params and non-zero, before and after."""
+    def layers(model: nn.Module) -> dict[str, dict[str, int]]:
+        state = model.state_dict()
+        out: dict[str, dict[str, int]] = {}
+        for key, w in state.items():
+            if not key.endswith("weight") or w.dim() < 2:
+                continue
+            name = key[: -len(".weight")] if key.endswith(".weight") else key
+            tensors = [w] + ([state[name + ".bias"]] if name + ".bias" in state else [])
+            out[name] = {"width": int(w.shape[0]), "params": sum(t.numel() for t in tensors),
+                         "nonzero": sum(int((t != 0).sum()) for t in tensors)}
+        return out
+
+    b, a = layers(before), layers(after)
+    rows = []
+    for name, bv in b.items():
+        av = a.get(name, {"width": 0, "params": 0, "nonzero": 0})
+        rows.append({"layer": name, "width_before": bv["width"], "width_after": av["width"],
+                     "params_before": bv["params"], "params_after": av["params"],
+                     "nonzero_before": bv["nonzero"], "nonzero_after": av["nonzero"],
+                     "sparsity": 1.0 - av["nonzero"] / bv["params"] if bv["params"] else 0.0})
+    return rows

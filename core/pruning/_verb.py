@@ -1,0 +1,214 @@
+"""The ``prune`` verb: prune a copy, materialise it, save it portably, measure it side by side."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from core.artifacts import export_onnx, save_model, staging, write_run
+from core.artifacts._sparse import SPARSE_FILE, save_sparse_state
+from core.callbacks import Callbacks
+from core.errors import InvalidParameterError, UnsupportedModelError
+from core.pruning._config import PruningConfig
+from core.pruning._engine import _sub, layer_table
+from core.registry import get_method
+from core.runs import RunResult
+
+__all__ = ["prune", "prune_model"]
+
+
+def _dataset(data: Any) -> Any:
+    from core.data import Dataset, load_dataset
+
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, Path)):
+        return load_dataset(str(data))
+    raise InvalidParameterError("data", "a Dataset or a data set name/path", type(data).__name__)
+
+
+def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | None]:
+    """(model, kind, dataset, baseline files, parent run id) from a module, file or run folder."""
+    from core.artifacts import load_model
+    from core.models import is_builtin
+    from core.runs import open_variant
+
+    dataset = _dataset(data)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            variant = open_variant(path, data=dataset)
+            loaded = variant.loaded
+            return loaded.model, loaded.kind, variant.data, loaded.files(), variant.run_id
+        loaded = load_model(path)
+        if dataset is None:
+            raise InvalidParameterError("data", "given for a model file (a built-in name, "
+                                        ".csv or .npz)", None)
+        return loaded.model, loaded.kind, dataset, loaded.files(), None
+    if isinstance(source, nn.Module) or isinstance(source, torch.jit.ScriptModule):
+        if dataset is None:
+            raise InvalidParameterError("data", "a Dataset or a data set name", None)
+        kind = "builtin" if is_builtin(source) else (
+            "torchscript" if isinstance(source, torch.jit.ScriptModule) else "module")
+        return source, kind, dataset, [], None
+    raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model file",
+                                type(source).__name__)
+
+
+def _copy(model: Any) -> Any:
+    """A deep copy, so the caller's model (and run folder) are never touched."""
+    if isinstance(model, torch.jit.ScriptModule):
+        buf = io.BytesIO()
+        torch.jit.save(model, buf)
+        buf.seek(0)
+        return torch.jit.load(buf)
+    return copy.deepcopy(model)
+
+
+def _check_fits(model: Any, data: Any) -> None:
+    shape = getattr(model, "input_shape", None)
+    if shape and tuple(shape) != tuple(data.input_shape):
+        raise InvalidParameterError("model input shape",
+                                    f"equal to the data's {list(data.input_shape)}", list(shape))
+    with torch.no_grad():
+        try:
+            out = model.eval()(torch.from_numpy(data.X_train[:2]))
+        except RuntimeError as exc:
+            raise InvalidParameterError("model", f"able to take inputs of shape "
+                                        f"{list(data.input_shape)} ({str(exc)[:120]})",
+                                        type(model).__name__) from None
+    if out.ndim != 2 or out.shape[1] != data.num_classes:
+        raise InvalidParameterError("model output", f"(batch, {data.num_classes}) logits",
+                                    list(out.shape))
+
+
+def _save_user_model(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[Path], list[str]]:
+    """TorchScript (model.pt) where it traces, and model.onnx; returns files and warnings."""
+    notes: list[str] = []
+    example = torch.from_numpy(data.X_test[:1])
+    parity = export_onnx(model, tmp / "model.onnx", example, check_inputs=data.X_test[:64])
+    files = [tmp / "model.onnx"]
+    try:
+        scripted = model if isinstance(model, torch.jit.ScriptModule) else \
+            torch.jit.trace(model.eval(), example, check_trace=False)
+        torch.jit.save(scripted, str(tmp / "model.pt"))
+        files = [tmp / "model.pt", tmp / "model.onnx"]
+    except Exception as exc:  # ONNX is still there
+        notes.append(f"The pruned model could not be saved as TorchScript "
+                     f"({type(exc).__name__}); model.onnx is its saved form.")
+    if parity > 1e-3:
+        notes.append(f"model.onnx differs from the torch model by up to {parity:.2e}.")
+    return files, notes
+
+
+def prune(
+    model_or_run_dir: Any,
+    data: Any = None,
+    config: PruningConfig | Mapping[str, Any] | None = None,
+    *,
+    out_dir: str | Path,
+    callbacks: Callbacks | None = None,
+    parent: str | None = None,
+    measure_options: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Prune a model (module, model file or run folder) and write a measured run folder.
+
+    Structured methods remove channels/neurons/heads; a built-in model comes back as the same
+    family with the new widths (model.json + model.safetensors + model.onnx). Unstructured
+    methods zero weights permanently and save them compactly (model.sparse.npz) beside a
+    dense model.onnx. The input model and its run folder are never modified.
+    """
+    if config is None:
+        config = PruningConfig()
+    elif isinstance(config, Mapping):
+        config = PruningConfig.from_dict(dict(config))
+    if not isinstance(config, PruningConfig):
+        raise InvalidParameterError("config", "a PruningConfig or a dict of its fields",
+                                    type(config).__name__)
+    cfg = config
+    cb = Callbacks.ensure(callbacks)
+    method = get_method("pruning", cfg.method)
+    cb.progress(0.0, "Loading the model")
+    original, kind, dataset, base_files, run_parent = _resolve(model_or_run_dir, data)
+    if kind == "onnx":
+        raise UnsupportedModelError(
+            "Pruning needs a torch model (a studio run folder of a built-in model, a "
+            "TorchScript .pt or a torch.export .pt2); an ONNX model's weights cannot be "
+            "fine-tuned here.")
+    if cfg.structured and kind in ("torchscript", "export"):
+        raise UnsupportedModelError(
+            f"Structured pruning rewrites layers, which needs a Python nn.Module; this is a "
+            f"{'TorchScript' if kind == 'torchscript' else 'torch.export'} model. Use an "
+            "unstructured method, or pass the model from Python.")
+    _check_fits(original, dataset)
+    working = _copy(original)
+    for p in working.parameters():
+        p.requires_grad_(True)
+    log = method.fn(working, dataset, cfg, _sub(cb, 0.0, 1.0, metrics=True))
+    layers = layer_table(original, working)
+    notes: list[str] = []
+    extra: dict[str, Any] = {}
+    with staging(out_dir) as tmp:
+        cb.progress(0.82, "Saving")
+        if kind == "builtin" and cfg.structured:
+            from core.pruning._structured import builtin_widths, materialise
+
+            final, diff = materialise(working, dataset)
+            saved = save_model(final, tmp, data=dataset)
+            files = [tmp / "model.safetensors"]
+            extra.update(widths_after=builtin_widths(final), materialise_max_abs_diff=diff,
+                         onnx_parity_max_abs_diff=saved["onnx_parity"])
+        elif kind == "builtin":
+            final = working
+            saved = save_model(final, tmp, data=dataset, extra_meta={"weights": SPARSE_FILE})
+            dense = (tmp / "model.safetensors").stat().st_size
+            (tmp / "model.safetensors").unlink()
+            sparse = save_sparse_state(final.state_dict(), tmp / SPARSE_FILE)
+            files = [tmp / SPARSE_FILE]
+            extra.update(dense_weight_bytes=dense, sparse_weight_bytes=sparse,
+                         onnx_parity_max_abs_diff=saved["onnx_parity"])
+            notes.append(
+                f"Unstructured sparsity is not faster here: the zeros are still multiplied by "
+                f"dense CPU kernels (torch and ONNX Runtime), so latency is unchanged. The gain "
+                f"is the download: {SPARSE_FILE} is {sparse:,} bytes vs {dense:,} dense; "
+                f"model.onnx stays dense for deployment.")
+        else:
+            final = working
+            files, more = _save_user_model(final, tmp, dataset, kind)
+            notes += more
+            notes.append("Not a built-in family: saved as TorchScript (model.pt) and ONNX.")
+            if not cfg.structured:
+                notes.append("Unstructured sparsity is not faster here: dense kernels still "
+                             "multiply the zeros, and a non-built-in model is saved dense.")
+        if kind == "builtin":
+            extra["widths_before"] = dict(original.spec().kwargs)
+        if log["accuracy_before_finetune"] is not None and cfg.finetune_epochs == 0:
+            notes.append("No fine-tuning was run (finetune_epochs=0).")
+        report = write_run(
+            tmp, operation="prune", method=cfg.method, config=cfg.to_dict(), data=dataset,
+            result_model=final, result_files=files, baseline_model=original,
+            baseline_files=base_files, seed=cfg.seed, warnings=notes,
+            parent=parent or run_parent, label=f"Pruned model ({cfg.method})",
+            extra={"pruning": {**log, "layers": layers, "kind": kind, **extra}},
+            measure_options=measure_options, callbacks=_sub(cb, 0.85, 0.15, "Measuring: "),
+        )
+    cb.progress(1.0, "Done")
+    return RunResult(Path(out_dir), report)
+
+
+def prune_model(model: Any, data: Any, method: str = "structured-l2", sparsity: float = 0.5,
+                *, out_dir: str | Path | None = None, callbacks: Callbacks | None = None,
+                measure_options: Mapping[str, Any] | None = None, **config: Any) -> RunResult:
+    """Seed-document facade: ``prune_model(model, data, method=..., sparsity=..., **config)``
+    forwards to ``prune`` (the run folder defaults to ``results/<run id>``)."""
+    from core.artifacts import new_run_id
+
+    cfg = PruningConfig.from_dict({"method": method, "sparsity": sparsity, **config})
+    out = Path(out_dir) if out_dir is not None else Path("results") / new_run_id("prune")
+    return prune(model, data, cfg, out_dir=out, callbacks=callbacks,
+                 measure_options=measure_options)
