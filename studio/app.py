@@ -14,6 +14,7 @@ from studio.context import StudioContext
 TABS: list[tuple[str, str]] = [
     ("studio.tabs.model_data", "build_model_data_tab"),
     ("studio.tabs.quantization", "build_quantization_tab"),
+    ("studio.tabs.pruning", "build_pruning_tab"),
     ("studio.tabs.comparison", "build_comparison_tab"),
 ]
 

@@ -1,0 +1,198 @@
+"""Tab "Pruning": structured (channels really removed) or unstructured (sparse weights) pruning,
+one-shot or gradual with fine-tuning, measured side by side with the input model."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.artifacts import make_bundle
+from core.pruning import ATTENTION_MODES, SCHEDULES, PruningConfig, prune
+from core.registry import get_method, list_methods
+from studio.context import StudioContext
+from studio.runner import call, stream
+
+COLUMNS = ["model", "accuracy", "accuracy before fine-tune", "params", "non-zero params",
+           "MACs", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)", "p95 b64 (ms)"]
+
+
+def _lat(m: dict[str, Any], bs: str, q: str) -> float | None:
+    entry = (m.get("latency_ms") or {}).get(bs)
+    return round(entry[q], 4) if entry else None
+
+
+def results_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Baseline vs pruned, side by side (as measured in the same run)."""
+    rows = []
+    before_ft = (report.get("pruning") or {}).get("accuracy_before_finetune")
+    for name, key in (("input (baseline)", "baseline"), (f"pruned ({report['method']})",
+                                                         "result")):
+        m = report.get(key) or {}
+        rows.append({
+            "model": name, "accuracy": round(m.get("accuracy", float("nan")), 4),
+            "accuracy before fine-tune": (round(before_ft, 4) if key == "result"
+                                          and before_ft is not None else None),
+            "params": m.get("params"), "non-zero params": m.get("nonzero_params"),
+            "MACs": m.get("macs"), "size (KB)": round(m.get("size_bytes", 0) / 1024, 1),
+            "p50 b1 (ms)": _lat(m, "1", "p50"), "p95 b1 (ms)": _lat(m, "1", "p95"),
+            "p50 b64 (ms)": _lat(m, "64", "p50"), "p95 b64 (ms)": _lat(m, "64", "p95")})
+    return rows
+
+
+def step_curve(history: Sequence[dict[str, Any]]) -> go.Figure:
+    """Validation accuracy per pruning step: right after pruning and after fine-tuning."""
+    fig = go.Figure()
+    steps = [h["step"] for h in history]
+    fig.add_trace(go.Scatter(x=steps, y=[h.get("val_accuracy_pruned") for h in history],
+                             mode="lines+markers", name="after pruning",
+                             line={"dash": "dot"}))
+    fig.add_trace(go.Scatter(x=steps, y=[h.get("val_accuracy") for h in history],
+                             mode="lines+markers", name="after fine-tuning"))
+    fig.add_trace(go.Bar(x=steps, y=[h.get("sparsity") for h in history], name="sparsity",
+                         opacity=0.25, yaxis="y2"))
+    fig.update_layout(title="Validation accuracy per pruning step", xaxis_title="step",
+                      yaxis={"title": "accuracy", "range": [0, 1.02]},
+                      yaxis2={"title": "sparsity", "overlaying": "y", "side": "right",
+                              "range": [0, 1]},
+                      height=340, margin={"l": 50, "r": 50, "t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def layer_chart(layers: Sequence[dict[str, Any]], structured: bool) -> go.Figure:
+    """Per layer, before vs after: width (structured) or non-zero weights (unstructured)."""
+    names = [r["layer"] for r in layers]
+    if structured:
+        before, after = [r["width_before"] for r in layers], [r["width_after"] for r in layers]
+        title, axis = "Layer widths before vs after (output channels / neurons)", "width"
+    else:
+        before = [r["nonzero_before"] for r in layers]
+        after = [r["nonzero_after"] for r in layers]
+        title, axis = "Non-zero weights per layer before vs after", "non-zero weights"
+    sparsity = [f"{100 * r['sparsity']:.0f} % removed" for r in layers]
+    fig = go.Figure([
+        go.Bar(x=names, y=before, name="before"),
+        go.Bar(x=names, y=after, name="after", text=sparsity, textposition="outside")])
+    fig.update_layout(title=title, barmode="group", yaxis_title=axis, height=360,
+                      margin={"l": 50, "r": 20, "t": 50, "b": 90})
+    return fig
+
+
+def _summary(report: dict[str, Any], run_id: str) -> str:
+    res, ratios = report["result"], report.get("ratios") or {}
+    base = report.get("baseline") or {}
+    text = (f"**{report['method']}** `{run_id}`: accuracy **{res['accuracy']:.4f}** "
+            f"(Δ {100 * (ratios.get('accuracy_delta') or 0):+.2f} pt); params "
+            f"{res['params']:,} ({res['nonzero_params']:,} non-zero) vs "
+            f"{base.get('params', 0):,}; {res['size_bytes'] / 1024:.1f} KB on disk "
+            f"({ratios.get('size_reduction') or 0:.2f}× smaller); speed-up "
+            f"{ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
+            f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64.")
+    if report.get("warnings"):
+        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
+    return text
+
+
+def _method_help(method: str) -> str:
+    try:
+        return f"*{get_method('pruning', method).summary}*"
+    except Exception:
+        return ""
+
+
+def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
+    methods = list_methods("pruning")
+    default = "structured-l2" if "structured-l2" in methods else methods[0]
+    with gr.Tab("Pruning", id="pruning", elem_id="pruning-tab") as tab:
+        gr.Markdown("Prune a variant of this session (default: the baseline). **Structured** "
+                    "methods remove whole channels/neurons/heads: the result is a smaller plain "
+                    "model that is really faster. **Unstructured** methods zero single weights: "
+                    "the download shrinks, latency does not (dense kernels). Every figure is "
+                    "measured side by side with the input.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                variant = gr.Dropdown([], label="Input variant (empty: the session baseline)",
+                                      allow_custom_value=True)
+                method = gr.Dropdown(methods, value=default, label="Method")
+                method_help = gr.Markdown(_method_help(default))
+                sparsity = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
+                                     label="Target sparsity (fraction removed)")
+                schedule = gr.Radio(list(SCHEDULES), value="oneshot", label="Schedule")
+                steps = gr.Slider(1, 10, value=3, step=1,
+                                  label="Steps (gradual: cubic schedule toward the target)")
+                epochs = gr.Slider(0, 20, value=2, step=1,
+                                   label="Fine-tune epochs after each step")
+                with gr.Accordion("More options", open=False):
+                    lr = gr.Number(0.002, label="Fine-tune learning rate", minimum=1e-6,
+                                   maximum=1)
+                    round_to = gr.Number(0, label="Round channel counts to a multiple of "
+                                         "(0 = off; structured)", minimum=0, precision=0)
+                    attention = gr.Radio(list(ATTENTION_MODES), value="heads",
+                                         label="ViT attention: remove whole heads or head dims")
+                    ignore = gr.Textbox("", label="Layers to leave untouched (comma-separated; "
+                                        "the classifier head is always kept when structured)")
+                with gr.Row():
+                    run_btn = gr.Button("Prune", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Pick a method and press Prune.")
+                curve = gr.Plot(label="Accuracy per step (live)")
+                table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Results",
+                                     interactive=False)
+                layers_plot = gr.Plot(label="Per-layer before vs after")
+                bundle = gr.File(label="Download: model file(s), report.json, model card, recipe")
+
+        def on_select(request: gr.Request):
+            choices = ctx.variant_choices(request)
+            base = ctx.baseline(request)
+            value = next((c for c in choices if base is not None and c.startswith(base.name)),
+                         None)
+            return gr.update(choices=choices, value=value)
+
+        def on_run(choice, name, target, sched, n_steps, n_epochs, rate, rounding, attn, skip,
+                   request: gr.Request):
+            n_steps = int(n_steps) if sched == "gradual" else 1
+            config = call(lambda: PruningConfig(
+                method=name, sparsity=float(target), schedule=sched, steps=n_steps,
+                finetune_epochs=int(n_epochs), lr=float(rate),
+                round_to=int(rounding) if rounding else None, attention=attn,
+                ignore=tuple(s.strip() for s in (skip or "").split(",") if s.strip())))
+            src = call(lambda: ctx.find_run(request, choice)) if choice else None
+            run_dir = ctx.new_run_dir(request, "prune")
+            history: list[dict[str, Any]] = []
+
+            def work(cb):
+                source = src or ctx.ensure_baseline(request, cb)
+                return prune(source, None, config, out_dir=run_dir, callbacks=cb,
+                             measure_options=getattr(ctx, "measure_options", None))
+
+            yield "Starting…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            for kind, payload in stream(work):
+                if kind == "progress":
+                    yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
+                        gr.skip(), gr.skip()
+                elif kind == "metrics" and "step" in payload and "sparsity" in payload:
+                    history.append(payload)
+                    yield gr.skip(), step_curve(history), gr.skip(), gr.skip(), gr.skip()
+                elif kind == "done":
+                    report = payload.report
+                    info = report.get("pruning") or {}
+                    zipped = call(lambda: make_bundle(run_dir))
+                    yield (_summary(report, run_dir.name), step_curve(info.get("history", [])),
+                           pd.DataFrame(results_rows(report), columns=COLUMNS),
+                           layer_chart(info.get("layers", []), config.structured), str(zipped))
+
+        tab.select(on_select, None, [variant])
+        method.change(_method_help, [method], [method_help])
+        event = run_btn.click(
+            on_run, [variant, method, sparsity, schedule, steps, epochs, lr, round_to,
+                     attention, ignore],
+            [status, curve, table, layers_plot, bundle], api_name="prune",
+            show_progress_on=[status], **ctx.engine())
+        stop_btn.click(None, None, None, cancels=[event], api_name="stop_prune")
+        gr.Button("Refresh variants", size="sm").click(on_select, None, [variant],
+                                                       api_name="prune_variants")
+    return tab
