@@ -24,6 +24,7 @@ _LAZY = {
     "train_baseline": "core.runs",
     "open_variant": "core.runs",
     "StudioError": "core.errors",
+    "ModelCompressor": "core.compressor",
     "tune": "core.tuning",
     "TuneConfig": "core.tuning",
     "HyperparameterTuner": "core.tuning",
