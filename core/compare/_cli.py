@@ -1,0 +1,46 @@
+"""``studio compare DIR [DIR ...] --out DIR``: re-measure run folders side by side."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    from core.cli import add_common
+
+    p = subparsers.add_parser(
+        "compare", help="re-measure run folders side by side and export a report",
+        description="Re-measure every run folder under one protocol in one run (latency "
+                    "interleaved), compute the Pareto front, and write report.json, "
+                    "report.html (self-contained, offline), report.md and comparison.csv.")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders (the first is the baseline)")
+    p.add_argument("--baseline", default=None, help="run id to take deltas against")
+    p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
+    p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    add_common(p, data=False)
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> Path:
+    from core.cli import progress_callbacks
+    from core.compare import compare
+
+    result = compare(args.runs, out_dir=args.out, baseline=args.baseline,
+                     callbacks=progress_callbacks("compare"),
+                     measure_options={"threads": args.threads, "budget_s": args.budget,
+                                      "memory": not args.no_memory})
+    print_table(result.report)
+    print(f"report: {args.out / 'report.json'} (also report.html, report.md, comparison.csv)")
+    return args.out
+
+
+def print_table(report: dict[str, Any]) -> None:
+    for r in report["rows"]:
+        s64 = r.get("speedup_b64")
+        speed = f"speed-up b64 {s64:.2f}×" if s64 else ""
+        print(f"{'*' if r['pareto'] else ' '} {r['variant']:<40} acc {r['accuracy']:.4f}  "
+              f"{r['size_bytes'] / 1024:9.1f} KB  p50 b64 {r['p50_b64']:.3f} ms  {speed}")
+    for w in report.get("warnings", []):
+        print(f"warning: {w}")

@@ -1,0 +1,293 @@
+"""What a job can be: one entry per kind, dispatching to the area verbs.
+
+Each kind validates its config up front (so the REST API answers a clear 4xx before
+anything is queued) and then runs one verb into the job's run folder. Inputs are other
+jobs of the same owner (``"input": "<job id>"``), never server paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from core.errors import InvalidParameterError
+
+__all__ = ["JobKind", "KINDS", "available_kinds"]
+
+Resolver = Callable[..., Path]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A job kind: ``validate(config, resolve) -> clean config`` and
+    ``run(config, out_dir, callbacks, resolve, measure_options) -> report``."""
+
+    name: str
+    summary: str
+    validate: Callable[[dict[str, Any], Resolver], dict[str, Any]]
+    run: Callable[..., Any]
+    module: str | None = None  # the area package the kind needs
+
+
+def _only(config: Mapping[str, Any], allowed: set[str], kind: str) -> None:
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise InvalidParameterError(unknown[0], f"one of the '{kind}' job options "
+                                    f"{sorted(allowed)}", config[unknown[0]])
+
+
+def _builtin_data(value: Any) -> str:
+    from core.data import list_datasets
+
+    if value not in list_datasets():
+        raise InvalidParameterError("data", f"one of the built-in data sets {list_datasets()}",
+                                    value)
+    return str(value)
+
+
+def _input(config: Mapping[str, Any], resolve: Resolver) -> str:
+    if "input" not in config:
+        raise InvalidParameterError("input", "the id of one of your succeeded jobs", None)
+    resolve(config["input"])
+    return str(config["input"])
+
+
+# --- train ------------------------------------------------------------------------------------
+_TRAIN = {"model", "data", "epochs", "lr", "batch_size", "seed", "model_kwargs"}
+
+
+def _v_train(config: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
+    from core.models import list_families
+    from core.training import TrainConfig
+
+    _only(config, _TRAIN, "train")
+    model = config.get("model", "cnn")
+    if model not in list_families():
+        raise InvalidParameterError("model", f"one of {list_families()}", model)
+    tc = TrainConfig(**{k: config[k] for k in ("epochs", "lr", "batch_size", "seed")
+                        if k in config})
+    kwargs = config.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise InvalidParameterError("model_kwargs", "an object of model widths", kwargs)
+    return {"model": model, "data": _builtin_data(config.get("data", "digits")),
+            "model_kwargs": kwargs, **tc.to_dict()}
+
+
+def _r_train(config, out_dir, cb, resolve, mopts):
+    from core.runs import train_baseline
+    from core.training import TrainConfig
+
+    tc = TrainConfig(**{k: config[k] for k in ("epochs", "lr", "batch_size", "seed")})
+    return train_baseline(out_dir, model=config["model"], data=config["data"], config=tc,
+                          model_kwargs=config["model_kwargs"] or None, callbacks=cb,
+                          measure_options=mopts)
+
+
+# --- benchmark --------------------------------------------------------------------------------
+def _v_benchmark(config, resolve):
+    _only(config, {"input"}, "benchmark")
+    return {"input": _input(config, resolve)}
+
+
+def _r_benchmark(config, out_dir, cb, resolve, mopts):
+    from core.artifacts import read_report
+    from core.runs import benchmark_model, data_from_report
+
+    src = resolve(config["input"])
+    return benchmark_model(out_dir, model=src, data=data_from_report(read_report(src)),
+                           callbacks=cb, measure_options=mopts)
+
+
+# --- quantize ---------------------------------------------------------------------------------
+def _v_quantize(config, resolve):
+    from core.quantization import make_config
+
+    _only(config, {"input", "method", "options"}, "quantize")
+    options = config.get("options") or {}
+    if not isinstance(options, dict):
+        raise InvalidParameterError("options", "an object of method options", options)
+    cfg = make_config(config.get("method", "ort-static-int8"), options)
+    return {"input": _input(config, resolve), "method": cfg.method,
+            "options": cfg.to_dict()}
+
+
+def _r_quantize(config, out_dir, cb, resolve, mopts):
+    from core.quantization import make_config, quantize
+
+    cfg = make_config(config["method"], config["options"])
+    return quantize(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
+                    measure_options=mopts)
+
+
+# --- prune ------------------------------------------------------------------------------------
+def _v_prune(config, resolve):
+    from core.pruning import PruningConfig
+
+    _only(config, {"input", "config"}, "prune")
+    cfg = PruningConfig.from_dict(config.get("config") or {})
+    return {"input": _input(config, resolve), "config": cfg.to_dict()}
+
+
+def _r_prune(config, out_dir, cb, resolve, mopts):
+    from core.pruning import PruningConfig, prune
+
+    return prune(resolve(config["input"]), None, PruningConfig.from_dict(config["config"]),
+                 out_dir=out_dir, callbacks=cb, measure_options=mopts)
+
+
+# --- distill ----------------------------------------------------------------------------------
+_DISTILL_PATHS = ("student", "teachers", "unlabelled")
+
+
+def _v_distill(config, resolve):
+    from core.distillation import DistillConfig
+
+    _only(config, {"input", "config"}, "distill")
+    raw = dict(config.get("config") or {})
+    for key in _DISTILL_PATHS:
+        if raw.get(key):
+            raise InvalidParameterError(key, "unset in an API job (server paths are not "
+                                        "accepted; the student is scaled by width/depth)",
+                                        raw[key])
+    cfg = DistillConfig.from_dict(raw)
+    return {"input": _input(config, resolve), "config": cfg.to_dict()}
+
+
+def _r_distill(config, out_dir, cb, resolve, mopts):
+    from core.distillation import DistillConfig, distill
+
+    return distill(resolve(config["input"]), None, DistillConfig.from_dict(config["config"]),
+                   out_dir=out_dir, callbacks=cb, measure_options=mopts)
+
+
+# --- compare ----------------------------------------------------------------------------------
+def _v_compare(config, resolve):
+    _only(config, {"inputs", "baseline"}, "compare")
+    inputs = config.get("inputs")
+    if not isinstance(inputs, list) or not 1 <= len(inputs) <= 20:
+        raise InvalidParameterError("inputs", "a list of 1 to 20 job ids", inputs)
+    for j in inputs:
+        resolve(j, "inputs")
+    baseline = config.get("baseline")
+    if baseline is not None and baseline not in inputs:
+        raise InvalidParameterError("baseline", "one of the 'inputs' job ids", baseline)
+    return {"inputs": [str(j) for j in inputs], "baseline": baseline}
+
+
+def _r_compare(config, out_dir, cb, resolve, mopts):
+    from core.compare import compare
+
+    dirs = [resolve(j) for j in config["inputs"]]
+    base = resolve(config["baseline"]).name if config.get("baseline") else None
+    return compare(dirs, out_dir=out_dir, baseline=base, callbacks=cb, measure_options=mopts)
+
+
+# --- auto / recipe (their modules validate) ----------------------------------------------------
+def _v_auto(config, resolve):
+    from core.auto import AutoConfig
+
+    _only(config, {"input", "model", "data", "config"}, "auto")
+    cfg = AutoConfig.from_dict(config.get("config") or {})
+    out: dict[str, Any] = {"config": cfg.to_dict()}
+    if "input" in config:
+        out["input"] = _input(config, resolve)
+    else:
+        from core.models import list_families
+
+        model = config.get("model", "cnn")
+        if model not in list_families():
+            raise InvalidParameterError("model", f"one of {list_families()} (or give 'input')",
+                                        model)
+        out.update(model=model, data=_builtin_data(config.get("data", "digits")))
+    return out
+
+
+def _r_auto(config, out_dir, cb, resolve, mopts):
+    from core.auto import AutoConfig, auto
+
+    cfg = AutoConfig.from_dict(config["config"])
+    if config.get("input"):
+        return auto(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
+                    measure_options=mopts)
+    return auto(config["model"], config["data"], cfg, out_dir=out_dir, callbacks=cb,
+                measure_options=mopts)
+
+
+def _v_recipe(config, resolve):
+    from core.recipes import Recipe
+
+    _only(config, {"recipe"}, "recipe")
+    recipe = Recipe.from_dict(config.get("recipe") or {}, allow_paths=False)
+    return {"recipe": recipe.to_dict()}
+
+
+def _r_recipe(config, out_dir, cb, resolve, mopts):
+    from core.recipes import Recipe, run_recipe
+
+    return run_recipe(Recipe.from_dict(config["recipe"], allow_paths=False), out_dir=out_dir,
+                      callbacks=cb, measure_options=mopts)
+
+
+_ALL = [
+    JobKind("train", "train a built-in model on a built-in data set", _v_train, _r_train),
+    JobKind("benchmark", "re-measure a job's model", _v_benchmark, _r_benchmark),
+    JobKind("quantize", "quantize a job's model", _v_quantize, _r_quantize,
+            "core.quantization"),
+    JobKind("prune", "prune a job's model", _v_prune, _r_prune, "core.pruning"),
+    JobKind("distill", "distil a job's model into a smaller student", _v_distill, _r_distill,
+            "core.distillation"),
+    JobKind("compare", "re-measure several jobs' models side by side", _v_compare, _r_compare,
+            "core.compare"),
+    JobKind("auto", "find the best variant for a target", _v_auto, _r_auto, "core.auto"),
+    JobKind("recipe", "run a recipe (ordered steps)", _v_recipe, _r_recipe, "core.recipes"),
+]
+
+
+def available_kinds() -> dict[str, JobKind]:
+    """The kinds whose area package is importable (verbs still being written are skipped)."""
+    out = {}
+    for kind in _ALL:
+        if kind.module is not None:
+            try:
+                importlib.import_module(kind.module)
+            except ImportError:
+                continue
+        out[kind.name] = kind
+    return out
+
+
+class _LazyKinds(dict):
+    """KINDS is filled on first use, so importing core.jobs imports no area package."""
+
+    def _fill(self) -> None:
+        if not super().__len__():
+            super().update(available_kinds())
+
+    def __iter__(self):
+        self._fill()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> JobKind:
+        self._fill()
+        return super().__getitem__(key)
+
+    def keys(self):
+        self._fill()
+        return super().keys()
+
+    def items(self):
+        self._fill()
+        return super().items()
+
+
+KINDS: dict[str, JobKind] = _LazyKinds()
