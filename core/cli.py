@@ -20,6 +20,7 @@ AREA_CLIS: list[str] = [
     "core.distillation._cli",
     "core.tuning._cli",
     "core.pruning._cli",
+    "core.compare._cli",
 ]
 
 
