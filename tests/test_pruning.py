@@ -316,3 +316,27 @@ def test_facade_and_lazy_exports(digits, tmp_path):
     assert result.report["config"]["sparsity"] == 0.8
     with pytest.raises(StudioError):
         prune_model(net, digits, method="nope", out_dir=tmp_path / "g")
+
+
+def test_stop_mid_schedule_leaves_nothing(digits, tmp_path):
+    from core.callbacks import Callbacks
+    from core.errors import CancelledError
+    from core.models import model_for_data
+    from core.pruning import PruningConfig, prune
+
+    cb = Callbacks()
+    cb.on_metrics = lambda row: cb.cancel.cancel() if row.get("step") == 1 else None
+    net = model_for_data("mlp", digits.input_shape, digits.num_classes, hidden_dims=[32])
+    with pytest.raises(CancelledError):
+        prune(net, digits, PruningConfig(method="structured-l1", schedule="gradual", steps=3),
+              out_dir=tmp_path / "s", callbacks=cb, measure_options=FAST)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+
+
+def test_unknown_ignored_layer_is_named(digits, tmp_path):
+    from core.models import model_for_data
+
+    net = model_for_data("mlp", digits.input_shape, digits.num_classes, hidden_dims=[16])
+    for method in ("structured-l2", "l1-unstructured"):
+        with pytest.raises(InvalidParameterError, match="'ignore'.*features.1"):
+            _run(net, digits, tmp_path, method=method, ignore=("nope",))
