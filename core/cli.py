@@ -21,6 +21,7 @@ AREA_CLIS: list[str] = [
     "core.tuning._cli",
     "core.pruning._cli",
     "core.compare._cli",
+    "core.recipes._cli",
 ]
 
 
