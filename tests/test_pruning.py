@@ -340,3 +340,21 @@ def test_unknown_ignored_layer_is_named(digits, tmp_path):
     for method in ("structured-l2", "l1-unstructured"):
         with pytest.raises(InvalidParameterError, match="'ignore'.*features.1"):
             _run(net, digits, tmp_path, method=method, ignore=("nope",))
+
+
+def test_torch_export_program_unstructured(digits, tmp_path):
+    from core.artifacts import load_model
+    from core.models import model_for_data
+
+    net = model_for_data("mlp", digits.input_shape, digits.num_classes, hidden_dims=[16]).eval()
+    program = torch.export.export(net, (torch.from_numpy(digits.X_test[:2]),),
+                                  dynamic_shapes=({0: torch.export.Dim("b")},))
+    torch.export.save(program, str(tmp_path / "net.pt2"))
+    result = _run(tmp_path / "net.pt2", digits, tmp_path, method="l1-unstructured",
+                  sparsity=0.7, finetune_epochs=1)
+    res = result.report["result"]
+    assert res["nonzero_params"] < 0.4 * res["params"]
+    saved = load_model(result.run_dir / "model.pt2")
+    assert saved.kind == "export" and saved.model(torch.randn(5, 1, 8, 8)).shape == (5, 10)
+    with pytest.raises(UnsupportedModelError, match="torch.export"):
+        _run(tmp_path / "net.pt2", digits, tmp_path, name="q", method="structured-l1")

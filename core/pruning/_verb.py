@@ -49,7 +49,8 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         if dataset is None:
             raise InvalidParameterError("data", "given for a model file (a built-in name, "
                                         ".csv or .npz)", None)
-        return loaded.model, loaded.kind, dataset, loaded.files(), None
+        model = _Exported(loaded.model) if loaded.kind == "export" else loaded.model
+        return model, loaded.kind, dataset, loaded.files(), None
     if isinstance(source, nn.Module) or isinstance(source, torch.jit.ScriptModule):
         if dataset is None:
             raise InvalidParameterError("data", "a Dataset or a data set name", None)
@@ -58,6 +59,22 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         return source, kind, dataset, [], None
     raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model file",
                                 type(source).__name__)
+
+
+class _Exported(nn.Module):
+    """A torch.export program's module, made trainable: its train()/eval() are refused by
+    torch, so mode switches stop here (the graph keeps the mode it was exported in)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.program = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+    def train(self, mode: bool = True) -> "_Exported":
+        self.training = mode
+        return self
 
 
 def _copy(model: Any) -> Any:
@@ -93,6 +110,17 @@ def _save_user_model(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[
     example = torch.from_numpy(data.X_test[:1])
     parity = export_onnx(model, tmp / "model.onnx", example, check_inputs=data.X_test[:64])
     files = [tmp / "model.onnx"]
+    if kind == "export":  # a torch.export program stays one (.pt2), with a dynamic batch
+        try:
+            batch = torch.export.Dim("batch", min=1, max=65_536)
+            program = torch.export.export(model.eval(), (torch.from_numpy(data.X_test[:2]),),
+                                          dynamic_shapes=({0: batch},))
+            torch.export.save(program, str(tmp / "model.pt2"))
+            files = [tmp / "model.pt2", tmp / "model.onnx"]
+        except Exception as exc:
+            notes.append(f"The pruned model could not be saved with torch.export "
+                         f"({type(exc).__name__}); model.onnx is its saved form.")
+        return files, notes
     try:
         scripted = model if isinstance(model, torch.jit.ScriptModule) else \
             torch.jit.trace(model.eval(), example, check_trace=False)
@@ -181,7 +209,8 @@ def prune(
             final = working
             files, more = _save_user_model(final, tmp, dataset, kind)
             notes += more
-            notes.append("Not a built-in family: saved as TorchScript (model.pt) and ONNX.")
+            native = "torch.export (model.pt2)" if kind == "export" else "TorchScript (model.pt)"
+            notes.append(f"Not a built-in family: saved as {native} and ONNX (model.onnx).")
             if not cfg.structured:
                 notes.append("Unstructured sparsity is not faster here: dense kernels still "
                              "multiply the zeros, and a non-built-in model is saved dense.")
