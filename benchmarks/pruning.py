@@ -33,7 +33,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "cnn-wide": {"family": "cnn", "kwargs": {"channels": [128, 256], "hidden_dims": [128]},
                  "train": {"epochs": 12, "lr": 0.005}, "finetune_lr": 0.002},
     "vit": {"kwargs": {"dim": 64, "depth": 2, "heads": 4, "head_dim": 16, "mlp_dim": 128},
-            "train": {"epochs": 40, "lr": 0.001}, "finetune_lr": 0.001, "finetune_epochs": 30},
+            "train": {"epochs": 40, "lr": 0.001}, "finetune_lr": 0.001, "finetune_epochs": 30,
+            "unstructured_lr": 0.002},
     "mlp": {"kwargs": {"hidden_dims": [1024, 1024]},
             "train": {"epochs": 12, "lr": 0.001}, "finetune_lr": 0.001},
 }
@@ -92,7 +93,8 @@ def main() -> None:
             "structured_50": PruningConfig(method="structured-l2", sparsity=0.5,
                                            finetune_epochs=ft, lr=lr),
             "unstructured_90": PruningConfig(method="global-magnitude", sparsity=0.9,
-                                             finetune_epochs=ft, lr=lr),
+                                             finetune_epochs=ft,
+                                             lr=spec.get("unstructured_lr", lr)),
             # equal fine-tuning budget: one-shot gets all the epochs after its single step
             "oneshot_80": PruningConfig(method="structured-l2", sparsity=0.8,
                                         finetune_epochs=ft, lr=lr),
