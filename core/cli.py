@@ -22,6 +22,7 @@ AREA_CLIS: list[str] = [
     "core.pruning._cli",
     "core.compare._cli",
     "core.recipes._cli",
+    "core.auto._cli",
 ]
 
 

@@ -121,8 +121,9 @@ def _run_step(step: Step, index: int, source: Any, recipe: Recipe, data: Any, ou
 
 def execute_steps(recipe: Recipe, *, data: Any, steps_dir: str | Path, start: Any = None,
                   callbacks: Callbacks | None = None,
-                  measure_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run the steps in order into ``steps_dir/NN-kind``; stop at a failed parity check.
+                  measure_options: Mapping[str, Any] | None = None,
+                  prefix: str = "") -> list[dict[str, Any]]:
+    """Run the steps in order into ``steps_dir/<prefix>NN-kind``; stop at a failed parity check.
 
     ``start`` is the input of the first step when it is not 'train' (a run folder, a model
     file or an nn.Module). Returns one entry per step: ``{step, run_dir, parity}``.
@@ -136,7 +137,7 @@ def execute_steps(recipe: Recipe, *, data: Any, steps_dir: str | Path, start: An
     n = max(len(runnable), 1)
     for i, step in enumerate(runnable):
         label = f"Step {i + 1}/{len(runnable)} ({step.kind}): "
-        out = steps_dir / f"{i + 1:02d}-{step.kind}"
+        out = steps_dir / f"{prefix}{i + 1:02d}-{step.kind}"
         sub = _sub(cb, i / n, (i + 0.9) / n, label)
         if source is None and step.kind != "train":
             raise StudioError("The recipe needs a model to start from: a 'train' first step, "

@@ -1,0 +1,351 @@
+"""The auto-optimizer: propose recipes for this hardware, run them, measure, pick, explain."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.auto._candidates import propose
+from core.auto._config import AutoConfig
+from core.callbacks import Callbacks
+from core.errors import CancelledError, InvalidParameterError, StudioError
+
+__all__ = ["auto", "choose"]
+
+MODEL_FILES = ("model.json", "model.safetensors", "model.sparse.npz", "model.onnx", "model.pt",
+               "model.pt2")
+
+
+def _sub(cb: Callbacks, lo: float, hi: float, prefix: str = "") -> Callbacks:
+    return Callbacks(on_progress=lambda f, m: cb.progress(lo + (hi - lo) * f, prefix + m),
+                     on_metrics=cb.on_metrics, cancel=cb.cancel)
+
+
+def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
+              mopts: Mapping[str, Any]) -> dict[str, Any]:
+    """The baseline run folder, the first step's input, the data set and the family."""
+    import torch
+
+    from core.artifacts import save_model, staging, write_run
+    from core.data import Dataset, load_dataset
+    from core.models import is_builtin, list_families
+    from core.runs import benchmark_model, open_variant, train_baseline
+    from core.training import TrainConfig
+
+    dataset = data if isinstance(data, Dataset) else (
+        load_dataset(data, seed=cfg.seed) if data is not None else None)
+    if isinstance(model, str) and model in list_families() and not Path(model).exists():
+        dataset = dataset or load_dataset("digits", seed=cfg.seed)
+        report = train_baseline(out, model=model, data=dataset, callbacks=cb,
+                                config=TrainConfig(epochs=cfg.train_epochs, seed=cfg.seed),
+                                measure_options=mopts)
+        return {"dir": out, "start": out, "data": dataset, "family": model,
+                "train": {"model": model, "model_kwargs": report["config"]["model_kwargs"],
+                          "epochs": cfg.train_epochs, "seed": cfg.seed}}
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.is_dir():
+            variant = open_variant(path, data=dataset)
+            family = variant.loaded.meta.get("family") if variant.loaded.kind == "builtin" \
+                else None
+            return {"dir": path, "start": path, "data": variant.data, "family": family}
+        if dataset is None:
+            raise InvalidParameterError("data", "given with a model file", None)
+        benchmark_model(out, model=path, data=dataset, callbacks=cb, measure_options=mopts)
+        return {"dir": out, "start": out, "data": dataset, "family": None}
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidParameterError("model", "a family name, a run folder, a model file or a "
+                                    "torch.nn.Module", type(model).__name__)
+    if dataset is None:
+        raise InvalidParameterError("data", "a Dataset (or a built-in name) for a module", None)
+    model.eval()
+    with staging(out) as tmp:
+        if is_builtin(model):
+            save_model(model, tmp, data=dataset)
+            files = [tmp / "model.safetensors"]
+        else:  # TorchScript keeps it loadable as torch; the module itself feeds the steps
+            example = torch.from_numpy(dataset.X_test[:1])
+            torch.jit.save(torch.jit.trace(model, example, check_trace=False),
+                           str(tmp / "model.pt"))
+            files = [tmp / "model.pt"]
+        write_run(tmp, operation="benchmark", method=None, config={"model": type(model).__name__},
+                  data=dataset, result_model=model, result_files=files, callbacks=cb,
+                  measure_options=mopts)
+    family = model.family if is_builtin(model) else None
+    return {"dir": out, "start": out if is_builtin(model) else model, "data": dataset,
+            "family": family}
+
+
+def _ort_fp32(base: dict[str, Any], out: Path, cb: Callbacks, mopts: Mapping[str, Any]) -> Path:
+    """The baseline's weights run by ONNX Runtime in FP32 (a measured run folder)."""
+    import tempfile
+
+    from core.artifacts import export_onnx
+    from core.runs import benchmark_model
+
+    onnx = Path(base["dir"]) / "model.onnx"
+    with tempfile.TemporaryDirectory(prefix="studio-auto-") as scratch:
+        if not onnx.is_file():
+            import torch
+
+            from core.artifacts import load_model
+
+            module = base["start"] if isinstance(base["start"], torch.nn.Module) else \
+                load_model(base["dir"]).model
+            onnx = Path(scratch) / "model.onnx"
+            export_onnx(module, onnx, torch.from_numpy(base["data"].X_test[:1]))
+        benchmark_model(out, model=onnx, data=base["data"], callbacks=cb, measure_options=mopts)
+    return out
+
+
+def _ratio_text(value: float | None, what: str) -> str:
+    if value is None:
+        return f"{what}: not measured"
+    if value >= 1:
+        return f"{value:.2f}× {what}"
+    return f"{1 / value:.2f}× {'slower' if 'faster' in what else 'larger'}"
+
+
+def choose(rows: list[dict[str, Any]], target: str, tolerance: float) -> dict[str, Any]:
+    """Pick the winner among rows (each with ``val_drop``) within tolerance, Pareto first."""
+    eligible = [r for r in rows if r.get("ok") and r["val_drop"] <= tolerance + 1e-12]
+    if not eligible:
+        raise StudioError("No variant (not even the baseline) could be measured.")
+    pool = [r for r in eligible if r.get("pareto")] or eligible
+
+    def key(r: dict[str, Any]) -> tuple:
+        if target == "speed":
+            return (r["p50_b64"], r["p50_b1"], r["size_bytes"])
+        if target == "size":
+            return (r["size_bytes"], r["p50_b64"])
+        if target == "accuracy":
+            return (-r["val_accuracy"], -r["accuracy"], r["p50_b64"])
+        score = math.sqrt((r.get("speedup_b64") or 0) * (r.get("size_reduction") or 0))
+        return (-score, -r["val_accuracy"])
+
+    return min(pool, key=key)
+
+
+def _why_lost(r: dict[str, Any], win: dict[str, Any], target: str, tol: float,
+              rows: list[dict[str, Any]]) -> str:
+    if r.get("skipped"):
+        return f"skipped: {r['skipped']}."
+    if r.get("error"):
+        return f"failed: {r['error']}"
+    parts = []
+    s64, s1 = r.get("speedup_b64"), r.get("speedup_b1")
+    if s64 is not None and s64 < 1:
+        parts.append(f"it was {1 / s64:.2f}× slower than the FP32 baseline at batch 64 here")
+    if s1 is not None and s1 < 1:
+        parts.append(f"{1 / s1:.2f}× slower at batch 1")
+    if r["val_drop"] > tol + 1e-12:
+        parts.append(f"it lost {r['val_drop'] * 100:.2f} pt of validation accuracy (tolerance "
+                     f"{tol * 100:.2f} pt)")
+    if not r.get("pareto"):
+        from core.compare import dominates
+        from core.compare._compare import PARETO_OBJECTIVES
+
+        by = next((o["name"] for o in rows if o is not r and o.get("ok")
+                   and dominates(o, r, PARETO_OBJECTIVES)), None)
+        if by:
+            parts.append(f"{by} is smaller, faster and at least as accurate (not on the Pareto "
+                         "front)")
+    if not parts:
+        if target == "speed":
+            parts.append(f"{_ratio_text(s64, 'faster')} at batch 64 vs the winner's "
+                         f"{win.get('speedup_b64') or 0:.2f}×")
+        elif target == "size":
+            parts.append(f"{_ratio_text(r.get('size_reduction'), 'smaller')} vs the winner's "
+                         f"{win.get('size_reduction') or 0:.2f}×")
+        elif target == "accuracy":
+            parts.append(f"validation accuracy {r['val_accuracy']:.4f} vs the winner's "
+                         f"{win['val_accuracy']:.4f}"
+                         + (" (equal, but slower)" if r["val_accuracy"] == win["val_accuracy"]
+                            else ""))
+        else:
+            parts.append(f"speed-up × size reduction {r.get('balanced_score', 0):.2f} vs the "
+                         f"winner's {win.get('balanced_score', 0):.2f} (geometric mean)")
+    return "; ".join(parts) + "."
+
+
+def _winner_text(win: dict[str, Any], base: dict[str, Any], target: str, tol: float) -> str:
+    if win["name"] == "baseline":
+        return (f"The baseline stays the best choice for '{target}': no candidate was better "
+                f"within the validation-accuracy tolerance of {tol * 100:.2f} pt.")
+    text = (
+        f"{win['name']} wins for target '{target}': "
+        f"{_ratio_text(win.get('speedup_b64'), 'faster')} at batch 64 "
+        f"(p50 {win['p50_b64']:.3f} ms vs {base['p50_b64']:.3f} ms), "
+        f"{_ratio_text(win.get('speedup_b1'), 'faster')} at batch 1, "
+        f"{_ratio_text(win.get('size_reduction'), 'smaller')} on disk "
+        f"({win['size_bytes'] / 1024:.1f} KB vs {base['size_bytes'] / 1024:.1f} KB); "
+        f"validation accuracy {0.0 - win['val_drop'] * 100:+.2f} pt (tolerance "
+        f"{tol * 100:.2f} pt), test accuracy {win['accuracy_delta'] * 100 + 0.0:+.2f} pt.")
+    if win.get("pareto"):
+        text += " It is on the Pareto front of size, latency and accuracy."
+    return text
+
+
+def auto(
+    model: Any,
+    data: Any = None,
+    config: AutoConfig | Mapping[str, Any] | None = None,
+    *,
+    out_dir: str | Path,
+    callbacks: Callbacks | None = None,
+    parent: str | None = None,
+    measure_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """Find the best variant of ``model`` for ``config.target`` within ``config.tolerance``.
+
+    ``model`` is a family name (trained first), a run folder, a model file or an nn.Module.
+    Candidates are proposed from the hardware (ISA, CUDA) and run through the area verbs
+    (with parity checks between steps); all of them and the baseline are then re-measured
+    side by side in one run (``core.compare``), and the winner is picked on the Pareto front
+    among those whose validation accuracy dropped by at most the tolerance. ``out_dir`` gets
+    the winner's model files, report.json (with the explanation), recipe.yaml, and
+    ``candidates/`` and ``comparison/`` (HTML/MD/CSV reports).
+    """
+    import yaml
+
+    from core.artifacts import build_report, file_entry, load_model, staging, write_report
+    from core.compare import compare
+    from core.measure import Measurement, environment_manifest, evaluate
+    from core.recipes import Recipe, execute_steps
+    from core.runs import RunResult
+
+    if config is None:
+        cfg = AutoConfig()
+    elif isinstance(config, Mapping):
+        cfg = AutoConfig.from_dict(dict(config))
+    else:
+        cfg = config
+    if not isinstance(cfg, AutoConfig):
+        raise InvalidParameterError("config", "an AutoConfig", type(cfg).__name__)
+    cb = Callbacks.ensure(callbacks)
+    mopts = dict(measure_options or {})
+    step_opts = {**mopts, "budget_s": min(0.05, mopts.get("budget_s", 0.05)), "memory": False}
+    hardware = environment_manifest(threads=mopts.get("threads", 1))
+    out_dir = Path(out_dir)
+    with staging(out_dir) as tmp:
+        cands = tmp / "candidates"
+        cb.progress(0.0, "Baseline")
+        base = _baseline(model, data, cfg, cands / "baseline", _sub(cb, 0.0, 0.12, "Baseline: "),
+                         step_opts)
+        dataset = base["data"]
+        proposals = propose(hardware, family=base["family"],
+                            finetune_epochs=cfg.finetune_epochs, only=cfg.candidates)
+        runnable = [c for c in proposals if not c.skipped]
+        results: list[dict[str, Any]] = []
+        for i, cand in enumerate(runnable):
+            lo, hi = 0.12 + 0.6 * i / len(runnable), 0.12 + 0.6 * (i + 1) / len(runnable)
+            sub = _sub(cb, lo, hi, f"{cand.name}: ")
+            entry: dict[str, Any] = {"name": cand.name, "why": cand.why, "steps": cand.steps}
+            try:
+                if not cand.steps:
+                    final = _ort_fp32(base, cands / cand.name, sub, step_opts)
+                    entry["step_dirs"] = [str(final.relative_to(tmp))]
+                else:
+                    recipe = Recipe.from_dict({"name": cand.name, "model": "input",
+                                               "data": dataset.spec.source,
+                                               "steps": cand.steps})
+                    done = execute_steps(recipe, data=dataset, steps_dir=cands / cand.name,
+                                         start=base["start"], callbacks=sub,
+                                         measure_options=step_opts, prefix=f"{cand.name}-")
+                    final = Path(done[-1]["run_dir"])
+                    entry["parity"] = [d["parity"] for d in done]
+                    entry["step_dirs"] = [str(Path(d["run_dir"]).relative_to(tmp))
+                                          for d in done]
+                entry["dir"] = final
+            except CancelledError:
+                raise
+            except StudioError as exc:
+                entry["error"] = str(exc)
+                shutil.rmtree(cands / cand.name, ignore_errors=True)
+            results.append(entry)
+        measured = [e for e in results if "dir" in e]
+        cb.progress(0.72, "Measuring every variant side by side")
+        comp = compare([base["dir"], *(e["dir"] for e in measured)], out_dir=tmp / "comparison",
+                       data=dataset, callbacks=_sub(cb, 0.72, 0.95, "Comparison: "),
+                       measure_options=mopts, title=f"Auto-optimizer ({cfg.target})")
+        rows = comp.report["rows"]
+        split = "val" if len(dataset.y_val) else "test"
+        named = [("baseline", {"dir": base["dir"], "why": "the input model (torch FP32)"}),
+                 *((e["name"], e) for e in measured)]
+        table: list[dict[str, Any]] = []
+        for (name, e), row in zip(named, rows):
+            acc = evaluate(load_model(e["dir"]).model, dataset, split).accuracy
+            table.append({**row, "name": name, "ok": True, "val_accuracy": acc,
+                          "why": e.get("why"), "run_dir": str(Path(e["dir"]).relative_to(tmp))
+                          if Path(e["dir"]).is_relative_to(tmp) else str(e["dir"])})
+        base_row = table[0]
+        for r in table:
+            r["val_drop"] = base_row["val_accuracy"] - r["val_accuracy"]
+            r["balanced_score"] = math.sqrt((r.get("speedup_b64") or 0)
+                                            * (r.get("size_reduction") or 0))
+        win = choose(table, cfg.target, cfg.tolerance)
+        others = [r for r in table if r is not win]
+        others += [{"name": e["name"], "error": e["error"], "why": e["why"]}
+                   for e in results if "error" in e]
+        others += [{"name": c.name, "skipped": c.skipped, "why": c.why}
+                   for c in proposals if c.skipped]
+        losers = [{"name": r["name"], "why_proposed": r.get("why"),
+                   "why_lost": _why_lost(r, win, cfg.target, cfg.tolerance, table)}
+                   for r in others]
+        explanation = _winner_text(win, base_row, cfg.target, cfg.tolerance)
+        # The winner's recipe, replayable with `studio run`.
+        win_steps = next((e["steps"] for e in measured if e["name"] == win["name"]), [])
+        recipe_dict: dict[str, Any] = {"name": f"auto-{cfg.target}-{win['name']}",
+                                       "data": dataset.spec.source, "steps": []}
+        if base.get("train"):
+            t = base["train"]
+            recipe_dict.update(model=t["model"], model_kwargs=t["model_kwargs"])
+            recipe_dict["steps"].append({"train": {"epochs": t["epochs"], "seed": t["seed"]}})
+        else:
+            recipe_dict["model"] = str(base["dir"]) if isinstance(model, (str, Path)) else \
+                "(a Python module)"
+        recipe_dict["steps"] += [*win_steps, {"export": {}}]
+        recipe_yaml = yaml.safe_dump(recipe_dict, sort_keys=False)
+        (tmp / "recipe.yaml").write_text(recipe_yaml)
+        win_dir = Path(base["dir"]) if win["name"] == "baseline" else \
+            next(e["dir"] for e in measured if e["name"] == win["name"])
+        files = []
+        for name in MODEL_FILES:
+            if (win_dir / name).is_file():
+                shutil.copyfile(win_dir / name, tmp / name)
+                files.append(name)
+        variants = comp.report["variants"]
+        base_m = Measurement.from_dict(variants[base_row["variant"]]["measurement"])
+        win_m = Measurement.from_dict(variants[win["variant"]]["measurement"])
+        artifacts = [file_entry(tmp / f, tmp) for f in files + ["recipe.yaml"]]
+        report = build_report(
+            operation="auto", method=win["name"], config=cfg.to_dict(), seed=cfg.seed,
+            baseline=base_m, result=win_m, artifacts=artifacts,
+            environment=comp.report["environment"], warnings=comp.report["warnings"],
+            parent=parent, extra={
+                "auto": {"target": cfg.target, "tolerance": cfg.tolerance,
+                         "selection_split": split, "winner": win["name"],
+                         "explanation": explanation, "losers": losers,
+                         "hardware": {k: hardware.get(k) for k in
+                                      ("cpu", "isa", "cores", "memory_gb", "cuda")},
+                         "candidates": [_row_view(r) for r in table],
+                         "failed": [{"name": e["name"], "error": e["error"]}
+                                    for e in results if "error" in e],
+                         "skipped": [{"name": c.name, "reason": c.skipped}
+                                     for c in proposals if c.skipped],
+                         "comparison": "comparison/report.html"},
+                "recipe_yaml": recipe_yaml,
+            })
+        report["data"] = dataset.spec.to_dict()
+        write_report(tmp, report)
+    cb.progress(1.0, "Done")
+    return RunResult(out_dir, report)
+
+
+def _row_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("name", "variant", "run_dir", "why", "size_bytes", "p50_b1", "p50_b64",
+            "speedup_b1", "speedup_b64", "size_reduction", "accuracy", "accuracy_delta",
+            "val_accuracy", "val_drop", "pareto", "balanced_score")
+    return {k: r.get(k) for k in keys}

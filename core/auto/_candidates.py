@@ -1,0 +1,79 @@
+"""Candidate recipes proposed for the hardware and the model at hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["CANDIDATE_NAMES", "Candidate", "propose"]
+
+CANDIDATE_NAMES = (
+    "ort-fp32", "ort-static-int8", "ort-dynamic-int8", "prune50-ft", "prune50-ft-int8",
+    "prune75-ft-int8", "distill50-int8", "ort-fp16", "torch-bf16",
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A named list of recipe steps, and why it was proposed (or skipped)."""
+
+    name: str
+    steps: list[dict[str, Any]]
+    why: str
+    skipped: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _has(isa: list[str], *flags: str) -> bool:
+    return any(f in isa for f in flags)
+
+
+def propose(hardware: Mapping[str, Any], *, family: str | None, finetune_epochs: int,
+            only: tuple[str, ...] = ()) -> list[Candidate]:
+    """Candidates for this CPU/GPU and model; skipped ones carry the reason."""
+    isa = list(hardware.get("isa") or [])
+    vnni = _has(isa, "avx512_vnni", "avx_vnni", "amx_int8")
+    int8_why = ("this CPU has VNNI/AMX INT8 dot-product instructions" if vnni else
+                "INT8 halves memory traffic even without VNNI (measured, not assumed)")
+    ft = int(finetune_epochs)
+    static = {"quantize": {"method": "ort-static-int8", "quant_types": "U8S8"}}
+    out = [
+        Candidate("ort-fp32", [], "ONNX Runtime FP32 of the same weights: the graph runtime "
+                  "alone"),
+        Candidate("ort-static-int8", [static], f"static INT8 (U8S8, QDQ): {int8_why}"),
+        Candidate("ort-dynamic-int8",
+                  [{"quantize": {"method": "ort-dynamic-int8"}}],
+                  "dynamic INT8 of the MatMul/Gemm layers (no calibration)"),
+        Candidate("prune50-ft", [{"prune": {"method": "structured-l2", "sparsity": 0.5,
+                                            "finetune_epochs": ft}}],
+                  "half the channels/neurons removed and fine-tuned (dense, smaller kernels)"),
+        Candidate("prune50-ft-int8", [{"prune": {"method": "structured-l2", "sparsity": 0.5,
+                                                 "finetune_epochs": ft}}, static],
+                  "structured 50 % + fine-tune, then static INT8: the two gains multiply"),
+        Candidate("prune75-ft-int8", [{"prune": {"method": "structured-l2", "sparsity": 0.75,
+                                                 "finetune_epochs": ft}}, static],
+                  "structured 75 % + fine-tune + static INT8: the smallest, if accuracy holds"),
+    ]
+    if family is not None:
+        out.append(Candidate(
+            "distill50-int8", [{"distill": {"method": "soft-target", "width": 0.5,
+                                            "epochs": max(ft, 2)}}, static],
+            "a half-width student distilled from the model, then static INT8"))
+    else:
+        out.append(Candidate("distill50-int8", [], "", skipped="distillation needs a built-in "
+                             "family to scale the student from"))
+    fp16 = _has(isa, "avx512_fp16", "amx_fp16") or bool(hardware.get("cuda"))
+    out.append(Candidate(
+        "ort-fp16", [{"quantize": {"method": "ort-fp16"}}],
+        "FP16: this hardware computes in half precision natively",
+        skipped=None if fp16 else "FP16 only halves the file here: this CPU has no "
+        "AVX512-FP16/AMX-FP16 (ONNX Runtime computes FP16 in FP32) and no CUDA"))
+    bf16 = _has(isa, "avx512_bf16", "amx_bf16")
+    out.append(Candidate(
+        "torch-bf16", [{"quantize": {"method": "torch-bf16"}}],
+        "BF16: this CPU has BF16 dot-product instructions",
+        skipped=None if bf16 else "no AVX512-BF16/AMX-BF16 on this CPU, so BF16 would be "
+        "emulated"))
+    if only:
+        out = [c for c in out if c.name in only]
+    return out

@@ -1,0 +1,56 @@
+"""``studio auto --model M --data D --target T --tolerance 0.01 --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    from core.auto._candidates import CANDIDATE_NAMES
+    from core.auto._config import TARGETS
+    from core.cli import add_common
+
+    p = subparsers.add_parser(
+        "auto", help="find the best variant for a target on this hardware",
+        description="Propose candidate recipes for this CPU/GPU, run them, re-measure them "
+                    "side by side, pick the best on the Pareto front within the accuracy "
+                    "tolerance, and explain why it won and why the others lost.")
+    p.add_argument("--model", default="cnn",
+                   help="a built-in family (trained first), a run folder or a model file")
+    p.add_argument("--target", choices=TARGETS, default="balanced")
+    p.add_argument("--tolerance", type=float, default=0.01,
+                   help="largest validation-accuracy drop allowed (0.01 = 1 point)")
+    p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--train-epochs", type=int, default=10,
+                   help="epochs to train the baseline when --model is a family")
+    p.add_argument("--candidates", default="",
+                   help=f"comma-separated subset of {', '.join(CANDIDATE_NAMES)}")
+    p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
+    add_common(p)
+    p.set_defaults(func=_cmd_auto)
+
+
+def _cmd_auto(args: argparse.Namespace) -> Path:
+    from core.auto import AutoConfig, auto
+    from core.cli import print_summary, progress_callbacks
+    from core.data import load_dataset
+
+    cfg = AutoConfig(target=args.target, tolerance=args.tolerance,
+                     finetune_epochs=args.finetune_epochs, train_epochs=args.train_epochs,
+                     candidates=tuple(c.strip() for c in args.candidates.split(",")
+                                      if c.strip()), seed=args.seed)
+    model = args.model
+    data = None
+    if not Path(model).is_dir() or args.data != "digits":
+        data = load_dataset(args.data, label_column=args.label_column, seed=args.seed)
+    result = auto(model, data, cfg, out_dir=args.out, callbacks=progress_callbacks("auto"),
+                  measure_options={"threads": args.threads, "budget_s": args.budget})
+    info = result.report["auto"]
+    print(info["explanation"])
+    for loser in info["losers"]:
+        print(f"- {loser['name']}: {loser['why_lost']}")
+    print_summary(result.report, args.out)
+    print(f"comparison: {args.out / 'comparison' / 'report.html'}")
+    return args.out

@@ -1,0 +1,46 @@
+"""The auto-optimizer's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import Config
+from core.errors import InvalidParameterError, check_range
+
+TARGETS = ("speed", "size", "accuracy", "balanced")
+
+
+@dataclass(frozen=True)
+class AutoConfig(Config):
+    """What to optimise for and how much accuracy may be given up.
+
+    ``tolerance`` is the largest validation-accuracy drop (absolute, e.g. 0.01 = 1 point)
+    a candidate may have to be chosen. ``finetune_epochs`` is the fine-tuning budget after
+    structured pruning (and the distillation epochs); ``train_epochs`` trains the baseline
+    when the model is a family name. ``candidates`` restricts the proposals by name.
+    """
+
+    target: str = "balanced"
+    tolerance: float = 0.01
+    finetune_epochs: int = 5
+    train_epochs: int = 10
+    candidates: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise InvalidParameterError("target", f"one of {list(TARGETS)}", self.target)
+        check_range("tolerance", self.tolerance, low=0, high=1)
+        check_range("finetune_epochs", self.finetune_epochs, low=1, high=1000, kind=int)
+        check_range("train_epochs", self.train_epochs, low=1, high=10_000, kind=int)
+        check_range("seed", self.seed, low=0, kind=int)
+        if isinstance(self.candidates, str) or not all(
+                isinstance(c, str) for c in self.candidates):
+            raise InvalidParameterError("candidates", "a list of candidate names",
+                                        self.candidates)
+        from core.auto._candidates import CANDIDATE_NAMES
+
+        bad = [c for c in self.candidates if c not in CANDIDATE_NAMES]
+        if bad:
+            raise InvalidParameterError("candidates", f"names from {list(CANDIDATE_NAMES)}",
+                                        bad[0])
