@@ -16,4 +16,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=None,
                         help="default: $GRADIO_SERVER_PORT or 7860")
     args = parser.parse_args()
-    demo.launch(**launch_kwargs(ctx, args.host, args.port))
+    from studio.api import create_app, serve  # REST API at /api, the UI mounted at /
+
+    kw = launch_kwargs(ctx, args.host, args.port)
+    serve(create_app(ctx, demo), kw["server_name"], kw["server_port"])

@@ -142,6 +142,7 @@ def serve(app: Any, host: str, port: int) -> None:
     """Serve an ASGI app with uvicorn (blocking)."""
     import uvicorn
 
+    print(f"Optimization Studio on http://{host}:{port}/ (REST API: /api/docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

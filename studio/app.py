@@ -57,6 +57,9 @@ def launch_kwargs(ctx: StudioContext, host: str | None = None, port: int | None 
 
 
 def launch(host: str | None = None, port: int | None = None, root: Path | None = None) -> None:
-    """Build and serve the studio (blocking)."""
+    """Build and serve the studio (blocking): the REST API at /api beside the UI at /."""
+    from studio.api import create_app, serve
+
     ctx = StudioContext(root or default_root())
-    build_app(ctx).launch(**launch_kwargs(ctx, host, port))
+    kw = launch_kwargs(ctx, host, port)
+    serve(create_app(ctx), kw["server_name"], kw["server_port"])

@@ -1,0 +1,128 @@
+"""Jobs: the SQLite store survives a restart; the pool queues, caps, cancels and cleans up."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import InvalidParameterError
+from core.jobs import BusyError, JobKind, JobManager, JobNotFoundError, JobStore
+
+
+def _slow_kind() -> JobKind:
+    """A test kind: writes through staging, checks the cancel token every 10 ms."""
+
+    def validate(config, resolve):
+        if not isinstance(config.get("seconds", 0), (int, float)):
+            raise InvalidParameterError("seconds", "a number", config.get("seconds"))
+        return {"seconds": float(config.get("seconds", 0.1))}
+
+    def run(config, out_dir, cb, resolve, mopts):
+        from core.artifacts import staging
+
+        with staging(out_dir) as tmp:
+            (tmp / "half-written.bin").write_bytes(b"x" * 1000)
+            end = time.monotonic() + config["seconds"]
+            while time.monotonic() < end:
+                cb.progress(1 - (end - time.monotonic()) / max(config["seconds"], 1e-9),
+                            "sleeping")
+                time.sleep(0.01)
+            (tmp / "report.json").write_text('{"result": {"accuracy": 0.5}}')
+        return {"operation": "sleep", "result": {"accuracy": 0.5}}
+
+    return JobKind("sleep", "sleep a while", validate, run)
+
+
+def _manager(root: Path, **kw) -> JobManager:
+    return JobManager(root, kinds={"sleep": _slow_kind()}, **kw)
+
+
+def test_store_marks_unfinished_jobs_interrupted_on_restart(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    a = store.create("train", "alice", {"epochs": 1})
+    b = store.create("train", "alice", {"epochs": 1})
+    c = store.create("train", "bob", {})
+    store.mark_started(a.id)
+    store.finish(c.id, "succeeded", result_path="/x", summary={"accuracy": 0.9})
+    store.close()
+    assert len(a.id) > 20 and a.id != b.id  # unguessable ids
+    again = JobStore(tmp_path / "jobs.sqlite")
+    assert again.interrupt_unfinished() == 2
+    assert again.get(a.id).status == "interrupted"
+    assert "running" in again.get(a.id).error
+    assert again.get(b.id).status == "interrupted"
+    done = again.get(c.id)
+    assert done.status == "succeeded" and done.summary == {"accuracy": 0.9}
+    assert [j.id for j in again.list("bob")] == [c.id]
+
+
+def test_pool_runs_caps_and_isolates_owners(tmp_path):
+    mgr = _manager(tmp_path, queue_limit=3, per_owner=2)
+    try:
+        j1 = mgr.submit("sleep", "alice", {"seconds": 0.3})
+        j2 = mgr.submit("sleep", "alice", {"seconds": 0.05})
+        with pytest.raises(BusyError, match="already have 2"):
+            mgr.submit("sleep", "alice", {"seconds": 0.05})
+        j3 = mgr.submit("sleep", "bob", {"seconds": 0.05})
+        with pytest.raises(BusyError, match="busy"):
+            mgr.submit("sleep", "carol", {})
+        with pytest.raises(JobNotFoundError):
+            mgr.get(j1.id, "bob")
+        with pytest.raises(InvalidParameterError, match="kind"):
+            mgr.submit("nope", "alice", {})
+        with pytest.raises(InvalidParameterError, match="seconds"):
+            mgr.submit("sleep", "dave", {"seconds": "long"})
+        for job in (j1, j2, j3):
+            owner = "bob" if job is j3 else "alice"
+            done = mgr.wait(job.id, owner, timeout=20)
+            assert done.status == "succeeded", done
+            assert done.progress == 1.0 and done.duration_s is not None
+            assert (Path(done.result_path) / "report.json").is_file()
+        metrics = mgr.metrics("alice")
+        assert metrics["completed"] == 2 and metrics["best_accuracy"] == 0.5
+        assert metrics["mean_duration_s"] > 0
+    finally:
+        mgr.shutdown()
+
+
+def test_cancel_stops_quickly_and_leaves_nothing(tmp_path):
+    mgr = _manager(tmp_path, per_owner=2)
+    try:
+        running = mgr.submit("sleep", "alice", {"seconds": 30})
+        queued = mgr.submit("sleep", "alice", {"seconds": 30})
+        end = time.monotonic() + 10
+        while mgr.get(running.id, "alice").status != "running" and time.monotonic() < end:
+            time.sleep(0.02)
+        assert mgr.cancel(queued.id, "alice").status == "cancelled"  # never started
+        start = time.monotonic()
+        mgr.cancel(running.id, "alice")
+        done = mgr.wait(running.id, "alice", timeout=5)
+        assert done.status == "cancelled" and time.monotonic() - start < 2.0
+        owner_dir = mgr.owner_dir("alice")
+        leftovers = list(owner_dir.rglob("*")) if owner_dir.exists() else []
+        assert leftovers == []  # staging removed the half-written folder
+    finally:
+        mgr.shutdown()
+
+
+def test_real_train_job_then_quantize_chain(tmp_path):
+    mgr = JobManager(tmp_path, measure_options={"budget_s": 0.02, "memory": False})
+    try:
+        with pytest.raises(InvalidParameterError, match="epochs"):
+            mgr.submit("train", "alice", {"epochs": 0})
+        with pytest.raises(InvalidParameterError, match="input"):
+            mgr.submit("quantize", "alice", {"input": "job-missing"})
+        train = mgr.submit("train", "alice", {"model": "mlp", "data": "wine", "epochs": 2})
+        done = mgr.wait(train.id, "alice", timeout=120)
+        assert done.status == "succeeded", done.error
+        with pytest.raises(InvalidParameterError, match="input"):  # not bob's job
+            mgr.submit("quantize", "bob", {"input": train.id})
+        q = mgr.submit("quantize", "alice", {"input": train.id, "method": "ort-dynamic-int8",
+                                          "options": {"calibration_size": 64}})
+        qd = mgr.wait(q.id, "alice", timeout=120)
+        assert qd.status == "succeeded", qd.error
+        assert qd.summary["operation"] == "quantize" and qd.summary["size_reduction"] > 1
+    finally:
+        mgr.shutdown()
