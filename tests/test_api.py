@@ -1,0 +1,196 @@
+"""REST API: status codes and validation, owner isolation, cancel, bundles, and job
+persistence across a restart of the server process."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+FAST = {"budget_s": 0.02, "memory": False}
+ALICE = {"X-Studio-Session": "alice-token-123"}
+BOB = {"X-Studio-Session": "bob-token-4567"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from studio.api import create_api
+
+    app = create_api(tmp_path_factory.mktemp("api_root"), measure_options=FAST, per_owner=3)
+    with TestClient(app) as client:
+        yield client
+    app.state.job_manager.shutdown()
+
+
+def _wait(client, job_id, headers, states=("succeeded", "failed", "cancelled"), timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if job["status"] in states:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} stuck in {job['status']}")
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"kind": "nope"}, "'kind' parameter must be one of"),
+    ({"kind": "train", "config": {"epochs": 0}}, "'epochs' parameter must be an integer"),
+    ({"kind": "train", "config": {"data": "/etc/passwd"}}, "built-in data sets"),
+    ({"kind": "train", "config": {"colour": "red"}}, "'colour' parameter"),
+    ({"kind": "train", "extra": 1}, "extra: Extra inputs are not permitted"),
+    ({"config": {}}, "kind: Field required"),
+    ({"kind": "quantize", "config": {"input": "job-doesnotexist"}}, "'input' parameter"),
+    ({"kind": "prune", "config": {"input": "x", "config": {"sparsity": 1.5}}}, "sparsity"),
+    ({"kind": "distill", "config": {"input": "x", "config": {"student": "/tmp/m"}}},
+     "server paths"),
+    ({"kind": "recipe", "config": {"recipe": {"steps": [{"bake": {}}]}}}, "steps\\[0\\]"),
+])
+def test_bad_requests_get_a_clear_422(api, body, match):
+    r = api.post("/api/jobs", json=body, headers=ALICE)
+    assert r.status_code == 422, r.text
+    assert re.search(match, r.json()["detail"]), r.json()["detail"]
+
+
+def test_owner_header_is_required_and_openapi_is_served(api):
+    assert api.get("/api/jobs").status_code == 401
+    assert api.get("/api/jobs", headers={"X-Studio-Session": "short"}).status_code == 401
+    assert api.post("/api/jobs", json={"kind": "train"}).status_code == 401
+    schema = api.get("/api/openapi.json").json()
+    for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel",
+                 "/api/jobs/{job_id}/artifacts", "/api/metrics"):
+        assert path in schema["paths"]
+    assert "JobRequest" in schema["components"]["schemas"]
+    assert api.get("/api/docs").status_code == 200
+    assert "train" in api.get("/api/kinds").json()["kinds"]
+
+
+def test_train_job_lifecycle_isolation_bundle_and_metrics(api):
+    r = api.post("/api/jobs", json={"kind": "train", "config": {"model": "mlp", "data": "wine",
+                                                               "epochs": 2}}, headers=ALICE)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running") and "result_path" not in job
+    done = _wait(api, job["id"], ALICE)
+    assert done["status"] == "succeeded" and done["progress"] == 1.0
+    assert 0 < done["summary"]["accuracy"] <= 1
+    # Bob sees nothing of Alice's.
+    assert api.get(f"/api/jobs/{job['id']}", headers=BOB).status_code == 404
+    assert api.post(f"/api/jobs/{job['id']}/cancel", headers=BOB).status_code == 404
+    assert api.get(f"/api/jobs/{job['id']}/artifacts", headers=BOB).status_code == 404
+    assert api.get("/api/jobs", headers=BOB).json()["jobs"] == []
+    assert [j["id"] for j in api.get("/api/jobs", headers=ALICE).json()["jobs"]] == [job["id"]]
+    r = api.get(f"/api/jobs/{job['id']}/artifacts", headers=ALICE)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    names = set(zipfile.ZipFile(io.BytesIO(r.content)).namelist())
+    assert {"model.onnx", "report.json", "MODEL_CARD.md", "recipe.yaml"} <= names
+    metrics = api.get("/api/metrics", headers=ALICE).json()
+    assert metrics["completed"] == 1 and metrics["failed"] == 0
+    assert metrics["best_accuracy"] == pytest.approx(done["summary"]["accuracy"])
+    assert metrics["mean_duration_s"] > 0
+    assert api.get("/api/metrics", headers=BOB).json()["completed"] == 0
+
+
+def test_cancel_via_api_ends_quickly_and_leaves_nothing(api):
+    r = api.post("/api/jobs", json={"kind": "train", "config": {"epochs": 5000}},
+                 headers=BOB)
+    job_id = r.json()["id"]
+    _wait(api, job_id, BOB, states=("running",))
+    time.sleep(0.3)
+    assert api.get(f"/api/jobs/{job_id}/artifacts", headers=BOB).status_code == 409
+    start = time.monotonic()
+    r = api.post(f"/api/jobs/{job_id}/cancel", headers=BOB)
+    assert r.status_code == 202
+    done = _wait(api, job_id, BOB, timeout=10)
+    assert done["status"] == "cancelled"
+    assert time.monotonic() - start < 2.5
+    manager = api.app.state.job_manager
+    folder = manager.owner_dir("api:" + BOB["X-Studio-Session"])
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(root: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "NO_PROXY": "localhost,127.0.0.1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio.api", "--root", str(root), "--port", str(port),
+         "--fast-measure"], cwd=str(Path(__file__).resolve().parents[1]), env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import httpx
+
+    end = time.monotonic() + 90
+    while time.monotonic() < end:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/kinds", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def test_jobs_survive_a_server_restart(tmp_path):
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_server(tmp_path, port)
+    try:
+        done = httpx.post(f"{url}/api/jobs", headers=ALICE, json={
+            "kind": "train", "config": {"model": "mlp", "data": "wine", "epochs": 1}}).json()
+        end = time.monotonic() + 120
+        while httpx.get(f"{url}/api/jobs/{done['id']}", headers=ALICE).json()["status"] \
+                != "succeeded" and time.monotonic() < end:
+            time.sleep(0.2)
+        long = httpx.post(f"{url}/api/jobs", headers=ALICE, json={
+            "kind": "train", "config": {"epochs": 5000}}).json()
+        end = time.monotonic() + 60
+        while httpx.get(f"{url}/api/jobs/{long['id']}", headers=ALICE).json()["status"] \
+                != "running" and time.monotonic() < end:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # a crash: no chance to clean up
+        proc.wait(10)
+    proc = _start_server(tmp_path, port)
+    try:
+        first = httpx.get(f"{url}/api/jobs/{done['id']}", headers=ALICE).json()
+        assert first["status"] == "succeeded" and first["summary"]["accuracy"] > 0
+        second = httpx.get(f"{url}/api/jobs/{long['id']}", headers=ALICE).json()
+        assert second["status"] == "interrupted" and "restarted" in second["error"]
+        r = httpx.get(f"{url}/api/jobs/{done['id']}/artifacts", headers=ALICE)
+        assert r.status_code == 200 and r.content[:2] == b"PK"
+        assert httpx.get(f"{url}/api/metrics", headers=ALICE).json()["interrupted"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_api_is_mounted_beside_the_ui(tmp_path):
+    from fastapi.testclient import TestClient
+
+    import studio  # noqa: F401
+    from studio.api import create_app
+    from studio.context import StudioContext
+
+    app = create_app(StudioContext(tmp_path, measure_options=FAST))
+    with TestClient(app) as client:
+        assert client.get("/api/kinds").status_code == 200
+        assert client.get("/api/jobs", headers=ALICE).json() == {"jobs": []}
+        page = client.get("/")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+    app.state.job_manager.shutdown()
