@@ -16,6 +16,8 @@ TABS: list[tuple[str, str]] = [
     ("studio.tabs.quantization", "build_quantization_tab"),
     ("studio.tabs.pruning", "build_pruning_tab"),
     ("studio.tabs.comparison", "build_comparison_tab"),
+    ("studio.tabs.auto", "build_auto_tab"),
+    ("studio.tabs.jobs", "build_jobs_tab"),
 ]
 
 TITLE = "Optimization Studio"

@@ -9,7 +9,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from core.callbacks import Callbacks, CancelToken
 from core.errors import CancelledError, InvalidParameterError, StudioError
@@ -80,6 +80,51 @@ class JobManager:
         self._ensure_workers()
         self._queue.put(job.id)
         return job
+
+    def run_here(self, kind: str, owner: str, config: Mapping[str, Any],
+                 work: Callable[[Callbacks], Any], *, callbacks: Callbacks | None = None,
+                 result_path: str | Path | None = None) -> Any:
+        """Run ``work(callbacks)`` in the calling thread as a recorded job.
+
+        For work that already runs in a worker of its own (a UI event): the job is listed,
+        its progress stored, and it can be cancelled from the jobs panel or the API like
+        any other; ``callbacks`` (e.g. the UI's) still receive progress and share the token.
+        """
+        outer = Callbacks.ensure(callbacks)
+        job = self.store.create(kind, owner, dict(config))
+        self.store.mark_started(job.id)
+        self._tokens[job.id] = outer.cancel
+        last = [0.0]
+
+        def on_progress(fraction: float, message: str) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.2:
+                last[0] = now
+                self.store.update(job.id, progress=fraction, message=message[:300])
+            if outer.on_progress is not None:
+                outer.on_progress(fraction, message)
+
+        cb = Callbacks(on_progress=on_progress, on_metrics=outer.on_metrics,
+                       cancel=outer.cancel)
+        try:
+            result = work(cb)
+        except CancelledError:
+            self.store.finish(job.id, "cancelled", message="Stopped; nothing was saved.")
+            raise
+        except StudioError as exc:
+            self.store.finish(job.id, "failed", error=str(exc), message="Failed")
+            raise
+        except BaseException as exc:
+            self.store.finish(job.id, "failed", message="Failed",
+                              error=f"Internal error: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self._tokens.pop(job.id, None)
+        report = getattr(result, "report", result)
+        path = result_path or getattr(result, "run_dir", None)
+        self.store.finish(job.id, "succeeded", progress=1.0, message="Done",
+                          result_path=str(path) if path else None, summary=summarize(report))
+        return result
 
     def get(self, job_id: str, owner: str) -> Job:
         job = self.store.get(str(job_id))

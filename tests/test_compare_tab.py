@@ -1,0 +1,50 @@
+"""The Comparison, Auto and Jobs tabs driven through gradio_client, as a browser would."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+
+def _value(choice):
+    return choice["value"] if isinstance(choice, dict) else choice
+
+
+def _path(f):
+    return f["path"] if isinstance(f, dict) else f
+
+
+def test_remeasure_all_exports_recipe_and_jobs(client):
+    client.predict("digits", "cnn", None, "label", 2, 0.01, api_name="/train_baseline")
+    status, table, *_plots, files = client.predict(api_name="/remeasure_all")
+    assert "Re-measured" in status and "Pareto front" in status
+    assert len(table["data"]) == 1
+    names = sorted(Path(_path(f)).name for f in files)
+    assert names == ["comparison.csv", "report.html", "report.json", "report.md"]
+    html = Path(next(_path(f) for f in files if _path(f).endswith(".html"))).read_text()
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html, re.I)
+    # The new comparison folder is not a variant of the session.
+    listed, _plot, choice = client.predict(api_name="/list_variants")
+    assert len(listed["data"]) == 1
+    recipe = yaml.safe_load(Path(client.predict(_value(choice), api_name="/save_recipe"))
+                            .read_text())
+    assert recipe["model"] == "cnn" and recipe["steps"][0]["train"]["epochs"] == 2
+    jobs, _ = client.predict(api_name="/list_jobs")
+    kinds = [(row[1], row[2]) for row in jobs["data"]]
+    assert ("compare", "succeeded") in kinds
+
+
+def test_auto_tab_picks_and_explains(client):
+    client.predict("digits", "cnn", None, "label", 2, 0.01, api_name="/train_baseline")
+    status, explanation, table, _chart, files = client.predict(
+        None, "size", 0.05, 1, ["ort-fp32", "ort-static-int8"], api_name="/auto")
+    assert "Done" in status and "Why the others lost" in explanation
+    candidates = {row[0] for row in table["data"]}
+    assert {"baseline", "ort-fp32", "ort-static-int8"} <= candidates
+    assert any(_path(f).endswith(".zip") for f in files)
+    listed, _plot, _choice = client.predict(api_name="/list_variants")
+    assert any(str(row[1]) == "auto" for row in listed["data"])
+    jobs, _ = client.predict(api_name="/list_jobs")
+    assert ("auto", "succeeded") in [(row[1], row[2]) for row in jobs["data"]]
