@@ -15,6 +15,7 @@ import torch
 
 import core
 from core.errors import DataError, InvalidParameterError, ModelFileError, StudioError
+from tests.conftest import FAST_MEASURE
 
 
 def test_every_public_name_is_importable():
@@ -271,3 +272,20 @@ def test_cli_train_benchmark_and_exit_codes(tmp_path, baseline_dir):
     assert len(bad.stderr.strip().splitlines()[-1]) < 300
     listed = _studio("datasets")
     assert listed.returncode == 0 and "digits" in listed.stdout
+
+
+def test_benchmark_a_torch_export_file(tmp_path, baseline_dir, digits):
+    from core.runs import benchmark_model
+
+    model = _load(baseline_dir)
+    x = model.example_inputs(2)
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "static.pt2")
+    with pytest.raises(StudioError, match="dynamic batch"):
+        benchmark_model(tmp_path / "s", model=tmp_path / "static.pt2", data=digits,
+                        measure_options=FAST_MEASURE)
+    dynamic = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    torch.export.save(dynamic, tmp_path / "m.pt2")
+    report = benchmark_model(tmp_path / "run", model=tmp_path / "m.pt2", data=digits,
+                             measure_options=FAST_MEASURE)
+    assert report["result"]["accuracy"] > 0.5
+    assert report["result"]["size_bytes"] == (tmp_path / "run" / "model.pt2").stat().st_size

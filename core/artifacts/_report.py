@@ -60,8 +60,8 @@ def speed_warnings(baseline: Any, result: Any, label: str, isa: Sequence[str]) -
     for key, value in ratios(baseline, result).items():
         if key.startswith("speedup_b") and value is not None and value < 1.0:
             bs = key.removeprefix("speedup_b")
-            notes.append(f"{label} is slower than the baseline at batch {bs} "
-                         f"({1 / value:.2f}× slower) on this CPU ({cpu}).")
+            notes.append(f"{label} is slower than the baseline at batch {bs} on this CPU "
+                         f"({cpu}): {value:.2f}× the baseline's speed.")
     return notes
 
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from core.errors import InvalidParameterError
+from core.errors import InvalidParameterError, UnsupportedModelError
 
 
 class Predictor:
@@ -24,7 +24,10 @@ class Predictor:
             if not isinstance(model, torch.nn.Module) and not hasattr(model, "forward"):
                 raise InvalidParameterError("model", "a torch.nn.Module or an ONNX Runtime "
                                             "InferenceSession", type(model).__name__)
-            model.eval()
+            try:
+                model.eval()
+            except (NotImplementedError, RuntimeError):  # torch.export modules refuse .eval()
+                pass
             self._dtype = _input_dtype(model)
         else:
             self._input_name = model.get_inputs()[0].name
@@ -37,7 +40,15 @@ class Predictor:
         import torch
 
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(X)).to(self._dtype))
+            try:
+                out = self.model(torch.from_numpy(np.ascontiguousarray(X)).to(self._dtype))
+            except (RuntimeError, AssertionError) as exc:  # torch.export shape guards
+                if "Guard failed" not in str(exc):
+                    raise
+                raise UnsupportedModelError(
+                    f"The model accepts only some input shapes ({str(exc)[:120]}); export it "
+                    "with a dynamic batch dimension, e.g. torch.export.export(model, (x,), "
+                    "dynamic_shapes=({0: torch.export.Dim.AUTO},)).") from None
         return out.float().numpy()
 
     @contextlib.contextmanager
