@@ -86,6 +86,12 @@ def test_auto_picks_within_tolerance_and_explains(baseline_dir, tmp_path):
     assert (out / "comparison" / "report.html").is_file()
     assert "steps" in (out / "recipe.yaml").read_text()
     assert result.report["method"] == info["winner"]
+    # Another target, same measured table: the smallest eligible Pareto variant.
+    from core.auto import reselect
+
+    small = reselect(report, "size")
+    assert small["row"]["size_bytes"] == min(c["size_bytes"] for c in pool)
+    assert small["winner"] in small["explanation"] or small["winner"] == "baseline"
     # Validation drops are measured, relative to the baseline's own validation accuracy.
     base_val = evaluate(load_model(baseline_dir).model, data, "val").accuracy
     assert table["baseline"]["val_accuracy"] == pytest.approx(base_val)

@@ -1,6 +1,6 @@
 """Auto-optimizer: candidate recipes for this hardware, run, measured side by side, explained."""
 
-from core.auto._auto import auto, choose
+from core.auto._auto import auto, choose, reselect
 from core.auto._candidates import CANDIDATE_NAMES, Candidate, propose
 from core.auto._config import TARGETS, AutoConfig
 from core.auto._facade import AutoOptimizer, dataset_from_loaders
@@ -15,4 +15,5 @@ __all__ = [
     "choose",
     "dataset_from_loaders",
     "propose",
+    "reselect",
 ]

@@ -12,7 +12,7 @@ from core.auto._config import AutoConfig
 from core.callbacks import Callbacks
 from core.errors import CancelledError, InvalidParameterError, StudioError
 
-__all__ = ["auto", "choose"]
+__all__ = ["auto", "choose", "reselect"]
 
 MODEL_FILES = ("model.json", "model.safetensors", "model.sparse.npz", "model.onnx", "model.pt",
                "model.pt2")
@@ -188,6 +188,48 @@ def _winner_text(win: dict[str, Any], base: dict[str, Any], target: str, tol: fl
     return text
 
 
+def _shared_prefix(steps: list[dict[str, Any]], done: list[dict[str, Any]]
+                   ) -> tuple[int, dict[str, Any]]:
+    """The longest run of leading steps an earlier successful candidate already ran."""
+    best: tuple[int, dict[str, Any]] = (0, {})
+    for prev in done:
+        if "dirs" not in prev:
+            continue
+        k = 0
+        while k < min(len(steps) - 1, len(prev["steps"])) and steps[k] == prev["steps"][k]:
+            k += 1
+        if k > best[0]:
+            best = (k, prev)
+    return best
+
+
+def _decide(table: list[dict[str, Any]], others: list[dict[str, Any]], target: str,
+            tolerance: float) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
+    """The winner, the plain-words explanation, and why each other candidate lost."""
+    win = choose(table, target, tolerance)
+    base_row = next(r for r in table if r["name"] == "baseline")
+    rest = [r for r in table if r is not win] + list(others)
+    losers = [{"name": r["name"], "why_proposed": r.get("why"),
+               "why_lost": _why_lost(r, win, target, tolerance, table)} for r in rest]
+    return win, _winner_text(win, base_row, target, tolerance), losers
+
+
+def reselect(report: Mapping[str, Any], target: str, tolerance: float | None = None
+             ) -> dict[str, Any]:
+    """The pick for another target from an auto report's measured table (no new runs).
+
+    Returns ``{winner, explanation, losers, row}``; same candidates, same measurements.
+    """
+    AutoConfig(target=target, tolerance=tolerance if tolerance is not None else 0.01)
+    info = report["auto"]
+    tol = info["tolerance"] if tolerance is None else tolerance
+    table = [{**c, "ok": True} for c in info["candidates"]]
+    others = [{"name": f["name"], "error": f["error"]} for f in info.get("failed", [])]
+    others += [{"name": s["name"], "skipped": s["reason"]} for s in info.get("skipped", [])]
+    win, text, losers = _decide(table, others, target, tol)
+    return {"winner": win["name"], "explanation": text, "losers": losers, "row": win}
+
+
 def auto(
     model: Any,
     data: Any = None,
@@ -247,17 +289,26 @@ def auto(
                 if not cand.steps:
                     final = _ort_fp32(base, cands / cand.name, sub, step_opts)
                     entry["step_dirs"] = [str(final.relative_to(tmp))]
+                    entry["parity"] = []
                 else:
+                    # Steps shared with an earlier candidate (e.g. the same prune + fine-tune)
+                    # are not run twice: start from that candidate's step folder.
+                    k, shared = _shared_prefix(cand.steps, results)
+                    start = shared["dirs"][k - 1] if k else base["start"]
                     recipe = Recipe.from_dict({"name": cand.name, "model": "input",
                                                "data": dataset.spec.source,
-                                               "steps": cand.steps})
+                                               "steps": cand.steps[k:]})
                     done = execute_steps(recipe, data=dataset, steps_dir=cands / cand.name,
-                                         start=base["start"], callbacks=sub,
+                                         start=start, callbacks=sub,
                                          measure_options=step_opts, prefix=f"{cand.name}-")
                     final = Path(done[-1]["run_dir"])
-                    entry["parity"] = [d["parity"] for d in done]
-                    entry["step_dirs"] = [str(Path(d["run_dir"]).relative_to(tmp))
-                                          for d in done]
+                    entry["parity"] = (shared["parity"][:k] if k else []) + \
+                        [d["parity"] for d in done]
+                    entry["dirs"] = (shared["dirs"][:k] if k else []) + \
+                        [Path(d["run_dir"]) for d in done]
+                    entry["step_dirs"] = [str(d.relative_to(tmp)) for d in entry["dirs"]]
+                    if k:
+                        entry["reused_steps_from"] = shared["name"]
                 entry["dir"] = final
             except CancelledError:
                 raise
@@ -267,9 +318,12 @@ def auto(
             results.append(entry)
         measured = [e for e in results if "dir" in e]
         cb.progress(0.72, "Measuring every variant side by side")
+        eager = {} if isinstance(base["start"], (str, Path)) else \
+            {Path(base["dir"]).name: base["start"]}  # time the eager module, not TorchScript
         comp = compare([base["dir"], *(e["dir"] for e in measured)], out_dir=tmp / "comparison",
                        data=dataset, callbacks=_sub(cb, 0.72, 0.95, "Comparison: "),
-                       measure_options=mopts, title=f"Auto-optimizer ({cfg.target})")
+                       measure_options=mopts, title=f"Auto-optimizer ({cfg.target})",
+                       models=eager)
         rows = comp.report["rows"]
         split = "val" if len(dataset.y_val) else "test"
         named = [("baseline", {"dir": base["dir"], "why": "the input model (torch FP32)"}),
@@ -285,16 +339,11 @@ def auto(
             r["val_drop"] = base_row["val_accuracy"] - r["val_accuracy"]
             r["balanced_score"] = math.sqrt((r.get("speedup_b64") or 0)
                                             * (r.get("size_reduction") or 0))
-        win = choose(table, cfg.target, cfg.tolerance)
-        others = [r for r in table if r is not win]
-        others += [{"name": e["name"], "error": e["error"], "why": e["why"]}
-                   for e in results if "error" in e]
-        others += [{"name": c.name, "skipped": c.skipped, "why": c.why}
+        failed = [{"name": e["name"], "error": e["error"], "why": e["why"]}
+                  for e in results if "error" in e]
+        skipped = [{"name": c.name, "skipped": c.skipped, "why": c.why}
                    for c in proposals if c.skipped]
-        losers = [{"name": r["name"], "why_proposed": r.get("why"),
-                   "why_lost": _why_lost(r, win, cfg.target, cfg.tolerance, table)}
-                   for r in others]
-        explanation = _winner_text(win, base_row, cfg.target, cfg.tolerance)
+        win, explanation, losers = _decide(table, failed + skipped, cfg.target, cfg.tolerance)
         # The winner's recipe, replayable with `studio run`.
         win_steps = next((e["steps"] for e in measured if e["name"] == win["name"]), [])
         recipe_dict: dict[str, Any] = {"name": f"auto-{cfg.target}-{win['name']}",

@@ -42,11 +42,14 @@ def measure_variants(
     data: Any = None,
     callbacks: Callbacks | None = None,
     measure_options: Mapping[str, Any] | None = None,
+    models: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Any]:
     """Open every run folder and measure all of them in ONE ``measure_many`` call.
 
     Returns ``(measurements by name, report by name, dataset)``; names are run ids.
     Every variant must have been made on the same data set (same source and split seed).
+    ``models`` maps a run id to an in-memory model timed in place of the loaded one (e.g.
+    the eager nn.Module a TorchScript baseline was saved from).
     """
     from core.measure import measure_many
     from core.runs import data_from_report, open_variant
@@ -54,7 +57,8 @@ def measure_variants(
     if not run_dirs:
         raise InvalidParameterError("variants", "at least one run folder", list(run_dirs))
     cb = Callbacks.ensure(callbacks)
-    models: dict[str, Any] = {}
+    overrides = dict(models or {})
+    models = {}
     files: dict[str, list[Path]] = {}
     reports: dict[str, dict[str, Any]] = {}
     taken: set[str] = set()
@@ -77,7 +81,7 @@ def measure_variants(
                 "data set.")
         variant = open_variant(run_dir, data=dataset)
         name = _unique(variant.run_id, taken)
-        models[name] = variant.model
+        models[name] = overrides.get(variant.run_id, variant.model)
         files[name] = variant.loaded.files()
         reports[name] = report
     opts = {"budget_s": 0.4, "memory": True, "threads": 1, **dict(measure_options or {})}
@@ -142,6 +146,7 @@ def compare(
     callbacks: Callbacks | None = None,
     measure_options: Mapping[str, Any] | None = None,
     title: str = "Comparison",
+    models: Mapping[str, Any] | None = None,
 ) -> Any:
     """Re-measure ``run_dirs`` side by side and write report.json, HTML, Markdown and CSV.
 
@@ -155,7 +160,8 @@ def compare(
 
     cb = Callbacks.ensure(callbacks)
     measured, reports, dataset = measure_variants(run_dirs, data=data, callbacks=cb,
-                                                  measure_options=measure_options)
+                                                  measure_options=measure_options,
+                                                  models=models)
     names = list(measured)
     if baseline is None:
         baseline = names[0]

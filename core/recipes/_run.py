@@ -28,9 +28,23 @@ def _sub(cb: Callbacks, lo: float, hi: float, prefix: str = "") -> Callbacks:
                      on_metrics=cb.on_metrics, cancel=cb.cancel)
 
 
+def _torch_form(run_dir: Path) -> Any:
+    """The run's torch form (built-in weights, TorchScript or torch.export), or None."""
+    from core.artifacts import load_model
+
+    if (run_dir / "model.json").is_file() and any(
+            (run_dir / n).is_file() for n in ("model.safetensors", "model.sparse.npz")):
+        return load_model(run_dir).model
+    for name in ("model.pt", "model.pt2"):
+        if (run_dir / name).is_file():
+            return load_model(run_dir / name).model
+    return None
+
+
 def check_parity(run_dir: str | Path, data: Any, *, parent: Any = None, atol: float = 1e-3,
                  min_agreement: float = 0.95) -> dict[str, Any]:
-    """Compare a step's outputs: its ONNX file vs its torch form, else its artifact vs parent.
+    """Compare a step's outputs: its ONNX file vs its torch form when it has both; else
+    (a quantized artifact, given ``parent``) its top-1 agreement with the parent model.
 
     Returns ``{kind, ok, ...figures}``; the limit for logits is ``atol · max(1, max|logit|)``.
     """
@@ -39,10 +53,10 @@ def check_parity(run_dir: str | Path, data: Any, *, parent: Any = None, atol: fl
 
     run_dir = Path(run_dir)
     X = data.X_test[:256]
-    loaded = load_model(run_dir)
     onnx = run_dir / "model.onnx"
-    if loaded.is_torch and onnx.is_file():
-        ref = predict_logits(loaded.model, X)
+    torch_model = _torch_form(run_dir)
+    if torch_model is not None and onnx.is_file():
+        ref = predict_logits(torch_model, X)
         got = predict_logits(ort_session(onnx), X)
         diff = float(np.abs(ref - got).max())
         limit = atol * max(1.0, float(np.abs(ref).max()))
@@ -50,6 +64,7 @@ def check_parity(run_dir: str | Path, data: Any, *, parent: Any = None, atol: fl
                 "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
                 "ok": diff <= limit}
     if parent is not None:
+        loaded = load_model(run_dir)
         ref_model = load_model(parent).model if isinstance(parent, (str, Path)) else parent
         ref = predict_logits(ref_model, X)
         got = predict_logits(loaded.model, X)
@@ -57,7 +72,7 @@ def check_parity(run_dir: str | Path, data: Any, *, parent: Any = None, atol: fl
         return {"kind": f"{loaded.kind}-artifact-vs-parent", "top1_agreement": agree,
                 "max_abs_diff": float(np.abs(ref - got).max()), "limit": min_agreement,
                 "ok": agree >= min_agreement}
-    return {"kind": "none", "ok": True, "note": "no second form to compare with"}
+    return {"kind": "none", "ok": True, "note": "the step has one form only"}
 
 
 def _finetune(src: Any, data: Any, cfg: Any, out_dir: Path, cb: Callbacks,
@@ -144,7 +159,7 @@ def execute_steps(recipe: Recipe, *, data: Any, steps_dir: str | Path, start: An
                               "or a run folder / model file as 'model'.")
         _run_step(step, i, source, recipe, data, out, sub, measure_options)
         cb.progress((i + 0.92) / n, label + "parity check")
-        parent = source if step.kind != "train" else None
+        parent = source if step.kind == "quantize" else None  # others change the outputs
         parity = check_parity(out, data, parent=parent, atol=recipe.parity_atol,
                               min_agreement=recipe.parity_min_agreement)
         done.append({"step": step.to_dict(), "kind": step.kind, "run_dir": str(out),
