@@ -165,7 +165,7 @@ def tune(
     summary = summarize(study, config, space)
     summary.update(storage=mask_url(url), storage_kind=storage_kind(url), study_name=name,
                    resumed=existed, finished_before=before, ran_this_time=len(ran),
-                   seconds=seconds, family=family,
+                   trials_run=ran, seconds=seconds, family=family,
                    seconds_per_trial=seconds / len(ran) if ran else None)
     notes = []
     if config.multi_objective and config.pruner not in ("none", "median"):

@@ -23,8 +23,7 @@ def _quiet() -> None:
 @register_method("grid", area="tuning", config=TuneConfig,
                  summary="Grid search over the space (continuous ranges: grid_points values)")
 def grid_sampler(space: SearchSpace, *, seed: int | None = None, grid_points: int = 3,
-                 constraints_func: Constraints = None, n_startup_trials: int | None = None
-                 ) -> Any:
+                 **_: Any) -> Any:
     import optuna
 
     return optuna.samplers.GridSampler(space.grid(grid_points), seed=seed)

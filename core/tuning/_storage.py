@@ -47,6 +47,16 @@ def storage_kind(url: str) -> str:
     return "rdb"
 
 
+def _pg_driver() -> str:
+    """SQLAlchemy 2.1 defaults to psycopg (3); fall back to psycopg2 when only it exists."""
+    import importlib.util
+
+    for name, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(name) is not None:
+            return driver
+    return "psycopg"
+
+
 def open_storage(url: str, *, heartbeat_s: int | None = 10, max_retry: int = 1) -> Any:
     """An Optuna storage for ``url``; fails within a few seconds with a clear message.
 
@@ -82,6 +92,8 @@ def open_storage(url: str, *, heartbeat_s: int | None = 10, max_retry: int = 1) 
     elif url.startswith(("postgresql", "postgres")):
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
+        if url.startswith("postgresql://"):
+            url = "postgresql+" + _pg_driver() + url[len("postgresql"):]
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
         engine_kwargs["pool_pre_ping"] = True
     elif url.startswith("mysql"):
@@ -97,12 +109,25 @@ def open_storage(url: str, *, heartbeat_s: int | None = 10, max_retry: int = 1) 
                 max_retry=max_retry)
     start = time.perf_counter()
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        for attempt in range(4):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            except Exception as exc:
+                # Workers started together race to create the tables: try again.
+                text = str(exc).lower()
+                if attempt == 3 or not ("duplicate key" in text or "already exists" in text
+                                        or "database is locked" in text):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
     except ModuleNotFoundError as exc:
         hint = "psycopg2-binary" if "psycopg" in str(exc) else exc.name
         raise StorageError(f"The storage '{shown}' needs the Python driver '{exc.name}': "
                            f"pip install {hint}.") from None
     except Exception as exc:  # sqlalchemy errors: bad URL, refused, timeout, auth
+        if "Failed to import DB access module" in str(exc):
+            raise StorageError(f"The storage '{shown}' needs a database driver that is not "
+                               "installed (PostgreSQL: pip install psycopg2-binary).") from None
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
         took = time.perf_counter() - start
         raise StorageError(f"Cannot connect to the study storage '{shown}' (gave up after "
