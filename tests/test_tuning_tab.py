@@ -1,0 +1,63 @@
+"""The Tuning tab through gradio_client: run a study live, then train its best trial."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+SPACE = """
+lr: {type: float, low: 1.0e-3, high: 0.1, log: true}
+width: [4, 8]
+"""
+
+
+def test_tab_handlers_build_configs_and_rows():
+    from core.errors import InvalidParameterError
+    from studio.tabs.tuning import make_tune_config, space_text, table_row
+
+    assert "depth" in yaml.safe_load(space_text("architecture", "cnn"))
+    cfg = make_tune_config("architecture", "mlp", "wine", SPACE, "nsga2", "median",
+                           ["accuracy", "latency"], 4, None, 2, 1.5, 0, "", "sqlite:///x.db")
+    assert cfg.objectives == ("accuracy", "latency") and cfg.max_latency_ms == 1.5
+    with pytest.raises(InvalidParameterError, match="space"):
+        make_tune_config("hyperparameters", "mlp", "wine", "", "tpe", "none", ["accuracy"], 4,
+                         None, 2, None, 0, "", "sqlite:///x.db")
+    row = table_row({"number": 3, "state": "complete", "values": {"accuracy": 0.91234},
+                     "params": {"lr": 0.0123456}, "epochs_run": 2, "epochs_planned": 2,
+                     "size_bytes": 2048})
+    assert row["accuracy"] == 0.9123 and row["size (KB)"] == 2.0 and "lr=0.01235" in row["params"]
+
+
+def test_tuning_tab_through_gradio_client(client, studio_server):
+    _, ctx = studio_server
+    job = client.submit("hyperparameters", "mlp", "wine", SPACE, "random", "median",
+                        ["accuracy", "size"], 3, None, 1, None, 0, "tab-study",
+                        api_name="/tune")
+    outputs = job.outputs()
+    final = job.result()
+    status, table, history, parallel, importance, pareto, files = final
+    assert "tab-study" in status and "3 complete" in status
+    assert len(table["data"]) == 3
+    assert pareto is not None  # two objectives → Pareto front
+    # the table grew while the study ran (live updates)
+    sizes = [len(o[1]["data"]) for o in outputs if isinstance(o[1], dict) and "data" in o[1]]
+    assert 1 in sizes and 3 in sizes
+    names = sorted(Path(f).name for f in files)
+    assert names == ["study.yaml", "trials.csv"]
+    csv_rows = list(csv.DictReader(open(next(f for f in files if f.endswith(".csv")))))
+    assert len(csv_rows) == 3
+    # Train best → a variant listed in the session (Comparison reads these)
+    text, exported = client.predict(None, api_name="/tune_train_best")
+    assert "Variant" in text and any(str(f).endswith(".zip") for f in exported)
+    runs = [p for p in ctx.root.glob("sessions/*/tune-*") if (p / "report.json").is_file()]
+    reports = [json.loads((p / "report.json").read_text()) for p in runs]
+    assert any(r.get("config", {}).get("study") == "tab-study" for r in reports)
+    # The same study name continues the study (nothing lost, nothing re-run).
+    again = client.predict("hyperparameters", "mlp", "wine", SPACE, "random", "median",
+                           ["accuracy", "size"], 3, None, 1, None, 0, "tab-study",
+                           api_name="/tune")
+    assert "resumed" in again[0] and len(again[1]["data"]) == 3
