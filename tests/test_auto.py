@@ -120,3 +120,21 @@ def test_auto_optimizer_facade_with_loaders(tmp_path):
                                 measure_options=FAST)
     assert result.report["operation"] == "auto"
     assert result.report["auto"]["winner"] in ("baseline", "ort-fp32")
+
+
+def test_sparsity_search_bisects_the_tolerance_bracket():
+    from core.auto._auto import _next_sparsity
+
+    def run(sp, drop):
+        return {"steps": [{"prune": {"sparsity": sp}}], "val_drop": drop}
+
+    tol = 0.005
+    assert _next_sparsity([], tol) is None
+    assert _next_sparsity([run(0.5, 0.0), run(0.75, 0.02)], tol) == pytest.approx(0.62, abs=0.01)
+    assert _next_sparsity([run(0.5, 0.02), run(0.75, 0.03)], tol) == 0.25
+    assert _next_sparsity([run(0.5, 0.0), run(0.75, 0.0)], tol) == pytest.approx(0.82, abs=0.01)
+    # A bracket narrower than 8 points is not split again.
+    assert _next_sparsity([run(0.62, 0.0), run(0.69, 0.02)], tol) is None
+    # Failed runs (no val_drop) and non-pruning candidates are ignored.
+    assert _next_sparsity([{"steps": [{"export": {}}], "val_drop": 0.0},
+                           {"steps": [{"prune": {"sparsity": 0.5}}]}], tol) is None

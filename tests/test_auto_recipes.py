@@ -51,10 +51,11 @@ def test_recipe_runs_steps_with_parity_and_replays_from_lineage(tmp_path):
     out = tmp_path / "recipe"
     result = run_recipe(Recipe.from_dict(QUICK), out_dir=out, measure_options=FAST)
     steps = result.report["recipe"]["steps"]
-    assert [s["kind"] for s in steps] == ["train", "quantize"]
+    assert [s["kind"] for s in steps] == ["train", "quantize", "export"]
     assert steps[0]["parity"]["kind"] == "onnxruntime-vs-torch" and steps[0]["parity"]["ok"]
     assert steps[0]["parity"]["max_abs_diff"] < 1e-3
     assert steps[1]["parity"]["top1_agreement"] >= 0.95
+    assert steps[2]["parity"]["top1_agreement"] == 1.0  # export copies the INT8 model
     quant = json.loads((out / steps[1]["run_dir"] / "report.json").read_text())
     assert quant["parent"] == steps[0]["run_id"]
     assert (out / "bundle.zip").is_file() and (out / "model.onnx").is_file()

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from core.auto._candidates import propose
+from core.auto._candidates import EXPORT, STATIC_INT8, Candidate, propose, prune_steps
 from core.auto._config import AutoConfig
 from core.callbacks import Callbacks
 from core.errors import CancelledError, InvalidParameterError, StudioError
@@ -76,28 +76,6 @@ def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
     family = model.family if is_builtin(model) else None
     return {"dir": out, "start": out if is_builtin(model) else model, "data": dataset,
             "family": family}
-
-
-def _ort_fp32(base: dict[str, Any], out: Path, cb: Callbacks, mopts: Mapping[str, Any]) -> Path:
-    """The baseline's weights run by ONNX Runtime in FP32 (a measured run folder)."""
-    import tempfile
-
-    from core.artifacts import export_onnx
-    from core.runs import benchmark_model
-
-    onnx = Path(base["dir"]) / "model.onnx"
-    with tempfile.TemporaryDirectory(prefix="studio-auto-") as scratch:
-        if not onnx.is_file():
-            import torch
-
-            from core.artifacts import load_model
-
-            module = base["start"] if isinstance(base["start"], torch.nn.Module) else \
-                load_model(base["dir"]).model
-            onnx = Path(scratch) / "model.onnx"
-            export_onnx(module, onnx, torch.from_numpy(base["data"].X_test[:1]))
-        benchmark_model(out, model=onnx, data=base["data"], callbacks=cb, measure_options=mopts)
-    return out
 
 
 def _ratio_text(value: float | None, what: str) -> str:
@@ -186,6 +164,27 @@ def _winner_text(win: dict[str, Any], base: dict[str, Any], target: str, tol: fl
     if win.get("pareto"):
         text += " It is on the Pareto front of size, latency and accuracy."
     return text
+
+
+def _next_sparsity(results: list[dict[str, Any]], tolerance: float) -> float | None:
+    """The next sparsity to try: the midpoint of the bracket around the tolerance."""
+    tried: dict[float, bool] = {}
+    for e in results:
+        steps = e.get("steps") or []
+        if "val_drop" not in e or not steps or "prune" not in steps[0]:
+            continue
+        sp = float(steps[0]["prune"]["sparsity"])
+        tried[sp] = tried.get(sp, False) or e["val_drop"] <= tolerance + 1e-12
+    if not tried:
+        return None
+    ok = [sp for sp, good in tried.items() if good]
+    bad = [sp for sp, good in tried.items() if not good and sp > max(ok, default=0.0)]
+    low = max(ok, default=0.0)
+    high = min(bad, default=0.9)
+    mid = round((low + high) / 2, 2)
+    if high - low < 0.08 or any(abs(mid - sp) < 0.02 for sp in tried):
+        return None
+    return mid
 
 
 def _shared_prefix(steps: list[dict[str, Any]], done: list[dict[str, Any]]
@@ -281,41 +280,61 @@ def auto(
                             finetune_epochs=cfg.finetune_epochs, only=cfg.candidates)
         runnable = [c for c in proposals if not c.skipped]
         results: list[dict[str, Any]] = []
-        for i, cand in enumerate(runnable):
-            lo, hi = 0.12 + 0.6 * i / len(runnable), 0.12 + 0.6 * (i + 1) / len(runnable)
-            sub = _sub(cb, lo, hi, f"{cand.name}: ")
+        split = "val" if len(dataset.y_val) else "test"
+        base_model = base["start"] if not isinstance(base["start"], (str, Path)) else \
+            load_model(base["dir"]).model
+        base_val = evaluate(base_model, dataset, split).accuracy
+
+        def run_candidate(cand: Candidate, sub: Callbacks) -> dict[str, Any]:
             entry: dict[str, Any] = {"name": cand.name, "why": cand.why, "steps": cand.steps}
             try:
-                if not cand.steps:
-                    final = _ort_fp32(base, cands / cand.name, sub, step_opts)
-                    entry["step_dirs"] = [str(final.relative_to(tmp))]
-                    entry["parity"] = []
-                else:
-                    # Steps shared with an earlier candidate (e.g. the same prune + fine-tune)
-                    # are not run twice: start from that candidate's step folder.
-                    k, shared = _shared_prefix(cand.steps, results)
-                    start = shared["dirs"][k - 1] if k else base["start"]
-                    recipe = Recipe.from_dict({"name": cand.name, "model": "input",
-                                               "data": dataset.spec.source,
-                                               "steps": cand.steps[k:]})
-                    done = execute_steps(recipe, data=dataset, steps_dir=cands / cand.name,
-                                         start=start, callbacks=sub,
-                                         measure_options=step_opts, prefix=f"{cand.name}-")
-                    final = Path(done[-1]["run_dir"])
-                    entry["parity"] = (shared["parity"][:k] if k else []) + \
-                        [d["parity"] for d in done]
-                    entry["dirs"] = (shared["dirs"][:k] if k else []) + \
-                        [Path(d["run_dir"]) for d in done]
-                    entry["step_dirs"] = [str(d.relative_to(tmp)) for d in entry["dirs"]]
-                    if k:
-                        entry["reused_steps_from"] = shared["name"]
-                entry["dir"] = final
+                # Steps shared with an earlier candidate (e.g. the same prune + fine-tune)
+                # are not run twice: start from that candidate's step folder.
+                k, shared = _shared_prefix(cand.steps, results)
+                start = shared["dirs"][k - 1] if k else base["start"]
+                recipe = Recipe.from_dict({"name": cand.name, "model": "input",
+                                           "data": dataset.spec.source,
+                                           "steps": cand.steps[k:]})
+                done = execute_steps(recipe, data=dataset, steps_dir=cands / cand.name,
+                                     start=start, callbacks=sub, measure_options=step_opts,
+                                     prefix=f"{cand.name}-")
+                entry["parity"] = (shared["parity"][:k] if k else []) + \
+                    [d["parity"] for d in done]
+                entry["dirs"] = (shared["dirs"][:k] if k else []) + \
+                    [Path(d["run_dir"]) for d in done]
+                entry["step_dirs"] = [str(d.relative_to(tmp)) for d in entry["dirs"]]
+                if k:
+                    entry["reused_steps_from"] = shared["name"]
+                entry["dir"] = entry["dirs"][-1]
+                acc = evaluate(load_model(entry["dir"]).model, dataset, split).accuracy
+                entry["val_drop"] = base_val - acc
             except CancelledError:
                 raise
             except StudioError as exc:
                 entry["error"] = str(exc)
                 shutil.rmtree(cands / cand.name, ignore_errors=True)
             results.append(entry)
+            return entry
+
+        for i, cand in enumerate(runnable):
+            lo, hi = 0.12 + 0.5 * i / len(runnable), 0.12 + 0.5 * (i + 1) / len(runnable)
+            run_candidate(cand, _sub(cb, lo, hi, f"{cand.name}: "))
+        # Sparsity search: bisect between the strongest pruning within the tolerance and
+        # the mildest one beyond it (validation accuracy), for the targets that want it.
+        refined: list[dict[str, Any]] = []
+        for r in range(cfg.refine if cfg.target != "accuracy" else 0):
+            mid = _next_sparsity(results, cfg.tolerance)
+            if mid is None:
+                break
+            ft = next(e["steps"][0]["prune"]["finetune_epochs"] for e in results
+                      if e["steps"] and "prune" in e["steps"][0])
+            tag = f"prune{round(mid * 100)}-ft"
+            why = (f"sparsity search round {r + 1}: between the strongest pruning within the "
+                   f"tolerance and the mildest beyond it")
+            for suffix, tail in (("int8", STATIC_INT8), ("ort", EXPORT)):
+                cand = Candidate(f"{tag}-{suffix}", [*prune_steps(mid, ft), tail], why)
+                lo = 0.62 + 0.1 * (2 * r + (suffix == "ort")) / (2 * max(cfg.refine, 1))
+                refined.append(run_candidate(cand, _sub(cb, lo, lo + 0.05, f"{cand.name}: ")))
         measured = [e for e in results if "dir" in e]
         cb.progress(0.72, "Measuring every variant side by side")
         eager = {} if isinstance(base["start"], (str, Path)) else \
@@ -325,7 +344,6 @@ def auto(
                        measure_options=mopts, title=f"Auto-optimizer ({cfg.target})",
                        models=eager)
         rows = comp.report["rows"]
-        split = "val" if len(dataset.y_val) else "test"
         named = [("baseline", {"dir": base["dir"], "why": "the input model (torch FP32)"}),
                  *((e["name"], e) for e in measured)]
         table: list[dict[str, Any]] = []
@@ -355,7 +373,7 @@ def auto(
         else:
             recipe_dict["model"] = str(base["dir"]) if isinstance(model, (str, Path)) else \
                 "(a Python module)"
-        recipe_dict["steps"] += [*win_steps, {"export": {}}]
+        recipe_dict["steps"] += [*win_steps] + ([] if win_steps[-1:] == [EXPORT] else [EXPORT])
         recipe_yaml = yaml.safe_dump(recipe_dict, sort_keys=False)
         (tmp / "recipe.yaml").write_text(recipe_yaml)
         win_dir = Path(base["dir"]) if win["name"] == "baseline" else \

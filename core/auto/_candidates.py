@@ -5,12 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["CANDIDATE_NAMES", "Candidate", "propose"]
+__all__ = ["CANDIDATE_NAMES", "EXPORT", "STATIC_INT8", "Candidate", "propose", "prune_steps"]
 
 CANDIDATE_NAMES = (
-    "ort-fp32", "ort-static-int8", "ort-dynamic-int8", "prune50-ft", "prune50-ft-int8",
-    "prune75-ft-int8", "distill50-int8", "ort-fp16", "torch-bf16",
+    "ort-fp32", "ort-static-int8", "ort-dynamic-int8", "prune50-ft", "prune50-ft-ort",
+    "prune50-ft-int8", "prune75-ft-ort", "prune75-ft-int8", "distill50-int8", "ort-fp16",
+    "torch-bf16",
 )
+
+
+def prune_steps(sparsity: float, finetune_epochs: int) -> list[dict[str, Any]]:
+    return [{"prune": {"method": "structured-l2", "sparsity": float(sparsity),
+                       "finetune_epochs": int(finetune_epochs)}}]
+
+
+STATIC_INT8 = {"quantize": {"method": "ort-static-int8", "quant_types": "U8S8"}}
+EXPORT = {"export": {}}
 
 
 @dataclass(frozen=True)
@@ -36,28 +46,28 @@ def propose(hardware: Mapping[str, Any], *, family: str | None, finetune_epochs:
     int8_why = ("this CPU has VNNI/AMX INT8 dot-product instructions" if vnni else
                 "INT8 halves memory traffic even without VNNI (measured, not assumed)")
     ft = int(finetune_epochs)
-    static = {"quantize": {"method": "ort-static-int8", "quant_types": "U8S8"}}
+    p50, p75 = prune_steps(0.5, ft), prune_steps(0.75, ft)
     out = [
-        Candidate("ort-fp32", [], "ONNX Runtime FP32 of the same weights: the graph runtime "
-                  "alone"),
-        Candidate("ort-static-int8", [static], f"static INT8 (U8S8, QDQ): {int8_why}"),
-        Candidate("ort-dynamic-int8",
-                  [{"quantize": {"method": "ort-dynamic-int8"}}],
+        Candidate("ort-fp32", [EXPORT], "ONNX Runtime FP32 of the same weights: the graph "
+                  "runtime alone"),
+        Candidate("ort-static-int8", [STATIC_INT8], f"static INT8 (U8S8, QDQ): {int8_why}"),
+        Candidate("ort-dynamic-int8", [{"quantize": {"method": "ort-dynamic-int8"}}],
                   "dynamic INT8 of the MatMul/Gemm layers (no calibration)"),
-        Candidate("prune50-ft", [{"prune": {"method": "structured-l2", "sparsity": 0.5,
-                                            "finetune_epochs": ft}}],
-                  "half the channels/neurons removed and fine-tuned (dense, smaller kernels)"),
-        Candidate("prune50-ft-int8", [{"prune": {"method": "structured-l2", "sparsity": 0.5,
-                                                 "finetune_epochs": ft}}, static],
-                  "structured 50 % + fine-tune, then static INT8: the two gains multiply"),
-        Candidate("prune75-ft-int8", [{"prune": {"method": "structured-l2", "sparsity": 0.75,
-                                                 "finetune_epochs": ft}}, static],
-                  "structured 75 % + fine-tune + static INT8: the smallest, if accuracy holds"),
+        Candidate("prune50-ft", p50, "half the channels/neurons removed and fine-tuned (torch "
+                  "FP32: the effect of pruning alone)"),
+        Candidate("prune50-ft-ort", [*p50, EXPORT], "structured 50 % + fine-tune, served by "
+                  "ONNX Runtime FP32"),
+        Candidate("prune50-ft-int8", [*p50, STATIC_INT8], "structured 50 % + fine-tune, then "
+                  "static INT8: the two gains multiply"),
+        Candidate("prune75-ft-ort", [*p75, EXPORT], "structured 75 % + fine-tune, ONNX Runtime "
+                  "FP32"),
+        Candidate("prune75-ft-int8", [*p75, STATIC_INT8], "structured 75 % + fine-tune + static "
+                  "INT8: the smallest, if accuracy holds"),
     ]
     if family is not None:
         out.append(Candidate(
             "distill50-int8", [{"distill": {"method": "soft-target", "width": 0.5,
-                                            "epochs": max(ft, 2)}}, static],
+                                            "epochs": max(ft, 2)}}, STATIC_INT8],
             "a half-width student distilled from the model, then static INT8"))
     else:
         out.append(Candidate("distill50-int8", [], "", skipped="distillation needs a built-in "

@@ -17,7 +17,9 @@ class AutoConfig(Config):
     ``tolerance`` is the largest validation-accuracy drop (absolute, e.g. 0.01 = 1 point)
     a candidate may have to be chosen. ``finetune_epochs`` is the fine-tuning budget after
     structured pruning (and the distillation epochs); ``train_epochs`` trains the baseline
-    when the model is a family name. ``candidates`` restricts the proposals by name.
+    when the model is a family name. ``candidates`` restricts the proposals by name;
+    ``refine`` rounds of sparsity search bisect between the strongest structured pruning
+    within the tolerance and the mildest one beyond it.
     """
 
     target: str = "balanced"
@@ -25,6 +27,7 @@ class AutoConfig(Config):
     finetune_epochs: int = 5
     train_epochs: int = 10
     candidates: tuple[str, ...] = ()
+    refine: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -33,6 +36,7 @@ class AutoConfig(Config):
         check_range("tolerance", self.tolerance, low=0, high=1)
         check_range("finetune_epochs", self.finetune_epochs, low=1, high=1000, kind=int)
         check_range("train_epochs", self.train_epochs, low=1, high=10_000, kind=int)
+        check_range("refine", self.refine, low=0, high=5, kind=int)
         check_range("seed", self.seed, low=0, kind=int)
         if isinstance(self.candidates, str) or not all(
                 isinstance(c, str) for c in self.candidates):

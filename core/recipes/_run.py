@@ -106,6 +106,50 @@ def _finetune(src: Any, data: Any, cfg: Any, out_dir: Path, cb: Callbacks,
     return RunResult(Path(out_dir), report)
 
 
+def _export(src: Any, data: Any, out_dir: Path, cb: Callbacks,
+            mopts: Mapping[str, Any] | None) -> Any:
+    """The deployable form: the previous step's ``model.onnx`` served by ONNX Runtime.
+
+    Measured against the previous step's own model (e.g. torch FP32 eager), so the report
+    says what serving the ONNX file gains; a torch module without an ONNX file is exported.
+    """
+    import torch
+
+    from core.artifacts import export_onnx, load_model, staging, write_run
+    from core.measure import ort_session
+    from core.runs import RunResult
+
+    cb.progress(0.0, "Exporting")
+    parent_id, base_files = None, []
+    with staging(out_dir) as tmp:
+        if isinstance(src, (str, Path)):
+            src = Path(src)
+            parent_id = src.name
+            onnx = src / "model.onnx" if src.is_dir() else src
+            base = load_model(src)
+            base_model, base_files = (_torch_form(src) if src.is_dir() else None), base.files()
+            base_model = base_model if base_model is not None else base.model
+            if onnx.suffix == ".onnx" and onnx.is_file():
+                shutil.copyfile(onnx, tmp / "model.onnx")
+            else:
+                export_onnx(base_model, tmp / "model.onnx",
+                            torch.from_numpy(data.X_test[:1]), check_inputs=data.X_test[:64])
+            if src.is_dir() and (src / "model.json").is_file():
+                shutil.copyfile(src / "model.json", tmp / "model.json")
+        else:
+            base_model = src
+            export_onnx(src, tmp / "model.onnx", torch.from_numpy(data.X_test[:1]),
+                        check_inputs=data.X_test[:64])
+        threads = int((mopts or {}).get("threads", 1))
+        report = write_run(
+            tmp, operation="export", method="onnxruntime", config={}, data=data,
+            result_model=ort_session(tmp / "model.onnx", threads=threads),
+            result_files=[tmp / "model.onnx"], baseline_model=base_model,
+            baseline_files=base_files, parent=parent_id, label="The ONNX Runtime model",
+            measure_options=mopts, callbacks=_sub(cb, 0.1, 1.0))
+    return RunResult(Path(out_dir), report)
+
+
 def _run_step(step: Step, index: int, source: Any, recipe: Recipe, data: Any, out_dir: Path,
               cb: Callbacks, mopts: Mapping[str, Any] | None) -> Any:
     cfg = step_config(step)
@@ -131,6 +175,8 @@ def _run_step(step: Step, index: int, source: Any, recipe: Recipe, data: Any, ou
 
         return quantize(source, data, cfg, out_dir=out_dir, callbacks=cb,
                         measure_options=mopts)
+    if step.kind == "export":
+        return _export(source, data, out_dir, cb, mopts)
     raise StudioError(f"Step {index + 1} '{step.kind}' cannot run here.")
 
 
@@ -148,7 +194,7 @@ def execute_steps(recipe: Recipe, *, data: Any, steps_dir: str | Path, start: An
     steps_dir.mkdir(parents=True, exist_ok=True)
     source: Any = start
     done: list[dict[str, Any]] = []
-    runnable = [s for s in recipe.steps if s.kind != "export"]
+    runnable = list(recipe.steps)
     n = max(len(runnable), 1)
     for i, step in enumerate(runnable):
         label = f"Step {i + 1}/{len(runnable)} ({step.kind}): "
@@ -159,7 +205,9 @@ def execute_steps(recipe: Recipe, *, data: Any, steps_dir: str | Path, start: An
                               "or a run folder / model file as 'model'.")
         _run_step(step, i, source, recipe, data, out, sub, measure_options)
         cb.progress((i + 0.92) / n, label + "parity check")
-        parent = source if step.kind == "quantize" else None  # others change the outputs
+        # Steps that keep the function (quantize, export) are checked against their input;
+        # the others change the outputs on purpose and are checked ONNX vs torch.
+        parent = source if step.kind in ("quantize", "export") else None
         parity = check_parity(out, data, parent=parent, atol=recipe.parity_atol,
                               min_agreement=recipe.parity_min_agreement)
         done.append({"step": step.to_dict(), "kind": step.kind, "run_dir": str(out),
@@ -227,7 +275,7 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path, model: Any = None, data: 
 
 
 _OP_TO_STEP = {"train": "train", "prune": "prune", "finetune": "finetune",
-               "distill": "distill", "quantize": "quantize"}
+               "distill": "distill", "quantize": "quantize", "export": "export"}
 
 
 def recipe_from_lineage(run_dir: str | Path, *, search: Any = (), name: str | None = None
@@ -265,6 +313,8 @@ def recipe_from_lineage(run_dir: str | Path, *, search: Any = (), name: str | No
         cfg = dict(node["config"])
         if op == "quantize":
             cfg = {"method": node["method"], **cfg}
+        if op == "export":
+            cfg = {}
         if op == "distill":
             cfg = {k: v for k, v in cfg.items() if k not in ("student", "teachers")
                    or v not in (None, [], ())}
