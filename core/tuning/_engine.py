@@ -12,7 +12,7 @@ from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError
 from core.runs import RunResult
 from core.tuning._config import TuneConfig, family_keys
-from core.tuning._objective import TrialObjective
+from core.tuning._objective import TrialObjective, trial_info
 from core.tuning._search import make_pruner, make_sampler
 from core.tuning._space import SearchSpace
 from core.tuning._storage import (
@@ -178,7 +178,7 @@ def tune(
         notes.append("No feasible completed trial: no best trial to report.")
     cb.progress(1.0, "Writing the report")
     with staging(out_dir) as tmp:
-        export_trials_csv(study, tmp / "trials.csv")
+        export_trials_csv(study, tmp / "trials.csv", config)
         (tmp / "study.yaml").write_text(study_yaml(study, config, space, url, name))
         artifacts = [file_entry(p, tmp) for p in sorted(tmp.iterdir()) if p.is_file()]
         report = build_report(
@@ -200,7 +200,7 @@ def _fmt_values(values: Mapping[str, float]) -> str:
 def trial_row(t: Any, objectives: Sequence[str], space: SearchSpace | None = None
               ) -> dict[str, Any]:
     """One row of the trials table (JSON-friendly)."""
-    attrs = t.user_attrs
+    attrs = trial_info(t)
     values = dict(zip(objectives, t.values)) if t.values is not None and \
         t.state.name == "COMPLETE" else None
     params = space.decode(t.params) if space is not None else dict(t.params)
@@ -270,11 +270,23 @@ def summarize(study: Any, config: TuneConfig, space: SearchSpace | None = None
     }
 
 
-def export_trials_csv(study: Any, path: str | Path) -> Path:
-    """The trials table as CSV (Optuna's ``trials_dataframe``)."""
-    df = study.trials_dataframe(attrs=("number", "value", "values", "params", "state",
-                                       "duration", "user_attrs"), multi_index=False)
-    df.to_csv(path, index=False)
+def export_trials_csv(study: Any, path: str | Path, config: TuneConfig | None = None
+                      ) -> Path:
+    """The trials table as CSV: number, state, one column per objective and parameter, and
+    what the studio measured (epochs, latency, size, test accuracy, feasibility)."""
+    import pandas as pd
+
+    config = config or TuneConfig.from_dict(study.user_attrs.get("config") or {})
+    records = []
+    for r in summarize(study, config)["trials"]:
+        rec: dict[str, Any] = {"number": r["number"], "state": r["state"]}
+        rec.update({f"value_{k}": v for k, v in (r["values"] or {}).items()})
+        rec.update({f"param_{k}": v for k, v in r["params"].items()})
+        rec.update({k: r[k] for k in ("epochs_run", "epochs_planned", "val_accuracy",
+                                      "test_accuracy", "latency_ms", "size_bytes", "feasible",
+                                      "stopped", "duration_s")})
+        records.append(rec)
+    pd.DataFrame.from_records(records).to_csv(path, index=False)
     return Path(path)
 
 

@@ -52,14 +52,20 @@ class MultiObjectiveMedianRule:
             return False
         peers = []
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            curve = t.user_attrs.get("val_curve") or []
+            info = trial_info(t)
+            curve = info.get("val_curve") or []
             if len(curve) < step:
                 continue
-            if all(_le(t.user_attrs.get(k), own.get(k)) for k in self.others):
+            if all(_le(info.get(k), own.get(k)) for k in self.others):
                 peers.append(curve[step - 1])
         if len(peers) < self.n_startup_trials:
             return False
         return accuracy < float(np.median(peers))
+
+
+def trial_info(trial: Any) -> dict[str, Any]:
+    """What the studio recorded on a trial (one user attribute, written once per trial)."""
+    return dict(trial.user_attrs.get("studio") or {})
 
 
 def _le(peer: Any, own: Any) -> bool:
@@ -90,14 +96,20 @@ class TrialObjective:
 
     # --------------------------------------------------------------------------------
     def __call__(self, trial: Any) -> float | Sequence[float]:
+        info: dict[str, Any] = {}
         try:
-            return self._run(trial)
+            return self._run(trial, info)
         except CancelledError:
             # Stopped by the user: queue the same point so a resumed study runs it again.
             trial.study.enqueue_trial(dict(trial.params), skip_if_exists=False)
             raise
+        finally:
+            # One storage write per trial (each costs ~10 ms on SQLite).
+            if "constraints" in info:
+                trial.set_user_attr("constraints", info["constraints"])
+            trial.set_user_attr("studio", info)
 
-    def _run(self, trial: Any) -> float | Sequence[float]:
+    def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
         import optuna
 
         from core.measure import serialized_size
@@ -109,16 +121,16 @@ class TrialObjective:
         train_kw, model_kw = split_params(params, self.family, cfg.train,
                                           {**self.base_kwargs, **(cfg.model_kwargs or {})},
                                           cfg.epochs, cfg.seed)
-        trial.set_user_attr("model_kwargs", _jsonable(model_kw))
-        trial.set_user_attr("train_config", _jsonable(train_kw))
+        info["model_kwargs"] = _jsonable(model_kw)
+        info["train_config"] = _jsonable(train_kw)
         tcfg = TrainConfig(**train_kw)
         model = model_for_data(self.family, self.data.input_shape, self.data.num_classes,
                                **model_kw)
         epochs = tcfg.epochs if "accuracy" in cfg.objectives else 0
-        trial.set_user_attr("epochs_planned", epochs)
-        trial.set_user_attr("epochs_run", 0)
+        info["epochs_planned"] = epochs
+        info["epochs_run"] = 0
         size = serialized_size(model)
-        trial.set_user_attr("size_bytes", size)
+        info["size_bytes"] = size
         own: dict[str, float] = {"size_bytes": float(size)}
         limits = cfg.constraints
         need_latency_first = "latency_ms" in limits or (
@@ -126,14 +138,14 @@ class TrialObjective:
         if need_latency_first:
             own["latency_ms"] = measure_latency_ms(model, self.data, budget_s=self.budget_s,
                                                    threads=self.threads, check=self.cb.check)
-            trial.set_user_attr("latency_ms", own["latency_ms"])
+            info["latency_ms"] = own["latency_ms"]
         if limits:
             violations = [own.get(k, 0.0) - v for k, v in limits.items()]
-            trial.set_user_attr("constraints", violations)
-            trial.set_user_attr("feasible", all(v <= 0 for v in violations))
+            info["constraints"] = violations
+            info["feasible"] = all(v <= 0 for v in violations)
             if any(v > 0 for v in violations):
                 # Measured before training: an infeasible architecture costs no training.
-                trial.set_user_attr("stopped", "infeasible")
+                info["stopped"] = "infeasible"
                 raise optuna.TrialPruned(_infeasible_text(own, limits))
         curve: list[float] = []
         single = not cfg.multi_objective
@@ -142,16 +154,16 @@ class TrialObjective:
             step = int(row["epoch"])
             acc = float(row["val_accuracy"])
             curve.append(acc)
-            trial.set_user_attr("epochs_run", step)
-            trial.set_user_attr("val_curve", list(curve))
+            info["epochs_run"] = step
+            info["val_curve"] = list(curve)
             if single and cfg.pruner != "none":
                 trial.report(acc, step)
                 if trial.should_prune():
-                    trial.set_user_attr("stopped", "pruner")
+                    info["stopped"] = "pruner"
                     raise optuna.TrialPruned(f"pruned at epoch {step} (val acc {acc:.4f})")
             elif self.rule is not None and step < epochs and \
                     self.rule.should_stop(trial.study, step, acc, own):
-                trial.set_user_attr("stopped", "median-rule")
+                info["stopped"] = "median-rule"
                 raise optuna.TrialPruned(f"stopped at epoch {step} by the multi-objective "
                                          f"median rule (val acc {acc:.4f})")
 
@@ -160,19 +172,19 @@ class TrialObjective:
             inner = Callbacks(on_metrics=on_epoch, cancel=self.cb.cancel)
             result = train(model, self.data, tcfg, callbacks=inner)
             test_acc = result.metrics.accuracy
-        trial.set_user_attr("test_accuracy", test_acc)
+        info["test_accuracy"] = test_acc
         values: dict[str, float] = {"accuracy": curve[-1] if curve else float("nan"),
                                     "size": float(size)}
         if "latency" in cfg.objectives:
             lat = measure_latency_ms(model, self.data, budget_s=self.budget_s,
                                      threads=self.threads, check=self.cb.check)
-            trial.set_user_attr("latency_ms", lat)
+            info["latency_ms"] = lat
             values["latency"] = lat
             own["latency_ms"] = lat
             if limits:  # the trained model's measurement decides feasibility
                 violations = [own.get(k, 0.0) - v for k, v in limits.items()]
-                trial.set_user_attr("constraints", violations)
-                trial.set_user_attr("feasible", all(v <= 0 for v in violations))
+                info["constraints"] = violations
+                info["feasible"] = all(v <= 0 for v in violations)
         out = [values[o] for o in cfg.objectives]
         if any(isinstance(v, float) and math.isnan(v) for v in out):
             raise ValueError("the data set has no validation rows to score a trial")

@@ -18,6 +18,8 @@ def _quiet() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Optuna 5 prefers Trial.set_constraint; constraints_func still works (one write less).
+    warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
 
 
 @register_method("grid", area="tuning", config=TuneConfig,
