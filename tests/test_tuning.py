@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -261,3 +262,26 @@ def test_constraints_reach_the_samplers_that_use_them():
     for name in ("tpe", "nsga2", "gp"):
         s = make_sampler(TuneConfig(sampler=name, max_latency_ms=1.0), constraints_func=cf)
         assert getattr(s, "_constraints_func", None) is cf
+
+
+def test_recipe_target_prunes_quantizes_and_hands_out_the_trial(tmp_path, wine):
+    from core.tuning import TuneConfig, train_best, tune
+
+    with pytest.raises(InvalidParameterError, match="space.quantization_method"):
+        TuneConfig(target="recipe", space={"quantization_method": ["magic-int3"]})
+    cfg = TuneConfig(target="recipe", data="wine", model="mlp", epochs=2, sampler="grid",
+                     space={"pruning_method": ["structured-l2"], "sparsity": [0.5],
+                            "finetune_epochs": [1], "quantization_method": ["ort-dynamic-int8"]},
+                     objectives=("accuracy", "size"), n_trials=1, latency_budget_s=0.02,
+                     storage=f"sqlite:///{tmp_path / 'r.db'}", study_name="recipe")
+    res = tune(None, wine, cfg, out_dir=tmp_path / "recipe", measure_options=FAST)
+    row = res.report["study"]["trials"][0]
+    assert row["state"] == "complete" and [s["operation"] for s in row["steps"]] == \
+        ["prune", "quantize"]
+    final = json.loads((Path(row["run_dir"]) / "report.json").read_text())
+    assert final["operation"] == "quantize"
+    assert row["values"]["size"] == final["result"]["size_bytes"]
+    assert row["values"]["accuracy"] == final["result"]["accuracy"]
+    assert (tmp_path / "recipe-baseline" / "report.json").is_file()  # trained once
+    out = train_best(tmp_path / "recipe", out_dir=tmp_path / "variant")
+    assert out.report["tuning"]["trial"] == 0 and (tmp_path / "variant" / "model.onnx").is_file()

@@ -50,6 +50,8 @@ def train_best(
                                     str(study_run_dir))
     study = report["study"]
     row = pick_trial(study, trial)
+    if row.get("run_dir"):  # a recipe trial already is a measured run folder: hand it out
+        return _copy_recipe_trial(Path(study_run_dir), report, row, Path(out_dir))
     data = data_from_report(report)
     family = study.get("family") or report["config"].get("model", "cnn")
     model_kwargs = dict(row.get("model_kwargs") or {})
@@ -77,3 +79,26 @@ def train_best(
             measure_options=measure_options, callbacks=cb,
         )
     return RunResult(Path(out_dir), rep)
+
+
+def _copy_recipe_trial(study_dir: Path, report: Mapping[str, Any], row: Mapping[str, Any],
+                       out_dir: Path) -> RunResult:
+    """Copy a recipe trial's final run folder as a variant (its figures were measured)."""
+    import shutil
+
+    from core.artifacts import read_report, staging, write_report
+
+    src = Path(row["run_dir"])
+    if not (src / "report.json").is_file():
+        raise InvalidParameterError("trial", "a trial whose run folder still exists",
+                                    row["number"])
+    with staging(out_dir) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        rep = read_report(tmp)
+        rep["tuning"] = {"study_run": study_dir.name, "trial": row["number"],
+                         "trial_values": row.get("values"), "steps": row.get("steps")}
+        rep["config"] = {**dict(rep.get("config") or {}),
+                         "study": report["study"].get("study_name"), "trial": row["number"],
+                         "params": row.get("params")}
+        write_report(tmp, rep)
+    return RunResult(out_dir, rep)

@@ -29,6 +29,15 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "mlp": ("depth", "width", "width_decay"),
     "vit": ("mlp_ratio",),
 }
+# The compression recipe: pruning then quantization of a trained model, both measured.
+RECIPE_KEYS = ("sparsity", "pruning_method", "finetune_epochs", "quantization_method",
+               "calibration", "per_channel")
+DEFAULT_RECIPE_SPACE: dict[str, Any] = {
+    "sparsity": {"type": "float", "low": 0.1, "high": 0.7},
+    "pruning_method": ["none", "structured-l2", "structured-l1"],
+    "quantization_method": ["none", "ort-static-int8", "ort-dynamic-int8"],
+    "calibration": ["minmax", "percentile"],
+}
 PRUNER_OPTIONS = ("n_startup_trials", "n_warmup_steps", "min_resource", "reduction_factor")
 
 
@@ -47,6 +56,8 @@ def default_space(target: str, family: str) -> dict[str, Any]:
     """The shipped space for a target and family (a copy: spaces are data)."""
     if target == "architecture":
         return copy.deepcopy(DEFAULT_ARCH_SPACE[family])
+    if target == "recipe":
+        return copy.deepcopy(DEFAULT_RECIPE_SPACE)
     space = copy.deepcopy(DEFAULT_PARAM_SPACE)
     if family == "vit":
         space.pop("dropout")
@@ -91,10 +102,6 @@ class TuneConfig(Config):
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise InvalidParameterError("target", f"one of {list(TARGETS)}", self.target)
-        if self.target == "recipe":
-            raise InvalidParameterError(
-                "target", "'hyperparameters' or 'architecture' (the 'recipe' target needs the "
-                "pruning and quantization areas, which tuning does not drive yet)", self.target)
         if self.sampler not in SAMPLERS:
             raise InvalidParameterError("sampler", f"one of {list(SAMPLERS)}", self.sampler)
         if self.pruner not in PRUNERS:
@@ -133,7 +140,7 @@ class TuneConfig(Config):
             raise InvalidParameterError("pruner_options", f"keys among {list(PRUNER_OPTIONS)}",
                                         unknown)
         space = self.search_space()
-        allowed = family_keys(self.model)
+        allowed = set(RECIPE_KEYS) if self.target == "recipe" else family_keys(self.model)
         bad = sorted(set(space.names) - allowed)
         if bad:
             raise InvalidParameterError(
@@ -142,6 +149,8 @@ class TuneConfig(Config):
         bad = sorted(set(self.train or {}) - set(TRAIN_KEYS))
         if bad:
             raise InvalidParameterError(f"train.{bad[0]}", f"one of {list(TRAIN_KEYS)}", bad[0])
+        if self.target == "recipe":
+            _check_recipe_space(space)
         if self.sampler == "grid":
             size = space.grid_size(self.grid_points)
             if size > 100_000:
@@ -177,6 +186,21 @@ class TuneConfig(Config):
         if "config" in values and isinstance(values["config"], Mapping):
             values = dict(values["config"])
         return cls.from_dict(values)
+
+
+def _check_recipe_space(space: SearchSpace) -> None:
+    """Recipe choices must name registered pruning/quantization methods (or 'none')."""
+    from core.registry import list_methods
+
+    for key, area in (("pruning_method", "pruning"), ("quantization_method", "quantization")):
+        if key not in space:
+            continue
+        known = ["none", *list_methods(area)]
+        dim = space[key]
+        bad = [c for c in dim.choices if c not in known] if dim.kind == "categorical" else [key]
+        if bad:
+            raise InvalidParameterError(f"space.{key}", f"a list of choices among {known}",
+                                        bad[0])
 
 
 def split_params(params: Mapping[str, Any], family: str, fixed_train: Mapping[str, Any] | None,

@@ -68,6 +68,43 @@ def _resolve(model_or_run_dir: Any, data: Any, config: TuneConfig
     return family, base, dataset, parent
 
 
+def _recipe_setup(model_or_run_dir: Any, data: Any, config: TuneConfig, out_dir: str | Path,
+                  cb: Callbacks, threads: int) -> tuple[str, Any, Any, str | None]:
+    """Base run folder (given, or trained once beside the run) and the trial factory."""
+    from core.data import Dataset, load_dataset
+    from core.runs import data_from_report
+    from core.tuning._recipe import RecipeObjective, recipe_baseline
+
+    results = Path(out_dir).resolve().parent
+    name = config.study_name or Path(out_dir).name
+    measure = {"budget_s": config.latency_budget_s, "memory": False, "threads": threads}
+    parent = None
+    if model_or_run_dir is not None:
+        if not isinstance(model_or_run_dir, (str, Path)) or not Path(model_or_run_dir).is_dir():
+            raise InvalidParameterError("model", "a run folder for the 'recipe' target",
+                                        str(model_or_run_dir))
+        from core.artifacts import read_report
+
+        base_dir = Path(model_or_run_dir)
+        report = read_report(base_dir)
+        dataset = data if isinstance(data, Dataset) else data_from_report(report)
+        family = (report.get("config") or {}).get("model") or config.model
+        parent = base_dir.name
+    else:
+        dataset = data if isinstance(data, Dataset) else load_dataset(
+            data or config.data, seed=config.seed)
+        cb.progress(0.0, "Training the base model for the recipe trials")
+        base_dir = recipe_baseline(config, dataset, results / f"{name}-baseline",
+                                   measure_options=measure, callbacks=cb)
+        family = config.model
+
+    def objective_for(study_name: str) -> Any:
+        return RecipeObjective(config, config.search_space(), dataset, base_dir,
+                               results / f"{study_name}-trials", cb, threads=threads)
+
+    return family, objective_for, dataset, parent
+
+
 def open_study(config: TuneConfig, *, out_dir: str | Path | None = None, seed_offset: bool = True
                ) -> tuple[Any, str, str, bool]:
     """Create or load the config's study; returns (study, storage URL, study name, existed)."""
@@ -134,12 +171,19 @@ def tune(
     cb = Callbacks.ensure(callbacks)
     opts = dict(measure_options or {})
     threads = int(opts.get("threads", 1))
-    family, base, dataset, found_parent = _resolve(model_or_run_dir, data, config)
     space = config.search_space()
+    if config.target == "recipe":
+        family, objective_for, dataset, found_parent = _recipe_setup(
+            model_or_run_dir, data, config, out_dir, cb, threads)
+    else:
+        family, base, dataset, found_parent = _resolve(model_or_run_dir, data, config)
     cb.progress(0.0, "Opening the study")
     study, url, name, existed = open_study(config, out_dir=out_dir)
-    objective = TrialObjective(config, space, dataset, family, base, cb, threads=threads,
-                               latency_budget_s=opts.get("budget_s"))
+    if config.target == "recipe":
+        objective = objective_for(name)
+    else:
+        objective = TrialObjective(config, space, dataset, family, base, cb, threads=threads,
+                                   latency_budget_s=opts.get("budget_s"))
     done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     before = len(study.get_trials(deepcopy=False, states=done_states))
     to_run = max(0, config.n_trials - before)
@@ -213,6 +257,8 @@ def trial_row(t: Any, objectives: Sequence[str], space: SearchSpace | None = Non
         "stopped": attrs.get("stopped"),
         "duration_s": t.duration.total_seconds() if t.duration else None,
         "model_kwargs": attrs.get("model_kwargs"), "train_config": attrs.get("train_config"),
+        "run_dir": attrs.get("run_dir"), "steps": attrs.get("steps"),
+        "error": attrs.get("error"),
     }
 
 

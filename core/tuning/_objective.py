@@ -63,6 +63,12 @@ class MultiObjectiveMedianRule:
         return accuracy < float(np.median(peers))
 
 
+def optuna_pruned() -> type:
+    import optuna
+
+    return optuna.TrialPruned
+
+
 def trial_info(trial: Any) -> dict[str, Any]:
     """What the studio recorded on a trial (one user attribute, written once per trial)."""
     return dict(trial.user_attrs.get("studio") or {})
@@ -102,6 +108,10 @@ class TrialObjective:
         except CancelledError:
             # Stopped by the user: queue the same point so a resumed study runs it again.
             trial.study.enqueue_trial(dict(trial.params), skip_if_exists=False)
+            raise
+        except Exception as exc:
+            if not isinstance(exc, optuna_pruned()):
+                info["error"] = f"{type(exc).__name__}: {exc}"[:500]
             raise
         finally:
             # One storage write per trial (each costs ~10 ms on SQLite).

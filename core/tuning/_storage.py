@@ -47,6 +47,21 @@ def storage_kind(url: str) -> str:
     return "rdb"
 
 
+def _sqlite_creator(path: str) -> Any:
+    """SQLite connections in WAL mode with ``synchronous=NORMAL``: ~5× faster commits (a
+    killed process loses nothing committed; only a power cut may drop the last commits), and
+    readers do not block the writer, which helps several local workers."""
+    import sqlite3
+
+    def connect() -> Any:
+        con = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    return connect
+
+
 def _pg_driver() -> str:
     """SQLAlchemy 2.1 defaults to psycopg (3); fall back to psycopg2 when only it exists."""
     import importlib.util
@@ -88,7 +103,10 @@ def open_storage(url: str, *, heartbeat_s: int | None = 10, max_retry: int = 1) 
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"Cannot create the folder for '{db}': {exc}.") from None
-        engine_kwargs["connect_args"] = {"timeout": 60}
+        if db and db != ":memory:":
+            engine_kwargs["creator"] = _sqlite_creator(db)
+        else:
+            engine_kwargs["connect_args"] = {"timeout": 60}
     elif url.startswith(("postgresql", "postgres")):
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]

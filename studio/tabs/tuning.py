@@ -18,7 +18,7 @@ from core.tuning import OBJECTIVES, PRUNERS, TuneConfig, default_space, train_be
 from studio.context import StudioContext
 from studio.runner import call, stream
 
-TARGETS = ["hyperparameters", "architecture"]  # "recipe" waits for pruning/quantization
+TARGETS = ["hyperparameters", "architecture", "recipe"]
 COLUMNS = ["trial", "state", "accuracy", "latency (ms)", "size (KB)", "epochs", "stopped",
            "params"]
 

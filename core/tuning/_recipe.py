@@ -1,0 +1,102 @@
+"""The "recipe" target: each trial prunes and/or quantizes a trained model, all measured."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from core.callbacks import Callbacks
+from core.tuning._config import TuneConfig
+from core.tuning._space import SearchSpace
+
+
+def recipe_baseline(config: TuneConfig, data: Any, folder: Path, *,
+                    measure_options: Mapping[str, Any], callbacks: Callbacks) -> Path:
+    """The trained model every recipe trial starts from (trained once, then reused)."""
+    from core.runs import train_baseline
+    from core.training import TrainConfig
+
+    if (folder / "report.json").is_file():
+        return folder
+    train = {"epochs": config.epochs, "seed": config.seed, **dict(config.train or {})}
+    train_baseline(folder, model=config.model, data=data, config=TrainConfig(**train),
+                   model_kwargs=dict(config.model_kwargs or {}), callbacks=callbacks,
+                   measure_options=measure_options)
+    return folder
+
+
+class RecipeObjective:
+    """Prune (optional) then quantize (optional) the base run; score the final run folder.
+
+    Every figure comes from the measured run folders that ``prune``/``quantize`` write
+    (accuracy on the test split, p50 latency at batch 1, size of the artifact on disk).
+    Trial folders are kept under ``trials_dir`` so "train best" can hand one out.
+    """
+
+    def __init__(self, config: TuneConfig, space: SearchSpace, data: Any, base_dir: Path,
+                 trials_dir: Path, callbacks: Callbacks, *, threads: int = 1) -> None:
+        self.config, self.space, self.data = config, space, data
+        self.base_dir, self.trials_dir, self.cb = Path(base_dir), Path(trials_dir), callbacks
+        self.measure = {"budget_s": config.latency_budget_s, "memory": False,
+                        "threads": threads}
+
+    def __call__(self, trial: Any) -> float | Sequence[float]:
+        info: dict[str, Any] = {}
+        try:
+            return self._run(trial, info)
+        except Exception as exc:
+            info["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            raise
+        finally:
+            if "constraints" in info:
+                trial.set_user_attr("constraints", info["constraints"])
+            trial.set_user_attr("studio", info)
+
+    def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
+        from core.artifacts import read_report
+        from core.pruning import PruningConfig, prune
+        from core.quantization import make_config, quantize
+
+        cfg = self.config
+        params = self.space.suggest(trial)
+        folder = self.trials_dir / f"trial-{trial.number}"
+        shutil.rmtree(folder, ignore_errors=True)
+        inner = Callbacks(cancel=self.cb.cancel)
+        src, steps = self.base_dir, []
+        method = params.get("pruning_method", "none")
+        finetune = int(params.get("finetune_epochs", 1))
+        info["epochs_planned"] = finetune if method != "none" else 0
+        info["epochs_run"] = 0
+        if method != "none":
+            pcfg = PruningConfig(method=method, sparsity=float(params.get("sparsity", 0.5)),
+                                 finetune_epochs=finetune, seed=cfg.seed)
+            prune(src, self.data, pcfg, out_dir=folder / "pruned", callbacks=inner,
+                  measure_options=self.measure)
+            src = folder / "pruned"
+            steps.append({"operation": "prune", **pcfg.to_dict()})
+            info["epochs_run"] = finetune
+        quant = params.get("quantization_method", "none")
+        if quant != "none":
+            options = {"calibration": params.get("calibration"), "seed": cfg.seed,
+                       "per_channel": params.get("per_channel"),
+                       "calibration_size": min(256, len(self.data.y_train))}
+            qcfg = make_config(quant, options, strict=False)
+            quantize(src, self.data, qcfg, out_dir=folder / "quantized", callbacks=inner,
+                     measure_options=self.measure)
+            src = folder / "quantized"
+            steps.append({"operation": "quantize", "method": quant, **qcfg.to_dict()})
+        res = read_report(src)["result"]
+        lat = float(res["latency_ms"]["1"]["p50"])
+        info.update(run_dir=str(src), steps=steps, latency_ms=lat, size_bytes=res["size_bytes"],
+                    test_accuracy=res["accuracy"], val_curve=[res["accuracy"]])
+        limits = cfg.constraints
+        if limits:
+            own = {"latency_ms": lat, "size_bytes": float(res["size_bytes"])}
+            violations = [own[k] - v for k, v in limits.items()]
+            info["constraints"] = violations
+            info["feasible"] = all(v <= 0 for v in violations)
+        values = {"accuracy": float(res["accuracy"]), "latency": lat,
+                  "size": float(res["size_bytes"])}
+        out = [values[o] for o in cfg.objectives]
+        return out[0] if len(out) == 1 else out
