@@ -48,3 +48,24 @@ def test_auto_tab_picks_and_explains(client):
     assert any(str(row[1]) == "auto" for row in listed["data"])
     jobs, _ = client.predict(api_name="/list_jobs")
     assert ("auto", "succeeded") in [(row[1], row[2]) for row in jobs["data"]]
+
+
+def test_bad_input_on_my_endpoints_gets_clear_errors(client):
+    import pytest
+
+    cases = [
+        ("/save_recipe", ("../../etc/passwd",), "not found"),
+        ("/save_recipe", ("",), "Pick a variant"),
+        ("/auto", (None, "speed", 5.0, 1, []), "tolerance|maximum"),
+        ("/auto", (None, "speed", 0.01, 1, ["magic"]), "candidates|not in the list"),
+        ("/auto", ("train-doesnotexist", "speed", 0.01, 1, []), "not found"),
+        ("/cancel_job", ("job-doesnotexist",), "not found"),
+        ("/open_job", ("job-doesnotexist",), "not found"),
+    ]
+    for api_name, args, match in cases:
+        with pytest.raises(Exception, match=match) as info:
+            client.predict(*args, api_name=api_name)
+        assert "Traceback" not in str(info.value)
+    # No variants yet in this fresh session: a clear message, not a crash.
+    with pytest.raises(Exception, match="No variants yet"):
+        client.predict(api_name="/remeasure_all")
