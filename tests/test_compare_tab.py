@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 
@@ -51,8 +52,6 @@ def test_auto_tab_picks_and_explains(client):
 
 
 def test_bad_input_on_my_endpoints_gets_clear_errors(client):
-    import pytest
-
     cases = [
         ("/save_recipe", ("../../etc/passwd",), "not found"),
         ("/save_recipe", ("",), "Pick a variant"),
@@ -69,3 +68,40 @@ def test_bad_input_on_my_endpoints_gets_clear_errors(client):
     # No variants yet in this fresh session: a clear message, not a crash.
     with pytest.raises(Exception, match="No variants yet"):
         client.predict(api_name="/remeasure_all")
+
+
+RECIPE = """name: same-everywhere
+model: mlp
+data: wine
+steps:
+  - train: {epochs: 2}
+  - quantize: {method: ort-dynamic-int8, calibration_size: 64}
+  - export: {}
+"""
+
+
+def test_recipe_from_the_ui_gives_the_same_variants_as_the_cli(client, studio_server, tmp_path):
+    import hashlib
+    import json
+
+    from core.cli import run
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    assert run(["run", str(recipe), "--out", str(tmp_path / "cli")]) == 0
+    status, steps = client.predict(RECIPE, None, api_name="/run_recipe")
+    assert "Done" in status and [r[0] for r in steps["data"]] == ["train", "quantize", "export"]
+    _, ctx = studio_server
+    ui = next(p for p in sorted((ctx.root / "sessions").glob("*/recipe-*"))
+              if json.loads((p / "report.json").read_text())["method"] == "same-everywhere")
+
+    def digest(folder, name):
+        return hashlib.sha256((folder / "steps" / name).read_bytes()).hexdigest()
+
+    cli = tmp_path / "cli"
+    assert digest(ui, "01-train/model.safetensors") == digest(cli, "01-train/model.safetensors")
+    reports = [json.loads((d / "report.json").read_text()) for d in (ui, cli)]
+    assert reports[0]["result"]["accuracy"] == reports[1]["result"]["accuracy"]
+    assert reports[0]["config"] == reports[1]["config"]
+    with pytest.raises(Exception, match="server paths|steps"):
+        client.predict("model: /etc/x\nsteps: [{prune: {}}]\n", None, api_name="/run_recipe")

@@ -14,6 +14,16 @@ from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
 
+EXAMPLE_RECIPE = """name: prune-finetune-int8
+model: cnn
+data: digits
+steps:
+  - train: {epochs: 5}
+  - prune: {method: structured-l2, sparsity: 0.5, finetune_epochs: 3}
+  - quantize: {method: ort-static-int8}
+  - export: {}
+"""
+
 
 def candidates_frame(report: dict[str, Any]) -> pd.DataFrame:
     info = report["auto"]
@@ -69,6 +79,50 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                 files = gr.File(label="Winner bundle and comparison report",
                                 file_count="multiple")
 
+        with gr.Accordion("Run a recipe (the same as: studio run RECIPE.yaml)", open=False):
+            recipe_text = gr.Code(EXAMPLE_RECIPE, language="yaml", label="Recipe (YAML)")
+            recipe_upload = gr.File(label="…or a recipe file", file_types=[".yaml", ".yml"],
+                                    height=100)
+            with gr.Row():
+                recipe_btn = gr.Button("Run recipe", variant="primary")
+                recipe_stop = gr.Button("Stop recipe", variant="stop")
+            recipe_status = gr.Markdown("")
+            recipe_steps = gr.Dataframe(label="Steps (kept in the recipe run folder, steps/)",
+                                        interactive=False)
+
+        def on_recipe(text: str, upload: str | None, request: gr.Request):
+            from pathlib import Path
+
+            from core.recipes import Recipe, run_recipe
+
+            if upload:
+                text = Path(upload).read_text(encoding="utf-8", errors="replace")[:100_000]
+            recipe = call(lambda: Recipe.from_yaml(text or "", allow_paths=False))
+            out = ctx.new_run_dir(request, "recipe")
+            job = tracked(ctx, request, "recipe", {"recipe": recipe.to_dict()},
+                          lambda cb: run_recipe(recipe, out_dir=out, callbacks=cb,
+                                                measure_options=ctx.measure_options))
+            yield f"Running recipe '{recipe.name}'…", gr.skip()
+            for kind, payload in stream(job):
+                if kind == "progress":
+                    yield f"{payload[1]} ({payload[0] * 100:.0f}%)", gr.skip()
+                elif kind == "done":
+                    rep = payload.report
+                    rows = []
+                    for st in rep["recipe"]["steps"]:
+                        step_rep = json.loads((out / st["run_dir"] / "report.json").read_text())
+                        res = step_rep.get("result") or {}
+                        rows.append({"step": st["kind"], "run": st["run_id"],
+                                     "accuracy": _r(res.get("accuracy"), 4),
+                                     "size (KB)": _r((res.get("size_bytes") or 0) / 1024, 1),
+                                     "parity": f"{st['parity']['kind']}: "
+                                               f"{'ok' if st['parity']['ok'] else 'FAILED'}"})
+                    ratios = rep.get("ratios") or {}
+                    yield (f"**Done** `{out.name}`: accuracy {rep['result']['accuracy']:.4f}, "
+                           f"{_r(ratios.get('speedup_b64'))}× faster at batch 64 and "
+                           f"{_r(ratios.get('size_reduction'))}× smaller than the recipe's "
+                           "trained model (measured side by side).", pd.DataFrame(rows))
+
         def on_select(request: gr.Request):
             choices = ctx.variant_choices(request)
             return gr.update(choices=choices, value=choices[-1] if choices else None)
@@ -116,4 +170,8 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                               [status, explanation, table, chart, files], api_name="auto",
                               show_progress_on=[status], **ctx.engine())
         stop_btn.click(None, None, None, cancels=[event], api_name="stop_auto")
+        r_event = recipe_btn.click(on_recipe, [recipe_text, recipe_upload],
+                                   [recipe_status, recipe_steps], api_name="run_recipe",
+                                   show_progress_on=[recipe_status], **ctx.engine())
+        recipe_stop.click(None, None, None, cancels=[r_event], api_name="stop_recipe")
     return tab
