@@ -72,8 +72,8 @@ def test_config_validation_messages():
         TuneConfig(sampler="cmaes", objectives=("accuracy", "latency"))
     with pytest.raises(InvalidParameterError, match="space.kernel_size"):
         TuneConfig(model="mlp", space={"kernel_size": [3, 5]})
-    with pytest.raises(InvalidParameterError, match="recipe"):
-        TuneConfig(target="recipe")
+    with pytest.raises(InvalidParameterError, match="space.lr"):
+        TuneConfig(target="recipe", space={"lr": LR})
     cfg = TuneConfig.from_yaml(TuneConfig(objectives=("accuracy", "size")).to_yaml())
     assert cfg.objectives == ("accuracy", "size") and cfg.directions == ["maximize", "minimize"]
 

@@ -119,6 +119,7 @@ def make_pruner(name: str, options: Mapping[str, Any] | None, max_epochs: int) -
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=int(opts.get("min_resource", 1)), max_resource=max(int(max_epochs), 2),
-            reduction_factor=int(opts.get("reduction_factor", 3)))
+            # 4, not Optuna's 3: measured 2.2-3.2× less compute vs 1.6-1.9× (benchmarks/tuning)
+            reduction_factor=int(opts.get("reduction_factor", 4)))
     raise InvalidParameterError("pruner", "one of none, median, successive-halving, hyperband",
                                 name)
