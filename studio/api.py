@@ -47,7 +47,7 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     from fastapi.responses import FileResponse, JSONResponse
 
     from core.artifacts import make_bundle
-    from core.jobs import BusyError, JobNotFoundError, get_manager
+    from core.jobs import BusyError, JobNotFoundError, NotResumableError, get_manager
 
     manager = get_manager(root, measure_options=measure_options, workers=workers,
                           queue_limit=queue_limit, per_owner=per_owner)
@@ -61,7 +61,8 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
         status = 404 if isinstance(exc, JobNotFoundError) else (
-            429 if isinstance(exc, BusyError) else 422)
+            429 if isinstance(exc, BusyError) else (
+                409 if isinstance(exc, NotResumableError) else 422))
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
@@ -103,6 +104,11 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     def cancel_job(job_id: str, who: str = Depends(owner)) -> dict[str, Any]:
         """Stop a queued or running job (cooperatively, within a second or two)."""
         return view(manager.cancel(job_id, who))
+
+    @app.post("/api/jobs/{job_id}/resume", status_code=201, tags=["jobs"])
+    def resume_job(job_id: str, who: str = Depends(owner)) -> dict[str, Any]:
+        """Continue an interrupted/cancelled/failed 'tune' job's study (a new job; 409 else)."""
+        return view(manager.resume(job_id, who))
 
     @app.get("/api/jobs/{job_id}/artifacts", tags=["jobs"],
              responses={200: {"content": {"application/zip": {}}}})

@@ -68,7 +68,7 @@ def test_owner_header_is_required_and_openapi_is_served(api):
     assert api.post("/api/jobs", json={"kind": "train"}).status_code == 401
     schema = api.get("/api/openapi.json").json()
     for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel",
-                 "/api/jobs/{job_id}/artifacts", "/api/metrics"):
+                 "/api/jobs/{job_id}/resume", "/api/jobs/{job_id}/artifacts", "/api/metrics"):
         assert path in schema["paths"]
     assert "JobRequest" in schema["components"]["schemas"]
     assert api.get("/api/docs").status_code == 200
@@ -94,6 +94,8 @@ def test_train_job_lifecycle_isolation_bundle_and_metrics(api):
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(r.content)).namelist())
     assert {"model.onnx", "report.json", "MODEL_CARD.md", "recipe.yaml"} <= names
+    r = api.post(f"/api/jobs/{job['id']}/resume", headers=ALICE)
+    assert r.status_code == 409 and "only an interrupted" in r.json()["detail"]
     metrics = api.get("/api/metrics", headers=ALICE).json()
     assert metrics["completed"] == 1 and metrics["failed"] == 0
     assert metrics["best_accuracy"] == pytest.approx(done["summary"]["accuracy"])

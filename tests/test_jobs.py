@@ -126,3 +126,37 @@ def test_real_train_job_then_quantize_chain(tmp_path):
         assert qd.summary["operation"] == "quantize" and qd.summary["size_reduction"] > 1
     finally:
         mgr.shutdown()
+
+
+def test_interrupted_tuning_job_resumes_its_study(tmp_path):
+    import json
+
+    from core.jobs import NotResumableError
+
+    mgr = JobManager(tmp_path, measure_options={"budget_s": 0.02, "memory": False})
+    try:
+        with pytest.raises(InvalidParameterError, match="storage"):
+            mgr.submit("tune", "alice", {"config": {"storage": "sqlite:////etc/x.db"}})
+        cfg = {"model": "mlp", "data": "wine", "epochs": 1, "sampler": "random",
+               "latency_budget_s": 0.01}
+        first = mgr.submit("tune", "alice", {"config": {**cfg, "n_trials": 2}})
+        assert mgr.wait(first.id, "alice", timeout=120).status == "succeeded"
+        # A job that asked for more trials of that study, cut off by a restart.
+        cut = mgr.store.create("tune", "alice", {"config": {**cfg, "n_trials": 4},
+                                                 "resume_of": first.id})
+        mgr.store.interrupt_unfinished()
+        assert mgr.get(cut.id, "alice").status == "interrupted"
+        with pytest.raises(NotResumableError):
+            mgr.resume(first.id, "alice")  # succeeded: nothing to resume
+        with pytest.raises(JobNotFoundError):
+            mgr.resume(cut.id, "bob")
+        again = mgr.resume(cut.id, "alice")
+        assert again.config["resume_of"] == first.id
+        done = mgr.wait(again.id, "alice", timeout=120)
+        assert done.status == "succeeded", done.error
+        assert Path(done.result_path).name == first.id  # the study's own folder
+        study = json.loads((Path(done.result_path) / "report.json").read_text())["study"]
+        assert study["resumed"] and study["finished_before"] == 2
+        assert study["ran_this_time"] == 2 and study["n_trials"] == 4
+    finally:
+        mgr.shutdown()

@@ -1,7 +1,14 @@
 """Jobs: every long operation as a row in a SQLite store, run by a small worker pool."""
 
 from core.jobs._kinds import KINDS, JobKind, available_kinds
-from core.jobs._manager import BusyError, JobManager, JobNotFoundError, get_manager, summarize
+from core.jobs._manager import (
+    BusyError,
+    JobManager,
+    JobNotFoundError,
+    NotResumableError,
+    get_manager,
+    summarize,
+)
 from core.jobs._store import ACTIVE, FINISHED, Job, JobStore
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "JobManager",
     "JobNotFoundError",
     "JobStore",
+    "NotResumableError",
     "available_kinds",
     "get_manager",
     "summarize",

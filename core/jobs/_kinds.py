@@ -230,6 +230,29 @@ def _r_recipe(config, out_dir, cb, resolve, mopts):
                       callbacks=cb, measure_options=mopts)
 
 
+# --- tune (resumable: the study lives beside the job folders) --------------------------------
+def _v_tune(config, resolve):
+    from core.tuning import TuneConfig
+
+    _only(config, {"config"}, "tune")
+    raw = dict(config.get("config") or {})
+    for key in ("storage", "study_name"):
+        if raw.get(key):
+            raise InvalidParameterError(key, "unset in an API job (each job keeps its own "
+                                        "study beside its folder)", raw[key])
+    raw["data"] = _builtin_data(raw.get("data", "digits"))
+    return {"config": TuneConfig.from_dict(raw).to_dict()}
+
+
+def _r_tune(config, out_dir, cb, resolve, mopts):
+    from core.tuning import TuneConfig, tune
+
+    # A resumed job continues the study of the job it resumes, in that job's folder.
+    folder = Path(out_dir).parent / config["resume_of"] if config.get("resume_of") else out_dir
+    return tune(None, None, TuneConfig.from_dict(config["config"]), out_dir=folder,
+                callbacks=cb, measure_options=mopts)
+
+
 _ALL = [
     JobKind("train", "train a built-in model on a built-in data set", _v_train, _r_train),
     JobKind("benchmark", "re-measure a job's model", _v_benchmark, _r_benchmark),
@@ -242,6 +265,8 @@ _ALL = [
             "core.compare"),
     JobKind("auto", "find the best variant for a target", _v_auto, _r_auto, "core.auto"),
     JobKind("recipe", "run a recipe (ordered steps)", _v_recipe, _r_recipe, "core.recipes"),
+    JobKind("tune", "run a hyper-parameter study (resumable after an interruption)", _v_tune,
+            _r_tune, "core.tuning"),
 ]
 
 

@@ -15,13 +15,17 @@ from core.callbacks import Callbacks, CancelToken
 from core.errors import CancelledError, InvalidParameterError, StudioError
 from core.jobs._store import FINISHED, Job, JobStore
 
-__all__ = ["BusyError", "JobManager", "JobNotFoundError", "get_manager"]
+__all__ = ["BusyError", "JobManager", "JobNotFoundError", "NotResumableError", "get_manager"]
 
 log = logging.getLogger(__name__)
 
 
 class BusyError(StudioError):
     """The queue (or this owner's share of it) is full: try again later."""
+
+
+class NotResumableError(StudioError):
+    """Only interrupted/cancelled/failed tuning jobs can be resumed."""
 
 
 class JobNotFoundError(StudioError):
@@ -62,12 +66,14 @@ class JobManager:
         self._stop = threading.Event()
 
     # --- public API ----------------------------------------------------------------------
-    def submit(self, kind: str, owner: str, config: Mapping[str, Any] | None = None) -> Job:
+    def submit(self, kind: str, owner: str, config: Mapping[str, Any] | None = None, *,
+               _validated: bool = False) -> Job:
         """Validate ``config`` for ``kind`` and queue the job; returns the stored job."""
         if kind not in self.kinds:
             raise InvalidParameterError("kind", f"one of {sorted(self.kinds)}", kind)
         spec = self.kinds[kind]
-        clean = spec.validate(dict(config or {}), self._resolver(owner))
+        clean = dict(config or {}) if _validated else \
+            spec.validate(dict(config or {}), self._resolver(owner))
         with self._submit_lock:
             if self.store.count_active() >= self.queue_limit:
                 raise BusyError(f"The studio is busy ({self.queue_limit} jobs queued or "
@@ -144,6 +150,16 @@ class JobManager:
         if token is not None and job.status in ("queued", "running"):
             token.cancel()
         return self.get(job_id, owner)
+
+    def resume(self, job_id: str, owner: str) -> Job:
+        """Queue a new job that continues an interrupted/cancelled/failed tuning study."""
+        job = self.get(job_id, owner)
+        if job.kind != "tune" or job.status not in ("interrupted", "cancelled", "failed"):
+            raise NotResumableError(
+                f"Job '{job_id}' cannot be resumed: only an interrupted, cancelled or failed "
+                f"'tune' job can (this one is a '{job.kind}' job, {job.status}).")
+        origin = job.config.get("resume_of") or job.id
+        return self.submit("tune", owner, {**job.config, "resume_of": origin}, _validated=True)
 
     def wait(self, job_id: str, owner: str, timeout: float = 60.0, poll: float = 0.1) -> Job:
         """Block until the job has finished (or ``timeout``); returns its latest state."""
@@ -245,9 +261,10 @@ class JobManager:
             spec = self.kinds[job.kind]
             report = spec.run(job.config, out_dir, cb, self._resolver(job.owner),
                               dict(self.measure_options))
+            path = getattr(report, "run_dir", None) or out_dir
             report = getattr(report, "report", report)
             self.store.finish(job_id, "succeeded", progress=1.0, message="Done",
-                              result_path=str(out_dir), summary=summarize(report))
+                              result_path=str(path), summary=summarize(report))
         except CancelledError:
             self.store.finish(job_id, "cancelled", message="Stopped; nothing was saved.")
         except StudioError as exc:
@@ -273,6 +290,10 @@ def summarize(report: Any) -> dict[str, Any]:
     if report.get("operation") == "compare":
         out["pareto"] = report.get("pareto")
         out["best_accuracy"] = max((r["accuracy"] for r in report.get("rows", [])), default=None)
+    if report.get("operation") == "tune":
+        study = report.get("study") or {}
+        out["trials"] = study.get("n_trials")
+        out["resumed"] = study.get("resumed")
     if report.get("operation") == "auto":
         out["winner"] = (report.get("auto") or {}).get("winner")
     return out
