@@ -23,6 +23,7 @@ AREA_CLIS: list[str] = [
     "core.compare._cli",
     "core.recipes._cli",
     "core.auto._cli",
+    "core.federated._cli",
 ]
 
 
