@@ -18,7 +18,13 @@ from core.quantization._config import (
     TorchQatInt8Config,
     TorchStaticInt8Config,
 )
-from core.quantization._verb import load_artifact, make_config, quantize, quantize_model
+from core.quantization._verb import (
+    is_layerwise,
+    load_artifact,
+    make_config,
+    quantize,
+    quantize_model,
+)
 
 __all__ = [
     "OrtDynamicInt8Config",
@@ -31,6 +37,7 @@ __all__ = [
     "TorchFp16Config",
     "TorchQatInt8Config",
     "TorchStaticInt8Config",
+    "is_layerwise",
     "load_artifact",
     "make_config",
     "quantize",

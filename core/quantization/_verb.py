@@ -13,7 +13,7 @@ from core.errors import InvalidParameterError, UnsupportedModelError, check_rang
 from core.quantization._base import AREA, MethodSpec, Source, method_spec, sub_callbacks
 from core.quantization._config import QuantizationConfig
 
-__all__ = ["load_artifact", "make_config", "quantize", "quantize_model"]
+__all__ = ["is_layerwise", "load_artifact", "make_config", "quantize", "quantize_model"]
 
 
 def make_config(method: str, options: Mapping[str, Any] | None = None, *,
@@ -34,6 +34,11 @@ def make_config(method: str, options: Mapping[str, Any] | None = None, *,
         raise InvalidParameterError(unknown[0], f"an option of '{method}' (its options: "
                                     f"{names})", values[unknown[0]])
     return cls.from_dict({k: v for k, v in values.items() if k in names})
+
+
+def is_layerwise(method: str) -> bool:
+    """Whether a method quantizes layer by layer (so sensitivity and tolerance apply)."""
+    return method_spec(method).layerwise
 
 
 def _resolve(config: QuantizationConfig | str | None, method: str | None) -> QuantizationConfig:

@@ -1,0 +1,234 @@
+"""Tab "Quantization": INT8 / FP16 / BF16 / INT4 variants of a model, measured against FP32."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.artifacts import make_bundle
+from core.quantization import is_layerwise, make_config, quantize
+from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
+from core.registry import get_method, list_methods
+from studio.context import StudioContext
+from studio.runner import call, stream
+
+DEFAULT_TOLERANCE = 0.01
+COLUMNS = ["variant", "method", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)",
+           "p95 b64 (ms)", "accuracy", "Δ accuracy (pt)", "speed-up b1", "speed-up b64",
+           "size ×", "note"]
+
+
+def _lat(m: dict[str, Any], bs: str, q: str) -> float | None:
+    entry = (m.get("latency_ms") or {}).get(bs)
+    return round(entry[q], 4) if entry else None
+
+
+def _r(value: Any, nd: int = 3) -> Any:
+    return round(value, nd) if isinstance(value, (int, float)) else None
+
+
+def results_rows(reports: Sequence[tuple[str, dict[str, Any]]], parent: str | None,
+                 tolerance: float) -> list[dict[str, Any]]:
+    """Baseline row + one row per quantized variant of ``parent``; marks the fastest one
+    whose accuracy drop is within ``tolerance`` (by p50 speed-up at batch 64)."""
+    mine = [(rid, r) for rid, r in reports
+            if r.get("operation") == "quantize" and r.get("parent") == parent]
+    rows: list[dict[str, Any]] = []
+    if mine:
+        base = mine[-1][1]["baseline"] or {}
+        rows.append({"variant": parent or "input", "method": "FP32 baseline",
+                     "size (KB)": round(base.get("size_bytes", 0) / 1024, 1),
+                     "p50 b1 (ms)": _lat(base, "1", "p50"), "p95 b1 (ms)": _lat(base, "1", "p95"),
+                     "p50 b64 (ms)": _lat(base, "64", "p50"),
+                     "p95 b64 (ms)": _lat(base, "64", "p95"),
+                     "accuracy": _r(base.get("accuracy"), 4), "Δ accuracy (pt)": 0.0,
+                     "speed-up b1": 1.0, "speed-up b64": 1.0, "size ×": 1.0,
+                     "note": "measured side by side with the latest variant"})
+    best, best_speed = None, 0.0
+    for rid, r in mine:
+        res, ratios = r["result"], r.get("ratios") or {}
+        delta = ratios.get("accuracy_delta") or 0.0
+        speed = ratios.get("speedup_b64") or 0.0
+        slower = [k.removeprefix("speedup_b") for k, v in ratios.items()
+                  if k.startswith("speedup_b") and v is not None and v < 1]
+        rows.append({"variant": rid, "method": r.get("method"),
+                     "size (KB)": round(res["size_bytes"] / 1024, 1),
+                     "p50 b1 (ms)": _lat(res, "1", "p50"), "p95 b1 (ms)": _lat(res, "1", "p95"),
+                     "p50 b64 (ms)": _lat(res, "64", "p50"),
+                     "p95 b64 (ms)": _lat(res, "64", "p95"),
+                     "accuracy": _r(res.get("accuracy"), 4),
+                     "Δ accuracy (pt)": _r(100 * delta, 2),
+                     "speed-up b1": _r(ratios.get("speedup_b1")),
+                     "speed-up b64": _r(ratios.get("speedup_b64")),
+                     "size ×": _r(ratios.get("size_reduction"), 2),
+                     "note": f"slower than FP32 at batch {', '.join(slower)}" if slower else ""})
+        if -delta <= tolerance + 1e-12 and speed > best_speed:
+            best, best_speed = len(rows) - 1, speed
+    if best is not None:
+        note = rows[best]["note"]
+        rows[best]["note"] = "★ fastest within tolerance" + (f"; {note}" if note else "")
+    return rows
+
+
+def sensitivity_chart(sens: Sequence[dict[str, Any]], title: str = "") -> go.Figure:
+    """Accuracy change (points) when each layer alone is quantized."""
+    fig = go.Figure(go.Bar(
+        x=[s["layer"] for s in sens], y=[100 * s["delta"] for s in sens],
+        marker={"color": ["#d62728" if s["delta"] < 0 else "#2ca02c" for s in sens]},
+        hovertemplate="%{x}<br>%{y:.2f} pt<extra></extra>"))
+    fig.update_layout(title=title or "Per-layer sensitivity (validation accuracy change when "
+                      "only this layer is quantized)", yaxis_title="accuracy change (pt)",
+                      height=340, margin={"l": 50, "r": 20, "t": 50, "b": 90})
+    return fig
+
+
+def size_latency_chart(rows: Sequence[dict[str, Any]], batch: str = "64") -> go.Figure:
+    """Size on disk vs p50 latency for the baseline and each quantized variant."""
+    key = f"p50 b{batch} (ms)"
+    fig = go.Figure()
+    for row in rows:
+        if row.get(key) is None:
+            continue
+        is_base = row["method"] == "FP32 baseline"
+        fig.add_trace(go.Scatter(
+            x=[row[key]], y=[row["size (KB)"]], mode="markers+text", name=row["method"],
+            text=[row["method"] + (" ★" if "★" in row["note"] else "")],
+            textposition="top center",
+            marker={"size": 16 if is_base else 12, "symbol": "diamond" if is_base else "circle",
+                    "color": "black" if is_base else None},
+            hovertemplate=f"{row['variant']}<br>%{{x:.3f}} ms<br>%{{y:.1f}} KB<br>accuracy "
+                          f"{row['accuracy']}<extra></extra>"))
+    fig.update_layout(title=f"Size vs p50 latency at batch {batch} (lower-left is better)",
+                      xaxis_title=f"p50 latency at batch {batch} (ms)", yaxis_title="size (KB)",
+                      showlegend=False, height=380, margin={"l": 50, "r": 20, "t": 50, "b": 50})
+    return fig
+
+
+def _summary(report: dict[str, Any], run_id: str) -> str:
+    res, ratios = report["result"], report.get("ratios") or {}
+    q = report.get("quantization") or {}
+    text = (f"**{report['method']}** `{run_id}`: accuracy **{res['accuracy']:.4f}** "
+            f"(Δ {100 * (ratios.get('accuracy_delta') or 0):+.2f} pt), "
+            f"{res['size_bytes'] / 1024:.1f} KB ({ratios.get('size_reduction') or 0:.2f}× "
+            f"smaller), speed-up {ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
+            f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64 vs FP32.")
+    if q.get("kept_float"):
+        text += f"\n\nKept in float (tolerance): {', '.join(q['kept_float'])}."
+    if report.get("warnings"):
+        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
+    return text
+
+
+def _method_help(method: str) -> str:
+    try:
+        info = get_method("quantization", method)
+    except Exception:
+        return ""
+    options = [n for n in info.config_cls.option_names()
+               if n not in ("tolerance", "sensitivity", "seed", "calibration_size")]
+    extra = f" Options: {', '.join(options)}." if options else ""
+    return f"*{info.summary}.*{extra}"
+
+
+def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
+    methods = list_methods("quantization")
+    with gr.Tab("Quantization", id="quantization", elem_id="quantization-tab") as tab:
+        gr.Markdown("Quantize a variant of this session (default: the baseline) to INT8, FP16, "
+                    "BF16 or INT4. Each result is the real file, timed side by side with the "
+                    "FP32 model; if it is slower on this CPU, you will be told.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                variant = gr.Dropdown([], label="Input variant (empty: the session baseline)",
+                                      allow_custom_value=True)
+                method = gr.Dropdown(methods, value=methods[0], label="Method")
+                method_help = gr.Markdown(_method_help(methods[0]))
+                calibration = gr.Radio(list(CALIBRATIONS), value="minmax", label="Calibration")
+                calib_size = gr.Number(256, precision=0,
+                                       label="Calibration size (rows of the train split)")
+                per_channel = gr.Checkbox(False, label="Per-channel weights")
+                tolerance = gr.Number(None, label="Tolerance: max accuracy drop (e.g. 0.01; "
+                                      "empty = off)", minimum=0, maximum=1)
+                sensitivity = gr.Checkbox(True, label="Per-layer sensitivity")
+                with gr.Accordion("More options", open=False):
+                    quant_types = gr.Radio(list(QUANT_TYPES), value="U8S8",
+                                           label="ORT static activation/weight types")
+                    block_size = gr.Dropdown([16, 32, 64, 128, 256], value=32,
+                                             label="INT4 block size")
+                    backend = gr.Dropdown(list(TORCH_BACKENDS), value="x86",
+                                          label="torch INT8 kernels")
+                    qat_epochs = gr.Slider(1, 20, value=2, step=1, label="QAT epochs")
+                    qat_lr = gr.Number(1e-3, label="QAT learning rate", minimum=1e-6, maximum=1)
+                with gr.Row():
+                    run_btn = gr.Button("Quantize", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Pick a method and press Quantize.")
+                table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Results (this input)",
+                                     interactive=False, max_height=360)
+                sens_plot = gr.Plot(label="Per-layer sensitivity")
+                scatter = gr.Plot(label="Size vs latency")
+                bundle = gr.File(label="Download: model file(s), report.json, model card, recipe")
+
+        def on_select(request: gr.Request):
+            choices = ctx.variant_choices(request)
+            base = ctx.baseline(request)
+            value = next((c for c in choices if base is not None and c.startswith(base.name)),
+                         None)
+            return gr.update(choices=choices, value=value)
+
+        def on_run(choice, name, calib, size, channel, tol, sens, types, block, kernels,
+                   epochs, rate, request: gr.Request):
+            options = {"calibration": calib, "calibration_size": int(size),
+                       "per_channel": bool(channel),
+                       "tolerance": None if tol in (None, "") else float(tol),
+                       "sensitivity": bool(sens), "quant_types": types,
+                       "block_size": int(block), "backend": kernels, "epochs": int(epochs),
+                       "lr": float(rate)}
+            if not call(lambda: is_layerwise(name)):  # whole-model casts and QAT
+                options.update(tolerance=None, sensitivity=False)
+            config = call(lambda: make_config(name, options, strict=False))
+            src = call(lambda: ctx.find_run(request, choice)) if choice else None
+            run_dir = ctx.new_run_dir(request, "quantize")
+            sens_rows: list[dict[str, Any]] = []
+
+            def work(cb):
+                source = src or ctx.ensure_baseline(request, cb)
+                return quantize(source, None, config, out_dir=run_dir, callbacks=cb,
+                                measure_options=ctx.measure_options)
+
+            yield "Starting…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            for kind, payload in stream(work):
+                if kind == "progress":
+                    yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
+                        gr.skip(), gr.skip()
+                elif kind == "metrics" and "sensitivity_delta" in payload:
+                    sens_rows.append({"layer": payload["layer"],
+                                      "delta": payload["sensitivity_delta"]})
+                    yield gr.skip(), gr.skip(), sensitivity_chart(sens_rows), gr.skip(), \
+                        gr.skip()
+                elif kind == "done":
+                    report = payload.report
+                    reports = [(p.name, r) for p, r in ctx.reports(request)]
+                    tol_value = config.tolerance if config.tolerance is not None \
+                        else DEFAULT_TOLERANCE
+                    rows = results_rows(reports, report.get("parent"), tol_value)
+                    sens_all = (report.get("quantization") or {}).get("sensitivity") or []
+                    zipped = call(lambda: make_bundle(run_dir))
+                    yield (_summary(report, run_dir.name), pd.DataFrame(rows, columns=COLUMNS),
+                           sensitivity_chart(sens_all) if sens_all else None,
+                           size_latency_chart(rows), str(zipped))
+
+        tab.select(on_select, None, [variant])
+        method.change(_method_help, [method], [method_help])
+        event = run_btn.click(
+            on_run, [variant, method, calibration, calib_size, per_channel, tolerance,
+                     sensitivity, quant_types, block_size, backend, qat_epochs, qat_lr],
+            [status, table, sens_plot, scatter, bundle], api_name="quantize",
+            show_progress_on=[status], **ctx.engine())
+        stop_btn.click(None, None, None, cancels=[event], api_name="stop_quantize")
+        gr.Button("Refresh variants", size="sm").click(on_select, None, [variant],
+                                                       api_name="quantize_variants")
+    return tab

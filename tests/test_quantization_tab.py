@@ -1,0 +1,50 @@
+"""The Quantization tab driven through gradio_client, as a browser session would use it."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+ARGS = dict(calib="minmax", size=64, channel=False, sens=True, types="U8S8", block=32,
+            kernels="x86", epochs=1, rate=1e-3)
+
+
+def _quantize(client, choice, method, tolerance=None, **kw):
+    a = {**ARGS, **kw}
+    return client.predict(choice, method, a["calib"], a["size"], a["channel"], tolerance,
+                          a["sens"], a["types"], a["block"], a["kernels"], a["epochs"],
+                          a["rate"], api_name="/quantize")
+
+
+def test_quantize_tab_runs_compares_and_bundles(client, studio_server):
+    client.predict("digits", "cnn", None, "label", 2, 0.01, api_name="/train_baseline")
+    choice = client.predict(api_name="/quantize_variants")
+    value = choice["value"] if isinstance(choice, dict) else choice
+    assert value and value.startswith("train-")
+
+    status, table, sens, scatter, bundle = _quantize(client, value, "ort-static-int8", 0.05)
+    assert "ort-static-int8" in status and "speed-up" in status
+    rows = table["data"]
+    headers = table["headers"]
+    assert len(rows) == 2 and rows[0][headers.index("method")] == "FP32 baseline"
+    assert rows[1][headers.index("method")] == "ort-static-int8"
+    assert "★" in rows[1][headers.index("note")] or rows[1][headers.index("Δ accuracy (pt)")] \
+        < -5
+    assert sens is not None and scatter is not None
+    with zipfile.ZipFile(bundle) as zf:
+        assert {"model.onnx", "report.json", "MODEL_CARD.md", "recipe.yaml"} <= set(zf.namelist())
+
+    status, table, _, _, bundle = _quantize(client, value, "torch-dynamic-int8")
+    assert "no ONNX form" in status
+    assert [r[table["headers"].index("method")] for r in table["data"]] == [
+        "FP32 baseline", "ort-static-int8", "torch-dynamic-int8"]
+    with zipfile.ZipFile(bundle) as zf:
+        assert "model.pt" in zf.namelist()
+    with pytest.raises(Exception, match=r"calibration_size.*\[1, "):
+        _quantize(client, value, "ort-static-int8", size=0)
+
+
+def test_quantize_tab_bad_input_is_a_clear_error(client):
+    with pytest.raises(Exception, match="not found"):
+        _quantize(client, "train-doesnotexist", "ort-static-int8")
