@@ -1,0 +1,172 @@
+"""Tab "Scalability": federated simulation at several client counts, measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from core.federated import ScaleConfig, scale
+from core.registry import list_methods
+from studio.context import StudioContext
+from studio.runner import call, stream
+
+SYNTHETIC = "mlp 9→[32, 16]→4 on seeded synthetic clients"
+COLUMNS = ["clients", "engine", "total_s", "time_per_round_s", "peak_memory_mb",
+           "final_accuracy", "convergence_round", "bytes_per_round", "bytes_communicated",
+           "local_accuracy", "adapted_accuracy"]
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    from core.errors import InvalidParameterError
+
+    try:
+        return tuple(int(v) for v in str(text).replace(" ", "").split(",") if v)
+    except ValueError:
+        raise InvalidParameterError("client counts", "comma-separated integers", text) from None
+
+
+def _line(x: list, ys: dict[str, list], title: str, xt: str, yt: str, log_x: bool = True):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, y in ys.items():
+        fig.add_trace(go.Scatter(x=x if not isinstance(y, tuple) else y[0],
+                                 y=y if not isinstance(y, tuple) else y[1],
+                                 mode="lines+markers", name=name))
+    fig.update_layout(title=title, xaxis_title=xt, yaxis_title=yt, height=300,
+                      margin=dict(l=40, r=10, t=40, b=40))
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def accuracy_chart(history: dict[int, list[tuple[int, float]]]):
+    """Global test accuracy per round, one line per client count."""
+    series = {f"{c} clients": ([r for r, _ in h], [a for _, a in h]) for c, h in history.items()}
+    return _line([], series, "Accuracy per round", "round", "accuracy", log_x=False)
+
+
+def scaling_charts(rows: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """Time per round, peak memory and convergence round against the number of clients."""
+    x = [r["clients"] for r in rows]
+    t = _line(x, {"median s/round": [r["time_per_round_s"] for r in rows]},
+              "Time per round vs clients", "clients", "seconds")
+    m = _line(x, {"peak RSS growth MB": [r["peak_memory_mb"] for r in rows]},
+              "Peak memory vs clients", "clients", "MB")
+    c = _line(x, {"convergence round": [r["convergence_round"] for r in rows]},
+              "Convergence round vs clients", "clients", "round")
+    return t, m, c
+
+
+def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
+    with gr.Tab("Scalability", id="scalability") as tab:
+        gr.Markdown("Simulate federated learning from a few to 1000+ clients on this machine: "
+                    "all clients of a round are trained at once (vmap), and time, memory, "
+                    "accuracy, convergence and bytes sent are measured per client count.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                model = gr.Dropdown([SYNTHETIC], value=SYNTHETIC, label="Model (and its data)",
+                                    allow_custom_value=True)
+                counts = gr.Textbox("4,10,25,50,100", label="Client counts (comma-separated)")
+                rounds = gr.Slider(1, 200, value=20, step=1, label="Rounds")
+                samples = gr.Number(35, label="Samples per client", precision=0)
+                algorithm = gr.Dropdown(list_methods("federated"), value="fedavg",
+                                        label="Algorithm")
+                alpha = gr.Number(0, label="Non-IID Dirichlet alpha (0 = IID)")
+                stragglers = gr.Slider(0.0, 0.9, value=0.0, step=0.05,
+                                       label="Straggler / drop-out fraction")
+                with gr.Accordion("More options", open=False):
+                    fraction = gr.Slider(0.05, 1.0, value=1.0, step=0.05,
+                                         label="Client sampling fraction per round")
+                    engine = gr.Dropdown(["builtin", "loop", "flower"], value="builtin",
+                                         label="Engine (builtin = vectorised; loop = "
+                                         "reference; flower needs flwr[simulation])")
+                    local_epochs = gr.Slider(1, 20, value=1, step=1, label="Local epochs")
+                with gr.Row():
+                    run_btn = gr.Button("Run", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Set the client counts and press Run.")
+                with gr.Row():
+                    time_plot = gr.Plot(label="Time per round")
+                    mem_plot = gr.Plot(label="Peak memory")
+                with gr.Row():
+                    acc_plot = gr.Plot(label="Accuracy per round")
+                    conv_plot = gr.Plot(label="Convergence round")
+                table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Report",
+                                     interactive=False)
+                files = gr.File(label="Download: report.json, scalability.csv, rounds.csv",
+                                file_count="multiple")
+
+        def on_select(request: gr.Request):
+            return gr.update(choices=[SYNTHETIC] + ctx.variant_choices(request))
+
+        def on_run(choice, text, n_rounds, spc, algo, a, strag, frac, eng, epochs,
+                   request: gr.Request):
+            src = None if not choice or choice == SYNTHETIC else \
+                call(lambda: ctx.find_run(request, choice))
+            config = call(lambda: ScaleConfig(
+                client_counts=_counts(text), rounds=int(n_rounds),
+                samples_per_client=int(spc or 0), algorithm=algo,
+                alpha=float(a) if a else None, stragglers=float(strag),
+                client_fraction=float(frac), engine=eng, local_epochs=int(epochs)))
+            run_dir = ctx.new_run_dir(request, "scale")
+            history: dict[int, list[tuple[int, float]]] = {}
+
+            def work(cb):
+                return scale(src if src is not None else "mlp", None, config, out_dir=run_dir,
+                             callbacks=cb, parent=src.name if src is not None else None,
+                             measure_options=getattr(ctx, "measure_options", None))
+
+            skip = (gr.skip(),) * 6
+            yield ("Starting…",) + skip
+            last = 0
+            for kind, payload in stream(work):
+                if kind == "progress":
+                    yield (f"{payload[1]} ({100 * payload[0]:.0f} %)",) + skip
+                elif kind == "metrics":
+                    history.setdefault(payload["clients"], []).append(
+                        (payload["round"], payload["accuracy"]))
+                    if payload["round"] % 5 == 0 or payload["round"] < last:
+                        yield (gr.skip(),) * 3 + (accuracy_chart(history),) + (gr.skip(),) * 3
+                    last = payload["round"]
+                elif kind == "done":
+                    report = payload.report
+                    rows = report["scalability"]["results"]
+                    t, m, c = scaling_charts(rows)
+                    frame = pd.DataFrame([{k: r.get(k) for k in COLUMNS} for r in rows],
+                                         columns=COLUMNS)
+                    paths = [str(run_dir / n) for n in
+                             ("report.json", "scalability.csv", "rounds.csv")]
+                    yield (_summary(report, run_dir.name), t, m, accuracy_chart(history), c,
+                           frame, paths)
+
+        tab.select(on_select, None, [model])
+        event = run_btn.click(
+            on_run, [model, counts, rounds, samples, algorithm, alpha, stragglers, fraction,
+                     engine, local_epochs],
+            [status, time_plot, mem_plot, acc_plot, conv_plot, table, files],
+            api_name="scale", show_progress_on=[status], **ctx.engine())
+        stop_btn.click(None, None, None, cancels=[event], api_name="stop_scale")
+        gr.Button("Refresh variants", size="sm").click(on_select, None, [model],
+                                                       api_name="scale_variants")
+    return tab
+
+
+def _summary(report: dict[str, Any], run_id: str) -> str:
+    rows = report["scalability"]["results"]
+    last = rows[-1]
+    text = (f"**Done** `{run_id}` ({report['method']}): {last['clients']} clients, "
+            f"{last['time_per_round_s'] * 1000:.1f} ms per round (median), final accuracy "
+            f"**{last['final_accuracy']:.3f}**, converged at round {last['convergence_round']}, "
+            f"{last['bytes_per_round']:,} bytes uploaded per round.")
+    summary = report["scalability"].get("summary") or {}
+    if summary:
+        grow = "sub-linearly" if summary["sublinear"] else "linearly or worse"
+        text += (f" Time per round grew {summary['time_per_round_ratio']:.1f}× for "
+                 f"{summary['clients_ratio']:.0f}× the clients ({grow}).")
+    for w in report.get("warnings", []):
+        text += f"\n\n⚠ {w}"
+    return text
