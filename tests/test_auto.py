@@ -59,7 +59,7 @@ def test_auto_picks_within_tolerance_and_explains(baseline_dir, tmp_path):
     from core.measure import evaluate
     from core.runs import data_from_report
 
-    cfg = AutoConfig(target="speed", tolerance=0.02, finetune_epochs=1,
+    cfg = AutoConfig(target="speed", tolerance=0.02, finetune_epochs=1, refine=1,
                      candidates=("ort-fp32", "ort-static-int8", "prune50-ft", "ort-fp16"))
     result = auto(baseline_dir, None, cfg, out_dir=tmp_path / "auto", measure_options=FAST)
     out = tmp_path / "auto"
@@ -67,6 +67,9 @@ def test_auto_picks_within_tolerance_and_explains(baseline_dir, tmp_path):
     info = report["auto"]
     table = {c["name"]: c for c in info["candidates"]}
     assert set(table) >= {"baseline", "ort-fp32", "ort-static-int8"}
+    # One round of sparsity search added a milder or stronger pruning (INT8 and ORT forms).
+    searched = {n for n in table if n.startswith("prune") and n != "prune50-ft"}
+    assert len(searched) == 2 and all(n[5:7] in ("25", "70") for n in searched)
     win = table[info["winner"]]
     # Within the tolerance, on the Pareto front, the fastest such variant at batch 64.
     assert win["val_drop"] <= cfg.tolerance + 1e-12
