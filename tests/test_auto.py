@@ -37,7 +37,8 @@ def test_proposals_follow_the_hardware():
 def _row(name, p50, size, val, pareto=True, **kw):
     return {"name": name, "p50_b64": p50, "p50_b1": p50 / 10, "size_bytes": size,
             "val_accuracy": val, "accuracy": val, "val_drop": 0.95 - val, "ok": True,
-            "pareto": pareto, "speedup_b64": 1.0 / p50, "size_reduction": 1000 / size, **kw}
+            "pareto": pareto, "speedup_b64": 1.0 / p50, "size_reduction": 1000 / size,
+            "accuracy_delta": val - 0.95, **kw}
 
 
 def test_choose_respects_target_and_tolerance():
@@ -141,3 +142,20 @@ def test_sparsity_search_bisects_the_tolerance_bracket():
     # Failed runs (no val_drop) and non-pruning candidates are ignored.
     assert _next_sparsity([{"steps": [{"export": {}}], "val_drop": 0.0},
                            {"steps": [{"prune": {"sparsity": 0.5}}]}], tol) is None
+
+
+def test_loser_explanations_name_the_measured_ratio():
+    from core.auto._auto import _decide
+    from core.auto._candidates import EXPORT, STATIC_INT8
+
+    rows = [_row("baseline", 1.0, 1000, 0.95, steps=None),
+            _row("ort-fp32", 0.2, 990, 0.95, steps=[EXPORT]),
+            _row("ort-static-int8", 0.38, 260, 0.95, steps=[STATIC_INT8]),
+            _row("too-lossy", 0.1, 100, 0.90, steps=[{"prune": {"sparsity": 0.9}}])]
+    win, text, losers = _decide(rows, [{"name": "ort-fp16", "skipped": "no FP16 here"}],
+                                "speed", 0.01)
+    why = {entry["name"]: entry["why_lost"] for entry in losers}
+    assert win["name"] == "ort-fp32" and "5.00× faster at batch 64" in text
+    assert "1.90× slower than ort-fp32" in why["ort-static-int8"]
+    assert "lost 5.00 pt of validation accuracy" in why["too-lossy"]
+    assert why["ort-fp16"] == "skipped: no FP16 here."

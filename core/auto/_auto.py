@@ -106,6 +106,15 @@ def choose(rows: list[dict[str, Any]], target: str, tolerance: float) -> dict[st
     return min(pool, key=key)
 
 
+def _fp32_twin(r: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """For a quantized candidate: the candidate with the same steps but ORT FP32 instead."""
+    steps = r.get("steps") or []
+    if not steps or "quantize" not in steps[-1]:
+        return None
+    twin_steps = [*steps[:-1], EXPORT]
+    return next((o for o in rows if o is not r and o.get("steps") == twin_steps), None)
+
+
 def _why_lost(r: dict[str, Any], win: dict[str, Any], target: str, tol: float,
               rows: list[dict[str, Any]]) -> str:
     if r.get("skipped"):
@@ -118,6 +127,17 @@ def _why_lost(r: dict[str, Any], win: dict[str, Any], target: str, tol: float,
         parts.append(f"it was {1 / s64:.2f}× slower than the FP32 baseline at batch 64 here")
     if s1 is not None and s1 < 1:
         parts.append(f"{1 / s1:.2f}× slower at batch 1")
+    twin = _fp32_twin(r, rows)
+    if twin is not None and r.get("p50_b64") and twin.get("p50_b64") \
+            and r["p50_b64"] > twin["p50_b64"]:
+        from core.measure import cpu_isa
+
+        isa = cpu_isa()
+        note = "" if any("vnni" in f or "amx" in f for f in isa) else \
+            " (this CPU has no VNNI/AMX INT8 instructions)"
+        parts.append(f"its INT8 model was {r['p50_b64'] / twin['p50_b64']:.2f}× slower than "
+                     f"{twin['name']} (the same weights in ONNX Runtime FP32) at batch 64"
+                     f"{note}")
     if r["val_drop"] > tol + 1e-12:
         parts.append(f"it lost {r['val_drop'] * 100:.2f} pt of validation accuracy (tolerance "
                      f"{tol * 100:.2f} pt)")
@@ -349,9 +369,11 @@ def auto(
         table: list[dict[str, Any]] = []
         for (name, e), row in zip(named, rows):
             acc = evaluate(load_model(e["dir"]).model, dataset, split).accuracy
+            run_dir = Path(e["dir"])
             table.append({**row, "name": name, "ok": True, "val_accuracy": acc,
-                          "why": e.get("why"), "run_dir": str(Path(e["dir"]).relative_to(tmp))
-                          if Path(e["dir"]).is_relative_to(tmp) else str(e["dir"])})
+                          "why": e.get("why"), "steps": e.get("steps"),
+                          "run_dir": str(run_dir.relative_to(tmp))
+                          if run_dir.is_relative_to(tmp) else str(run_dir)})
         base_row = table[0]
         for r in table:
             r["val_drop"] = base_row["val_accuracy"] - r["val_accuracy"]
@@ -414,5 +436,5 @@ def auto(
 def _row_view(r: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("name", "variant", "run_dir", "why", "size_bytes", "p50_b1", "p50_b64",
             "speedup_b1", "speedup_b64", "size_reduction", "accuracy", "accuracy_delta",
-            "val_accuracy", "val_drop", "pareto", "balanced_score")
+            "val_accuracy", "val_drop", "pareto", "balanced_score", "steps")
     return {k: r.get(k) for k in keys}
