@@ -27,6 +27,8 @@ def add_parser(subparsers: Any) -> None:
                    help="epochs to train the baseline when --model is a family")
     p.add_argument("--candidates", default="",
                    help=f"comma-separated subset of {', '.join(CANDIDATE_NAMES)}")
+    p.add_argument("--refine", type=int, default=2,
+                   help="rounds of sparsity search around the tolerance (0 = none)")
     p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
     add_common(p)
     p.set_defaults(func=_cmd_auto)
@@ -40,7 +42,7 @@ def _cmd_auto(args: argparse.Namespace) -> Path:
     cfg = AutoConfig(target=args.target, tolerance=args.tolerance,
                      finetune_epochs=args.finetune_epochs, train_epochs=args.train_epochs,
                      candidates=tuple(c.strip() for c in args.candidates.split(",")
-                                      if c.strip()), seed=args.seed)
+                                      if c.strip()), refine=args.refine, seed=args.seed)
     model = args.model
     data = None
     if not Path(model).is_dir() or args.data != "digits":
