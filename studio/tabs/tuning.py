@@ -140,10 +140,9 @@ def _same_data_baseline(ctx: StudioContext, request: Any, study_dir: Path) -> Pa
 
 def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
     samplers = list_methods("tuning")
-    storage = f"sqlite:///{ctx.root / 'studies.db'}"
     with gr.Tab("Tuning", id="tuning", elem_id="tuning-tab") as tab:
         gr.Markdown("Search training hyper-parameters or architectures with Optuna. Studies are "
-                    "kept in `studies.db` under the results folder: give a study name to "
+                    "kept in `studies.db` in your session's folder: give a study name to "
                     "continue it later (finished trials are never lost). Latency is measured, "
                     "not estimated.")
         with gr.Row():
@@ -198,6 +197,8 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
 
         def on_run(t, f, d, sp, smp, prn, objs, n, tmo, ep, lat, sd, name,
                    request: gr.Request):
+            # One study database per browser session: a study name never reaches another user.
+            storage = f"sqlite:///{ctx.session_dir(request) / 'studies.db'}"
             config = call(lambda: make_tune_config(t, f, d, sp, smp, prn, objs, n, tmo, ep, lat,
                                                    sd, name, storage))
             if config.study_name is None:
