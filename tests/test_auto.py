@@ -159,3 +159,15 @@ def test_loser_explanations_name_the_measured_ratio():
     assert "1.90× slower than ort-fp32" in why["ort-static-int8"]
     assert "lost 5.00 pt of validation accuracy" in why["too-lossy"]
     assert why["ort-fp16"] == "skipped: no FP16 here."
+
+
+def test_auto_cli_refuses_bad_options(tmp_path):
+    from core.cli import run
+
+    errors: list[str] = []
+    assert run(["auto", "--tolerance", "3", "--out", str(tmp_path / "a")],
+               err=errors.append) == 2
+    assert "tolerance" in errors[0] and not (tmp_path / "a").exists()
+    assert run(["auto", "--candidates", "magic", "--out", str(tmp_path / "a")],
+               err=errors.append) == 2
+    assert "candidates" in errors[1]
