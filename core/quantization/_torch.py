@@ -140,7 +140,11 @@ def _prepare(model: Any, source: Source, config: Any, chosen: list[str], *, qat:
 
     layers = _fx_layers(source, config)
     mapping = _qconfig_mapping(config.backend, chosen, layers, qat=qat)
-    custom = PrepareCustomConfig().set_non_traceable_module_classes(_non_traceable(model))
+    skip = _non_traceable(model)
+    for name, module in model.named_modules():
+        if skip and isinstance(module, tuple(skip)):
+            mapping.set_module_name(name, None)  # stays float (QAT would leave fake-quants)
+    custom = PrepareCustomConfig().set_non_traceable_module_classes(skip)
     try:
         with _quiet():
             if qat:
