@@ -27,6 +27,7 @@ def test_flower_simulation_agrees_with_the_builtin_engine(tmp_path):
     assert abs(flower.final_accuracy - builtin.final_accuracy) <= 0.02
     for k in builtin.state:
         assert torch.allclose(flower.state[k], builtin.state[k], atol=1e-4), k
-    res = scale(model, None, cfg.replace(client_counts=(4,), rounds=2), out_dir=tmp_path / "f",
+    res = scale(model, None, cfg.replace(client_counts=(4,), rounds=2, engine="flower"),
+                out_dir=tmp_path / "f",
                 measure_options={"budget_s": 0.02, "memory": False})
     assert res.report["scalability"]["results"][0]["engine"] == "flower"

@@ -7,7 +7,6 @@ skew a log-normal spread of per-client sample counts.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -170,15 +169,12 @@ def generate_synthetic_clients(
         shift = None if shifts is None else shifts[i]
         y = _labels_from_counts(rng, _label_counts(rng, int(sizes[i]), p, num_classes))
         n_local = max(1, int(round(sizes[i] * local_test_fraction))) if local_test_fraction else 0
-        yl = (_labels_from_counts(rng, _label_counts(rng, n_local, p, num_classes))
-              if p is not None or n_local >= num_classes
-              else rng.integers(0, num_classes, n_local).astype(np.int64))
+        yl = _labels_from_counts(rng, _label_counts(rng, n_local, p, num_classes))
         Xtr.append(sample(y, shift))
         ytr.append(y)
         Xlo.append(sample(yl, shift))
         ylo.append(yl)
-    y_test = _labels_from_counts(rng, _label_counts(rng, test_size, None, num_classes)) \
-        if test_size >= num_classes else rng.integers(0, num_classes, test_size)
+    y_test = _labels_from_counts(rng, _label_counts(rng, test_size, None, num_classes))
     X_test = sample(y_test, None)
     info = {"source": "synthetic", "alpha": alpha, "feature_shift": feature_shift,
             "quantity_skew": quantity_skew, "seed": seed}
@@ -282,19 +278,6 @@ def partition_dataset(
                      shape, info)
 
 
-def _as_int_list(values: Sequence[Any] | str) -> list[int]:
-    if isinstance(values, str):
-        values = [v for v in values.replace(" ", "").split(",") if v]
-    out = []
-    for v in values:
-        try:
-            out.append(int(v))
-        except (TypeError, ValueError):
-            raise InvalidParameterError("client_counts", "a list of positive integers",
-                                        list(values)) from None
-    return out
-
-
 def padded(arrays: Sequence[np.ndarray], dtype: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Stack ragged per-client arrays into ``[clients, max_n, ...]`` plus their lengths."""
     n = np.array([len(a) for a in arrays], dtype=np.int64)
@@ -304,7 +287,3 @@ def padded(arrays: Sequence[np.ndarray], dtype: Any = None) -> tuple[np.ndarray,
     for i, a in enumerate(arrays):
         out[i, :len(a)] = a
     return out, n
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return int(math.ceil(a / b))
