@@ -200,6 +200,10 @@ def scale(
 
     config = config or ScaleConfig()
     cb = Callbacks.ensure(callbacks)
+    if config.engine == "flower":  # say what to install before any work
+        from core.federated._flower import _import_flwr
+
+        _import_flwr()
     if isinstance(data, str) and data != "synthetic":
         data = load_dataset(data, seed=config.seed)
     elif data == "synthetic":
