@@ -61,7 +61,7 @@ def scaling_charts(rows: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
 
 
 def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
-    with gr.Tab("Scalability", id="scalability") as tab:
+    with gr.Tab("Scalability", id="scalability", elem_id="scalability-tab") as tab:
         gr.Markdown("Simulate federated learning from a few to 1000+ clients on this machine: "
                     "all clients of a round are trained at once (vmap), and time, memory, "
                     "accuracy, convergence and bytes sent are measured per client count.")
