@@ -25,7 +25,8 @@ def test_proposals_follow_the_hardware():
     assert "VNNI" in rich["ort-static-int8"].why
     gpu = {n.name: n for n in propose({"isa": [], "cuda": True}, family=None,
                                       finetune_epochs=2)}
-    assert not gpu["ort-fp16"].skipped and gpu["distill50-int8"].skipped
+    assert "measured on the CPU" in gpu["ort-fp16"].skipped  # timings are CPU timings
+    assert gpu["distill50-int8"].skipped
     only = propose({"isa": []}, family="cnn", finetune_epochs=1, only=("ort-fp32",))
     assert [c.name for c in only] == ["ort-fp32"]
     with pytest.raises(InvalidParameterError, match="target"):

@@ -72,12 +72,16 @@ def propose(hardware: Mapping[str, Any], *, family: str | None, finetune_epochs:
     else:
         out.append(Candidate("distill50-int8", [], "", skipped="distillation needs a built-in "
                              "family to scale the student from"))
-    fp16 = _has(isa, "avx512_fp16", "amx_fp16") or bool(hardware.get("cuda"))
+    # Every variant is timed on the CPU (ONNX Runtime's CPU provider), so only the CPU's own
+    # half-precision instructions can make FP16 faster; a GPU does not count here.
+    fp16 = _has(isa, "avx512_fp16", "amx_fp16")
+    cuda_note = (" (a CUDA GPU is present, but variants are measured on the CPU)"
+                 if hardware.get("cuda") else "")
     out.append(Candidate(
         "ort-fp16", [{"quantize": {"method": "ort-fp16"}}],
-        "FP16: this hardware computes in half precision natively",
+        "FP16: this CPU computes in half precision natively (AVX512-FP16/AMX-FP16)",
         skipped=None if fp16 else "FP16 only halves the file here: this CPU has no "
-        "AVX512-FP16/AMX-FP16 (ONNX Runtime computes FP16 in FP32) and no CUDA"))
+        f"AVX512-FP16/AMX-FP16, so ONNX Runtime computes FP16 in FP32{cuda_note}"))
     bf16 = _has(isa, "avx512_bf16", "amx_bf16")
     out.append(Candidate(
         "torch-bf16", [{"quantize": {"method": "torch-bf16"}}],
