@@ -56,7 +56,7 @@ def test_contract_every_method(method, baseline_dir, tiny, tmp_path):
     info = rep["distillation"]
     # the label-only twin was trained, measured and saved
     lo = info["label_only"]
-    assert lo["params"] == info["student"]["params"] and len(lo["history"]) == cfg.epochs
+    assert lo["params"] == info["student"]["params"] and len(lo["history"]) == lo["epochs"]
     assert (out / "label_only" / "model.safetensors").is_file()
     lo_model = load_model(out / "label_only").model
     assert evaluate(lo_model, digits, "test").accuracy == pytest.approx(lo["accuracy"])
@@ -104,8 +104,12 @@ def test_label_fraction_transfer_set(baseline_dir, digits, tiny, tmp_path):
     expected = build_transfer_set(tiny, label_fraction=0.1, seed=3)
     assert summary["labelled"] == expected.labelled.sum()
     assert summary["labelled"] + summary["unlabelled"] == len(tiny.y_train)
-    lo = res.report["distillation"]["label_only"]
-    assert 0 < lo["accuracy"] <= 1
+    info = res.report["distillation"]
+    lo, kd = info["label_only"], info["kd_student"]
+    assert 0 < lo["accuracy"] <= 1 and info["budget"] == "steps"
+    # same budget: the label-only twin gets as many optimiser steps (more epochs)
+    assert lo["epochs"] > kd["epochs"] == 1 and lo["steps"] >= kd["steps"]
+    assert len(lo["history"]) == lo["epochs"]
     assert "unlabelled" in summary["source"]
 
 
@@ -180,6 +184,8 @@ def test_python_api_modules_onnx_teacher_and_vit_attention(baseline_dir, tiny, t
     ({"alpha": 1.5}, "alpha"),
     ({"label_fraction": 0.0}, "label_fraction"),
     ({"method": "magic"}, "method"),
+    ({"budget": "time"}, "budget"),
+    ({"width": 0.0}, "width"),
 ])
 def test_bad_config_is_a_clear_error(kwargs, match):
     with pytest.raises(InvalidParameterError, match=match):

@@ -13,7 +13,7 @@ def test_distill_tab_runs_streams_and_bundles(client):
     value = teacher["value"] if isinstance(teacher, dict) else teacher
     assert value and value.startswith("train-")
     job = client.submit(value, "soft-target", 0.5, 4.0, 0.7, 2, 0.2, 1.0, [], None,
-                        api_name="/distill")
+                        "steps", api_name="/distill")
     status, curve, table, bundle = job.result()
     assert "gain" in status and "soft-target" in status
     rows = table["data"]
@@ -29,7 +29,7 @@ def test_distill_tab_runs_streams_and_bundles(client):
 def test_distill_tab_bad_input_is_a_clear_error(client):
     with pytest.raises(Exception, match="temperature"):
         client.predict(None, "soft-target", 0.5, 0.0, 0.7, 1, 1.0, 1.0, [], None,
-                       api_name="/distill")
+                       "steps", api_name="/distill")
     with pytest.raises(Exception, match="not found"):
         client.predict("train-doesnotexist", "soft-target", 0.5, 4.0, 0.7, 1, 1.0, 1.0, [],
-                       None, api_name="/distill")
+                       None, "steps", api_name="/distill")

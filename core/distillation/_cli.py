@@ -36,6 +36,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--teachers", default="",
                    help="comma-separated extra teachers for multi-teacher (run folders/files)")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--budget", default="steps", choices=["steps", "epochs"],
+                   help="label-only student: as many optimiser steps as the distilled one "
+                        "(default), or the same epochs")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--label-fraction", type=float, default=1.0,
@@ -56,7 +59,8 @@ def _cmd_distill(args: argparse.Namespace) -> Path:
         width=args.width, depth=args.depth, family=args.family, student=args.student,
         teachers=tuple(t.strip() for t in args.teachers.split(",") if t.strip()),
         layer=args.layer, label_fraction=args.label_fraction, unlabelled=args.unlabelled,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+        epochs=args.epochs, budget=args.budget, lr=args.lr, batch_size=args.batch_size,
+        seed=args.seed)
     data = args.data
     teacher = Path(args.teacher)
     if data is not None and (not teacher.is_dir() or args.label_column != "label"):

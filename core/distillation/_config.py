@@ -8,6 +8,7 @@ from core.config import Config
 from core.errors import InvalidParameterError, check_range
 
 FAMILIES = ("mlp", "cnn", "vit")
+BUDGETS = ("steps", "epochs")
 
 
 @dataclass(frozen=True)
@@ -15,8 +16,11 @@ class DistillConfig(Config):
     """How to distil: method, temperature, alpha, student size, transfer set, training budget.
 
     ``alpha`` weights the teacher term: labelled rows get ``(1-alpha)*CE + alpha*T^2*KL``,
-    unlabelled rows only ``alpha*T^2*KL``. ``beta`` weights the method's extra term (hint,
-    attention or relational loss); ``None`` takes the method's default.
+    unlabelled rows only ``alpha*T^2*KL``. ``budget`` sets the label-only student's training:
+    ``"steps"`` (default) gives it as many optimiser steps as the distilled student (more
+    epochs over its smaller labelled set), ``"epochs"`` the same number of epochs.
+    ``beta`` weights the method's extra term (hint, attention or relational loss); ``None``
+    takes the method's default.
     """
 
     method: str = "soft-target"
@@ -32,6 +36,7 @@ class DistillConfig(Config):
     label_fraction: float = 1.0
     unlabelled: str | None = None
     epochs: int = 10
+    budget: str = "steps"
     lr: float = 0.01
     batch_size: int = 64
     seed: int = 0
@@ -52,18 +57,20 @@ class DistillConfig(Config):
             raise InvalidParameterError("family", f"one of {list(FAMILIES)}", self.family)
         check_range("label_fraction", self.label_fraction, low=0, high=1, low_inclusive=False)
         check_range("epochs", self.epochs, low=1, high=10_000, kind=int)
+        if self.budget not in BUDGETS:
+            raise InvalidParameterError("budget", f"one of {list(BUDGETS)}", self.budget)
         check_range("lr", self.lr, low=0, high=10, low_inclusive=False)
         check_range("batch_size", self.batch_size, low=2, high=65_536, kind=int)
         check_range("seed", self.seed, low=0, kind=int)
         if isinstance(self.teachers, (str, list)):
             object.__setattr__(self, "teachers", _as_tuple(self.teachers))
 
-    def train_config(self):
-        """The TrainConfig both students are trained with (same epochs, seed, data order)."""
+    def train_config(self, epochs: int | None = None):
+        """The TrainConfig the students are trained with (same seed, lr, batch size)."""
         from core.training import TrainConfig
 
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                           seed=self.seed)
+        return TrainConfig(epochs=epochs or self.epochs, lr=self.lr,
+                           batch_size=self.batch_size, seed=self.seed)
 
 
 def _as_tuple(value: str | list[str]) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -122,6 +123,15 @@ def _student(config: DistillConfig, student: Any, teacher: dict[str, Any], data:
     return copy.deepcopy(given), f"given: {type(given).__name__}"
 
 
+def _label_only_epochs(config: DistillConfig, n_transfer: int, n_labelled: int) -> int:
+    """Epochs for the label-only student: the KD student's step count, or its epochs."""
+    if config.budget == "epochs":
+        return config.epochs
+    steps = config.epochs * math.ceil(n_transfer / config.batch_size)
+    return min(10_000, max(config.epochs, math.ceil(steps / math.ceil(n_labelled
+                                                                      / config.batch_size))))
+
+
 def _fresh_fields(model: Any) -> dict[str, Any]:
     from core.measure import torch_param_counts
 
@@ -219,8 +229,10 @@ def distill(
         finally:
             method.close()
         model.eval()
-        lo = train(label_only, data, tcfg, callbacks=_sub(cb, 0.5, 0.82, "label-only"),
-                   train_split=transfer.labelled_split())
+        lo_split = transfer.labelled_split()
+        lo_epochs = _label_only_epochs(config, len(transfer.labels), len(lo_split[1]))
+        lo = train(label_only, data, config.train_config(lo_epochs),
+                   callbacks=_sub(cb, 0.5, 0.82, "label-only"), train_split=lo_split)
         cb.progress(0.83, "Saving the students")
         saved = save_model(model, tmp, data=data)
         save_model(label_only, tmp / "label_only", data=data, onnx=False)
@@ -248,7 +260,8 @@ def distill(
         lo_entry = {
             "accuracy": lo_metrics.accuracy, "f1_macro": lo_metrics.f1_macro,
             "size_bytes": sum(f.stat().st_size for f in lo_files), **_fresh_fields(label_only),
-            "history": lo.history, "path": "label_only",
+            "history": lo.history, "path": "label_only", "epochs": lo_epochs,
+            "steps": lo_epochs * math.ceil(len(lo_split[1]) / config.batch_size),
         }
         extra_report = {"distillation": {
             "student": {"origin": origin, "spec": model.spec().to_dict()
@@ -256,7 +269,10 @@ def distill(
             "teacher": {"path": t["path"], "kind": t["kind"], "params": t_params,
                         "extra_teachers": [str(x) for x in config.teachers] or len(extra)},
             "kd_student": {"accuracy": kd_metrics.accuracy, "f1_macro": kd_metrics.f1_macro,
-                           "history": kd.history},
+                           "history": kd.history, "epochs": config.epochs,
+                           "steps": config.epochs * math.ceil(len(transfer.labels)
+                                                              / config.batch_size)},
+            "budget": config.budget,
             "label_only": lo_entry,
             "gain": gain,
             "gain_pt": gain * 100,

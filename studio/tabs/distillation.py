@@ -111,6 +111,9 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                                       label="Student depth (fraction of stages/blocks kept)")
                     extra = gr.Dropdown([], multiselect=True, label="More teachers "
                                         "(multi-teacher)", allow_custom_value=True)
+                    budget = gr.Radio(["steps", "epochs"], value="steps",
+                                      label="Label-only student budget: same optimiser steps "
+                                      "as the distilled one, or same epochs")
                     unlabelled = gr.File(label="Unlabelled inputs: .npz (array X) or .csv",
                                          file_types=[".npz", ".csv"], height=110)
                 with gr.Row():
@@ -131,7 +134,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                          None)
             return gr.update(choices=choices, value=value), gr.update(choices=choices)
 
-        def on_run(choice, name, w, t, a, n_epochs, frac, d, others, upload,
+        def on_run(choice, name, w, t, a, n_epochs, frac, d, others, upload, plan,
                    request: gr.Request):
             src = call(lambda: ctx.find_run(request, choice)) if choice else None
             more = tuple(str(call(lambda o=o: ctx.find_run(request, o))) for o in others or [])
@@ -140,7 +143,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                 if upload else None
             config = call(lambda: DistillConfig(
                 method=name, width=float(w), temperature=float(t), alpha=float(a),
-                epochs=int(n_epochs), label_fraction=float(frac), depth=float(d),
+                epochs=int(n_epochs), budget=plan, label_fraction=float(frac), depth=float(d),
                 teachers=more, unlabelled=str(file) if file else None))
             run_dir = ctx.new_run_dir(request, "distill")
             history: list[dict[str, Any]] = []
@@ -168,7 +171,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
         method.change(_method_help, [method], [method_help])
         event = run_btn.click(
             on_run, [teacher, method, width, temperature, alpha, epochs, fraction, depth, extra,
-                     unlabelled],
+                     unlabelled, budget],
             [status, curve, table, bundle], api_name="distill", show_progress_on=[status],
             **ctx.engine())
         stop_btn.click(None, None, None, cancels=[event], api_name="stop_distill")
