@@ -43,6 +43,7 @@ def size_latency(rows: Sequence[Row], batch: str = "64") -> Any:
                     "line": {"width": 2}}, hoverinfo="skip"))
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
     return _layout(fig, f"Size vs latency (batch {batch}); lower-left is better",
                    f"p50 latency at batch {batch} (ms, log)", "size on disk (KB, log)")
 
