@@ -303,3 +303,17 @@ def test_cli_quantize(baseline_dir, tmp_path, monkeypatch):
                 "--calibration", "entropy", "--out", str(tmp_path / "bad")], err=errors.append)
     assert code == 2 and "ort-fp16" in errors[-1]
     assert not (tmp_path / "bad").exists()
+
+
+def test_cancel_leaves_nothing_behind(baseline_dir, tmp_path):
+    from core.callbacks import Callbacks
+    from core.errors import CancelledError
+    from core.quantization import make_config, quantize
+
+    seen: list[str] = []
+    cb = Callbacks(on_progress=lambda f, m: (seen.append(m), cb.cancel.cancel())
+                   if "Calibrating" in m else None)
+    with pytest.raises(CancelledError):
+        quantize(baseline_dir, None, make_config("ort-static-int8", {"calibration_size": 64}),
+                 out_dir=tmp_path / "q", callbacks=cb, measure_options=FAST)
+    assert seen and not (tmp_path / "q").exists() and not (tmp_path / "q.partial").exists()
