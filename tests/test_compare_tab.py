@@ -88,7 +88,8 @@ def test_recipe_from_the_ui_gives_the_same_variants_as_the_cli(client, studio_se
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
-    assert run(["run", str(recipe), "--out", str(tmp_path / "cli")]) == 0
+    assert run(["run", str(recipe), "--out", str(tmp_path / "cli"), "--budget", "0.02",
+                "--no-memory"]) == 0
     status, steps = client.predict(RECIPE, None, api_name="/run_recipe")
     assert "Done" in status and [r[0] for r in steps["data"]] == ["train", "quantize", "export"]
     _, ctx = studio_server

@@ -18,6 +18,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("recipe", type=Path, help="RECIPE.yaml")
     p.add_argument("--data", default=None, help="override the recipe's data set")
     p.add_argument("--label-column", default="label")
+    p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
+    p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
     add_common(p, data=False)
     p.set_defaults(func=_cmd_run)
 
@@ -32,7 +34,8 @@ def _cmd_run(args: argparse.Namespace) -> Path:
                         seed=args.seed)
     result = run_recipe(recipe, out_dir=args.out, data=data,
                         callbacks=progress_callbacks(f"run {recipe.name}"),
-                        measure_options={"threads": args.threads})
+                        measure_options={"threads": args.threads, "budget_s": args.budget,
+                                         "memory": not args.no_memory})
     for s in result.report["recipe"]["steps"]:
         par = s["parity"]
         fig = (f"max |Δ| {par['max_abs_diff']:.2e}" if "max_abs_diff" in par else "")
