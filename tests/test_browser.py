@@ -69,3 +69,57 @@ def test_train_compare_and_download_in_a_browser(page, tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     acc = float((sess.run(None, {"input": data.X_test})[0].argmax(1) == data.y_test).mean())
     assert acc == pytest.approx(report["result"]["accuracy"], abs=1e-6)
+
+
+def _reports(root: Path, operation: str) -> int:
+    import json
+
+    return sum(1 for p in root.rglob("report.json")
+               if json.loads(p.read_text()).get("operation") == operation)
+
+
+def _wait_for_run(root: Path, operation: str, before: int, timeout_s: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while _reports(root, operation) <= before:
+        assert time.monotonic() < deadline, f"no new '{operation}' run within {timeout_s} s"
+        time.sleep(0.5)
+
+
+# (tab label, elem_id, primary button, operation it writes, fields to set first)
+TAB_ACTIONS = [
+    ("Quantization", "quantization-tab", "Quantize", "quantize", {}),
+    ("Pruning", "pruning-tab", "Prune", "prune", {}),
+    ("Distillation", "distillation-tab", "Distil", "distill", {}),
+    ("Tuning", "tuning-tab", "Run study", "tune", {"Trials": "3", "Epochs per trial": "1"}),
+    ("Scalability", "scalability-tab", "Run", "scale",
+     {"Client counts (comma-separated)": "4,10"}),
+]
+
+
+def test_each_tab_default_action(page, studio_server):
+    """Run every tab's default action in the browser, wait for its charts, screenshot it."""
+    _, ctx = studio_server
+    for label, elem_id, button, operation, fields in TAB_ACTIONS:
+        tab = page.get_by_role("tab", name=label)
+        if not tab.count():
+            continue
+        tab.click()
+        panel = page.locator(f"#{elem_id}")
+        for name, value in fields.items():
+            panel.get_by_label(name, exact=True).first.fill(value)
+        before = _reports(ctx.root, operation)
+        panel.get_by_role("button", name=button, exact=True).click()
+        _wait_for_run(ctx.root, operation, before, timeout_s=240)
+        panel.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # let the last streamed update render
+        page.screenshot(path=str(screenshot_dir() / f"{elem_id.removesuffix('-tab')}.png"),
+                        full_page=True)
+    page.get_by_role("tab", name="Comparison").click()
+    before = _reports(ctx.root, "compare")
+    page.locator("#comparison-tab").get_by_role("button", name="Re-measure all").click()
+    _wait_for_run(ctx.root, "compare", before, timeout_s=240)
+    page.locator("#comparison-tab .js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(screenshot_dir() / "comparison-all.png"), full_page=True)
