@@ -72,10 +72,20 @@ def test_train_compare_and_download_in_a_browser(page, tmp_path):
 
 
 def _reports(root: Path, operation: str) -> int:
+    """Count finished runs of `operation`; staging folders may vanish mid-walk (os.walk skips)."""
     import json
+    import os
 
-    return sum(1 for p in root.rglob("report.json")
-               if json.loads(p.read_text()).get("operation") == operation)
+    count = 0
+    for folder, _, files in os.walk(root):
+        if "report.json" not in files or folder.endswith(".partial"):
+            continue
+        try:
+            report = json.loads((Path(folder) / "report.json").read_text())
+        except (OSError, ValueError):
+            continue
+        count += report.get("operation") == operation
+    return count
 
 
 def _wait_for_run(root: Path, operation: str, before: int, timeout_s: float) -> None:
