@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from studio.app import build_app, default_root, launch_kwargs
+from studio.app import build_app, launch_kwargs
 from studio.context import StudioContext
 
-ctx = StudioContext(default_root())
+ctx = StudioContext.from_env()  # STUDIO_ROOT, STUDIO_UPLOAD_LIMIT_MB, ... (README)
 demo = build_app(ctx)
 
 if __name__ == "__main__":

@@ -133,12 +133,13 @@ def create_app(ctx: Any = None, demo: Any = None) -> Any:
     """The served app: /api routes first, then the Gradio UI mounted at ``/``."""
     import gradio as gr
 
-    from studio.app import build_app, default_root, launch_kwargs
+    from studio.app import build_app, launch_kwargs
     from studio.context import StudioContext
 
-    ctx = ctx or StudioContext(default_root())
+    ctx = ctx or StudioContext.from_env()
     demo = demo if demo is not None else build_app(ctx)
-    app = create_api(ctx.root, measure_options=ctx.measure_options)
+    app = create_api(ctx.root, measure_options=ctx.measure_options,
+                     queue_limit=ctx.job_queue, per_owner=ctx.jobs_per_session)
     kw = launch_kwargs(ctx)
     return gr.mount_gradio_app(app, demo, path="/", allowed_paths=kw["allowed_paths"],
                                ssr_mode=False, theme=kw.get("theme"))

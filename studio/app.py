@@ -26,16 +26,11 @@ TABS: list[tuple[str, str]] = [
 TITLE = "Optimization Studio"
 
 
-def default_root() -> Path:
-    """Where sessions and runs live: $STUDIO_ROOT or ./results."""
-    return Path(os.environ.get("STUDIO_ROOT", "results"))
-
-
 def build_app(ctx: StudioContext | None = None):
     """The studio as a ``gr.Blocks`` (not launched)."""
     import gradio as gr
 
-    ctx = ctx or StudioContext(default_root())
+    ctx = ctx or StudioContext.from_env()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nMake a model smaller and faster, and see — measured, not "
                     "estimated — what each step costs in accuracy.")
@@ -65,6 +60,6 @@ def launch(host: str | None = None, port: int | None = None, root: Path | None =
     """Build and serve the studio (blocking): the REST API at /api beside the UI at /."""
     from studio.api import create_app, serve
 
-    ctx = StudioContext(root or default_root())
+    ctx = StudioContext.from_env(root)
     kw = launch_kwargs(ctx, host, port)
     serve(create_app(ctx), kw["server_name"], kw["server_port"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.artifacts import new_run_id
-from core.errors import StudioError
+from core.errors import InvalidParameterError, StudioError
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
@@ -35,12 +36,34 @@ class StudioContext:
     upload_limit_mb: float = 200.0
     measure_options: dict[str, Any] = field(default_factory=dict)
     session_ttl_hours: float = 24.0
+    jobs_per_session: int = 2
+    job_queue: int = 8
     _last_cleanup: float = field(default=0.0, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
         (self.root / "sessions").mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(cls, root: str | Path | None = None) -> "StudioContext":
+        """Settings from the environment (a Space sets them as variables): STUDIO_ROOT and
+        STUDIO_<FIELD> for each limit, e.g. STUDIO_UPLOAD_LIMIT_MB=50, STUDIO_QUEUE_SIZE=8."""
+        kinds = {"engine_limit": int, "queue_size": int, "upload_limit_mb": float,
+                 "session_ttl_hours": float, "jobs_per_session": int, "job_queue": int}
+        values = {}
+        for name, kind in kinds.items():
+            raw = os.environ.get(f"STUDIO_{name.upper()}")
+            if raw is None:
+                continue
+            try:
+                values[name] = kind(raw)
+            except ValueError:
+                raise InvalidParameterError(f"STUDIO_{name.upper()}", f"a {kind.__name__}",
+                                            raw) from None
+            if values[name] <= 0:
+                raise InvalidParameterError(f"STUDIO_{name.upper()}", "> 0", raw)
+        return cls(root or os.environ.get("STUDIO_ROOT", "results"), **values)
 
     # --- events -----------------------------------------------------------------------
     def engine(self) -> dict[str, Any]:

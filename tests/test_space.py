@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import _free_port
@@ -46,3 +47,17 @@ def test_launch_honours_space_environment(monkeypatch):
     kwargs = launch_kwargs(StudioContext(ROOT / "results"))
     assert kwargs["server_name"] == "0.0.0.0" and kwargs["server_port"] == 7861
     assert kwargs["ssr_mode"] is False
+
+
+def test_limits_come_from_the_environment(monkeypatch, tmp_path):
+    from core.errors import InvalidParameterError
+    from studio.context import StudioContext
+
+    monkeypatch.setenv("STUDIO_ROOT", str(tmp_path))
+    monkeypatch.setenv("STUDIO_UPLOAD_LIMIT_MB", "50")
+    monkeypatch.setenv("STUDIO_JOBS_PER_SESSION", "1")
+    ctx = StudioContext.from_env()
+    assert (ctx.root, ctx.upload_limit_mb, ctx.jobs_per_session) == (tmp_path.resolve(), 50.0, 1)
+    monkeypatch.setenv("STUDIO_QUEUE_SIZE", "many")
+    with pytest.raises(InvalidParameterError, match="STUDIO_QUEUE_SIZE"):
+        StudioContext.from_env()
