@@ -67,6 +67,12 @@ def job_latencies(url: str, clients: int) -> dict:
             "p50_s": statistics.median(ok) if ok else None, "p95_s": q[18] if ok else None}
 
 
+def _stopped_within(proc: subprocess.Popen, timeout: float) -> float:
+    t0 = time.perf_counter()
+    proc.wait(timeout=timeout)
+    return time.perf_counter() - t0
+
+
 def main() -> dict:
     port = free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
@@ -84,9 +90,14 @@ def main() -> dict:
         after = rss_mb(proc.pid)
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            stop_s = _stopped_within(proc, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
     result = {"cold_start_s": cold, "cold_start_goal_s": 15, "idle_rss_mb": idle,
-              "idle_rss_goal_mb": 1536, "rss_after_load_mb": after, "small_job": loads}
+              "idle_rss_goal_mb": 1536, "rss_after_load_mb": after, "small_job": loads,
+              "stop_after_sigterm_s": stop_s}
     write_result("serve", result)
     return result
 

@@ -150,7 +150,8 @@ def serve(app: Any, host: str, port: int) -> None:
     import uvicorn
 
     print(f"Optimization Studio on http://{host}:{port}/ (REST API: /api/docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # Open client streams must not hold a restart (a Space sends SIGTERM) for long.
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 def main(argv: list[str] | None = None) -> None:

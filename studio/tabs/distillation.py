@@ -11,10 +11,11 @@ import plotly.graph_objects as go
 
 from core.artifacts import make_bundle
 from core.distillation import DistillConfig, distill
-from core.registry import get_method, list_methods
+from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.uploads import store_data_upload
+from studio.widgets import method_summary, variant_update, warnings_markdown
 
 COLUMNS = ["model", "accuracy", "macro F1", "params", "size (KB)", "p50 b1 (ms)",
            "p50 b64 (ms)"]
@@ -72,16 +73,8 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64. Transfer set: "
             f"{info['transfer_set']['labelled']} labelled + "
             f"{info['transfer_set']['unlabelled']} unlabelled rows.")
-    if report.get("warnings"):
-        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
-    return text
+    return text + warnings_markdown(report)
 
-
-def _method_help(method: str) -> str:
-    try:
-        return f"*{get_method('distillation', method).summary}*"
-    except Exception:
-        return ""
 
 
 def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
@@ -97,7 +90,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                 teacher = gr.Dropdown([], label="Teacher (empty: the session baseline)",
                                       allow_custom_value=True)
                 method = gr.Dropdown(methods, value=methods[0], label="Method")
-                method_help = gr.Markdown(_method_help(methods[0]))
+                method_help = gr.Markdown(method_summary("distillation", methods[0]))
                 width = gr.Slider(0.1, 1.0, value=0.5, step=0.05,
                                   label="Student width (fraction of the teacher's)")
                 temperature = gr.Number(4.0, label="Temperature T (> 0)")
@@ -128,11 +121,8 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                                  "card, recipe")
 
         def on_select(request: gr.Request):
-            choices = ctx.variant_choices(request)
-            base = ctx.baseline(request)
-            value = next((c for c in choices if base is not None and c.startswith(base.name)),
-                         None)
-            return gr.update(choices=choices, value=value), gr.update(choices=choices)
+            picker = variant_update(ctx, request)
+            return picker, gr.update(choices=picker["choices"])
 
         def on_run(choice, name, w, t, a, n_epochs, frac, d, others, upload, plan,
                    request: gr.Request):
@@ -168,7 +158,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                            pd.DataFrame(results_rows(report), columns=COLUMNS), str(zipped))
 
         tab.select(on_select, None, [teacher, extra])
-        method.change(_method_help, [method], [method_help])
+        method.change(lambda m: method_summary("distillation", m), [method], [method_help])
         event = run_btn.click(
             on_run, [teacher, method, width, temperature, alpha, epochs, fraction, depth, extra,
                      unlabelled, budget],

@@ -11,9 +11,10 @@ import plotly.graph_objects as go
 
 from core.artifacts import make_bundle
 from core.pruning import ATTENTION_MODES, SCHEDULES, PruningConfig, prune
-from core.registry import get_method, list_methods
+from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.widgets import method_summary, variant_update, warnings_markdown
 
 COLUMNS = ["model", "accuracy", "accuracy before fine-tune", "params", "non-zero params",
            "MACs", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)", "p95 b64 (ms)"]
@@ -91,16 +92,8 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"({ratios.get('size_reduction') or 0:.2f}× smaller); speed-up "
             f"{ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
             f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64.")
-    if report.get("warnings"):
-        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
-    return text
+    return text + warnings_markdown(report)
 
-
-def _method_help(method: str) -> str:
-    try:
-        return f"*{get_method('pruning', method).summary}*"
-    except Exception:
-        return ""
 
 
 def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
@@ -117,7 +110,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                 variant = gr.Dropdown([], label="Input variant (empty: the session baseline)",
                                       allow_custom_value=True)
                 method = gr.Dropdown(methods, value=default, label="Method")
-                method_help = gr.Markdown(_method_help(default))
+                method_help = gr.Markdown(method_summary("pruning", default))
                 sparsity = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
                                      label="Target sparsity (fraction removed)")
                 schedule = gr.Radio(list(SCHEDULES), value="oneshot", label="Schedule")
@@ -146,11 +139,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                 bundle = gr.File(label="Download: model file(s), report.json, model card, recipe")
 
         def on_select(request: gr.Request):
-            choices = ctx.variant_choices(request)
-            base = ctx.baseline(request)
-            value = next((c for c in choices if base is not None and c.startswith(base.name)),
-                         None)
-            return gr.update(choices=choices, value=value)
+            return variant_update(ctx, request)
 
         def on_run(choice, name, target, sched, n_steps, n_epochs, rate, rounding, attn, skip,
                    request: gr.Request):
@@ -186,7 +175,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                            layer_chart(info.get("layers", []), config.structured), str(zipped))
 
         tab.select(on_select, None, [variant])
-        method.change(_method_help, [method], [method_help])
+        method.change(lambda m: method_summary("pruning", m), [method], [method_help])
         event = run_btn.click(
             on_run, [variant, method, sparsity, schedule, steps, epochs, lr, round_to,
                      attention, ignore],

@@ -14,6 +14,7 @@ from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
 from core.registry import get_method, list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.widgets import variant_update, warnings_markdown
 
 DEFAULT_TOLERANCE = 0.01
 COLUMNS = ["variant", "method", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)",
@@ -117,9 +118,7 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64 vs FP32.")
     if q.get("kept_float"):
         text += f"\n\nKept in float (tolerance): {', '.join(q['kept_float'])}."
-    if report.get("warnings"):
-        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
-    return text
+    return text + warnings_markdown(report)
 
 
 def _method_help(method: str) -> str:
@@ -173,11 +172,7 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                 bundle = gr.File(label="Download: model file(s), report.json, model card, recipe")
 
         def on_select(request: gr.Request):
-            choices = ctx.variant_choices(request)
-            base = ctx.baseline(request)
-            value = next((c for c in choices if base is not None and c.startswith(base.name)),
-                         None)
-            return gr.update(choices=choices, value=value)
+            return variant_update(ctx, request)
 
         def on_run(choice, name, calib, size, channel, tol, sens, types, block, kernels,
                    epochs, rate, request: gr.Request):

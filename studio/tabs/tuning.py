@@ -17,6 +17,7 @@ from core.registry import list_methods
 from core.tuning import OBJECTIVES, PRUNERS, TuneConfig, default_space, train_best, tune
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.widgets import warnings_markdown
 
 TARGETS = ["hyperparameters", "architecture", "recipe"]
 COLUMNS = ["trial", "state", "accuracy", "latency (ms)", "size (KB)", "epochs", "stopped",
@@ -104,9 +105,7 @@ def _summary(report: dict[str, Any]) -> str:
     for row in study["best"][:5]:
         vals = ", ".join(f"{k} {v:.4g}" for k, v in (row["values"] or {}).items())
         text += f"\n\n- best trial **{row['number']}**: {vals}"
-    if report.get("warnings"):
-        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
-    return text
+    return text + warnings_markdown(report)
 
 
 def make_tune_config(target: str, family: str, data: str, space: str, sampler: str,
