@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+from tests.helpers.browser import MARKS, open_studio, screenshot_dir
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
-
-
-def screenshot_dir() -> Path:
-    """Where tab screenshots go (a CI artefact): $STUDIO_SCREENSHOTS or test-artifacts/."""
-    path = Path(os.environ.get("STUDIO_SCREENSHOTS", "test-artifacts/screenshots"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +18,7 @@ def page(studio_server, tmp_path_factory):
 
     url, _ = studio_server
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            args=FLAGS, accept_downloads=True, viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.goto(url)
-        page.get_by_role("button", name="Train baseline").wait_for(timeout=30_000)
+        context, page = open_studio(pw, tmp_path_factory.mktemp("chromium-profile"), url)
         yield page
         context.close()
 

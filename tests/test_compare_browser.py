@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import pytest
+from tests.helpers.browser import MARKS, open_studio, screenshot_dir
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
-
-
-def _shots() -> Path:
-    path = Path(os.environ.get("STUDIO_SCREENSHOTS", "test-artifacts/screenshots"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+pytestmark = MARKS
 
 
 def test_remeasure_auto_and_jobs_in_a_browser(studio_server, tmp_path):
@@ -29,12 +14,7 @@ def test_remeasure_auto_and_jobs_in_a_browser(studio_server, tmp_path):
 
     url, _ = studio_server
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, args=FLAGS,
-            viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.goto(url)
-        page.get_by_role("button", name="Train baseline").wait_for(timeout=30_000)
+        context, page = open_studio(pw, tmp_path / "profile", url)
         page.get_by_label("Epochs").first.fill("2")
         page.get_by_role("button", name="Train baseline").click()
         page.locator("strong", has_text="Trained").first.wait_for(timeout=120_000)
@@ -43,7 +23,7 @@ def test_remeasure_auto_and_jobs_in_a_browser(studio_server, tmp_path):
         page.get_by_role("button", name="Re-measure all").click()
         tab = page.locator("#comparison-tab")
         tab.get_by_text("Re-measured").first.wait_for(timeout=120_000)
-        page.screenshot(path=str(_shots() / "comparison_remeasured.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir() / "comparison_remeasured.png"), full_page=True)
         expect(tab.locator(".js-plotly-plot").first).to_be_visible()
         expect(tab).to_contain_text(re.compile(r"report\s*\.html"))
         expect(tab).to_contain_text(re.compile(r"comparison\s*\.csv"))
@@ -54,7 +34,7 @@ def test_remeasure_auto_and_jobs_in_a_browser(studio_server, tmp_path):
         auto.get_by_role("button", name="Optimise").click()
         auto.get_by_text("Why the others lost").wait_for(timeout=180_000)
         expect(auto.get_by_text("ort-fp32").first).to_be_visible()
-        page.screenshot(path=str(_shots() / "auto.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir() / "auto.png"), full_page=True)
 
         page.get_by_role("tab", name="Jobs").click()
         page.get_by_role("button", name="Reload jobs list").click()
@@ -62,5 +42,5 @@ def test_remeasure_auto_and_jobs_in_a_browser(studio_server, tmp_path):
         expect(jobs).to_contain_text("succeeded", timeout=30_000)
         expect(jobs).to_contain_text("auto")
         expect(jobs).to_contain_text("compare")
-        page.screenshot(path=str(_shots() / "jobs.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir() / "jobs.png"), full_page=True)
         context.close()

@@ -80,7 +80,32 @@ def _le(peer: Any, own: Any) -> bool:
     return float(peer) <= float(own) * LATENCY_TOLERANCE
 
 
-class TrialObjective:
+class StudyObjective:
+    """What every studio objective does around a trial's ``_run``: a cancelled trial is queued
+    again (a resumed study runs it), errors are kept, and the trial's info is written once."""
+
+    def __call__(self, trial: Any) -> float | Sequence[float]:
+        info: dict[str, Any] = {}
+        try:
+            return self._run(trial, info)
+        except CancelledError:
+            trial.study.enqueue_trial(dict(trial.params), skip_if_exists=False)
+            raise
+        except Exception as exc:
+            if not isinstance(exc, optuna_pruned()):
+                info["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            raise
+        finally:
+            # One storage write per trial (each costs ~10 ms on SQLite).
+            if "constraints" in info:
+                trial.set_user_attr("constraints", info["constraints"])
+            trial.set_user_attr("studio", info)
+
+    def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
+        raise NotImplementedError
+
+
+class TrialObjective(StudyObjective):
     """The callable Optuna runs: returns the objectives' values for one trial."""
 
     def __init__(self, config: TuneConfig, space: SearchSpace, data: Any, family: str,
@@ -99,25 +124,6 @@ class TrialObjective:
             n_warmup_steps=int(opts.get("n_warmup_steps", 1)), others=others,
         ) if config.multi_objective and config.pruner != "none" \
             and "accuracy" in config.objectives else None
-
-    # --------------------------------------------------------------------------------
-    def __call__(self, trial: Any) -> float | Sequence[float]:
-        info: dict[str, Any] = {}
-        try:
-            return self._run(trial, info)
-        except CancelledError:
-            # Stopped by the user: queue the same point so a resumed study runs it again.
-            trial.study.enqueue_trial(dict(trial.params), skip_if_exists=False)
-            raise
-        except Exception as exc:
-            if not isinstance(exc, optuna_pruned()):
-                info["error"] = f"{type(exc).__name__}: {exc}"[:500]
-            raise
-        finally:
-            # One storage write per trial (each costs ~10 ms on SQLite).
-            if "constraints" in info:
-                trial.set_user_attr("constraints", info["constraints"])
-            trial.set_user_attr("studio", info)
 
     def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
         import optuna

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from core.callbacks import Callbacks
 from core.tuning._config import TuneConfig
+from core.tuning._objective import StudyObjective
 from core.tuning._space import SearchSpace
 
 
@@ -26,7 +27,7 @@ def recipe_baseline(config: TuneConfig, data: Any, folder: Path, *,
     return folder
 
 
-class RecipeObjective:
+class RecipeObjective(StudyObjective):
     """Prune (optional) then quantize (optional) the base run; score the final run folder.
 
     Every figure comes from the measured run folders that ``prune``/``quantize`` write
@@ -40,18 +41,6 @@ class RecipeObjective:
         self.base_dir, self.trials_dir, self.cb = Path(base_dir), Path(trials_dir), callbacks
         self.measure = {"budget_s": config.latency_budget_s, "memory": False,
                         "threads": threads}
-
-    def __call__(self, trial: Any) -> float | Sequence[float]:
-        info: dict[str, Any] = {}
-        try:
-            return self._run(trial, info)
-        except Exception as exc:
-            info["error"] = f"{type(exc).__name__}: {exc}"[:500]
-            raise
-        finally:
-            if "constraints" in info:
-                trial.set_user_attr("constraints", info["constraints"])
-            trial.set_user_attr("studio", info)
 
     def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
         from core.artifacts import read_report
