@@ -10,7 +10,7 @@ ARGS = dict(calib="minmax", size=64, channel=False, sens=True, types="U8S8", blo
             kernels="x86", epochs=1, rate=1e-3)
 
 
-def _quantize(client, choice, method, tolerance=None, **kw):
+def _quantize(client, choice, method, tolerance="off", **kw):
     a = {**ARGS, **kw}
     return client.predict(choice, method, a["calib"], a["size"], a["channel"], tolerance,
                           a["sens"], a["types"], a["block"], a["kernels"], a["epochs"],
@@ -23,7 +23,7 @@ def test_quantize_tab_runs_compares_and_bundles(client, studio_server):
     value = choice["value"] if isinstance(choice, dict) else choice
     assert value and value.startswith("train-")
 
-    status, table, sens, scatter, bundle = _quantize(client, value, "ort-static-int8", 0.05)
+    status, table, sens, scatter, bundle = _quantize(client, value, "ort-static-int8", "0.05")
     assert "ort-static-int8" in status and "speed-up" in status
     rows = table["data"]
     headers = table["headers"]
@@ -48,3 +48,5 @@ def test_quantize_tab_runs_compares_and_bundles(client, studio_server):
 def test_quantize_tab_bad_input_is_a_clear_error(client):
     with pytest.raises(Exception, match="not found"):
         _quantize(client, "train-doesnotexist", "ort-static-int8")
+    with pytest.raises(Exception, match="tolerance.*0.01"):
+        _quantize(client, "train-doesnotexist", "ort-static-int8", tolerance="lots")

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.artifacts import make_bundle
+from core.errors import InvalidParameterError
 from core.quantization import is_layerwise, make_config, quantize
 from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
 from core.registry import get_method, list_methods
@@ -132,6 +133,17 @@ def _method_help(method: str) -> str:
     return f"*{info.summary}.*{extra}"
 
 
+def _tolerance(value: Any) -> float | None:
+    """The tolerance box: "off"/empty is None, otherwise a fraction in [0, 1)."""
+    if value is None or str(value).strip().lower() in ("", "off", "none"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidParameterError("tolerance", "a number such as 0.01, or 'off'",
+                                    value) from None
+
+
 def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
     methods = list_methods("quantization")
     with gr.Tab("Quantization", id="quantization", elem_id="quantization-tab") as tab:
@@ -148,8 +160,11 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                 calib_size = gr.Number(256, precision=0,
                                        label="Calibration size (rows of the train split)")
                 per_channel = gr.Checkbox(False, label="Per-channel weights")
-                tolerance = gr.Number(None, label="Tolerance: max accuracy drop (e.g. 0.01; "
-                                      "empty = off)", minimum=0, maximum=1)
+                tolerance = gr.Dropdown(
+                    ["off", "0.005", "0.01", "0.02", "0.05"], value="off",
+                    allow_custom_value=True,
+                    label="Tolerance: max accuracy drop (0.01 = 1 point); the most sensitive "
+                          "layers stay in float until the drop is within it")
                 sensitivity = gr.Checkbox(True, label="Per-layer sensitivity")
                 with gr.Accordion("More options", open=False):
                     quant_types = gr.Radio(list(QUANT_TYPES), value="U8S8",
@@ -178,7 +193,7 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                    epochs, rate, request: gr.Request):
             options = {"calibration": calib, "calibration_size": int(size),
                        "per_channel": bool(channel),
-                       "tolerance": None if tol in (None, "") else float(tol),
+                       "tolerance": call(lambda: _tolerance(tol)),
                        "sensitivity": bool(sens), "quant_types": types,
                        "block_size": int(block), "backend": kernels, "epochs": int(epochs),
                        "lr": float(rate)}
