@@ -56,7 +56,7 @@ def _row(report: dict) -> dict:
 
 
 def _stats(rows: list[dict]) -> dict:
-    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))]
+    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and k != "seed"]
     out = {}
     for k in keys:
         vals = [r[k] for r in rows]

@@ -58,7 +58,7 @@ class AutoOptimizer:
 
         if data is None and train_loader is not None and test_loader is not None:
             data = dataset_from_loaders(train_loader, test_loader, seed=self.config.seed)
-        out = Path(out_dir) if out_dir is not None else Path("runs") / new_run_id("auto")
+        out = Path(out_dir) if out_dir is not None else Path("results") / new_run_id("auto")
         self.result = auto(model, data, self.config, out_dir=out, callbacks=callbacks,
                            measure_options=measure_options)
         return self.result

@@ -268,6 +268,6 @@ def quantize_model(model: Any, data: Any, method: str = "ort-static-int8", *,
     from core.artifacts import new_run_id
 
     config = make_config(method, options)
-    out = Path(out_dir) if out_dir is not None else Path("runs") / new_run_id("quantize")
+    out = Path(out_dir) if out_dir is not None else Path("results") / new_run_id("quantize")
     return quantize(model, data, config, out_dir=out, callbacks=callbacks,
                     measure_options=measure_options)
