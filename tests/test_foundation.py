@@ -8,6 +8,7 @@ import pkgutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,3 +290,20 @@ def test_benchmark_a_torch_export_file(tmp_path, baseline_dir, digits):
                              measure_options=FAST_MEASURE)
     assert report["result"]["accuracy"] > 0.5
     assert report["result"]["size_bytes"] == (tmp_path / "run" / "model.pt2").stat().st_size
+
+
+def test_peak_memory_grows_with_the_model(tmp_path, monkeypatch):
+    """The imports' own peak must not hide the model's: 16 MB more weights show up.
+    Paths relative to the caller's folder work too (the probe runs elsewhere)."""
+    from core.artifacts import export_onnx
+    from core.measure._memory import measure_memory_subprocess
+    from core.models import build_model
+
+    paths = []
+    for name, hidden in (("small", [16]), ("large", [2048, 2048])):
+        model = build_model("mlp", input_dim=64, hidden_dims=hidden, num_classes=10)
+        export_onnx(model, tmp_path / f"{name}.onnx", model.example_inputs())
+        paths.append(Path(f"{name}.onnx"))
+    monkeypatch.chdir(tmp_path)
+    small, large = measure_memory_subprocess(paths).values()
+    assert small > 0 and large - small > 12

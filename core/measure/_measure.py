@@ -144,8 +144,8 @@ def measure_many(
         loadable = {k: v for k, v in loadable.items() if v is not None}
         by_path = measure_memory_subprocess(list(loadable.values()), batch_size=max(batch_sizes))
         peaks = {name: by_path.get(str(path)) for name, path in loadable.items()}
-        for name, pred in preds.items():
-            if peaks.get(name) is None:
+        for name, pred in preds.items():  # no file a fresh process could load
+            if name not in loadable:
                 peaks[name] = _in_process_peak_mb(pred, np.repeat(X[:1], max(batch_sizes), 0))
     if callbacks is not None:
         callbacks.progress(len(preds) / (len(preds) + 1), "Timing (interleaved)")

@@ -15,7 +15,8 @@ def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
     """Peak RSS added by loading each model file and running one batch (MB), in parallel."""
     procs = {
         str(p): subprocess.Popen(
-            [sys.executable, "-m", "core.measure._memory", str(p), str(batch_size)],
+            [sys.executable, "-m", "core.measure._memory", str(Path(p).resolve()),
+             str(batch_size)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
@@ -45,6 +46,7 @@ def _main(path: str, batch_size: int) -> None:
     from core.artifacts import load_model
     from core.measure._predictor import as_predictor
 
+    reset = _reset_peak()  # the imports' own peak must not hide the model's
     before = psutil.Process().memory_info().rss
     loaded = load_model(path)
     pred = as_predictor(loaded.model)
@@ -52,8 +54,25 @@ def _main(path: str, batch_size: int) -> None:
     with pred.pinned_threads():
         for _ in range(3):
             pred(x)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    peak = _peak_rss() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"peak_mb": max(peak - before, 0) / 2**20}))
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux ``clear_refs``); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _peak_rss() > 0
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    """Peak resident set size since the last reset, in bytes (``VmHWM``; 0 if unknown)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 if __name__ == "__main__":
