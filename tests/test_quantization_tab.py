@@ -41,6 +41,11 @@ def test_quantize_tab_runs_compares_and_bundles(client, studio_server):
         "FP32 baseline", "ort-static-int8", "torch-dynamic-int8"]
     with zipfile.ZipFile(bundle) as zf:
         assert "model.pt" in zf.namelist()
+    # Every run is a job of this session, listed in the Jobs tab.
+    jobs, _ = client.predict(api_name="/list_jobs")
+    kinds = [(r[jobs["headers"].index("kind")], r[jobs["headers"].index("status")])
+             for r in jobs["data"]]
+    assert kinds.count(("quantize", "succeeded")) == 2 and ("train", "succeeded") in kinds
     with pytest.raises(Exception, match=r"calibration_size.*\[1, "):
         _quantize(client, value, "ort-static-int8", size=0)
 

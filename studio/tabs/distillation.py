@@ -14,6 +14,7 @@ from core.distillation import DistillConfig, distill
 from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.tabs.jobs import job_config, tracked
 from studio.uploads import store_data_upload
 from studio.widgets import method_summary, variant_update, warnings_markdown
 
@@ -144,7 +145,8 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                                measure_options=getattr(ctx, "measure_options", None))
 
             yield "Starting…", gr.skip(), gr.skip(), gr.skip()
-            for kind, payload in stream(work):
+            job = tracked(ctx, request, "distill", job_config(src, config), work)
+            for kind, payload in stream(job):
                 if kind == "progress":
                     yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
                         gr.skip()

@@ -31,6 +31,11 @@ def tracked(ctx: StudioContext, request: Any, kind: str, config: dict[str, Any],
     return lambda cb: manager(ctx).run_here(kind, who, config, work, callbacks=cb)
 
 
+def job_config(source: Any, config: Any) -> dict[str, Any]:
+    """What a UI job records: its input run (None: the session baseline) and its config."""
+    return {"input": getattr(source, "name", None), "config": config.to_dict()}
+
+
 def jobs_frame(ctx: StudioContext, request: Any) -> pd.DataFrame:
     rows = []
     for j in manager(ctx).list(owner(ctx, request)):

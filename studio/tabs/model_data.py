@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -14,6 +15,7 @@ from core.training import TrainConfig
 from studio.charts import training_curve, variant_row
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.tabs.jobs import tracked
 from studio.uploads import store_data_upload, store_model_upload
 
 
@@ -70,7 +72,9 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
                                       callbacks=cb, measure_options=ctx.measure_options)
 
             yield "Training…", None, None
-            for kind, payload in stream(work):
+            record = {"model": fam, "data": Path(str(source)).name, **config.to_dict()}
+            job = tracked(ctx, request, "train", record, work)
+            for kind, payload in stream(job):
                 if kind == "metrics":
                     history.append(payload)
                     yield (f"Epoch {payload['epoch']}/{config.epochs}: val accuracy "

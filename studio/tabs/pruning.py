@@ -14,6 +14,7 @@ from core.pruning import ATTENTION_MODES, SCHEDULES, PruningConfig, prune
 from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.tabs.jobs import job_config, tracked
 from studio.widgets import method_summary, variant_update, warnings_markdown
 
 COLUMNS = ["model", "accuracy", "accuracy before fine-tune", "params", "non-zero params",
@@ -159,7 +160,8 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                              measure_options=getattr(ctx, "measure_options", None))
 
             yield "Starting…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            for kind, payload in stream(work):
+            job = tracked(ctx, request, "prune", job_config(src, config), work)
+            for kind, payload in stream(job):
                 if kind == "progress":
                     yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
                         gr.skip(), gr.skip()

@@ -15,6 +15,7 @@ from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
 from core.registry import get_method, list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.tabs.jobs import job_config, tracked
 from studio.widgets import variant_update, warnings_markdown
 
 DEFAULT_TOLERANCE = 0.01
@@ -210,7 +211,9 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                                 measure_options=ctx.measure_options)
 
             yield "Starting…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            for kind, payload in stream(work):
+            job = tracked(ctx, request, "quantize", {**job_config(src, config), "method": name},
+                          work)
+            for kind, payload in stream(job):
                 if kind == "progress":
                     yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
                         gr.skip(), gr.skip()

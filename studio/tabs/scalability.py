@@ -11,6 +11,7 @@ from core.federated import ScaleConfig, scale
 from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.tabs.jobs import job_config, tracked
 
 SYNTHETIC = "mlp 9→[32, 16]→4 on seeded synthetic clients"
 COLUMNS = ["clients", "engine", "total_s", "time_per_round_s", "peak_memory_mb",
@@ -123,7 +124,8 @@ def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
             skip = (gr.skip(),) * 6
             yield ("Starting…",) + skip
             last = 0
-            for kind, payload in stream(work):
+            job = tracked(ctx, request, "scale", job_config(src, config), work)
+            for kind, payload in stream(job):
                 if kind == "progress":
                     yield (f"{payload[1]} ({100 * payload[0]:.0f} %)",) + skip
                 elif kind == "metrics":

@@ -17,6 +17,7 @@ from core.registry import list_methods
 from core.tuning import OBJECTIVES, PRUNERS, TuneConfig, default_space, train_best, tune
 from studio.context import StudioContext
 from studio.runner import call, stream
+from studio.tabs.jobs import tracked
 from studio.widgets import warnings_markdown
 
 TARGETS = ["hyperparameters", "architecture", "recipe"]
@@ -212,7 +213,9 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
 
             yield (f"Starting study `{config.study_name}`…", gr.skip(), gr.skip(), None, None,
                    None, None, None)
-            for kind, payload in stream(work):
+            job = tracked(ctx, request, "study", {"study": config.study_name,
+                                                   "config": config.to_dict()}, work)
+            for kind, payload in stream(job):
                 if kind == "progress":
                     yield (f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(),
                            gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
@@ -250,7 +253,9 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                                   measure_options=ctx.measure_options)
 
             yield "Training the chosen trial…", gr.skip()
-            for kind, payload in stream(work):
+            job = tracked(ctx, request, "train-best", {"study": folder.name, "trial": trial},
+                          work)
+            for kind, payload in stream(job):
                 if kind == "progress":
                     yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip()
                 elif kind == "done":
