@@ -307,3 +307,19 @@ def test_peak_memory_grows_with_the_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     small, large = measure_memory_subprocess(paths).values()
     assert small > 0 and large - small > 12
+
+
+def test_bundle_leaves_out_search_work_and_keeps_a_runs_own_recipe(baseline_dir, tmp_path):
+    import shutil
+
+    from core.artifacts import make_bundle
+
+    run = tmp_path / "auto-like"
+    shutil.copytree(baseline_dir, run)
+    (run / "candidates" / "c1").mkdir(parents=True)
+    (run / "candidates" / "c1" / "model.onnx").write_bytes(b"x" * 1000)
+    (run / "recipe.yaml").write_text("name: mine\n")
+    with zipfile.ZipFile(make_bundle(run)) as zf:
+        names = zf.namelist()
+        assert not [n for n in names if n.startswith("candidates/")]
+        assert names.count("recipe.yaml") == 1 and zf.read("recipe.yaml") == b"name: mine\n"

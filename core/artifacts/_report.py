@@ -207,6 +207,10 @@ def model_card(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# What a search tried on its way (auto's candidates, a study's trials) is not the variant.
+_WORK_FOLDERS = {"candidates", "comparison", "comparisons", "trials"}
+
+
 def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path:
     """Zip a run folder with its model files, report.json, a model card and its config."""
     run_dir = Path(run_dir)
@@ -217,8 +221,13 @@ def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path
               "seed": report.get("seed"), "parent": report.get("parent")}
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(run_dir.rglob("*")):
-            if p.is_file() and p != out and p.suffix != ".zip":
-                zf.write(p, p.relative_to(run_dir))
-        zf.writestr("MODEL_CARD.md", model_card(report))
-        zf.writestr("recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+            inner = p.relative_to(run_dir)
+            if p.is_file() and p != out and p.suffix != ".zip" and \
+                    not _WORK_FOLDERS.intersection(inner.parts[:-1]):
+                zf.write(p, inner)
+        written = set(zf.namelist())  # a run's own recipe (auto, recipes) is the better one
+        if "MODEL_CARD.md" not in written:
+            zf.writestr("MODEL_CARD.md", model_card(report))
+        if "recipe.yaml" not in written:
+            zf.writestr("recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
     return out

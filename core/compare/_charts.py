@@ -41,8 +41,8 @@ def size_latency(rows: Sequence[Row], batch: str = "64") -> Any:
             line={"color": "crimson", "dash": "dot"},
             marker={"size": 22, "symbol": "circle-open", "color": "crimson",
                     "line": {"width": 2}}, hoverinfo="skip"))
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(type="log", tickformat=".4~g")  # full labels, not "2 3 … 9"
+    fig.update_yaxes(type="log", tickformat=".4~g")
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
     return _layout(fig, f"Size vs latency (batch {batch}); lower-left is better",
                    f"p50 latency at batch {batch} (ms, log)", "size on disk (KB, log)")
@@ -60,7 +60,7 @@ def accuracy_latency(rows: Sequence[Row], batch: str = "64") -> Any:
         marker={"size": 13, "color": ["crimson" if r.get("pareto") else "steelblue"
                                       for r in rows]},
         hovertemplate="%{text}<br>p50 %{x:.3f} ms<br>accuracy %{y:.4f}<extra></extra>"))
-    fig.update_xaxes(type="log")
+    fig.update_xaxes(type="log", tickformat=".4~g")  # full labels, not "2 3 … 9"
     return _layout(fig, f"Accuracy vs latency (batch {batch}); upper-left is better; red = "
                    "Pareto front", f"p50 latency at batch {batch} (ms, log)", "accuracy")
 

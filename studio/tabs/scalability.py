@@ -39,7 +39,7 @@ def _line(x: list, ys: dict[str, list], title: str, xt: str, yt: str, log_x: boo
     fig.update_layout(title=title, xaxis_title=xt, yaxis_title=yt, height=300,
                       margin=dict(l=40, r=10, t=40, b=40))
     if log_x:
-        fig.update_xaxes(type="log")
+        fig.update_xaxes(type="log", tickformat=".4~g")  # full labels, not "2 3 … 9"
     return fig
 
 
