@@ -118,6 +118,22 @@ def test_calibration_size_is_refused_with_the_range(size, baseline_dir, digits, 
     assert not (tmp_path / "q").exists() and not (tmp_path / "q.partial").exists()
 
 
+def test_default_calibration_fits_a_small_train_split(tmp_path):
+    """wine has 115 training rows: the default (256) shrinks to them; no error."""
+    from core.quantization import quantize
+    from core.runs import train_baseline
+    from core.training import TrainConfig
+
+    base = tmp_path / "wine"
+    train_baseline(base, model="mlp", data="wine", config=TrainConfig(epochs=2),
+                   measure_options=FAST)
+    for method in ("ort-static-int8", "ort-dynamic-int8"):
+        res = quantize(base, None, method, out_dir=tmp_path / method, measure_options=FAST)
+        assert res.report["result"]["accuracy"] > 0.5
+    static = json.loads((tmp_path / "ort-static-int8" / "report.json").read_text())
+    assert static["config"]["calibration_size"] == 115
+
+
 def test_option_of_another_method_is_refused():
     from core.quantization import make_config
 

@@ -22,7 +22,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
                    help="ort-static-int8 calibration (default minmax)")
     p.add_argument("--calibration-size", type=int, default=None,
-                   help="rows of the TRAIN split used to calibrate (default 256)")
+                   help="rows of the TRAIN split used to calibrate (default 256, or all "
+                   "when fewer)")
     p.add_argument("--per-channel", action="store_true", default=None)
     p.add_argument("--quant-types", choices=QUANT_TYPES, default=None,
                    help="ort-static-int8 activation/weight types (default U8S8)")

@@ -21,20 +21,21 @@ class QuantizationConfig(Config):
     ``tolerance`` (max accuracy drop on the validation split, e.g. 0.01) keeps the most
     sensitive layers in float until the drop is within it; ``sensitivity`` measures the
     accuracy change of quantizing one layer at a time; ``calibration_size`` rows of the
-    TRAIN split calibrate static methods.
+    TRAIN split calibrate static methods (default: 256, or the whole split when smaller).
     """
 
     method: ClassVar[str] = ""
     uses_calibration: ClassVar[bool] = False
 
-    calibration_size: int = 256
+    calibration_size: int | None = None  # None: 256 rows, or the whole train split if smaller
     tolerance: float | None = None
     sensitivity: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
         # The range [1, size of the train split] is checked where the data is known.
-        if not isinstance(self.calibration_size, int) or isinstance(self.calibration_size, bool):
+        size = self.calibration_size
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise InvalidParameterError("calibration_size", "an integer", self.calibration_size)
         if self.tolerance is not None:
             check_range("tolerance", self.tolerance, low=0, high=1)

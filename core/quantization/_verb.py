@@ -122,6 +122,18 @@ def _open_input(model: Any, data: Any) -> tuple[Any, Any, list[Path], str | None
     return model, ds, [], None, None
 
 
+DEFAULT_CALIBRATION_SIZE = 256
+
+
+def _calibration_size(cfg: QuantizationConfig, n_train: int) -> QuantizationConfig:
+    """Resolve the default calibration size; refuse one outside [1, train rows]."""
+    if cfg.calibration_size is None:
+        return cfg.replace(calibration_size=min(DEFAULT_CALIBRATION_SIZE, n_train))
+    if cfg.uses_calibration:
+        check_range("calibration_size", cfg.calibration_size, low=1, high=n_train, kind=int)
+    return cfg
+
+
 def quantize(
     model_or_run_dir: Any,
     data: Any = None,
@@ -147,8 +159,7 @@ def quantize(
     spec = method_spec(cfg.method)
     cb = Callbacks.ensure(callbacks)
     fp32, data, baseline_files, input_id, onnx_in = _open_input(model_or_run_dir, data)
-    n_train = len(data.y_train)
-    check_range("calibration_size", cfg.calibration_size, low=1, high=n_train, kind=int)
+    cfg = _calibration_size(cfg, len(data.y_train))
     if (cfg.tolerance is not None or cfg.sensitivity) and not spec.layerwise:
         raise InvalidParameterError("tolerance", f"unset for '{cfg.method}' (it has no per-layer "
                                     "form)", cfg.tolerance)

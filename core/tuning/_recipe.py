@@ -68,8 +68,7 @@ class RecipeObjective(StudyObjective):
         quant = params.get("quantization_method", "none")
         if quant != "none":
             options = {"calibration": params.get("calibration"), "seed": cfg.seed,
-                       "per_channel": params.get("per_channel"),
-                       "calibration_size": min(256, len(self.data.y_train))}
+                       "per_channel": params.get("per_channel")}
             qcfg = make_config(quant, options, strict=False)
             quantize(src, self.data, qcfg, out_dir=folder / "quantized", callbacks=inner,
                      measure_options=self.measure)

@@ -134,6 +134,17 @@ def _method_help(method: str) -> str:
     return f"*{info.summary}.*{extra}"
 
 
+def _calibration_size(value: Any) -> int | None:
+    """The calibration-size box: "auto"/empty is None (the engine's default)."""
+    if value is None or str(value).strip().lower() in ("", "auto"):
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        raise InvalidParameterError("calibration_size", "a number of rows, or 'auto'",
+                                    value) from None
+
+
 def _tolerance(value: Any) -> float | None:
     """The tolerance box: "off"/empty is None, otherwise a fraction in [0, 1)."""
     if value is None or str(value).strip().lower() in ("", "off", "none"):
@@ -158,8 +169,11 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                 method = gr.Dropdown(methods, value=methods[0], label="Method")
                 method_help = gr.Markdown(_method_help(methods[0]))
                 calibration = gr.Radio(list(CALIBRATIONS), value="minmax", label="Calibration")
-                calib_size = gr.Number(256, precision=0,
-                                       label="Calibration size (rows of the train split)")
+                calib_size = gr.Dropdown(
+                    ["auto", "64", "128", "256", "512", "1024"], value="auto",
+                    allow_custom_value=True,
+                    label="Calibration size: rows of the train split (auto: 256, or all "
+                          "when fewer)")
                 per_channel = gr.Checkbox(False, label="Per-channel weights")
                 tolerance = gr.Dropdown(
                     ["off", "0.005", "0.01", "0.02", "0.05"], value="off",
@@ -192,7 +206,8 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
 
         def on_run(choice, name, calib, size, channel, tol, sens, types, block, kernels,
                    epochs, rate, request: gr.Request):
-            options = {"calibration": calib, "calibration_size": int(size),
+            options = {"calibration": calib,
+                       "calibration_size": call(lambda: _calibration_size(size)),
                        "per_channel": bool(channel),
                        "tolerance": call(lambda: _tolerance(tol)),
                        "sensitivity": bool(sens), "quant_types": types,
