@@ -144,6 +144,19 @@ def test_unlabelled_npz_and_csv(baseline_dir, digits, tiny, tmp_path):
         read_unlabelled(bad, digits)
 
 
+def test_a_quantized_variant_teaches_a_student_scaled_from_its_fp32_model(baseline_dir, tiny,
+                                                                          tmp_path):
+    from core.quantization import quantize
+
+    q8 = tmp_path / "q8"
+    quantize(baseline_dir, None, "ort-dynamic-int8", out_dir=q8, measure_options=FAST)
+    res = distill(q8, tiny, _cfg(width=0.5), out_dir=tmp_path / "s", measure_options=FAST)
+    student = json.loads((tmp_path / "s" / "model.json").read_text())
+    teacher = json.loads((baseline_dir / "model.json").read_text())
+    assert student["family"] == teacher["family"] == "cnn"
+    assert res.report["distillation"]["teacher"]["kind"] == "onnx"
+
+
 def test_python_api_modules_onnx_teacher_and_vit_attention(baseline_dir, tiny, tmp_path):
     from core.data import load_dataset
 

@@ -63,8 +63,12 @@ def build_student(teacher: Any, data: Any, *, width: float, depth: float,
     spec = None
     if teacher is not None and is_builtin(teacher):
         spec = teacher.spec()
-    elif teacher_meta and teacher_meta.get("family") and teacher_meta.get("kwargs"):
-        spec = ModelSpec(teacher_meta["family"], dict(teacher_meta["kwargs"]))
+    elif teacher_meta:
+        # A built-in run's own spec, or, for a quantized run, the FP32 model it came from.
+        for meta in (teacher_meta, teacher_meta.get("source_model") or {}):
+            if meta.get("family") and meta.get("kwargs"):
+                spec = ModelSpec(meta["family"], dict(meta["kwargs"]))
+                break
     if family is not None and (spec is None or spec.family != family):
         from core.models import model_for_data
 

@@ -67,7 +67,8 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
     info, ratios = report["distillation"], report.get("ratios") or {}
     res, base = report["result"], report["baseline"]
     text = (f"**{report['method']}** `{run_id}`: distilled student **{res['accuracy']:.4f}**, "
-            f"label-only student {info['label_only']['accuracy']:.4f} → gain "
+            f"label-only student {info['label_only']['accuracy']:.4f} (same optimiser "
+            f"{'steps' if info.get('budget') == 'steps' else 'epochs'}, seed and data) → gain "
             f"**{info['gain_pt']:+.2f} pt**; teacher {base['accuracy']:.4f}. Student "
             f"{res['params']:,} params ({res['params'] / max(base['params'], 1):.0%} of the "
             f"teacher's), speed-up {ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
@@ -76,6 +77,9 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"{info['transfer_set']['unlabelled']} unlabelled rows.")
     return text + warnings_markdown(report)
 
+
+
+SAME_FAMILY = "the teacher's"
 
 
 def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
@@ -110,6 +114,9 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                                       "as the distilled one, or same epochs")
                     unlabelled = gr.File(label="Unlabelled inputs: .npz (array X) or .csv",
                                          file_types=[".npz", ".csv"], height=110)
+                    family = gr.Dropdown([SAME_FAMILY, "cnn", "mlp", "vit"], value=SAME_FAMILY,
+                                         label="Student family (for a teacher that is not a "
+                                         "built-in model, e.g. an uploaded ONNX file)")
                 with gr.Row():
                     run_btn = gr.Button("Distil", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
@@ -126,7 +133,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
             return picker, gr.update(choices=picker["choices"])
 
         def on_run(choice, name, w, t, a, n_epochs, frac, d, others, upload, plan,
-                   request: gr.Request):
+                   fam=SAME_FAMILY, request: gr.Request = None):
             src = call(lambda: ctx.find_run(request, choice)) if choice else None
             more = tuple(str(call(lambda o=o: ctx.find_run(request, o))) for o in others or [])
             file = call(lambda: store_data_upload(upload, ctx.session_dir(request) / "uploads",
@@ -135,7 +142,8 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
             config = call(lambda: DistillConfig(
                 method=name, width=float(w), temperature=float(t), alpha=float(a),
                 epochs=int(n_epochs), budget=plan, label_fraction=float(frac), depth=float(d),
-                teachers=more, unlabelled=str(file) if file else None))
+                teachers=more, unlabelled=str(file) if file else None,
+                family=None if fam in (None, "", SAME_FAMILY) else fam))
             run_dir = ctx.new_run_dir(request, "distill")
             history: list[dict[str, Any]] = []
 
@@ -163,7 +171,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
         method.change(lambda m: method_summary("distillation", m), [method], [method_help])
         event = run_btn.click(
             on_run, [teacher, method, width, temperature, alpha, epochs, fraction, depth, extra,
-                     unlabelled, budget],
+                     unlabelled, budget, family],
             [status, curve, table, bundle], api_name="distill", show_progress_on=[status],
             **ctx.engine())
         stop_btn.click(None, None, None, cancels=[event], api_name="stop_distill")
