@@ -27,6 +27,14 @@ AREA_CLIS: list[str] = [
 ]
 
 
+_BARS: list = []  # open progress bars, closed before a message is printed
+
+
+def _close_bars() -> None:
+    while _BARS:
+        _BARS.pop().close()
+
+
 def progress_callbacks(label: str):
     """Callbacks that draw a tqdm progress bar on stderr."""
     from tqdm import tqdm
@@ -35,6 +43,7 @@ def progress_callbacks(label: str):
 
     bar = tqdm(total=100, desc=label, file=sys.stderr, leave=False,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    _BARS.append(bar)
 
     def on_progress(fraction: float, message: str) -> None:
         bar.n = round(fraction * 100)
@@ -106,15 +115,23 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
               f"{s['train'] + s['val'] + s['test']} rows")
 
 
+_AREA_ALIASES = {"quantize": "quantization", "prune": "pruning", "distill": "distillation",
+                 "tune": "tuning", "scale": "federated"}
+
+
 def _cmd_methods(args: argparse.Namespace) -> None:
-    from core.registry import _REGISTRY, list_areas
+    from core.errors import InvalidParameterError
+    from core.registry import get_method, list_areas, list_methods
 
-    areas = [args.area] if args.area else list_areas()
+    areas = list_areas()
+    if args.area:
+        area = _AREA_ALIASES.get(args.area, args.area)
+        if area not in areas:
+            raise InvalidParameterError("area", f"one of {areas}", args.area)
+        areas = [area]
     for area in areas:
-        from core.registry import list_methods
-
         for name in list_methods(area):
-            print(f"{area}\t{name}\t{_REGISTRY[area][name].summary}")
+            print(f"{area}\t{name}\t{get_method(area, name).summary}")
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
@@ -172,7 +189,10 @@ def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None 
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        args.func(args)
+        try:
+            args.func(args)
+        finally:
+            _close_bars()  # an error message gets a line of its own
     except StudioError as exc:
         err(f"error: {exc}")
         return 2
@@ -189,5 +209,7 @@ def main() -> None:
     sys.exit(run())
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m core.cli`: run the one module the area CLIs import
+    from core.cli import main as _main
+
+    _main()

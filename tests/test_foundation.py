@@ -273,6 +273,13 @@ def test_cli_train_benchmark_and_exit_codes(tmp_path, baseline_dir):
     assert len(bad.stderr.strip().splitlines()[-1]) < 300
     listed = _studio("datasets")
     assert listed.returncode == 0 and "digits" in listed.stdout
+    assert _studio("methods", "bogus").returncode == 2
+    assert "ort-static-int8" in _studio("methods", "quantize").stdout
+    # after a progress bar, the error still gets a line of its own
+    bad = _studio("quantize", "--model", str(baseline_dir), "--method", "ort-static-int8",
+                  "--calibration-size", "0", "--out", str(tmp_path / "q"))
+    shown = bad.stderr.strip().splitlines()[-1].split("\r")[-1]  # what a terminal shows
+    assert bad.returncode == 2 and shown.startswith("error: ")
 
 
 def test_benchmark_a_torch_export_file(tmp_path, baseline_dir, digits):
@@ -323,3 +330,13 @@ def test_bundle_leaves_out_search_work_and_keeps_a_runs_own_recipe(baseline_dir,
         names = zf.namelist()
         assert not [n for n in names if n.startswith("candidates/")]
         assert names.count("recipe.yaml") == 1 and zf.read("recipe.yaml") == b"name: mine\n"
+
+
+def test_design_facades_are_callable(digits):
+    """DESIGN.md: ``from core import quantize, prune, distill, tune, measure`` (all callable)."""
+    from core import distill, measure, prune, quantize, tune
+    from core.models import build_model
+
+    assert all(callable(f) for f in (quantize, prune, distill, tune, measure))
+    m = measure(build_model("cnn", num_classes=10), digits, budget_s=0.01, memory=False)
+    assert 0 <= m.accuracy <= 1 and m.params > 0

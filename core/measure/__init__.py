@@ -1,5 +1,8 @@
 """The measurement protocol and environment manifest, for torch modules and ORT sessions."""
 
+import sys
+import types
+
 from core.measure._accuracy import Metrics, evaluate, metrics_from_logits
 from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, torch_param_counts
 from core.measure._environment import cpu_isa, environment_manifest
@@ -28,3 +31,13 @@ __all__ = [
     "torch_macs",
     "torch_param_counts",
 ]
+
+
+class _MeasurePackage(types.ModuleType):
+    """``from core import measure`` gives this package; calling it measures (DESIGN.md)."""
+
+    def __call__(self, model, data, **kwargs):
+        return measure(model, data, **kwargs)
+
+
+sys.modules[__name__].__class__ = _MeasurePackage
