@@ -142,6 +142,7 @@ def create_app(ctx: Any = None, demo: Any = None) -> Any:
                      queue_limit=ctx.job_queue, per_owner=ctx.jobs_per_session)
     kw = launch_kwargs(ctx)
     return gr.mount_gradio_app(app, demo, path="/", allowed_paths=kw["allowed_paths"],
+                               max_file_size=kw["max_file_size"],
                                ssr_mode=False, theme=kw.get("theme"))
 
 

@@ -50,7 +50,9 @@ def launch_kwargs(ctx: StudioContext, host: str | None = None, port: int | None 
     return {
         "server_name": host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         "server_port": port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        "allowed_paths": [str(ctx.root)],
+        # Only session folders are served: jobs.sqlite (owners, tokens) sits beside them.
+        "allowed_paths": [str(ctx.root / "sessions")],
+        "max_file_size": int(ctx.upload_limit_mb * 2**20),  # refused before it is stored
         "ssr_mode": False,
         "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"]),
     }

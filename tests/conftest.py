@@ -44,14 +44,16 @@ def _free_port() -> int:
 def studio_server(tmp_path_factory):
     """The whole app launched in-process; yields (url, StudioContext)."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio_tmp"))
-    from studio.app import build_app
+    from studio.app import build_app, launch_kwargs
     from studio.context import StudioContext
 
     ctx = StudioContext(tmp_path_factory.mktemp("studio_root"), measure_options=FAST_MEASURE)
     demo = build_app(ctx)
     port = _free_port()
+    kw = launch_kwargs(ctx)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
-                ssr_mode=False, allowed_paths=[str(ctx.root)], quiet=True)
+                ssr_mode=False, allowed_paths=kw["allowed_paths"],
+                max_file_size=kw["max_file_size"], quiet=True)
     yield f"http://127.0.0.1:{port}/", ctx
     demo.close()
 

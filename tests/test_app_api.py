@@ -50,6 +50,20 @@ def test_sessions_are_isolated(client, studio_server):
         other.predict(value, api_name="/download_bundle")
 
 
+def test_only_session_folders_are_served(studio_server):
+    """The job store (owners and their tokens) beside the sessions is never downloadable."""
+    import httpx
+
+    url, ctx = studio_server
+    secret = ctx.root / "jobs.sqlite"
+    secret.write_bytes(b"SQLite format 3\x00 owners and tokens")
+    inside = ctx.session_dir("probe-session") / "note.txt"
+    inside.write_text("mine")
+    for path, allowed in ((secret, False), (inside, True)):
+        r = httpx.get(f"{url}gradio_api/file={path}")
+        assert (r.status_code == 200) is allowed, (path, r.status_code)
+
+
 @pytest.mark.parametrize("payload, message", [
     (b"\x80\x04\x95 pickle bytes", "pickle"),
     (b"just some text, not a model", "not a model file"),
