@@ -61,3 +61,12 @@ def test_limits_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("STUDIO_QUEUE_SIZE", "many")
     with pytest.raises(InvalidParameterError, match="STUDIO_QUEUE_SIZE"):
         StudioContext.from_env()
+
+
+def test_space_requirements_match_the_package():
+    """A Space installs requirements.txt; it must list exactly the package's dependencies."""
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
+    assert [ln for ln in lines if ln and not ln.startswith(("#", "-"))] == deps
