@@ -187,6 +187,9 @@ def test_tune_writes_report_csv_yaml_and_resumes(tmp_path, wine):
     assert len(rows) == 3 and "param_lr" in rows[0] and "value_accuracy" in rows[0]
     exported = yaml.safe_load((tmp_path / "t1" / "study.yaml").read_text())
     assert exported["config"]["study_name"] == "s1" and len(exported["trials"]) == 3
+    # no local path in it: rerun elsewhere, it uses that machine's default study file
+    assert exported["config"]["storage"] is None
+    assert str(tmp_path) not in (tmp_path / "t1" / "study.yaml").read_text()
     # Resume: the same study grows to 5 trials; the first 3 are kept unchanged.
     more = tune(None, wine, TuneConfig.from_file_dict(exported).replace(n_trials=5,
                 storage=cfg.storage), out_dir=tmp_path / "t2", measure_options=FAST)
@@ -285,3 +288,27 @@ def test_recipe_target_prunes_quantizes_and_hands_out_the_trial(tmp_path, wine):
     assert (tmp_path / "recipe-baseline" / "report.json").is_file()  # trained once
     out = train_best(tmp_path / "recipe", out_dir=tmp_path / "variant")
     assert out.report["tuning"]["trial"] == 0 and (tmp_path / "variant" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("name", ["tune_digits", "nas_cnn", "tune_recipe"])
+def test_shipped_examples_are_valid_studies(name):
+    import yaml
+
+    from core.tuning import TuneConfig
+    from core.tuning._space import SearchSpace
+
+    values = yaml.safe_load((Path(__file__).parents[1] / "examples" / f"{name}.yaml").read_text())
+    cfg = TuneConfig.from_dict(values)
+    assert cfg.n_trials >= 1 and cfg.study_name == name
+    if cfg.space:
+        assert SearchSpace(cfg.space).names
+
+
+def test_tune_digits_example_runs_from_the_cli(tmp_path):
+    from core.cli import run
+
+    example = Path(__file__).parents[1] / "examples" / "tune_digits.yaml"
+    code = run(["tune", "--config", str(example), "--n-trials", "2", "--out",
+                str(tmp_path / "t")])
+    report = json.loads((tmp_path / "t" / "report.json").read_text())
+    assert code == 0 and report["study"]["n_trials"] == 2

@@ -51,7 +51,7 @@ def test_tuning_tab_through_gradio_client(client, studio_server):
     csv_rows = list(csv.DictReader(open(next(f for f in files if f.endswith(".csv")))))
     assert len(csv_rows) == 3
     # Train best → a variant listed in the session (Comparison reads these)
-    text, exported = client.predict(None, api_name="/tune_train_best")
+    text, exported = client.predict("best", api_name="/tune_train_best")
     assert "Variant" in text and any(str(f).endswith(".zip") for f in exported)
     runs = [p for p in ctx.root.glob("sessions/*/tune-*") if (p / "report.json").is_file()]
     reports = [json.loads((p / "report.json").read_text()) for p in runs]

@@ -340,10 +340,14 @@ def study_yaml(study: Any, config: TuneConfig, space: SearchSpace, url: str, nam
     """A YAML that reproduces the study (``studio tune --config study.yaml``) and lists trials."""
     summary = summarize(study, config, space)
     cfg = config.to_dict()
-    cfg["storage"] = None if config.storage is None else mask_url(url)
+    # A SQLite file is a path on the machine that ran the study: rerunning the YAML elsewhere
+    # uses its own default file; shared storages (PostgreSQL, journal) are kept (masked).
+    shared = config.storage is not None and not str(url).startswith("sqlite")
+    cfg["storage"] = mask_url(url) if shared else None
     cfg["study_name"] = name
     doc = {
-        "schema": STUDY_SCHEMA, "study_name": name, "storage": mask_url(url),
+        "schema": STUDY_SCHEMA, "study_name": name,
+        "storage": mask_url(url) if shared else f"sqlite ({Path(str(url)).name})",
         "objectives": list(config.objectives), "directions": config.directions,
         "config": cfg,
         "best": [{"number": r["number"], "values": r["values"], "params": r["params"]}

@@ -12,6 +12,7 @@ import yaml
 
 from core.artifacts import make_bundle, new_run_id
 from core.data import list_datasets
+from core.errors import InvalidParameterError
 from core.models import list_families
 from core.registry import list_methods
 from core.tuning import OBJECTIVES, PRUNERS, TuneConfig, default_space, train_best, tune
@@ -138,6 +139,19 @@ def _same_data_baseline(ctx: StudioContext, request: Any, study_dir: Path) -> Pa
     return base if mine == theirs else None
 
 
+BEST = "best"
+
+
+def _trial_number(value: Any) -> int | None:
+    """The trial box: "best"/empty is None, otherwise a trial number."""
+    if value is None or str(value).strip().lower() in ("", BEST):
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        raise InvalidParameterError("trial", "a trial number, or 'best'", value) from None
+
+
 def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
     samplers = list_methods("tuning")
     with gr.Tab("Tuning", id="tuning", elem_id="tuning-tab") as tab:
@@ -164,13 +178,13 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                     n_trials = gr.Number(8, label="Trials", minimum=1, maximum=500, precision=0)
                     epochs = gr.Number(3, label="Epochs per trial", minimum=1, maximum=100,
                                        precision=0)
-                    timeout = gr.Number(None, label="Timeout (s)", minimum=0)
+                    timeout = gr.Number(0, label="Timeout (s, 0 = none)", minimum=0)
                 with gr.Row():
-                    max_latency = gr.Number(None, label="Max latency b1 (ms, measured)",
+                    max_latency = gr.Number(0, label="Max latency b1 (ms, measured; 0 = none)",
                                             minimum=0)
                     seed = gr.Number(0, label="Seed", minimum=0, precision=0)
-                study_name = gr.Textbox("", label="Study name (empty: a new study; an "
-                                        "existing name continues it)")
+                study_name = gr.Textbox("", label="Study name (empty: a new study; a name "
+                                        "this session used before continues it)")
                 with gr.Row():
                     run_btn = gr.Button("Run study", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
@@ -184,8 +198,9 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                     importance = gr.Plot(label="Parameter importance")
                 pareto = gr.Plot(label="Pareto front (multi-objective)")
                 with gr.Row():
-                    trial_no = gr.Number(None, label="Trial to train (empty: the best / first "
-                                         "Pareto trial)", precision=0)
+                    trial_no = gr.Dropdown([BEST], value=BEST, allow_custom_value=True,
+                                           label="Trial to train (a trial number, or the best "
+                                           "/ first Pareto trial)")
                     best_btn = gr.Button("Train best → variant")
                 best_status = gr.Markdown()
                 files = gr.File(label="Export: trials.csv, study.yaml, variant bundle",
@@ -243,7 +258,7 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
             if session not in folder.parents:
                 raise gr.Error("That study does not belong to this session.")
             run_dir = ctx.new_run_dir(request, "tune")
-            trial = int(number) if number not in (None, "") else None
+            trial = call(lambda: _trial_number(number))
 
             baseline = _same_data_baseline(ctx, request, folder)
 
