@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from core.artifacts import new_run_id
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError
 from core.federated._clients import ClientSet, generate_synthetic_clients, partition_dataset
@@ -344,7 +344,7 @@ class ScalabilityTester:
         cfg = ScaleConfig(client_counts=tuple(client_counts), rounds=rounds,
                           samples_per_client=samples_per_client,
                           **{**self.config, **overrides})
-        out = self.out_dir or Path(tempfile.mkdtemp(prefix="scale-")) / "run"
+        out = self.out_dir or Path("results") / new_run_id("scale")
         self.last_run = scale(self.model_fn, self.data, cfg, out_dir=out,
                               measure_options={"budget_s": 0.05, "memory": False})
         return self.last_run.report["scalability"]["results"]
