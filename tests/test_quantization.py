@@ -254,7 +254,8 @@ def test_slower_than_fp32_is_warned_with_the_isa(baseline_dir, tmp_path, monkeyp
 
     def fake_latency(preds, X, *, batch_sizes=(1, 64), **kw):
         slow = {"baseline": 1.0, "result": 3.0}
-        return {name: {str(bs): {"p50": slow[name] * bs, "p95": slow[name] * bs, "runs": 1}
+        return {name: {str(bs): {"p50": slow.get(name, 1.0) * bs, "p95": slow.get(name, 1.0) * bs,
+                                 "runs": 1}
                        for bs in batch_sizes} for name in preds}
 
     monkeypatch.setattr(measure_mod, "interleaved_latency", fake_latency)
@@ -263,6 +264,10 @@ def test_slower_than_fp32_is_warned_with_the_isa(baseline_dir, tmp_path, monkeyp
     assert report["ratios"]["speedup_b1"] == pytest.approx(1 / 3)
     slow_notes = [w for w in report["warnings"] if "slower than the baseline" in w]
     assert len(slow_notes) == 2
+    # and against ONNX Runtime FP32 of the same weights, timed in the same run
+    vs_ort = report["references"]["onnx-fp32"]
+    assert vs_ort["ratios"]["speedup_b64"] == pytest.approx(1 / 3)
+    assert sum("slower than ONNX Runtime FP32" in w for w in report["warnings"]) == 2
     isa = cpu_isa()
     assert all(", ".join(isa) in w for w in slow_notes) and "batch 1" in slow_notes[0]
     if not any("vnni" in f or "amx" in f for f in isa):

@@ -53,15 +53,25 @@ def ratios(baseline: Any, result: Any) -> dict[str, float | None]:
     return out
 
 
-def speed_warnings(baseline: Any, result: Any, label: str, isa: Sequence[str]) -> list[str]:
-    """Plain warnings for each batch size at which the result is not faster."""
+NOISE = 0.03  # ratios within 3 % of 1 are ties here (benchmarks/results/measure.json: ≤1.6 %)
+
+
+def speed_warnings(baseline: Any, result: Any, label: str, isa: Sequence[str],
+                   against: str = "the baseline") -> list[str]:
+    """Plain warnings for each batch size at which the result is not faster than ``against``:
+    slower beyond the measurement noise, or no faster (a tie within it)."""
     notes = []
     cpu = ", ".join(isa) or "unknown instruction set"
     for key, value in ratios(baseline, result).items():
-        if key.startswith("speedup_b") and value is not None and value < 1.0:
-            bs = key.removeprefix("speedup_b")
-            notes.append(f"{label} is slower than the baseline at batch {bs} on this CPU "
-                         f"({cpu}): {value:.2f}× the baseline's speed.")
+        if not key.startswith("speedup_b") or value is None or value >= 1.0 + NOISE:
+            continue
+        bs = key.removeprefix("speedup_b")
+        if value < 1.0 - NOISE:
+            notes.append(f"{label} is slower than {against} at batch {bs} on this CPU "
+                         f"({cpu}): {value:.2f}× its speed.")
+        else:
+            notes.append(f"{label} is no faster than {against} at batch {bs} on this CPU "
+                         f"({cpu}): {value:.2f}× its speed, within measurement noise.")
     return notes
 
 
@@ -141,25 +151,40 @@ def write_run(
     label: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
     callbacks: Any = None,
+    references: Mapping[str, tuple[str, Any, Sequence[str | Path]]] | None = None,
 ) -> dict[str, Any]:
     """Measure result (and baseline) side by side, then write report.json in ``run_dir``.
 
     ``result_files`` are the artifacts already saved in ``run_dir`` whose bytes are the
     result's size; every file in ``run_dir`` is listed in the report with its sha256.
+    ``references`` (name → (description, model, files)) are timed in the same run too, and
+    reported under ``references`` with the result's ratios against each (e.g. an INT8 model
+    against ONNX Runtime FP32 of the same weights, not only against torch eager).
     """
     from core.measure import cpu_isa, environment_manifest, measure_many
 
     opts = dict(measure_options or {})
+    refs = dict(references or {})
     models = {"result": result_model}
     files = {"result": list(result_files)}
     if baseline_model is not None:
         models = {"baseline": baseline_model, **models}
         files["baseline"] = list(baseline_files)
+    for name, (_, model, ref_files) in refs.items():
+        models[f"ref:{name}"], files[f"ref:{name}"] = model, list(ref_files)
     measured = measure_many(models, data, files=files, callbacks=callbacks, **opts)
     base, res = measured.get("baseline"), measured["result"]
     notes = list(warnings)
+    label = label or method or operation
     if base is not None:
-        notes += speed_warnings(base, res, label or method or operation, cpu_isa())
+        notes += speed_warnings(base, res, label, cpu_isa())
+    compared = {}
+    for name, (what, _, _) in refs.items():
+        ref = measured[f"ref:{name}"]
+        compared[name] = {"what": what, "measured": ref.to_dict(), "ratios": ratios(ref, res)}
+        notes += speed_warnings(ref, res, label, cpu_isa(), against=what)
+    if compared:
+        extra = {**dict(extra or {}), "references": compared}
     run_dir = Path(run_dir)
     artifacts = [file_entry(p, run_dir) for p in sorted(run_dir.rglob("*"))
                  if p.is_file() and p.name != "report.json"]

@@ -224,13 +224,19 @@ def quantize(
         _write_meta(tmp, data, fp32, cfg)
         result = load_artifact(artifact, threads=int((measure_options or {}).get("threads", 1)))
         cb.progress(0.8, "Measuring baseline and result side by side")
+        # An ORT variant is also timed against ORT FP32 of the same weights: the runtime
+        # alone is often most of the speed-up, and INT8 can lose to it (no VNNI).
+        fp32_ort = source.fp32_onnx() if cfg.method.startswith("ort-") and not is_onnx \
+            else None
+        references = {"onnx-fp32": ("ONNX Runtime FP32 of the same weights", str(fp32_ort),
+                                    [fp32_ort])} if fp32_ort is not None else None
         report = write_run(
             tmp, operation="quantize", method=cfg.method, config=cfg.to_dict(), data=data,
             result_model=result, result_files=[artifact], baseline_model=fp32,
             baseline_files=baseline_files, seed=cfg.seed, warnings=warnings,
             parent=parent or input_id, extra={"quantization": extra},
             label=f"The {cfg.method} model", measure_options=measure_options,
-            callbacks=sub_callbacks(cb, 0.8, 1.0),
+            callbacks=sub_callbacks(cb, 0.8, 1.0), references=references,
         )
         if _amend(report, q.info, cfg):
             write_report(tmp, report)

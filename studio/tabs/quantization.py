@@ -118,6 +118,11 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"{res['size_bytes'] / 1024:.1f} KB ({ratios.get('size_reduction') or 0:.2f}× "
             f"smaller), speed-up {ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
             f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64 vs FP32.")
+    ort = ((report.get("references") or {}).get("onnx-fp32") or {}).get("ratios") or {}
+    if ort:
+        text += (f" Against ONNX Runtime FP32 of the same weights (timed in the same run): "
+                 f"{ort.get('speedup_b1') or 0:.2f}× at batch 1, "
+                 f"{ort.get('speedup_b64') or 0:.2f}× at batch 64.")
     if q.get("kept_float"):
         text += f"\n\nKept in float (tolerance): {', '.join(q['kept_float'])}."
     return text + warnings_markdown(report)
