@@ -61,3 +61,17 @@ def test_tuning_tab_through_gradio_client(client, studio_server):
                            ["accuracy", "size"], 3, None, 1, None, 0, "tab-study",
                            api_name="/tune")
     assert "resumed" in again[0] and len(again[1]["data"]) == 3
+
+
+def test_recipe_study_compresses_the_sessions_own_baseline(client, studio_server):
+    client.predict("wine", "mlp", None, "label", 2, 0.01, api_name="/train_baseline")
+    space = ("sparsity: {type: float, low: 0.2, high: 0.5}\n"
+             "pruning_method: [structured-l2]\nquantization_method: [none]\n")
+    status, *_ = client.predict("recipe", "mlp", "wine", space, "random", "none",
+                                ["accuracy"], 2, None, 1, None, 0, "", api_name="/tune")
+    assert "2 complete" in status
+    _, ctx = studio_server
+    found = ctx.root.glob("sessions/*/studies/*/report.json")
+    studies = [json.loads(p.read_text()) for p in found]
+    recipe = [r for r in studies if r["config"]["target"] == "recipe"]
+    assert recipe and recipe[-1]["parent"].startswith("train-")  # the session's baseline

@@ -223,7 +223,9 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
             first, direction = config.objectives[0], config.directions[0]
 
             def work(cb):
-                return tune(None, None, config, out_dir=out, callbacks=cb,
+                # A recipe study compresses this session's baseline, not a fresh model.
+                base = ctx.ensure_baseline(request, cb) if config.target == "recipe" else None
+                return tune(base, None, config, out_dir=out, callbacks=cb,
                             measure_options=ctx.measure_options)
 
             yield (f"Starting study `{config.study_name}`…", gr.skip(), gr.skip(), None, None,
