@@ -53,7 +53,8 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
                           queue_limit=queue_limit, per_owner=per_owner)
     app = FastAPI(title="Optimization Studio API", version="1",
                   description="Jobs (train, benchmark, quantize, prune, distill, compare, "
-                              "auto, recipe), their bundles, and metrics. Send your session "
+                              "scale, tune, auto, recipe), their bundles, and metrics. Send "
+                              "your session "
                               f"token in the `{OWNER_HEADER}` header.",
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.job_manager = manager

@@ -124,6 +124,12 @@ def test_real_train_job_then_quantize_chain(tmp_path):
         qd = mgr.wait(q.id, "alice", timeout=120)
         assert qd.status == "succeeded", qd.error
         assert qd.summary["operation"] == "quantize" and qd.summary["size_reduction"] > 1
+        with pytest.raises(InvalidParameterError, match="rounds"):
+            mgr.submit("scale", "alice", {"config": {"rounds": 0}})
+        sc = mgr.submit("scale", "alice", {"config": {"client_counts": [4, 8], "rounds": 2}})
+        sd = mgr.wait(sc.id, "alice", timeout=120)
+        assert sd.status == "succeeded", sd.error
+        assert sd.summary["operation"] == "scale"
     finally:
         mgr.shutdown()
 

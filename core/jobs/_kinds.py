@@ -162,6 +162,26 @@ def _r_distill(config, out_dir, cb, resolve, mopts):
                    out_dir=out_dir, callbacks=cb, measure_options=mopts)
 
 
+# --- scale ------------------------------------------------------------------------------------
+def _v_scale(config, resolve):
+    from core.federated import ScaleConfig
+
+    _only(config, {"input", "config"}, "scale")
+    cfg = ScaleConfig.from_dict(config.get("config") or {})
+    out = {"config": cfg.to_dict()}
+    if config.get("input") is not None:  # a model variant to federate; default: synthetic mlp
+        out["input"] = _input(config, resolve)
+    return out
+
+
+def _r_scale(config, out_dir, cb, resolve, mopts):
+    from core.federated import ScaleConfig, scale
+
+    model = resolve(config["input"]) if config.get("input") else "mlp"
+    return scale(model, None, ScaleConfig.from_dict(config["config"]), out_dir=out_dir,
+                 callbacks=cb, measure_options=mopts)
+
+
 # --- compare ----------------------------------------------------------------------------------
 def _v_compare(config, resolve):
     _only(config, {"inputs", "baseline"}, "compare")
@@ -265,6 +285,8 @@ _ALL = [
             "core.compare"),
     JobKind("auto", "find the best variant for a target", _v_auto, _r_auto, "core.auto"),
     JobKind("recipe", "run a recipe (ordered steps)", _v_recipe, _r_recipe, "core.recipes"),
+    JobKind("scale", "federated simulation at several client counts", _v_scale, _r_scale,
+            "core.federated"),
     JobKind("tune", "run a hyper-parameter study (resumable after an interruption)", _v_tune,
             _r_tune, "core.tuning"),
 ]
