@@ -1,4 +1,5 @@
-"""Start the studio with socket.connect recorded; print every address it tried, as JSON."""
+"""Serve the studio as launch.py does, train a model through it, with socket.connect
+recorded; print every address it tried, as JSON."""
 
 from __future__ import annotations
 
@@ -28,14 +29,34 @@ def connect_ex(self, address):
 
 socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
 
-from studio.app import build_app  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import uvicorn  # noqa: E402
+
+from studio.api import create_app  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
 
+# The app as launch.py serves it (REST API + UI), then a real action through the UI's API.
 port = int(sys.argv[1])
-demo = build_app(StudioContext(tempfile.mkdtemp()))
-demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
-            ssr_mode=False, quiet=True)
-for path in ("", "config", "gradio_api/info"):
-    urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=30).read()
-demo.close()
+ctx = StudioContext(tempfile.mkdtemp(), measure_options={"budget_s": 0.02, "memory": False})
+server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
+                                       log_level="warning"))
+threading.Thread(target=server.run, daemon=True).start()
+url = f"http://127.0.0.1:{port}/"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(url + "config", timeout=2).read()
+        break
+    except OSError:
+        time.sleep(0.1)
+for path in ("", "config", "gradio_api/info", "api/kinds"):
+    req = urllib.request.Request(url + path, headers={"X-Studio-Session": "probe-token-1"})
+    urllib.request.urlopen(req, timeout=30).read()
+
+from gradio_client import Client  # noqa: E402
+
+Client(url, verbose=False).predict("wine", "mlp", None, "label", 1, 0.01,
+                                   api_name="/train_baseline")
+server.should_exit = True
 print(json.dumps(attempts))
