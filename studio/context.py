@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -39,6 +42,7 @@ class StudioContext:
     jobs_per_session: int = 2
     job_queue: int = 8
     _last_cleanup: float = field(default=0.0, repr=False)
+    _secret: bytes = field(default=b"", repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,12 +91,33 @@ class StudioContext:
         return removed
 
     def session_id(self, request: Any) -> str:
-        """The session's id from a ``gr.Request`` (or a plain string in tests)."""
+        """The session's folder id, derived from a ``gr.Request``'s session hash (or a plain
+        string in tests) with a server-side key: a shared download link shows this id, from
+        which nobody can recover the session hash that acts as the session."""
         sid = request if isinstance(request, str) else getattr(request, "session_hash", None)
         sid = re.sub(r"[^A-Za-z0-9_-]", "", str(sid or ""))[:64]
         if not sid:
             raise StudioError("This action needs a browser session; reload the page.")
-        return sid
+        return hmac.new(self._key(), sid.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _key(self) -> bytes:
+        """This root's secret (created once, never served: only sessions/ is)."""
+        if self._secret:
+            return self._secret
+        path = self.root / ".session-key"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        except FileExistsError:  # made earlier, or by another thread or process just now
+            pass
+        for _ in range(50):  # another writer may not have finished its one line yet
+            key = path.read_text().strip()
+            if len(key) == 64:
+                break
+            time.sleep(0.01)
+        self._secret = key.encode()
+        return self._secret
 
     def session_dir(self, request: Any) -> Path:
         path = self.root / "sessions" / self.session_id(request)

@@ -111,5 +111,18 @@ def test_old_sessions_are_cleaned_up(tmp_path):
     os.utime(old / "f", (past, past))
     os.utime(old, (past, past))
     (fresh / "f").write_text("x")
-    assert ctx.cleanup_sessions() == ["old"]
+    assert ctx.cleanup_sessions() == [old.name]
     assert not old.exists() and fresh.exists()
+
+
+def test_session_folders_do_not_reveal_the_session_hash(tmp_path):
+    """A download link names the folder; the folder id is keyed, so the link cannot be used
+    to act as its session (which only the session hash does)."""
+    from studio.context import StudioContext
+
+    ctx = StudioContext(tmp_path)
+    folder = ctx.session_id("abc123session")
+    assert "abc123session" not in folder and len(folder) == 32
+    assert StudioContext(tmp_path).session_id("abc123session") == folder  # stable per root
+    assert StudioContext(tmp_path / "other").session_id("abc123session") != folder
+    assert ctx.session_id("another-session") != folder
