@@ -244,3 +244,18 @@ def test_flower_engine_without_the_extra_says_what_to_install(tmp_path):
                   out_dir=tmp_path / "f")
     else:
         pytest.skip("flwr is installed; see test_federated_flower.py")
+
+
+def test_the_seeds_federated_space_tunes_a_real_simulation():
+    from core.federated import federated_objective
+    from core.tuning import FEDERATED_PARAM_SPACE, HyperparameterTuner
+
+    space = {**FEDERATED_PARAM_SPACE, "num_rounds": {"type": "int", "low": 2, "high": 4}}
+    model_fn, train_fn = federated_objective(num_clients=6)
+    tuner = HyperparameterTuner(model_fn, train_fn, space, metric="adapted_accuracy")
+    result = tuner.random_search(n_trials=3)
+    assert len(result.history) == 3 and 0 < result.best_score <= 1
+    assert set(result.best_params) == set(space)
+    # the same parameters give the same measured accuracy (seeded clients and model)
+    again = train_fn(model_fn(result.best_params), result.best_params)
+    assert again["adapted_accuracy"] == pytest.approx(result.best_score)

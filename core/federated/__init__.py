@@ -14,6 +14,7 @@ from core.federated._scale import (
     estimate_memory_mb,
     scale,
 )
+from core.federated._tuning import federated_objective
 
 __all__ = [
     "ALGORITHMS",
@@ -23,6 +24,7 @@ __all__ = [
     "ScaleConfig",
     "convergence_round",
     "estimate_memory_mb",
+    "federated_objective",
     "generate_synthetic_clients",
     "partition_dataset",
     "plan_round",

@@ -22,7 +22,7 @@ DEFAULT_PARAM_SPACE: dict[str, Any] = {
     "optimizer": {"type": "categorical", "choices": ["adam", "adamw", "sgd"]},
 }
 
-# The seeds' federated dimensions; they apply once the federated area runs tuning trials.
+# The seeds' federated dimensions: tune them with ``core.federated.federated_objective``.
 FEDERATED_PARAM_SPACE: dict[str, Any] = {
     "inner_lr": {"type": "float", "low": 1.0e-4, "high": 0.1, "log": True},
     "outer_lr": {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True},
