@@ -23,6 +23,10 @@ def test_tab_handlers_build_configs_and_rows():
     cfg = make_tune_config("architecture", "mlp", "wine", SPACE, "nsga2", "median",
                            ["accuracy", "latency"], 4, None, 2, 1.5, 0, "", "sqlite:///x.db")
     assert cfg.objectives == ("accuracy", "latency") and cfg.max_latency_ms == 1.5
+    assert cfg.max_size_bytes is None
+    sized = make_tune_config("architecture", "mlp", "wine", SPACE, "nsga2", "median",
+                             ["accuracy", "size"], 4, None, 2, 0, 0, "", "sqlite:///x.db", 8)
+    assert sized.max_size_bytes == 8192 and sized.max_latency_ms is None
     with pytest.raises(InvalidParameterError, match="space"):
         make_tune_config("hyperparameters", "mlp", "wine", "", "tpe", "none", ["accuracy"], 4,
                          None, 2, None, 0, "", "sqlite:///x.db")

@@ -165,7 +165,7 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                            text, candidates_frame(rep), size_latency(rows),
                            [str(bundle), str(out / "comparison" / "report.html")])
 
-        tab.select(on_select, None, [source])
+        tab.select(on_select, None, [source], api_visibility="private")
         event = run_btn.click(on_run, [source, target, tolerance, epochs, picks],
                               [status, explanation, table, chart, files], api_name="auto",
                               show_progress_on=[status], **ctx.engine())

@@ -129,7 +129,7 @@ def build_comparison_tab(ctx: StudioContext) -> gr.Tab:
             return str(path)
 
         refresh.click(on_refresh, None, [table, scatter, variant], api_name="list_variants")
-        tab.select(on_refresh, None, [table, scatter, variant])
+        tab.select(on_refresh, None, [table, scatter, variant], api_visibility="private")
         event = remeasure.click(
             on_remeasure, None, [status, table, scatter, acc_plot, lineage_plot, bars, exports],
             api_name="remeasure_all", show_progress_on=[status], **ctx.engine())

@@ -167,8 +167,9 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                     yield (_summary(report, run_dir.name), curves(history),
                            pd.DataFrame(results_rows(report), columns=COLUMNS), str(zipped))
 
-        tab.select(on_select, None, [teacher, extra])
-        method.change(lambda m: method_summary("distillation", m), [method], [method_help])
+        tab.select(on_select, None, [teacher, extra], api_visibility="private")
+        method.change(lambda m: method_summary("distillation", m), [method], [method_help],
+            api_visibility="private")
         event = run_btn.click(
             on_run, [teacher, method, width, temperature, alpha, epochs, fraction, depth, extra,
                      unlabelled, budget, family],

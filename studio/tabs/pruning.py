@@ -176,8 +176,9 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                            pd.DataFrame(results_rows(report), columns=COLUMNS),
                            layer_chart(info.get("layers", []), config.structured), str(zipped))
 
-        tab.select(on_select, None, [variant])
-        method.change(lambda m: method_summary("pruning", m), [method], [method_help])
+        tab.select(on_select, None, [variant], api_visibility="private")
+        method.change(lambda m: method_summary("pruning", m), [method], [method_help],
+            api_visibility="private")
         event = run_btn.click(
             on_run, [variant, method, sparsity, schedule, steps, epochs, lr, round_to,
                      attention, ignore],

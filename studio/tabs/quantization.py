@@ -254,8 +254,8 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                            sensitivity_chart(sens_all) if sens_all else None,
                            size_latency_chart(rows), str(zipped))
 
-        tab.select(on_select, None, [variant])
-        method.change(_method_help, [method], [method_help])
+        tab.select(on_select, None, [variant], api_visibility="private")
+        method.change(_method_help, [method], [method_help], api_visibility="private")
         event = run_btn.click(
             on_run, [variant, method, calibration, calib_size, per_channel, tolerance,
                      sensitivity, quant_types, block_size, backend, qat_epochs, qat_lr],

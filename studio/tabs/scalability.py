@@ -145,7 +145,7 @@ def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
                     yield (_summary(report, run_dir.name), t, m, accuracy_chart(history), c,
                            frame, paths)
 
-        tab.select(on_select, None, [model])
+        tab.select(on_select, None, [model], api_visibility="private")
         event = run_btn.click(
             on_run, [model, counts, rounds, samples, algorithm, alpha, stragglers, fraction,
                      engine, local_epochs],

@@ -113,7 +113,7 @@ def _summary(report: dict[str, Any]) -> str:
 def make_tune_config(target: str, family: str, data: str, space: str, sampler: str,
                      pruner: str, objectives: Sequence[str], n_trials: float, timeout: float,
                      epochs: float, max_latency: float, seed: float, study: str,
-                     storage: str) -> TuneConfig:
+                     storage: str, max_size_kb: float | None = None) -> TuneConfig:
     """Widget values → a validated TuneConfig (errors name the bad widget)."""
     from core.tuning import parse_space
 
@@ -123,6 +123,7 @@ def make_tune_config(target: str, family: str, data: str, space: str, sampler: s
         objectives=tuple(objectives or ()), n_trials=int(n_trials or 1),
         timeout_s=float(timeout) if timeout else None, epochs=int(epochs or 1),
         max_latency_ms=float(max_latency) if max_latency else None, seed=int(seed or 0),
+        max_size_bytes=int(float(max_size_kb) * 1024) if max_size_kb else None,
         study_name=(study or "").strip() or None, storage=storage,
         latency_budget_s=0.05)
 
@@ -182,6 +183,7 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                 with gr.Row():
                     max_latency = gr.Number(0, label="Max latency b1 (ms, measured; 0 = none)",
                                             minimum=0)
+                    max_size = gr.Number(0, label="Max size (KB on disk; 0 = none)", minimum=0)
                     seed = gr.Number(0, label="Seed", minimum=0, precision=0)
                 study_name = gr.Textbox("", label="Study name (empty: a new study; a name "
                                         "this session used before continues it)")
@@ -210,12 +212,12 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
         def on_space(t: str, f: str) -> str:
             return space_text(t, f)
 
-        def on_run(t, f, d, sp, smp, prn, objs, n, tmo, ep, lat, sd, name,
-                   request: gr.Request):
+        def on_run(t, f, d, sp, smp, prn, objs, n, tmo, ep, lat, sd, name, kb=0,
+                   request: gr.Request = None):
             # One study database per browser session: a study name never reaches another user.
             storage = f"sqlite:///{ctx.session_dir(request) / 'studies.db'}"
             config = call(lambda: make_tune_config(t, f, d, sp, smp, prn, objs, n, tmo, ep, lat,
-                                                   sd, name, storage))
+                                                   sd, name, storage, kb))
             if config.study_name is None:
                 config = config.replace(study_name=new_run_id("study"))
             out = ctx.session_dir(request) / "studies" / new_run_id("tune")
@@ -293,11 +295,11 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                              str(zipped)]
                     yield text, extra
 
-        target.change(on_space, [target, family], [space])
-        family.change(on_space, [target, family], [space])
+        target.change(on_space, [target, family], [space], api_visibility="private")
+        family.change(on_space, [target, family], [space], api_visibility="private")
         event = run_btn.click(
             on_run, [target, family, data, space, sampler, pruner, objectives, n_trials,
-                     timeout, epochs, max_latency, seed, study_name],
+                     timeout, epochs, max_latency, seed, study_name, max_size],
             [status, table, history, parallel, importance, pareto, files, study_dir],
             api_name="tune", show_progress_on=[status], **ctx.engine())
         stop_btn.click(None, None, None, cancels=[event], api_name="stop_tune")
