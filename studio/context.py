@@ -88,6 +88,10 @@ class StudioContext:
             if now - newest > self.session_ttl_hours * 3600:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)
+        from core.jobs import get_manager  # finished jobs (and API job folders) expire too
+
+        get_manager(self.root, measure_options=self.measure_options).expire(
+            self.session_ttl_hours * 3600)
         return removed
 
     def session_id(self, request: Any) -> str:

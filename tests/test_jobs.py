@@ -166,3 +166,21 @@ def test_interrupted_tuning_job_resumes_its_study(tmp_path):
         assert study["ran_this_time"] == 2 and study["n_trials"] == 4
     finally:
         mgr.shutdown()
+
+
+def test_old_finished_jobs_expire_with_their_folders(tmp_path):
+    mgr = JobManager(tmp_path)
+    try:
+        old = mgr.store.create("train", "alice", {})
+        folder = mgr.owner_dir("alice") / old.id
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"x")
+        mgr.store.finish(old.id, "succeeded", result_path=str(folder))
+        mgr.store.update(old.id, finished_at="2000-01-01T00:00:00.000+00:00")
+        running = mgr.store.create("train", "alice", {})
+        mgr.store.mark_started(running.id)
+        assert mgr.expire(3600) == 1
+        assert mgr.store.get(old.id) is None and not folder.exists()
+        assert mgr.store.get(running.id) is not None  # unfinished work is never expired
+    finally:
+        mgr.shutdown()

@@ -207,6 +207,21 @@ class JobManager:
             t.join(timeout)
         self.store.close()
 
+    def expire(self, max_age_s: float) -> int:
+        """Forget finished jobs older than ``max_age_s`` and delete their API result folders
+        (UI results live in session folders, cleaned with them); returns how many."""
+        import datetime as dt
+        import shutil
+
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=max_age_s)
+        gone = self.store.expire(cutoff.isoformat(timespec="milliseconds"))
+        jobs_dir = (self.root / "jobs").resolve()
+        for job in gone:
+            folder = Path(job.result_path).resolve() if job.result_path else None
+            if folder is not None and jobs_dir in folder.parents:
+                shutil.rmtree(folder, ignore_errors=True)
+        return len(gone)
+
     # --- workers -------------------------------------------------------------------------
     def owner_dir(self, owner: str) -> Path:
         return self.root / "jobs" / owner_key(owner)

@@ -133,6 +133,15 @@ class JobStore:
                 "WHERE status IN ('queued', 'running')", (_now(),))
         return cur.rowcount
 
+    def expire(self, before: str) -> list[Job]:
+        """Delete finished jobs that finished before ``before`` (ISO time); returns them."""
+        sql = ("FROM jobs WHERE status NOT IN ('queued', 'running') "
+               "AND COALESCE(finished_at, created_at) < ?")
+        with self._lock:
+            rows = self._db.execute("SELECT * " + sql, (before,)).fetchall()
+            self._db.execute("DELETE " + sql, (before,))
+        return [_job(r) for r in rows]
+
     # --- reads -----------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
         with self._lock:
