@@ -169,7 +169,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
 
         tab.select(on_select, None, [teacher, extra], api_visibility="private")
         method.change(lambda m: method_summary("distillation", m), [method], [method_help],
-            api_visibility="private")
+                      api_visibility="private")
         event = run_btn.click(
             on_run, [teacher, method, width, temperature, alpha, epochs, fraction, depth, extra,
                      unlabelled, budget, family],

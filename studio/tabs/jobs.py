@@ -93,7 +93,7 @@ def build_jobs_tab(ctx: StudioContext) -> gr.Tab:
         tab.select(on_list, None, [table, job], api_visibility="private")
         timer.tick(on_list, None, [table, job], show_progress="hidden")
         live.change(lambda on: gr.Timer(active=bool(on)), [live], [timer],
-            api_visibility="private")
+                    api_visibility="private")
         cancel_btn.click(on_cancel, [job], [table, detail], api_name="cancel_job")
         open_btn.click(on_open, [job], [detail, bundle], api_name="open_job")
     return tab

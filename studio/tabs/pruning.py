@@ -178,7 +178,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
 
         tab.select(on_select, None, [variant], api_visibility="private")
         method.change(lambda m: method_summary("pruning", m), [method], [method_help],
-            api_visibility="private")
+                      api_visibility="private")
         event = run_btn.click(
             on_run, [variant, method, sparsity, schedule, steps, epochs, lr, round_to,
                      attention, ignore],
