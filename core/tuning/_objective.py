@@ -81,8 +81,9 @@ def _le(peer: Any, own: Any) -> bool:
 
 
 class StudyObjective:
-    """What every studio objective does around a trial's ``_run``: a cancelled trial is queued
-    again (a resumed study runs it), errors are kept, and the trial's info is written once."""
+    """What every studio objective does around its ``_run(trial, info)`` (each subclass has
+    one): a cancelled trial is queued again (a resumed study runs it), errors are kept, and
+    the trial's info is written once."""
 
     def __call__(self, trial: Any) -> float | Sequence[float]:
         info: dict[str, Any] = {}
@@ -100,9 +101,6 @@ class StudyObjective:
             if "constraints" in info:
                 trial.set_user_attr("constraints", info["constraints"])
             trial.set_user_attr("studio", info)
-
-    def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
-        raise NotImplementedError
 
 
 class TrialObjective(StudyObjective):
