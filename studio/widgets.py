@@ -31,3 +31,11 @@ def warnings_markdown(report: dict[str, Any]) -> str:
     if not report.get("warnings"):
         return ""
     return "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
+
+
+def run_stop_buttons(label: str, stop_label: str = "Stop") -> tuple[Any, Any]:
+    """A row with the tab's primary action and its Stop button (create inside a layout)."""
+    import gradio as gr
+
+    with gr.Row():
+        return gr.Button(label, variant="primary"), gr.Button(stop_label, variant="stop")

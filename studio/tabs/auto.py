@@ -13,6 +13,7 @@ from core.compare import size_latency
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
+from studio.widgets import run_stop_buttons
 
 EXAMPLE_RECIPE = """name: prune-finetune-int8
 model: cnn
@@ -67,9 +68,7 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                 picks = gr.CheckboxGroup(list(CANDIDATE_NAMES), value=[],
                                          label="Candidates (none ticked = all suited to this "
                                          "hardware)")
-                with gr.Row():
-                    run_btn = gr.Button("Optimise", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                run_btn, stop_btn = run_stop_buttons("Optimise")
             with gr.Column(scale=2):
                 status = gr.Markdown("")
                 explanation = gr.Markdown("")

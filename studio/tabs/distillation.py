@@ -16,7 +16,7 @@ from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
 from studio.uploads import store_data_upload
-from studio.widgets import method_summary, variant_update, warnings_markdown
+from studio.widgets import method_summary, run_stop_buttons, variant_update, warnings_markdown
 
 COLUMNS = ["model", "accuracy", "macro F1", "params", "size (KB)", "p50 b1 (ms)",
            "p50 b64 (ms)"]
@@ -117,9 +117,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                     family = gr.Dropdown([SAME_FAMILY, "cnn", "mlp", "vit"], value=SAME_FAMILY,
                                          label="Student family (for a teacher that is not a "
                                          "built-in model, e.g. an uploaded ONNX file)")
-                with gr.Row():
-                    run_btn = gr.Button("Distil", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                run_btn, stop_btn = run_stop_buttons("Distil")
             with gr.Column(scale=2):
                 status = gr.Markdown("Pick a teacher and press Distil.")
                 curve = gr.Plot(label="Both students, live")

@@ -17,6 +17,7 @@ from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
 from studio.uploads import store_data_upload, store_model_upload
+from studio.widgets import run_stop_buttons
 
 
 def figures_table(report: dict[str, Any], run_id: str) -> pd.DataFrame:
@@ -36,9 +37,7 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
                 dataset = gr.Dropdown(list_datasets(), value="digits", label="Data set")
                 epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
                 lr = gr.Number(0.01, label="Learning rate", minimum=1e-6, maximum=10)
-                with gr.Row():
-                    train_btn = gr.Button("Train baseline", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                train_btn, stop_btn = run_stop_buttons("Train baseline")
                 with gr.Accordion("Your own data or model", open=False):
                     data_file = gr.File(label="Data: .csv with a label column, or .npz with "
                                         "X and y", file_types=[".csv", ".npz"], height=110)

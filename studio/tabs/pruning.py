@@ -15,7 +15,7 @@ from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
-from studio.widgets import method_summary, variant_update, warnings_markdown
+from studio.widgets import method_summary, run_stop_buttons, variant_update, warnings_markdown
 
 COLUMNS = ["model", "accuracy", "accuracy before fine-tune", "params", "non-zero params",
            "MACs", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)", "p95 b64 (ms)"]
@@ -128,9 +128,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                                          label="ViT attention: remove whole heads or head dims")
                     ignore = gr.Textbox("", label="Layers to leave untouched (comma-separated; "
                                         "the classifier head is always kept when structured)")
-                with gr.Row():
-                    run_btn = gr.Button("Prune", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                run_btn, stop_btn = run_stop_buttons("Prune")
             with gr.Column(scale=2):
                 status = gr.Markdown("Pick a method and press Prune.")
                 curve = gr.Plot(label="Accuracy per step (live)")

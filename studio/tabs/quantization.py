@@ -16,7 +16,7 @@ from core.registry import get_method, list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
-from studio.widgets import variant_update, warnings_markdown
+from studio.widgets import run_stop_buttons, variant_update, warnings_markdown
 
 DEFAULT_TOLERANCE = 0.01
 COLUMNS = ["variant", "method", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)",
@@ -195,9 +195,7 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                                           label="torch INT8 kernels")
                     qat_epochs = gr.Slider(1, 20, value=2, step=1, label="QAT epochs")
                     qat_lr = gr.Number(1e-3, label="QAT learning rate", minimum=1e-6, maximum=1)
-                with gr.Row():
-                    run_btn = gr.Button("Quantize", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                run_btn, stop_btn = run_stop_buttons("Quantize")
             with gr.Column(scale=2):
                 status = gr.Markdown("Pick a method and press Quantize.")
                 table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Results (this input)",

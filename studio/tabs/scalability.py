@@ -12,6 +12,7 @@ from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
+from studio.widgets import run_stop_buttons
 
 SYNTHETIC = "mlp 9→[32, 16]→4 on seeded synthetic clients"
 COLUMNS = ["clients", "engine", "total_s", "time_per_round_s", "peak_memory_mb",
@@ -85,9 +86,7 @@ def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
                                          label="Engine (builtin = vectorised; loop = "
                                          "reference; flower needs flwr[simulation])")
                     local_epochs = gr.Slider(1, 20, value=1, step=1, label="Local epochs")
-                with gr.Row():
-                    run_btn = gr.Button("Run", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                run_btn, stop_btn = run_stop_buttons("Run")
             with gr.Column(scale=2):
                 status = gr.Markdown("Set the client counts and press Run.")
                 with gr.Row():

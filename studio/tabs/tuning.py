@@ -19,7 +19,7 @@ from core.tuning import OBJECTIVES, PRUNERS, TuneConfig, default_space, train_be
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
-from studio.widgets import warnings_markdown
+from studio.widgets import run_stop_buttons, warnings_markdown
 
 TARGETS = ["hyperparameters", "architecture", "recipe"]
 COLUMNS = ["trial", "state", "accuracy", "latency (ms)", "size (KB)", "epochs", "stopped",
@@ -187,9 +187,7 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                     seed = gr.Number(0, label="Seed", minimum=0, precision=0)
                 study_name = gr.Textbox("", label="Study name (empty: a new study; a name "
                                         "this session used before continues it)")
-                with gr.Row():
-                    run_btn = gr.Button("Run study", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                run_btn, stop_btn = run_stop_buttons("Run study")
             with gr.Column(scale=2):
                 status = gr.Markdown("Edit the space and press Run study.")
                 table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Trials (live)",
