@@ -1,6 +1,7 @@
 """The ``studio`` command line: one verb per area, each writing DIR/report.json and artifacts.
 
-Exit codes: 0 success, 2 bad input (one clear line on stderr), 1 internal error.
+Exit codes: 0 success, 2 bad input (one clear line on stderr), 1 internal error or a failed
+study (every trial failed: the first trial's error is printed).
 """
 
 from __future__ import annotations
@@ -148,7 +149,31 @@ def add_common(p: argparse.ArgumentParser, *, out: bool = True, data: bool = Tru
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="threads used when timing")
     if out:
-        p.add_argument("--out", type=Path, required=True, help="run folder to write")
+        add_out(p)
+
+
+def add_out(p: argparse.ArgumentParser) -> None:
+    """--out DIR (a new or empty folder, or an earlier run folder with --overwrite)."""
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder to write: a new or empty folder (an existing studio run "
+                        "folder only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it is an earlier studio run folder")
+
+
+_INPUT_ARGS = ("model", "teacher", "student", "runs", "recipe", "data")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse a bad --out before any work starts (the verbs check again when they write)."""
+    from core.artifacts import check_out_dir
+
+    inputs: list[Any] = []
+    for name in _INPUT_ARGS:
+        value = getattr(args, name, None)
+        inputs += value if isinstance(value, list) else [value]
+    inputs += [t for t in str(getattr(args, "teachers", "") or "").split(",") if t]
+    check_out_dir(args.out, overwrite=args.overwrite, inputs=inputs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,14 +213,19 @@ def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None 
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    from core.artifacts import allow_overwrite
+
     try:
         try:
-            args.func(args)
+            if getattr(args, "out", None) is not None:
+                _check_out(args)
+            with allow_overwrite(getattr(args, "overwrite", False)):
+                args.func(args)
         finally:
             _close_bars()  # an error message gets a line of its own
     except StudioError as exc:
         err(f"error: {exc}")
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         err("error: interrupted")
         return 130

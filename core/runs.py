@@ -70,6 +70,7 @@ def train_baseline(
     model_kwargs: dict[str, Any] | None = None,
     callbacks: Callbacks | None = None,
     measure_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train a built-in model on a data set and write a measured run folder; returns the report."""
     config = config or TrainConfig()
@@ -77,7 +78,7 @@ def train_baseline(
     cb = Callbacks.ensure(callbacks)
     seed_everything(config.seed)
     net = model_for_data(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite) as tmp:
         result = train(net, dataset, config, callbacks=cb)
         saved = save_model(net, tmp, data=dataset)
         report = write_run(
@@ -98,6 +99,7 @@ def benchmark_model(
     label_column: str = "label",
     callbacks: Callbacks | None = None,
     measure_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Measure a model file or run folder on a data set and write a run folder for it."""
     import shutil
@@ -109,7 +111,7 @@ def benchmark_model(
         raise InvalidParameterError("model input shape",
                                     f"equal to the data's {list(dataset.input_shape)}",
                                     list(shape))
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:
         if loaded.kind == "builtin":
             save_model(loaded.model, tmp, data=dataset)
             files = [tmp / "model.safetensors"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import json
+import os
 import secrets
 import shutil
+import socket
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -14,6 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from core.artifacts._save import file_entry
+from core.errors import StudioError
 
 SCHEMA = "optimization-studio/report/v1"
 
@@ -23,21 +27,152 @@ def new_run_id(operation: str) -> str:
     return f"{operation}-{secrets.token_hex(8)}"
 
 
+class OutputFolderError(StudioError):
+    """``--out`` / ``out_dir`` names a folder the studio must not write (nothing was touched)."""
+
+
+MARKER = ".studio-partial"  # written into every <run>.partial: only those are ever cleaned up
+
+_OVERWRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("studio_overwrite",
+                                                                  default=False)
+
+
 @contextlib.contextmanager
-def staging(run_dir: str | Path) -> Iterator[Path]:
-    """Write into ``<run_dir>.partial`` and rename on success; on error nothing is left."""
-    final = Path(run_dir)
+def allow_overwrite(allowed: bool = True) -> Iterator[None]:
+    """Let every verb run inside this block replace an existing run folder (``--overwrite``)."""
+    token = _OVERWRITE.set(bool(allowed))
+    try:
+        yield
+    finally:
+        _OVERWRITE.reset(token)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder the studio wrote: it holds a report.json of its schema."""
+    report = Path(path) / "report.json"
+    try:
+        return report.is_file() and json.loads(report.read_text()).get("schema") == SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _input_folder(given: Any) -> Path | None:
+    """The run folder an input is (or lives in), resolved; None for anything else."""
+    if not isinstance(given, (str, Path)) or not Path(given).exists():
+        return None
+    src = Path(given).absolute().resolve()
+    if src.is_file():
+        src = src.parent
+    return src if is_run_folder(src) else None
+
+
+def check_out_dir(out: str | Path, *, overwrite: bool = False,
+                  inputs: Sequence[Any] = ()) -> None:
+    """The one rule for where a verb may write its run folder (raises OutputFolderError).
+
+    A new or empty folder is fine. An existing studio run folder is replaced only with
+    ``overwrite``; any other existing folder or file is refused, untouched. A variant is never
+    written over or inside the run folder of one of its ``inputs`` (its parent).
+    """
+    final = Path(out).absolute().resolve()
+    name = Path(out).name or str(out)
+    for given in inputs:
+        src = _input_folder(given)
+        if src is not None and (final == src or src in final.parents):
+            raise OutputFolderError(
+                f"The output folder '{name}' is (or is inside) the input run folder "
+                f"'{src.name}': a variant never overwrites its parent. Choose another folder.")
+    if final.is_file():
+        raise OutputFolderError(f"The output '{name}' is an existing file; give a folder path.")
+    if not final.is_dir() or not any(final.iterdir()):
+        return
+    if not is_run_folder(final):
+        raise OutputFolderError(
+            f"The output folder '{name}' already exists and is not a studio run folder (no "
+            "studio report.json); it was left untouched. Choose a new or empty folder.")
+    if not (overwrite or _OVERWRITE.get()):
+        raise OutputFolderError(f"The output folder '{name}' already holds a studio run; pass "
+                                "--overwrite (overwrite=True) to replace it.")
+
+
+def _tmp_for(final: Path) -> Path:
+    """``<final>.partial``, cleared if an earlier studio run left it; a user's folder of that
+    name is refused, never deleted."""
     tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if tmp.exists():
+        if not (tmp / MARKER).is_file():
+            raise OutputFolderError(f"'{tmp.name}' exists and was not written by the studio; "
+                                    "move it or choose another --out folder.")
+        shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    (tmp / MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    return tmp
+
+
+@contextlib.contextmanager
+def staging(run_dir: str | Path, *, overwrite: bool = False,
+            inputs: Sequence[Any] = ()) -> Iterator[Path]:
+    """Write into ``<run_dir>.partial`` and rename on success; on error nothing is left.
+
+    ``run_dir`` must pass :func:`check_out_dir` (``overwrite``, or an enclosing
+    :func:`allow_overwrite`, lets it replace an earlier run folder).
+    """
+    final = Path(run_dir)
+    check_out_dir(final, overwrite=overwrite, inputs=inputs)
+    tmp = _tmp_for(final)
     try:
         yield tmp
+        check_out_dir(final, overwrite=overwrite, inputs=inputs)  # nothing appeared meanwhile
+        (tmp / MARKER).unlink(missing_ok=True)
+        _replace(final, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        shutil.rmtree(final)
+
+
+def _replace(final: Path, tmp: Path) -> None:
+    """Rename ``tmp`` to ``final``; an earlier run folder there is moved aside first."""
+    old = final.with_name(f"{final.name}.old-{secrets.token_hex(4)}")
+    replacing = final.is_dir() and any(final.iterdir())
+    if replacing:
+        final.rename(old)
+    elif final.is_dir():
+        final.rmdir()
     tmp.rename(final)
+    if replacing:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_orphans(root: str | Path) -> list[str]:
+    """Delete ``*.partial`` folders under ``root`` that a studio process left when it was
+    killed: only those holding the studio's marker whose writer is no longer running on this
+    host. Returns the names removed. Call it once at server start-up."""
+    removed = []
+    for folder, dirs, _ in os.walk(root):
+        for d in list(dirs):
+            path = Path(folder) / d
+            if d.endswith(".partial"):
+                dirs.remove(d)  # never descend into a staging folder
+                if _orphaned(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(d)
+    return removed
+
+
+def _orphaned(tmp: Path) -> bool:
+    try:
+        mark = json.loads((tmp / MARKER).read_text())
+    except (OSError, ValueError):
+        return False  # not written by the studio (or unreadable): never touched
+    if not isinstance(mark, dict) or mark.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(mark.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError, TypeError):
+        return False  # alive (perhaps another user's), or an odd marker: keep it
+    return False
 
 
 def ratios(baseline: Any, result: Any) -> dict[str, float | None]:
@@ -129,7 +264,8 @@ def read_report(run_dir: str | Path) -> dict[str, Any]:
 
     path = Path(run_dir) / "report.json"
     if not path.is_file():
-        raise ModelFileError(f"'{run_dir}' is not a studio run folder (no report.json).")
+        raise ModelFileError(f"'{Path(run_dir).name}' is not a studio run folder (no "
+                             "report.json).")
     return json.loads(path.read_text())
 
 

@@ -258,6 +258,7 @@ def auto(
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Find the best variant of ``model`` for ``config.target`` within ``config.tolerance``.
 
@@ -290,7 +291,7 @@ def auto(
     step_opts = {**mopts, "budget_s": min(0.05, mopts.get("budget_s", 0.05)), "memory": False}
     hardware = environment_manifest(threads=mopts.get("threads", 1))
     out_dir = Path(out_dir)
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:
         cands = tmp / "candidates"
         cb.progress(0.0, "Baseline")
         base = _baseline(model, data, cfg, cands / "baseline", _sub(cb, 0.0, 0.12, "Baseline: "),

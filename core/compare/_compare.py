@@ -147,6 +147,7 @@ def compare(
     measure_options: Mapping[str, Any] | None = None,
     title: str = "Comparison",
     models: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Re-measure ``run_dirs`` side by side and write report.json, HTML, Markdown and CSV.
 
@@ -183,7 +184,7 @@ def compare(
         "warnings": _warnings(rows, cpu_isa()),
     }
     cb.progress(0.96, "Writing the report")
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=list(run_dirs)) as tmp:
         write_report(tmp, report)
         write_exports(report, tmp)
     cb.progress(1.0, "Done")

@@ -150,6 +150,7 @@ def distill(
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ):
     """Distil ``teacher`` into a smaller student, and train the same student on labels only.
 
@@ -219,7 +220,8 @@ def distill(
 
     tcfg = config.train_config()
     warnings: list[str] = []
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite,
+                 inputs=[teacher, student, *teachers]) as tmp:
         try:
             extra_modules = method.prepare(_sub(cb, 0.02, 0.06))
             trainee = _Trainee.wrap(model, extra_modules)

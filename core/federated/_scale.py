@@ -178,6 +178,7 @@ def scale(
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Run the federated experiment at every client count and write ``out_dir/report.json``.
 
@@ -274,7 +275,7 @@ def scale(
     cb.progress(0.97, "saving and measuring the final model")
     dataset = data if _is_dataset(data) else _synthetic_dataset(final_clients, config)
     summary = _summary(rows)
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp:
         saved = save_model(final_model, tmp, data=dataset)
         files = [tmp / "model.safetensors"] if is_builtin(final_model) else \
             [p for p in saved["files"] if p.suffix == ".onnx"]

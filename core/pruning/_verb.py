@@ -143,6 +143,7 @@ def prune(
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Prune a model (module, model file or run folder) and write a measured run folder.
 
@@ -181,7 +182,7 @@ def prune(
     layers = layer_table(original, working)
     notes: list[str] = []
     extra: dict[str, Any] = {}
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp:
         cb.progress(0.82, "Saving")
         if kind == "builtin" and cfg.structured:
             from core.pruning._structured import builtin_widths, materialise

@@ -144,6 +144,7 @@ def quantize(
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
     method: str | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Quantize a model (nn.Module or run folder) and write a measured run folder.
 
@@ -166,7 +167,7 @@ def quantize(
     is_onnx = type(fp32).__name__ == "InferenceSession"
     warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="studio-quant-") as scratch_dir, \
-            staging(out_dir) as tmp:
+            staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp:
         scratch = Path(scratch_dir)
         if is_onnx and onnx_in is None:
             raise UnsupportedModelError("Pass an ONNX model as a file or run folder path, "

@@ -229,7 +229,8 @@ def execute_steps(recipe: Recipe, *, data: Any, steps_dir: str | Path, start: An
 
 def run_recipe(recipe: Recipe, *, out_dir: str | Path, model: Any = None, data: Any = None,
                callbacks: Callbacks | None = None,
-               measure_options: Mapping[str, Any] | None = None) -> Any:
+               measure_options: Mapping[str, Any] | None = None,
+               overwrite: bool = False) -> Any:
     """Run a recipe into ``out_dir`` (steps under ``steps/``; the final model at the top).
 
     The report measures the recipe's input (or its trained model) against the final
@@ -243,7 +244,7 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path, model: Any = None, data: 
     dataset = data if isinstance(data, Dataset) else load_dataset(data or recipe.data)
     start = model if model is not None else (None if recipe.trains else recipe.model)
     out_dir = Path(out_dir)
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:
         steps = execute_steps(recipe, data=dataset, steps_dir=tmp / "steps", start=start,
                               callbacks=_sub(cb, 0.0, 0.9), measure_options=measure_options)
         final = Path(steps[-1]["run_dir"])

@@ -15,6 +15,7 @@ from core.tuning._config import (
     default_space,
 )
 from core.tuning._engine import (
+    StudyFailedError,
     export_trials_csv,
     load_study_summary,
     open_study,
@@ -49,6 +50,7 @@ __all__ = [
     "MultiObjectiveMedianRule",
     "SearchSpace",
     "StorageError",
+    "StudyFailedError",
     "TuneConfig",
     "TuningResult",
     "arch_kwargs",

@@ -33,6 +33,7 @@ def train_best(
     baseline: Any = None,
     callbacks: Callbacks | None = None,
     measure_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Retrain the best (or a chosen) trial's model and write a measured run folder.
 
@@ -47,11 +48,12 @@ def train_best(
     report = read_report(study_run_dir)
     if report.get("operation") != "tune" or "study" not in report:
         raise InvalidParameterError("study run", "a folder written by 'studio tune'",
-                                    str(study_run_dir))
+                                    Path(study_run_dir).name)
     study = report["study"]
     row = pick_trial(study, trial)
     if row.get("run_dir"):  # a recipe trial already is a measured run folder: hand it out
-        return _copy_recipe_trial(Path(study_run_dir), report, row, Path(out_dir))
+        return _copy_recipe_trial(Path(study_run_dir), report, row, Path(out_dir),
+                                  overwrite=overwrite)
     data = data_from_report(report)
     family = study.get("family") or report["config"].get("model", "cnn")
     model_kwargs = dict(row.get("model_kwargs") or {})
@@ -62,7 +64,7 @@ def train_best(
     if baseline is not None:
         loaded = load_model(baseline)
         base_model, base_files, parent = loaded.model, loaded.files(), Path(baseline).name
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[baseline]) as tmp:
         result = train(net, data, tcfg, callbacks=cb)
         saved = save_model(net, tmp, data=data)
         rep = write_run(
@@ -82,7 +84,7 @@ def train_best(
 
 
 def _copy_recipe_trial(study_dir: Path, report: Mapping[str, Any], row: Mapping[str, Any],
-                       out_dir: Path) -> RunResult:
+                       out_dir: Path, *, overwrite: bool = False) -> RunResult:
     """Copy a recipe trial's final run folder as a variant (its figures were measured)."""
     import shutil
 
@@ -92,7 +94,7 @@ def _copy_recipe_trial(study_dir: Path, report: Mapping[str, Any], row: Mapping[
     if not (src / "report.json").is_file():
         raise InvalidParameterError("trial", "a trial whose run folder still exists",
                                     row["number"])
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[src]) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         rep = read_report(tmp)
         rep["tuning"] = {"study_run": study_dir.name, "trial": row["number"],

@@ -8,6 +8,8 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
+    from core.cli import add_out
+
     p = subparsers.add_parser(
         "tune", help="tune hyper-parameters or search architectures with Optuna",
         description="Run or resume an Optuna study. Several processes (or machines) given the "
@@ -31,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads used when timing")
     p.add_argument("--train-best", action="store_true",
                    help="also retrain the best trial into DIR/best (a measured run folder)")
-    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    add_out(p)
     p.set_defaults(func=_cmd_tune)
 
 

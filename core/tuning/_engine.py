@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from core.callbacks import Callbacks
-from core.errors import InvalidParameterError, UnsupportedModelError
+from core.errors import InvalidParameterError, StudioError, UnsupportedModelError
 from core.runs import RunResult
 from core.tuning._config import TuneConfig, family_keys
 from core.tuning._objective import TrialObjective, trial_info
@@ -154,19 +154,24 @@ def tune(
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run or resume a study; write ``out_dir/report.json``, ``trials.csv`` and ``study.yaml``.
 
     ``model_or_run_dir``: ``None`` (the config's family), a family name, a built-in model or
     a run folder (its family and widths are the starting point, its data set the data).
     The study itself lives in ``config.storage`` (default ``studies.db`` beside ``out_dir``)
-    so stopping keeps every finished trial; the run folder is staged as usual.
+    so stopping keeps every finished trial; the run folder is staged as usual
+    (``overwrite`` replaces an earlier run folder there). A study whose every trial failed
+    raises :class:`StudyFailedError` with the first trial's error.
     """
     import optuna
 
-    from core.artifacts import build_report, file_entry, staging, write_report
+    from core.artifacts import build_report, check_out_dir, file_entry, staging, write_report
     from core.measure import environment_manifest
 
+    inputs = [model_or_run_dir]
+    check_out_dir(out_dir, overwrite=overwrite, inputs=inputs)  # before hours of trials
     config = config or TuneConfig()
     cb = Callbacks.ensure(callbacks)
     opts = dict(measure_options or {})
@@ -207,6 +212,7 @@ def tune(
         )
     seconds = time.perf_counter() - start
     summary = summarize(study, config, space)
+    _raise_if_all_failed(summary)
     summary.update(storage=mask_url(url), storage_kind=storage_kind(url), study_name=name,
                    resumed=existed, finished_before=before, ran_this_time=len(ran),
                    trials_run=ran, seconds=seconds, family=family,
@@ -221,7 +227,7 @@ def tune(
     if not summary["best"]:
         notes.append("No feasible completed trial: no best trial to report.")
     cb.progress(1.0, "Writing the report")
-    with staging(out_dir) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
         export_trials_csv(study, tmp / "trials.csv", config)
         (tmp / "study.yaml").write_text(study_yaml(study, config, space, url, name))
         artifacts = [file_entry(p, tmp) for p in sorted(tmp.iterdir()) if p.is_file()]
@@ -234,6 +240,23 @@ def tune(
         report["data"] = dataset.spec.to_dict()
         write_report(tmp, report)
     return RunResult(Path(out_dir), report)
+
+
+class StudyFailedError(StudioError):
+    """Every trial of a study failed: the job failed (the CLI exits 1, not 2: the config was
+    valid, the trials broke)."""
+
+    exit_code = 1
+
+
+def _raise_if_all_failed(summary: Mapping[str, Any]) -> None:
+    """A study with trials, none completed or pruned, is a failure, not a success."""
+    rows = summary.get("trials") or []
+    if rows and all(r["state"] == "fail" for r in rows):
+        first = min(rows, key=lambda r: r["number"])
+        raise StudyFailedError(f"All {len(rows)} trial(s) of the study failed; the first "
+                               f"(trial {first['number']}) with: "
+                               f"{first.get('error') or 'no error recorded'}")
 
 
 # --- summaries and exports -------------------------------------------------------------
