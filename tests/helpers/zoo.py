@@ -1,0 +1,342 @@
+"""A tiny zoo of real-style architectures (torchvision shapes, small widths) for tests.
+
+torchvision is not installable here (only a CUDA wheel exists for torch 2.13), so the
+architectures are written out: MobileNetV3-style inverted residuals (depthwise conv,
+squeeze-excitation, hardswish, BatchNorm momentum 0.01), a ResNet-style net of BasicBlocks,
+a torchvision-style ViT (``nn.MultiheadAttention``, class token, ``self.hidden_dim`` used in
+the forward) and a model that normalizes its own input. All are small enough to train on
+digits in a few seconds on 2 cores.
+
+Typical use::
+
+    data = digits_3x32(size=16)               # digits upsampled to 3x16x16 (cheap)
+    model = resnet_like()                     # vit_like(image_size=16, patch_size=4)
+    fit(model, data, epochs=6)                # ~10 s each on a shared core: ~95-98 %
+    accuracy(model, data.X_test, data.y_test) # vit_like ~87-89 % after 8 epochs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+BN_MOMENTUM = 0.01  # torchvision's MobileNetV3 value: running stats move slowly
+
+
+# ----------------------------------------------------------------------------- data
+
+def upsample_images(X: np.ndarray, *, size: int = 32, channels: int = 3) -> np.ndarray:
+    """``(N, 1, h, w)`` images -> ``(N, channels, size, size)`` float32 (bilinear, repeated)."""
+    t = torch.from_numpy(np.asarray(X, dtype=np.float32))
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return t.repeat(1, channels, 1, 1).numpy().astype(np.float32)
+
+
+def digits_3x32(*, size: int = 32, seed: int = 0) -> Any:
+    """The built-in digits data set with every split upsampled to ``3 x size x size``."""
+    from core.data import load_dataset
+
+    ds = load_dataset("digits", seed=seed)
+    return dataclasses.replace(
+        ds, name=f"digits{size}",
+        X_train=upsample_images(ds.X_train, size=size),
+        X_val=upsample_images(ds.X_val, size=size),
+        X_test=upsample_images(ds.X_test, size=size),
+    )
+
+
+def save_npz(data: Any, path: Any) -> None:
+    """All splits of ``data`` as one user ``.npz`` (``X``, ``y``) for CLI tests."""
+    X = np.concatenate([data.X_train, data.X_val, data.X_test])
+    y = np.concatenate([data.y_train, data.y_val, data.y_test])
+    np.savez(path, X=X, y=y)
+
+
+# ----------------------------------------------------------------------------- MobileNetV3
+
+def _conv_bn_act(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+                 act: type[nn.Module] | None = nn.Hardswish) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout, momentum=BN_MOMENTUM, eps=0.001),
+    ]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """torchvision's SE block: pool, 1x1 reduce, ReLU, 1x1 expand, hardsigmoid, scale."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.fc2(F.relu(self.fc1(self.avgpool(x))))
+        return x * F.hardsigmoid(s)
+
+
+class InvertedResidual(nn.Module):
+    """Expand 1x1, depthwise kxk, optional SE, project 1x1; residual when shapes allow."""
+
+    def __init__(self, cin: int, expanded: int, cout: int, *, kernel: int = 3, stride: int = 1,
+                 se: bool = True, act: type[nn.Module] = nn.Hardswish) -> None:
+        super().__init__()
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expanded != cin:
+            layers.append(_conv_bn_act(cin, expanded, 1, act=act))
+        layers.append(_conv_bn_act(expanded, expanded, kernel, stride, groups=expanded, act=act))
+        if se:
+            layers.append(SqueezeExcitation(expanded, max(8, expanded // 4)))
+        layers.append(_conv_bn_act(expanded, cout, 1, act=None))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+class MobileNetV3Like(nn.Module):
+    """A MobileNetV3-small-shaped classifier at a tiny width."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 8) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _conv_bn_act(in_channels, w, 3, stride=2),
+            InvertedResidual(w, w, w, stride=1, se=True, act=nn.ReLU),
+            InvertedResidual(w, 4 * w, int(1.5 * w), stride=2, se=False, act=nn.ReLU),
+            InvertedResidual(int(1.5 * w), 4 * w, int(1.5 * w), stride=1, se=True),
+            InvertedResidual(int(1.5 * w), 4 * w, 2 * w, kernel=5, stride=2, se=True),
+            _conv_bn_act(2 * w, 6 * w, 1),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Linear(6 * w, 8 * w), nn.Hardswish(), nn.Dropout(0.2),
+            nn.Linear(8 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def mobilenet_v3_like(num_classes: int = 10, *, in_channels: int = 3,
+                      width: int = 8) -> nn.Module:
+    """MobileNetV3-style net: depthwise convs, SE, hardswish, BatchNorm momentum 0.01."""
+    return MobileNetV3Like(num_classes, in_channels, width)
+
+
+# ----------------------------------------------------------------------------- ResNet
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: two 3x3 conv-BN, identity or 1x1 downsample skip."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNetLike(nn.Module):
+    """A ResNet-18-shaped classifier: stem, stages of BasicBlocks, global pool, fc."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3,
+                 widths: tuple[int, ...] = (8, 16, 32)) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 2, 1, bias=False)  # stride-2 stem
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        stages, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(BasicBlock(cin, w, stride), BasicBlock(w, w)))
+            cin = w
+        self.layers = nn.Sequential(*stages)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.avgpool(self.layers(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def resnet_like(num_classes: int = 10, *, in_channels: int = 3,
+                widths: tuple[int, ...] = (8, 16, 32)) -> nn.Module:
+    """ResNet-style net of BasicBlocks with skip connections (stride-2 stages)."""
+    return ResNetLike(num_classes, in_channels, widths)
+
+
+# ----------------------------------------------------------------------------- ViT
+
+class EncoderBlock(nn.Module):
+    """torchvision's ViT EncoderBlock: LN, nn.MultiheadAttention, residual, LN, MLP, residual."""
+
+    def __init__(self, hidden_dim: int, num_heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(hidden_dim, eps=1e-6)
+        self.self_attention = nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(hidden_dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(hidden_dim, mlp_dim), nn.GELU(),
+                                 nn.Linear(mlp_dim, hidden_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.ln_1(x)
+        y, _ = self.self_attention(y, y, y, need_weights=False)
+        x = x + y
+        return x + self.mlp(self.ln_2(x))
+
+
+class ViTLike(nn.Module):
+    """A torchvision-style VisionTransformer at a tiny size.
+
+    Like torchvision's, the forward reshapes with ``self.hidden_dim`` and holds the class
+    token and position embedding as bare ``nn.Parameter``s, which is what makes pruning its
+    embedding dimension awkward.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+                 patch_size: int = 8, hidden_dim: int = 32, num_heads: int = 4,
+                 mlp_dim: int = 64, num_layers: int = 2) -> None:
+        super().__init__()
+        self.image_size, self.patch_size, self.hidden_dim = image_size, patch_size, hidden_dim
+        self.conv_proj = nn.Conv2d(in_channels, hidden_dim, patch_size, patch_size)
+        seq_length = (image_size // patch_size) ** 2 + 1
+        self.class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
+        self.pos_embedding = nn.Parameter(torch.empty(1, seq_length, hidden_dim).normal_(std=0.02))
+        self.layers = nn.Sequential(
+            *[EncoderBlock(hidden_dim, num_heads, mlp_dim) for _ in range(num_layers)])
+        self.ln = nn.LayerNorm(hidden_dim, eps=1e-6)
+        self.heads = nn.Linear(hidden_dim, num_classes)
+
+    def _process_input(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        x = self.conv_proj(x)
+        x = x.reshape(n, self.hidden_dim, -1)  # torchvision does exactly this
+        return x.permute(0, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._process_input(x)
+        cls = self.class_token.expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + self.pos_embedding
+        x = self.ln(self.layers(x))
+        return self.heads(x[:, 0])
+
+
+def vit_like(num_classes: int = 10, *, in_channels: int = 3, image_size: int = 32,
+             patch_size: int = 8, hidden_dim: int = 32, num_heads: int = 4) -> nn.Module:
+    """torchvision-style ViT: conv patch embedding, class token, nn.MultiheadAttention blocks."""
+    return ViTLike(num_classes, in_channels, image_size, patch_size, hidden_dim, num_heads,
+                   mlp_dim=2 * hidden_dim)
+
+
+# ----------------------------------------------------------------------------- normalize inside
+
+class NormalizedInside(nn.Module):
+    """A small CNN whose first op is ``(x - mean) / std`` with fixed buffers (a common habit)."""
+
+    def __init__(self, num_classes: int, in_channels: int, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.full((1, in_channels, 1, 1), float(mean)))
+        self.register_buffer("std", torch.full((1, in_channels, 1, 1), float(std)))
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.mean) / self.std)
+
+
+def normalized_inside(num_classes: int = 10, *, in_channels: int = 1, mean: float = 0.3,
+                      std: float = 0.4) -> nn.Module:
+    """A model that normalizes its own input; defaults suit the studio's digits (pixels / 16).
+
+    Re-standardizing the input before the model sees it (global mean/std) changes what it
+    sees, so its accuracy drops unless the data go in as given.
+    """
+    return NormalizedInside(num_classes, in_channels, mean, std)
+
+
+ZOO = {
+    "mobilenet_v3_like": mobilenet_v3_like,
+    "resnet_like": resnet_like,
+    "vit_like": vit_like,
+}
+
+
+# ----------------------------------------------------------------------------- training
+
+def fit(model: nn.Module, data: Any, *, epochs: int = 4, lr: float = 3e-3,
+        batch_size: int = 64, rows: int | None = None, seed: int = 0) -> nn.Module:
+    """Train ``model`` in place with AdamW, then settle BatchNorm statistics; returns it.
+
+    The final BN pass stands in for the long training a real model had: with momentum 0.01 a
+    few dozen steps leave the running statistics near their initial values.
+    """
+    torch.manual_seed(seed)
+    X = torch.from_numpy(np.asarray(data.X_train[:rows], dtype=np.float32))
+    y = torch.from_numpy(np.asarray(data.y_train[:rows], dtype=np.int64))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+            opt.zero_grad()
+            F.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+    settle_batchnorm(model, X)
+    return model.eval()
+
+
+@torch.no_grad()
+def settle_batchnorm(model: nn.Module, X: torch.Tensor, *, batch_size: int = 128) -> None:
+    """Recompute every BatchNorm's running statistics as a cumulative average over ``X``."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for chunk in X.split(batch_size):
+        model(chunk)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, X: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on arrays."""
+    model.eval()
+    logits = model(torch.from_numpy(np.asarray(X, dtype=np.float32)))
+    return float((logits.argmax(1).numpy() == np.asarray(y)).mean())
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (all of them, zero or not)."""
+    return sum(p.numel() for p in model.parameters())
