@@ -66,16 +66,16 @@ def test_pool_runs_caps_and_isolates_owners(tmp_path):
         with pytest.raises(BusyError, match="already have 2"):
             mgr.submit("sleep", "alice", {"seconds": 0.05})
         j3 = mgr.submit("sleep", "bob", {"seconds": 0.05})
-        with pytest.raises(BusyError, match="busy"):
-            mgr.submit("sleep", "carol", {})
+        with pytest.raises(BusyError, match="busy"):  # bob has one; the queue is full
+            mgr.submit("sleep", "bob", {})
+        j4 = mgr.submit("sleep", "carol", {"seconds": 0.01})  # a newcomer is still admitted
         with pytest.raises(JobNotFoundError):
             mgr.get(j1.id, "bob")
         with pytest.raises(InvalidParameterError, match="kind"):
             mgr.submit("nope", "alice", {})
         with pytest.raises(InvalidParameterError, match="seconds"):
             mgr.submit("sleep", "dave", {"seconds": "long"})
-        for job in (j1, j2, j3):
-            owner = "bob" if job is j3 else "alice"
+        for job, owner in ((j1, "alice"), (j2, "alice"), (j3, "bob"), (j4, "carol")):
             done = mgr.wait(job.id, owner, timeout=20)
             assert done.status == "succeeded", done
             assert done.progress == 1.0 and done.duration_s is not None

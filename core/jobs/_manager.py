@@ -1,10 +1,9 @@
-"""A small worker pool over the job store: global queue limit, per-owner cap, cancellation."""
+"""A small worker pool over the job store: a fair queue across owners, isolated jobs, cancel."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import threading
 import time
 import traceback
@@ -13,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from core.callbacks import Callbacks, CancelToken
 from core.errors import CancelledError, InvalidParameterError, StudioError
+from core.isolation import Limits, run_isolated
 from core.jobs._store import FINISHED, Job, JobStore
 
 __all__ = ["BusyError", "JobManager", "JobNotFoundError", "NotResumableError", "get_manager"]
@@ -38,17 +38,23 @@ def owner_key(owner: str) -> str:
 
 
 class JobManager:
-    """Runs jobs from a SQLite store in ``workers`` threads.
+    """Runs jobs from a SQLite store in ``workers`` threads, each job in a child process.
 
-    ``queue_limit`` bounds queued + running jobs over all owners, ``per_owner`` bounds them
-    per owner; beyond either, ``submit`` raises BusyError ("busy, try again"). Cancellation
-    is cooperative: the job's CancelToken is checked by every engine loop, and engines write
-    through ``core.artifacts.staging`` so a cancelled job leaves nothing half-written.
+    Fair share: ``per_owner`` bounds one owner's queued + running jobs; ``queue_limit`` bounds
+    them over all owners, but an owner with nothing queued or running is still admitted (up to
+    ``ADMIT_FACTOR`` × ``queue_limit``), and a free worker takes the oldest job of the owner
+    served least recently, so nobody starves behind another owner's queue. Every job runs under
+    ``limits`` (``core.isolation``): a crash, an out-of-memory or a runaway ends that job only.
+    Cancellation is cooperative (the job's CancelToken; killed after a grace period), and
+    engines write through ``core.artifacts.staging`` so a stopped job leaves nothing
+    half-written.
     """
+
+    ADMIT_FACTOR = 4
 
     def __init__(self, root: str | Path, *, workers: int = 1, queue_limit: int = 8,
                  per_owner: int = 2, measure_options: Mapping[str, Any] | None = None,
-                 kinds: Mapping[str, Any] | None = None) -> None:
+                 kinds: Mapping[str, Any] | None = None, limits: Limits | None = None) -> None:
         from core.jobs._kinds import available_kinds
 
         self.root = Path(root).resolve()
@@ -59,7 +65,9 @@ class JobManager:
         self.per_owner = int(per_owner)
         self.measure_options = dict(measure_options or {})
         self.kinds = dict(kinds) if kinds is not None else available_kinds()
-        self._queue: queue.Queue[str] = queue.Queue()
+        self.limits = limits or Limits.from_env()
+        self._wake = threading.Condition()
+        self._served: dict[str, float] = {}  # owner -> when a worker last took one of its jobs
         self._tokens: dict[str, CancelToken] = {}
         self._threads: list[threading.Thread] = []
         self._submit_lock = threading.Lock()
@@ -75,36 +83,50 @@ class JobManager:
         clean = dict(config or {}) if _validated else \
             spec.validate(dict(config or {}), self._resolver(owner))
         with self._submit_lock:
-            if self.store.count_active() >= self.queue_limit:
-                raise BusyError(f"The studio is busy ({self.queue_limit} jobs queued or "
-                                "running); try again in a minute.")
-            if self.store.count_active(owner) >= self.per_owner:
-                raise BusyError(f"You already have {self.per_owner} jobs queued or running; "
-                                "wait for one to finish (or cancel it) and try again.")
+            self._admit(owner)
             job = self.store.create(kind, owner, clean)
             self._tokens[job.id] = CancelToken()
         self._ensure_workers()
-        self._queue.put(job.id)
+        with self._wake:
+            self._wake.notify()
         return job
+
+    def _admit(self, owner: str) -> None:
+        """Raise BusyError unless ``owner`` may queue one more job now (see the class doc)."""
+        mine, total = self.store.count_active(owner), self.store.count_active()
+        if mine >= self.per_owner:
+            raise BusyError(f"You already have {self.per_owner} jobs queued or running; "
+                            "wait for one to finish (or cancel it) and try again.")
+        if (mine and total >= self.queue_limit) or total >= self.ADMIT_FACTOR * self.queue_limit:
+            raise BusyError(f"The studio is busy ({total} jobs queued or running); try again "
+                            "in a minute.")
 
     def run_here(self, kind: str, owner: str, config: Mapping[str, Any],
                  work: Callable[[Callbacks], Any], *, callbacks: Callbacks | None = None,
                  result_path: str | Path | None = None) -> Any:
-        """Run ``work(callbacks)`` in the calling thread as a recorded job.
+        """Run ``work(callbacks)`` now, from the calling thread, as a recorded isolated job.
 
-        For work that already runs in a worker of its own (a UI event): the job is listed,
-        its progress stored, and it can be cancelled from the jobs panel or the API like
-        any other; ``callbacks`` (e.g. the UI's) still receive progress and share the token.
+        For work that already has a worker of its own (a UI event): the job is listed, its
+        progress stored, and it can be cancelled from the jobs panel or the API like any other;
+        ``callbacks`` (e.g. the UI's) still receive progress and share the token. The work runs
+        in a child process under ``limits``; its error (or the child's death) is raised here.
         """
         outer = Callbacks.ensure(callbacks)
         job = self.store.create(kind, owner, dict(config))
         self.store.mark_started(job.id)
         self._tokens[job.id] = outer.cancel
+        return self._execute(job, work, outer, result_path=result_path, reraise=True)
+
+    def _execute(self, job: Job, work: Callable[[Callbacks], Any], outer: Callbacks, *,
+                 result_path: str | Path | None = None, fallback_path: Path | None = None,
+                 reraise: bool = False) -> Any:
+        """Run a started job's ``work`` isolated, record progress and its outcome. Its result
+        folder: ``result_path``, else the result's ``run_dir``, else ``fallback_path``."""
         last = [0.0]
 
         def on_progress(fraction: float, message: str) -> None:
             now = time.monotonic()
-            if now - last[0] > 0.2:
+            if now - last[0] > 0.2 or fraction >= 1.0:
                 last[0] = now
                 self.store.update(job.id, progress=fraction, message=message[:300])
             if outer.on_progress is not None:
@@ -113,24 +135,30 @@ class JobManager:
         cb = Callbacks(on_progress=on_progress, on_metrics=outer.on_metrics,
                        cancel=outer.cancel)
         try:
-            result = work(cb)
-        except CancelledError:
-            self.store.finish(job.id, "cancelled", message="Stopped; nothing was saved.")
-            raise
-        except StudioError as exc:
-            self.store.finish(job.id, "failed", error=str(exc), message="Failed")
-            raise
+            result = run_isolated(work, cb, limits=self.limits)
         except BaseException as exc:
-            self.store.finish(job.id, "failed", message="Failed",
-                              error=f"Internal error: {type(exc).__name__}: {exc}")
-            raise
+            self._record_failure(job, exc)
+            if reraise:
+                raise
+            return None
         finally:
             self._tokens.pop(job.id, None)
         report = getattr(result, "report", result)
-        path = result_path or getattr(result, "run_dir", None)
+        path = result_path or getattr(result, "run_dir", None) or fallback_path
         self.store.finish(job.id, "succeeded", progress=1.0, message="Done",
                           result_path=str(path) if path else None, summary=summarize(report))
         return result
+
+    def _record_failure(self, job: Job, exc: BaseException) -> None:
+        if isinstance(exc, CancelledError):
+            self.store.finish(job.id, "cancelled", message="Stopped; nothing was saved.")
+        elif isinstance(exc, StudioError):
+            self.store.finish(job.id, "failed", error=str(exc), message="Failed")
+        else:
+            log.error("job %s failed:\n%s", job.id, "".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            self.store.finish(job.id, "failed", message="Failed",
+                              error=f"Internal error: {type(exc).__name__}: {exc}")
 
     def get(self, job_id: str, owner: str) -> Job:
         job = self.store.get(str(job_id))
@@ -199,10 +227,10 @@ class JobManager:
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel running jobs and stop the workers."""
         self._stop.set()
-        for token in self._tokens.values():
+        for token in list(self._tokens.values()):
             token.cancel()
-        for _ in self._threads:
-            self._queue.put("")
+        with self._wake:
+            self._wake.notify_all()
         for t in self._threads:
             t.join(timeout)
         self.store.close()
@@ -226,13 +254,16 @@ class JobManager:
     def owner_dir(self, owner: str) -> Path:
         return self.root / "jobs" / owner_key(owner)
 
-    def _resolver(self, owner: str):
+    def _resolver(self, owner: str, store: JobStore | None = None):
+        """Job id -> result folder of one of ``owner``'s succeeded jobs (else a 422 error).
+        A child process passes a ``store`` of its own: SQLite handles must not cross a fork."""
         def resolve(job_id: Any, field: str = "input") -> Path:
-            try:
-                return self.result_dir(str(job_id), owner)
-            except JobNotFoundError as exc:
+            job = (store or self.store).get(str(job_id))
+            if job is None or job.owner != owner or job.status != "succeeded" \
+                    or not job.result_path:
                 raise InvalidParameterError(field, "the id of one of your succeeded jobs",
-                                            job_id) from exc
+                                            job_id)
+            return Path(job.result_path)
         return resolve
 
     def _ensure_workers(self) -> None:
@@ -246,50 +277,38 @@ class JobManager:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            job_id = self._queue.get()
-            if not job_id:
-                return
+            job = self._next()
+            if job is None:
+                with self._wake:
+                    self._wake.wait(1.0)
+                continue
             try:
-                self._run(job_id)
+                self._run(job)
             except Exception:  # never let a worker die
-                log.exception("job %s crashed the worker", job_id)
+                log.exception("job %s crashed the worker", job.id)
 
-    def _run(self, job_id: str) -> None:
-        if not self.store.mark_started(job_id):
-            self._tokens.pop(job_id, None)
-            return
-        job = self.store.get(job_id)
-        assert job is not None
-        token = self._tokens.setdefault(job_id, CancelToken())
-        last = [0.0]
+    def _next(self) -> Job | None:
+        """Start the oldest queued job of the owner served least recently (None: nothing)."""
+        with self._submit_lock:
+            queued = sorted(self.store.list(status="queued", limit=10_000),
+                            key=lambda j: (self._served.get(j.owner, 0.0), j.created_at))
+            for job in queued:
+                if self.store.mark_started(job.id):
+                    self._served[job.owner] = time.monotonic()
+                    return job
+        return None
 
-        def on_progress(fraction: float, message: str) -> None:
-            now = time.monotonic()
-            if now - last[0] > 0.2 or fraction >= 1.0:
-                last[0] = now
-                self.store.update(job_id, progress=fraction, message=message[:300])
+    def _run(self, job: Job) -> None:
+        """A worker runs a queued job (already marked started) into its owner's folder."""
+        token = self._tokens.setdefault(job.id, CancelToken())
+        out_dir = self.owner_dir(job.owner) / job.id
+        spec, mopts = self.kinds[job.kind], dict(self.measure_options)
 
-        cb = Callbacks(on_progress=on_progress, cancel=token)
-        out_dir = self.owner_dir(job.owner) / job_id
-        try:
-            cb.check()
-            spec = self.kinds[job.kind]
-            report = spec.run(job.config, out_dir, cb, self._resolver(job.owner),
-                              dict(self.measure_options))
-            path = getattr(report, "run_dir", None) or out_dir
-            report = getattr(report, "report", report)
-            self.store.finish(job_id, "succeeded", progress=1.0, message="Done",
-                              result_path=str(path), summary=summarize(report))
-        except CancelledError:
-            self.store.finish(job_id, "cancelled", message="Stopped; nothing was saved.")
-        except StudioError as exc:
-            self.store.finish(job_id, "failed", error=str(exc), message="Failed")
-        except Exception as exc:
-            log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-            self.store.finish(job_id, "failed", message="Failed",
-                              error=f"Internal error: {type(exc).__name__}: {exc}")
-        finally:
-            self._tokens.pop(job_id, None)
+        def work(cb: Callbacks) -> Any:
+            resolve = self._resolver(job.owner, JobStore(self.store.path))
+            return spec.run(job.config, out_dir, cb, resolve, mopts)
+
+        self._execute(job, work, Callbacks(cancel=token), fallback_path=out_dir)
 
 
 def summarize(report: Any) -> dict[str, Any]:

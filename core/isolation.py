@@ -1,0 +1,235 @@
+"""Run a piece of work in a child process with limits: a crash or a runaway ends that work only.
+
+The studio runs every job this way (``core.jobs``), so a segfault inside a native library, an
+allocation beyond the memory limit or an endless loop ends one job with a clear message and the
+server keeps serving everyone else. The child is forked (the work may be a closure; nothing is
+pickled but its progress messages and its result). Limits come from the environment:
+
+| variable | default | what it bounds |
+|---|---|---|
+| ``STUDIO_JOB_MEMORY_MB`` | 4096 | address space the job may add to what it starts with |
+| ``STUDIO_JOB_CPU_S`` | 3600 | CPU seconds |
+| ``STUDIO_JOB_WALL_S`` | 3600 | wall-clock seconds |
+| ``STUDIO_JOB_FILE_MB`` | 2048 | the size of any one file it writes |
+| ``STUDIO_JOB_THREADS`` | 1 | torch threads in the job (more only where the parent ran no torch) |
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable
+
+from core.callbacks import Callbacks, CancelToken
+from core.errors import InvalidParameterError, StudioError
+
+__all__ = ["JobCrashedError", "Limits", "LimitExceededError", "run_isolated"]
+
+GRACE_S = 10.0  # how long a cancelled job may take to stop on its own before it is killed
+
+
+class JobCrashedError(StudioError):
+    """The job's process died (a native crash, or it was killed); the server is unaffected."""
+
+
+class LimitExceededError(JobCrashedError):
+    """The job went past one of its limits (memory, CPU time, wall time, file size)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one isolated job may use; ``from_env()`` reads the STUDIO_JOB_* variables."""
+
+    memory_mb: float = 4096.0
+    cpu_s: float = 3600.0
+    wall_s: float = 3600.0
+    file_mb: float = 2048.0
+    threads: int = 1
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Limits:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"STUDIO_JOB_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = int if f.name == "threads" else float
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise InvalidParameterError(f"STUDIO_JOB_{f.name.upper()}", f"a {kind.__name__}",
+                                            raw) from None
+            if values[f.name] <= 0:
+                raise InvalidParameterError(f"STUDIO_JOB_{f.name.upper()}", "> 0", raw)
+        return replace(cls(**values), **overrides)
+
+
+def run_isolated(work: Callable[[Callbacks], Any], callbacks: Callbacks | None = None, *,
+                 limits: Limits | None = None) -> Any:
+    """Run ``work(callbacks)`` in a forked child under ``limits``; return its result.
+
+    Progress and metrics reach ``callbacks`` as they happen; cancelling ``callbacks.cancel``
+    stops the child at its next check (killed after GRACE_S). An error raised by the work is
+    raised here (a studio error keeps its class); a child that dies raises JobCrashedError and
+    one that passes a limit LimitExceededError, each saying what happened.
+    """
+    cb = Callbacks.ensure(callbacks)
+    cb.check()
+    limits = limits or Limits.from_env()
+    ctx = mp.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    stop = ctx.Event()
+    proc = ctx.Process(target=_child, args=(work, sender, stop, limits), name="studio-job")
+    proc.start()
+    sender.close()
+    try:
+        outcome, killed = _follow(proc, receiver, stop, cb, limits)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        receiver.close()
+    if outcome is not None:
+        kind, payload = outcome
+        if kind == "done":
+            return payload
+        raise _rebuild(payload)
+    raise _death(proc.exitcode, killed, limits)
+
+
+def _follow(proc: Any, receiver: Any, stop: Any, cb: Callbacks, limits: Limits
+            ) -> tuple[tuple[str, Any] | None, str | None]:
+    """Relay the child's messages until it reports an outcome or dies; enforce wall time."""
+    deadline = time.monotonic() + limits.wall_s
+    cancelled_at: float | None = None
+    while True:
+        if receiver.poll(0.1):
+            try:
+                kind, payload = receiver.recv()
+            except (EOFError, OSError):  # the child died without a word
+                return None, _reason(cancelled_at, deadline)
+            if kind in ("done", "error"):
+                return (kind, payload), None
+            _relay(cb, kind, payload)
+            continue
+        now = time.monotonic()
+        if cb.cancel.cancelled and cancelled_at is None:
+            stop.set()
+            cancelled_at = now
+        if now > deadline or (cancelled_at is not None and now - cancelled_at > GRACE_S):
+            proc.kill()
+            return None, _reason(cancelled_at, deadline)
+        if not proc.is_alive() and not receiver.poll(0):
+            return None, _reason(cancelled_at, deadline)
+
+
+def _reason(cancelled_at: float | None, deadline: float) -> str | None:
+    if cancelled_at is not None:
+        return "cancelled"
+    return "wall" if time.monotonic() > deadline else None
+
+
+def _relay(cb: Callbacks, kind: str, payload: Any) -> None:
+    if kind == "progress" and cb.on_progress is not None:
+        cb.on_progress(*payload)
+    elif kind == "metrics" and cb.on_metrics is not None:
+        cb.on_metrics(payload)
+
+
+def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Limits) -> None:
+    """The child's side: apply limits, run the work, send ("done", result) or ("error", …)."""
+    _apply_limits(limits)
+    token = CancelToken()
+    threading.Thread(target=lambda: (stop.wait(), token.cancel()), daemon=True).start()
+    cb = Callbacks(on_progress=lambda f, m: sender.send(("progress", (f, m))),
+                   on_metrics=lambda d: sender.send(("metrics", d)), cancel=token)
+    try:
+        message: tuple[str, Any] = ("done", work(cb))
+    except BaseException as exc:  # every outcome goes back to the parent
+        message = ("error", _portable(exc, limits))
+    try:
+        sender.send(message)
+    except Exception as exc:  # an unpicklable result
+        sender.send(("error", _portable(exc, limits)))
+    sender.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _apply_limits(limits: Limits) -> None:
+    import resource
+
+    import psutil
+
+    start = psutil.Process().memory_info().vms
+    address = int(start + limits.memory_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (address, address))
+    cpu = int(time.process_time() + limits.cpu_s)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    size = int(limits.file_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if "torch" in sys.modules:  # a forked OpenMP pool hangs unless the child starts at 1 thread
+        sys.modules["torch"].set_num_threads(int(limits.threads))
+    os.environ["OMP_NUM_THREADS"] = str(int(limits.threads))
+
+
+_OUT_OF_MEMORY = ("can't allocate memory", "bad_alloc", "out of memory", "failed to allocate")
+
+
+def _portable(exc: BaseException, limits: Limits) -> tuple[str, str, str]:
+    """(module, class name, message) of an error: rebuilt in the parent without pickling it."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or any(s in text.lower() for s in _OUT_OF_MEMORY):
+        return ("core.isolation", "LimitExceededError",
+                f"The job exceeded its memory limit ({limits.memory_mb:.0f} MB; "
+                "STUDIO_JOB_MEMORY_MB). Try a smaller model, batch or data set.")
+    if isinstance(exc, OSError) and exc.errno == 27:  # EFBIG: RLIMIT_FSIZE
+        return ("core.isolation", "LimitExceededError",
+                f"The job tried to write a file over {limits.file_mb:.0f} MB "
+                "(STUDIO_JOB_FILE_MB).")
+    return (type(exc).__module__, type(exc).__qualname__, text)
+
+
+def _rebuild(payload: tuple[str, str, str]) -> BaseException:
+    """The child's error as an exception of the same class where it is a studio error."""
+    module, name, text = payload
+    cls = getattr(sys.modules.get(module), name, None)
+    if isinstance(cls, type) and issubclass(cls, StudioError):
+        exc = cls.__new__(cls)
+        Exception.__init__(exc, text)
+        return exc
+    return RuntimeError(f"{name}: {text}")
+
+
+_SIGNALS = {signal.SIGSEGV: "a segmentation fault", signal.SIGABRT: "an abort",
+            signal.SIGBUS: "a bus error", signal.SIGILL: "an illegal instruction",
+            signal.SIGFPE: "a floating-point exception"}
+
+
+def _death(exitcode: int | None, killed: str | None, limits: Limits) -> StudioError:
+    """A clear message for a child that ended without reporting an outcome."""
+    from core.errors import CancelledError
+
+    if killed == "cancelled":
+        return CancelledError("The job was cancelled.")
+    if killed == "wall":
+        return LimitExceededError(f"The job exceeded its time limit ({limits.wall_s:.0f} s; "
+                                  "STUDIO_JOB_WALL_S) and was stopped.")
+    sig = -exitcode if exitcode is not None and exitcode < 0 else None
+    if sig == signal.SIGXCPU:
+        return LimitExceededError(f"The job exceeded its CPU time limit ({limits.cpu_s:.0f} s; "
+                                  "STUDIO_JOB_CPU_S) and was stopped.")
+    if sig == signal.SIGKILL:
+        return JobCrashedError("The job was killed by the system (most likely it ran out of "
+                               "memory). The server is fine; try a smaller model or data set.")
+    if sig in _SIGNALS:
+        return JobCrashedError(f"The job crashed with {_SIGNALS[sig]} inside a native library "
+                               "(e.g. ONNX Runtime or torch) on this model. The server is fine; "
+                               "this model and method cannot run together here.")
+    return JobCrashedError(f"The job's process ended unexpectedly (exit code {exitcode}).")

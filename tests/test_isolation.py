@@ -1,0 +1,137 @@
+"""Isolated jobs: a crash, an out-of-memory or a runaway ends one job; the caller keeps going."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from core.callbacks import Callbacks
+from core.errors import CancelledError, InvalidParameterError, StudioError
+from core.isolation import JobCrashedError, LimitExceededError, Limits, run_isolated
+from core.jobs import JobKind, JobManager
+
+SMALL = Limits(memory_mb=300, wall_s=30, cpu_s=30)
+
+
+def test_result_progress_and_metrics_come_back():
+    seen: list = []
+    cb = Callbacks(on_progress=lambda f, m: seen.append((f, m)), on_metrics=seen.append)
+
+    def work(c):
+        c.progress(0.5, "half")
+        c.metrics({"loss": 1.25})
+        return {"pid": os.getpid(), "value": 42}
+
+    out = run_isolated(work, cb, limits=SMALL)
+    assert out["value"] == 42 and out["pid"] != os.getpid()
+    assert (0.5, "half") in seen and {"loss": 1.25} in seen
+
+
+def test_a_studio_error_keeps_its_class_and_message():
+    def work(c):
+        raise InvalidParameterError("sparsity", "a float in (0, 1)", 1.5)
+
+    with pytest.raises(InvalidParameterError, match="sparsity.*1.5"):
+        run_isolated(work, limits=SMALL)
+
+
+@pytest.mark.parametrize("crash, said", [
+    (lambda: os.abort(), "an abort"),
+    (lambda: __import__("ctypes").string_at(0), "a segmentation fault"),
+])
+def test_a_native_crash_is_a_clear_error(crash, said):
+    with pytest.raises(JobCrashedError, match=said) as info:
+        run_isolated(lambda c: crash(), limits=SMALL)
+    assert "server is fine" in str(info.value)
+
+
+def test_memory_beyond_the_limit_is_refused():
+    def work(c):
+        return len(bytearray(600 * 2**20))  # twice the limit
+
+    with pytest.raises(LimitExceededError, match="memory limit .300 MB"):
+        run_isolated(work, limits=SMALL)
+
+
+def test_wall_time_limit_stops_a_runaway():
+    start = time.monotonic()
+    with pytest.raises(LimitExceededError, match="time limit"):
+        run_isolated(lambda c: time.sleep(60), limits=Limits(wall_s=1))
+    assert time.monotonic() - start < 15
+
+
+def test_cancel_stops_a_cooperative_job_and_kills_a_deaf_one(monkeypatch):
+    cb = Callbacks()
+
+    def polite(c):
+        while True:
+            c.check()
+            time.sleep(0.01)
+
+    import threading
+
+    threading.Timer(0.5, cb.cancel.cancel).start()
+    with pytest.raises(CancelledError):
+        run_isolated(polite, cb, limits=SMALL)
+    monkeypatch.setattr("core.isolation.GRACE_S", 0.5)
+    deaf = Callbacks()
+    threading.Timer(0.5, deaf.cancel.cancel).start()
+    start = time.monotonic()
+    with pytest.raises(CancelledError):
+        run_isolated(lambda c: time.sleep(60), deaf, limits=SMALL)
+    assert time.monotonic() - start < 15
+
+
+def _kind(name: str, run) -> JobKind:
+    return JobKind(name, name, lambda config, resolve: dict(config), run)
+
+
+def test_a_crashing_job_fails_and_the_manager_serves_the_next(tmp_path):
+    def abort(config, out_dir, cb, resolve, mopts):
+        os.abort()
+
+    def fine(config, out_dir, cb, resolve, mopts):
+        return {"operation": "fine", "result": {"accuracy": 1.0}}
+
+    mgr = JobManager(tmp_path, kinds={"abort": _kind("abort", abort), "fine": _kind("fine", fine)},
+                     limits=SMALL)
+    try:
+        bad = mgr.submit("abort", "alice", {})
+        done = mgr.wait(bad.id, "alice", timeout=30)
+        assert done.status == "failed" and "crashed with an abort" in done.error
+        good = mgr.submit("fine", "alice", {})
+        assert mgr.wait(good.id, "alice", timeout=30).status == "succeeded"
+    finally:
+        mgr.shutdown()
+
+
+def test_the_queue_is_fair_across_owners(tmp_path):
+    """A newcomer's job runs before a busy owner's second one, though submitted later."""
+    order: list[str] = []
+
+    def note(config, out_dir, cb, resolve, mopts):
+        time.sleep(config["seconds"])
+        return {"operation": "note", "who": config["who"]}
+
+    mgr = JobManager(tmp_path, kinds={"note": _kind("note", note)}, per_owner=3, limits=SMALL)
+    try:
+        first = mgr.submit("note", "hog", {"who": "hog-1", "seconds": 1.0})
+        end = time.monotonic() + 20
+        while mgr.get(first.id, "hog").status != "running" and time.monotonic() < end:
+            time.sleep(0.02)
+        second = mgr.submit("note", "hog", {"who": "hog-2", "seconds": 0.01})
+        newcomer = mgr.submit("note", "new", {"who": "new-1", "seconds": 0.01})
+        for job, who in ((first, "hog"), (second, "hog"), (newcomer, "new")):
+            assert mgr.wait(job.id, who, timeout=30).status == "succeeded"
+        order = sorted([(mgr.get(second.id, "hog").started_at, "hog-2"),
+                        (mgr.get(newcomer.id, "new").started_at, "new-1")])
+        assert [who for _, who in order] == ["new-1", "hog-2"]
+    finally:
+        mgr.shutdown()
+
+
+def test_studio_errors_are_still_studio_errors():
+    assert issubclass(JobCrashedError, StudioError) and issubclass(LimitExceededError,
+                                                                   JobCrashedError)
