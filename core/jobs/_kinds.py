@@ -2,7 +2,8 @@
 
 Each kind validates its config up front (so the REST API answers a clear 4xx before
 anything is queued) and then runs one verb into the job's run folder. Inputs are other
-jobs of the same owner (``"input": "<job id>"``), never server paths.
+jobs of the same owner (``"input": "<job id>"``) or their uploads (``"model"`` / ``"data"``:
+``"upload:<id>"``, an id from ``POST /api/uploads``), never server paths.
 """
 
 from __future__ import annotations
@@ -50,8 +51,46 @@ def _builtin_data(value: Any) -> str:
 def _input(config: Mapping[str, Any], resolve: Resolver) -> str:
     if "input" not in config:
         raise InvalidParameterError("input", "the id of one of your succeeded jobs", None)
-    resolve(config["input"])
+    if not (resolve(config["input"]) / "report.json").is_file():  # e.g. an upload's id
+        raise InvalidParameterError("input", "the id of one of your succeeded jobs (an upload "
+                                    "goes in 'model' or 'data' as 'upload:<id>')",
+                                    config["input"])
     return str(config["input"])
+
+
+UPLOAD = "upload:"  # "model": "upload:<id>" / "data": "upload:<id>" name one of your uploads
+
+
+def _upload_file(value: Any, resolve: Resolver, field: str) -> Path:
+    """The stored file of one of the owner's uploads (``"upload:<id>"``) of kind ``field``."""
+    ref = str(value).removeprefix(UPLOAD)
+    folder = resolve(ref, field)
+    found = sorted(folder.glob(f"{field}-*"))
+    if not found:
+        raise InvalidParameterError(field, f"'upload:<id>' of one of your {field} uploads", value)
+    return found[0]
+
+
+def _data_ref(value: Any, resolve: Resolver) -> str:
+    """A built-in data set name, or ``"upload:<id>"`` of one of the owner's data uploads."""
+    if isinstance(value, str) and value.startswith(UPLOAD):
+        _upload_file(value, resolve, "data")
+        return value
+    return _builtin_data(value)
+
+
+def _model_ref(value: Any, resolve: Resolver) -> str:
+    """``"upload:<id>"`` of one of the owner's model uploads."""
+    if not (isinstance(value, str) and value.startswith(UPLOAD)):
+        raise InvalidParameterError("model", "'upload:<id>' of one of your model uploads (or "
+                                    "give 'input': a job id)", value)
+    _upload_file(value, resolve, "model")
+    return value
+
+
+def _source(value: str, resolve: Resolver, field: str) -> str:
+    """What a verb takes for a validated ref: the upload's file, or the built-in name."""
+    return str(_upload_file(value, resolve, field)) if value.startswith(UPLOAD) else value
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -71,7 +110,7 @@ def _v_train(config: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
     kwargs = config.get("model_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise InvalidParameterError("model_kwargs", "an object of model widths", kwargs)
-    return {"model": model, "data": _builtin_data(config.get("data", "digits")),
+    return {"model": model, "data": _data_ref(config.get("data", "digits"), resolve),
             "model_kwargs": kwargs, **tc.to_dict()}
 
 
@@ -80,21 +119,39 @@ def _r_train(config, out_dir, cb, resolve, mopts):
     from core.training import TrainConfig
 
     tc = TrainConfig(**{k: config[k] for k in ("epochs", "lr", "batch_size", "seed")})
-    return train_baseline(out_dir, model=config["model"], data=config["data"], config=tc,
+    return train_baseline(out_dir, model=config["model"],
+                          data=_source(config["data"], resolve, "data"), config=tc,
                           model_kwargs=config["model_kwargs"] or None, callbacks=cb,
                           measure_options=mopts)
 
 
 # --- benchmark --------------------------------------------------------------------------------
 def _v_benchmark(config, resolve):
-    _only(config, {"input"}, "benchmark")
+    _only(config, {"input", "model", "data"}, "benchmark")
+    if "model" in config:  # an uploaded model measured on a data set
+        return _uploaded_model(config, resolve)
     return {"input": _input(config, resolve)}
+
+
+def _uploaded_model(config: Mapping[str, Any], resolve: Resolver) -> dict[str, Any]:
+    """``model`` (an upload) and ``data`` (built-in or upload) in place of ``input``."""
+    if "input" in config:
+        raise InvalidParameterError("input", "unset when 'model' names an upload", config["input"])
+    if "data" not in config:
+        raise InvalidParameterError("data", "given with an uploaded model (a built-in name or "
+                                    "'upload:<id>')", None)
+    return {"model": _model_ref(config["model"], resolve),
+            "data": _data_ref(config["data"], resolve)}
 
 
 def _r_benchmark(config, out_dir, cb, resolve, mopts):
     from core.artifacts import read_report
     from core.runs import benchmark_model, data_from_report
 
+    if config.get("model"):
+        return benchmark_model(out_dir, model=_source(config["model"], resolve, "model"),
+                               data=_source(config["data"], resolve, "data"), callbacks=cb,
+                               measure_options=mopts)
     src = resolve(config["input"])
     return benchmark_model(out_dir, model=src, data=data_from_report(read_report(src)),
                            callbacks=cb, measure_options=mopts)
@@ -104,19 +161,24 @@ def _r_benchmark(config, out_dir, cb, resolve, mopts):
 def _v_quantize(config, resolve):
     from core.quantization import make_config
 
-    _only(config, {"input", "method", "options"}, "quantize")
+    _only(config, {"input", "model", "data", "method", "options"}, "quantize")
     options = config.get("options") or {}
     if not isinstance(options, dict):
         raise InvalidParameterError("options", "an object of method options", options)
     cfg = make_config(config.get("method", "ort-static-int8"), options)
-    return {"input": _input(config, resolve), "method": cfg.method,
-            "options": cfg.to_dict()}
+    source = _uploaded_model(config, resolve) if "model" in config else \
+        {"input": _input(config, resolve)}
+    return {**source, "method": cfg.method, "options": cfg.to_dict()}
 
 
 def _r_quantize(config, out_dir, cb, resolve, mopts):
     from core.quantization import make_config, quantize
 
     cfg = make_config(config["method"], config["options"])
+    if config.get("model"):
+        return quantize(_source(config["model"], resolve, "model"),
+                        _source(config["data"], resolve, "data"), cfg, out_dir=out_dir,
+                        callbacks=cb, measure_options=mopts)
     return quantize(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
                     measure_options=mopts)
 
@@ -218,9 +280,11 @@ def _v_auto(config, resolve):
 
         model = config.get("model", "cnn")
         if model not in list_families():
-            raise InvalidParameterError("model", f"one of {list_families()} (or give 'input')",
-                                        model)
-        out.update(model=model, data=_builtin_data(config.get("data", "digits")))
+            if not str(model).startswith(UPLOAD):
+                raise InvalidParameterError("model", f"one of {list_families()}, an uploaded "
+                                            "model 'upload:<id>' (or give 'input')", model)
+            model = _model_ref(model, resolve)
+        out.update(model=model, data=_data_ref(config.get("data", "digits"), resolve))
     return out
 
 
@@ -231,7 +295,8 @@ def _r_auto(config, out_dir, cb, resolve, mopts):
     if config.get("input"):
         return auto(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
                     measure_options=mopts)
-    return auto(config["model"], config["data"], cfg, out_dir=out_dir, callbacks=cb,
+    return auto(_source(config["model"], resolve, "model"),
+                _source(config["data"], resolve, "data"), cfg, out_dir=out_dir, callbacks=cb,
                 measure_options=mopts)
 
 
