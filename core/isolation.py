@@ -28,7 +28,7 @@ from typing import Any, Callable
 from core.callbacks import Callbacks, CancelToken
 from core.errors import InvalidParameterError, StudioError
 
-__all__ = ["JobCrashedError", "Limits", "LimitExceededError", "run_isolated"]
+__all__ = ["JobCrashedError", "Limits", "LimitExceededError", "run_isolated", "survives"]
 
 GRACE_S = 10.0  # how long a cancelled job may take to stop on its own before it is killed
 
@@ -233,3 +233,17 @@ def _death(exitcode: int | None, killed: str | None, limits: Limits) -> StudioEr
                                "(e.g. ONNX Runtime or torch) on this model. The server is fine; "
                                "this model and method cannot run together here.")
     return JobCrashedError(f"The job's process ended unexpectedly (exit code {exitcode}).")
+
+
+def survives(fn: Callable[[], Any], message: str, *, limits: Limits | None = None) -> None:
+    """Run ``fn()`` once in a child; if that child crashes, raise UnsupportedModelError
+    (``message``) here, so a native step that can segfault never takes this process down."""
+    from core.errors import UnsupportedModelError
+
+    try:
+        run_isolated(lambda cb: fn() and None, limits=limits or Limits(wall_s=300))
+    except JobCrashedError as exc:
+        if isinstance(exc, LimitExceededError):
+            raise
+        raise UnsupportedModelError(f"{message}. It crashed a test process; nothing else was "
+                                    "affected.") from None

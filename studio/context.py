@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -9,11 +11,10 @@ import os
 import re
 import secrets
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from core.artifacts import new_run_id
 from core.errors import InvalidParameterError, StudioError
@@ -43,7 +44,6 @@ class StudioContext:
     job_queue: int = 8
     _last_cleanup: float = field(default=0.0, repr=False)
     _secret: bytes = field(default=b"", repr=False)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -171,8 +171,15 @@ class StudioContext:
                                measure_options=self.measure_options)
         return found
 
-    def session_lock(self, request: Any) -> threading.Lock:
-        return self._locks.setdefault(self.session_id(request), threading.Lock())
+    @contextlib.contextmanager
+    def session_lock(self, request: Any) -> Iterator[None]:
+        """Held by one job of this session at a time, across threads and job processes."""
+        with open(self.session_dir(request) / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def variant_choices(self, request: Any) -> list[str]:
         """Dropdown labels ``"<run id> — <what it is>"`` for this session's variants."""

@@ -135,3 +135,12 @@ def test_the_queue_is_fair_across_owners(tmp_path):
 def test_studio_errors_are_still_studio_errors():
     assert issubclass(JobCrashedError, StudioError) and issubclass(LimitExceededError,
                                                                    JobCrashedError)
+
+
+def test_survives_turns_a_crash_into_a_clear_refusal():
+    from core.errors import UnsupportedModelError
+    from core.isolation import survives
+
+    survives(lambda: 1, "never said")
+    with pytest.raises(UnsupportedModelError, match="cannot load this"):
+        survives(lambda: os.abort(), "The runtime cannot load this")

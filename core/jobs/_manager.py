@@ -10,9 +10,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from core.artifacts import clean_orphans
 from core.callbacks import Callbacks, CancelToken
 from core.errors import CancelledError, InvalidParameterError, StudioError
-from core.isolation import Limits, run_isolated
+from core.isolation import JobCrashedError, Limits, run_isolated
 from core.jobs._store import FINISHED, Job, JobStore
 
 __all__ = ["BusyError", "JobManager", "JobNotFoundError", "NotResumableError", "get_manager"]
@@ -60,6 +61,7 @@ class JobManager:
         self.root = Path(root).resolve()
         self.store = JobStore(self.root / "jobs.sqlite")
         self.interrupted_on_start = self.store.interrupt_unfinished()
+        clean_orphans(self.root)  # staging folders of jobs killed with the last server
         self.workers = max(1, min(int(workers), 2))
         self.queue_limit = int(queue_limit)
         self.per_owner = int(per_owner)
@@ -150,6 +152,8 @@ class JobManager:
         return result
 
     def _record_failure(self, job: Job, exc: BaseException) -> None:
+        if isinstance(exc, (JobCrashedError, CancelledError)):  # a killed child left its staging
+            clean_orphans(self.root)
         if isinstance(exc, CancelledError):
             self.store.finish(job.id, "cancelled", message="Stopped; nothing was saved.")
         elif isinstance(exc, StudioError):

@@ -12,6 +12,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from core.callbacks import Callbacks
+from core.isolation import survives
+from core.measure import ort_session
 from core.quantization._base import Quantized, Source, copy_file, quant_method, selected
 from core.quantization._config import (
     OrtDynamicInt8Config,
@@ -149,6 +151,13 @@ class _Reader:
 
     def __init__(self, X: np.ndarray, input_name: str, batch_size: int = 32,
                  callbacks: Callbacks | None = None) -> None:
+        # Whole batches only: a fixed-batch model accepts no other size, and ORT's entropy
+        # and percentile calibrators fail on a short last batch. The tail is padded with
+        # rows from the start.
+        from core.measure import batch_of
+
+        n = -(-len(X) // batch_size) * batch_size
+        X = batch_of(X, n) if n != len(X) else X
         self.batches = [X[i : i + batch_size] for i in range(0, len(X), batch_size)]
         self.input_name = input_name
         self.callbacks = callbacks
@@ -175,6 +184,15 @@ def _input_name(path: Path) -> str:
     import onnx
 
     return onnx.load(str(path), load_external_data=False).graph.input[0].name
+
+
+def _calibration_batch(path: Path) -> int:
+    """The model's fixed batch size, else 32 rows per calibration batch."""
+    import onnx
+
+    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape
+    first = dim.dim[0] if dim.dim else None
+    return first.dim_value if first is not None and first.dim_value > 0 else 32
 
 
 def _as_reader(reader: _Reader) -> Any:
@@ -213,7 +231,8 @@ def ort_static_int8(source: Source, config: OrtStaticInt8Config, out_path: Path,
     reader = None
     if not cache.is_file():
         rows = source.calibration_rows(config.calibration_size, config.seed)
-        reader = _as_reader(_Reader(rows, _input_name(model), callbacks=cb))
+        reader = _as_reader(_Reader(rows, _input_name(model), _calibration_batch(model),
+                                    callbacks=cb))
     act = QuantType.QUInt8 if config.quant_types == "U8S8" else QuantType.QInt8
     with _quiet():
         quantize_static(
@@ -298,6 +317,9 @@ def ort_fp16(source: Source, config: OrtFp16Config, out_path: Path, *,
 
         OnnxModel(model).topological_sort()  # the converter appends the input casts last
     onnx.save(model, str(out_path))
+    survives(lambda: ort_session(out_path), "ONNX Runtime crashes when it loads the FP16 form of "
+             "this model (a fault of ONNX Runtime with some attention graphs); use "
+             "ort-static-int8, ort-dynamic-int8 or ort-int4 instead")
     cb.progress(1.0, "Converted to FP16")
     return Quantized(Path(out_path), [], {"layers_quantized": chosen})
 

@@ -92,9 +92,12 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
             source = call(lambda: resolve_data(request, name, data_upload, column))
             run_dir = ctx.new_run_dir(request, "benchmark")
             yield "Measuring…", gr.skip()
-            for kind, payload in stream(lambda cb: benchmark_model(
-                    run_dir, model=path, data=load_dataset(source, label_column=column),
-                    callbacks=cb, measure_options=ctx.measure_options)):
+            job = tracked(ctx, request, "benchmark", {"model": path.name,
+                                                      "data": Path(str(source)).name},
+                          lambda cb: benchmark_model(
+                              run_dir, model=path, data=load_dataset(source, label_column=column),
+                              callbacks=cb, measure_options=ctx.measure_options))
+            for kind, payload in stream(job):
                 if kind == "progress":
                     yield payload[1], gr.skip()
                 elif kind == "done":
