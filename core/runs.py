@@ -121,7 +121,7 @@ def benchmark_model(
             files = [target]
         report = write_run(
             tmp, operation="benchmark", method=None, data=dataset, result_model=loaded.model,
-            result_files=files, config={"model": str(model)}, callbacks=callbacks,
-            measure_options=measure_options,
+            result_files=files, config={"model": Path(model).name},  # never a server path
+            callbacks=callbacks, measure_options=measure_options,
         )
     return report

@@ -38,6 +38,7 @@ class StudioContext:
     engine_limit: int = 1
     queue_size: int = 16
     upload_limit_mb: float = 200.0
+    upload_quota_mb: float = 1000.0  # per client address per hour (studio.quota)
     measure_options: dict[str, Any] = field(default_factory=dict)
     session_ttl_hours: float = 24.0
     jobs_per_session: int = 2
@@ -54,6 +55,7 @@ class StudioContext:
         """Settings from the environment (a Space sets them as variables): STUDIO_ROOT and
         STUDIO_<FIELD> for each limit, e.g. STUDIO_UPLOAD_LIMIT_MB=50, STUDIO_QUEUE_SIZE=8."""
         kinds = {"engine_limit": int, "queue_size": int, "upload_limit_mb": float,
+                 "upload_quota_mb": float,
                  "session_ttl_hours": float, "jobs_per_session": int, "job_queue": int}
         values = {}
         for name, kind in kinds.items():

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
+import re
 import secrets
 import shutil
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from core.artifacts import detect_format
-from core.errors import DataError, ModelFileError
+from core.errors import DataError, InvalidParameterError, ModelFileError
 
 MODEL_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "export": ".pt2"}
 
@@ -34,21 +38,111 @@ def store_model_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200
 
 
 def store_data_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200) -> Path:
-    """Copy an uploaded .csv/.npz into ``dest_dir``; the type is judged by content."""
+    """Copy an uploaded .csv/.npz into ``dest_dir``; the type is judged by content. A rejected
+    file is deleted from Gradio's upload cache at once (never a file outside it)."""
     src = Path(src)
-    _check_size(src, limit_mb)
-    if zipfile.is_zipfile(src):
-        suffix = ".npz"
-    else:
-        head = src.read_bytes()[:4096]
-        if b"\x00" in head:
-            raise DataError("The data file is neither a CSV (text) nor an .npz archive.")
-        try:
-            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        except UnicodeDecodeError:
-            raise DataError("The CSV file is not UTF-8 text.") from None
-        suffix = ".csv"
+    try:
+        _check_size(src, limit_mb)
+        suffix = _data_suffix(src)
+    except (DataError, ModelFileError):
+        drop_rejected(src)
+        raise
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"data-{secrets.token_hex(6)}{suffix}"
     shutil.copyfile(src, dest)
     return dest
+
+
+def _data_suffix(src: Path) -> str:
+    """``.npz`` for a zip archive, ``.csv`` for UTF-8 text; anything else is refused."""
+    if zipfile.is_zipfile(src):
+        return ".npz"
+    with src.open("rb") as f:
+        head = f.read(4096)
+    if b"\x00" in head:
+        raise DataError("The data file is neither a CSV (text) nor an .npz archive.")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        raise DataError("The CSV file is not UTF-8 text.") from None
+    return ".csv"
+
+
+def drop_rejected(src: str | Path) -> None:
+    """Delete a rejected upload if it sits in Gradio's upload cache (and its folder if empty)."""
+    from gradio.utils import get_upload_folder
+
+    path = Path(src).resolve()
+    cache = Path(get_upload_folder()).resolve()
+    if cache in path.parents and path.is_file():
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only when empty
+
+
+UPLOAD_KINDS = ("model", "data")
+
+
+def upload_name(filename: str | None) -> str:
+    """A client's file name made safe to show and to use as one path part (never a path)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(str(filename or "upload")).name).lstrip(".")
+    return name[-80:] or "upload"
+
+
+@dataclass(frozen=True)
+class IncomingUpload:
+    """A received REST upload (its bytes, within the limit) waiting for its check."""
+
+    kind: str
+    path: Path
+    folder: Path
+    size: int
+    limit_mb: float
+
+    def check(self, callbacks: Any = None) -> str:
+        """Check and store it as a UI upload is (by content, pickles refused); returns the
+        stored file's name. Run it where a native crash cannot hurt (a job's child)."""
+        store = store_model_upload if self.kind == "model" else store_data_upload
+        stored = store(self.path, self.folder, limit_mb=self.limit_mb)
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+        return stored.name
+
+    def discard(self) -> None:
+        """Delete everything this upload left (a rejected upload leaves nothing)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def receive_upload(stream: BinaryIO, kind: str, folder: Path, *, limit_mb: float = 200,
+                   filename: str | None = None) -> IncomingUpload:
+    """Write a REST upload read from ``stream`` into ``folder`` (a fresh folder of its own).
+
+    At most ``limit_mb`` (+1 byte) is ever read or written; past it, or for an unknown
+    ``kind``, nothing is left and a StudioError says why. Then call ``check()``.
+    """
+    if kind not in UPLOAD_KINDS:
+        raise InvalidParameterError("kind", f"one of {list(UPLOAD_KINDS)}", kind)
+    limit = int(limit_mb * 2**20)
+    path = folder / ".incoming" / upload_name(filename)
+    path.parent.mkdir(parents=True, exist_ok=False)
+    try:
+        with path.open("wb") as out:
+            size = _copy_at_most(stream, out, limit + 1)
+        if size > limit:
+            raise (ModelFileError if kind == "model" else DataError)(
+                f"The file is over the upload limit of {limit_mb:g} MB.")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return IncomingUpload(kind, path, folder, size, limit_mb)
+
+
+def _copy_at_most(src: BinaryIO, dst: BinaryIO, limit: int, chunk: int = 2**20) -> int:
+    """Copy until EOF or ``limit`` bytes; returns the bytes copied."""
+    copied = 0
+    while copied < limit:
+        block = src.read(min(chunk, limit - copied))
+        if not block:
+            break
+        dst.write(block)
+        copied += len(block)
+    return copied

@@ -1,0 +1,75 @@
+"""A per-client upload quota for the served app (Gradio's upload route takes files from anyone).
+
+Hand-written because Starlette/Gradio have no byte quota: a small ASGI middleware that counts
+the bytes each client address has uploaded in a sliding window and answers 429 beyond it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+UPLOAD_PATHS = ("/gradio_api/upload", "/api/uploads")
+
+
+class UploadQuota:
+    """ASGI middleware: at most ``quota_bytes`` uploaded per client address per ``window_s``."""
+
+    def __init__(self, app: Any, *, quota_bytes: int, window_s: float = 3600.0,
+                 paths: tuple[str, ...] = UPLOAD_PATHS, max_clients: int = 10_000) -> None:
+        self.app, self.quota, self.window = app, int(quota_bytes), float(window_s)
+        self.paths, self.max_clients = paths, max_clients
+        self._used: OrderedDict[str, deque[tuple[float, int]]] = OrderedDict()
+
+    def used(self, client: str, now: float | None = None) -> int:
+        """Bytes ``client`` uploaded within the window."""
+        now = time.monotonic() if now is None else now
+        entries = self._used.get(client)
+        while entries and entries[0][0] < now - self.window:
+            entries.popleft()
+        return sum(n for _, n in entries or ())
+
+    def _add(self, client: str, size: int) -> None:
+        self._used.setdefault(client, deque()).append((time.monotonic(), size))
+        self._used.move_to_end(client)
+        while len(self._used) > self.max_clients:  # bounded memory, oldest clients forgotten
+            self._used.popitem(last=False)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" \
+                or not str(scope.get("path", "")).startswith(self.paths):
+            return await self.app(scope, receive, send)
+        client = (scope.get("client") or ("unknown",))[0]
+        declared = _content_length(scope)
+        if self.used(client) + declared > self.quota:
+            return await _refuse(send, self.quota, self.window)
+
+        async def counted() -> dict:
+            message = await receive()
+            if message.get("type") == "http.request":
+                self._add(client, len(message.get("body", b"")))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _content_length(scope: dict) -> int:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            try:
+                return max(int(value), 0)
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _refuse(send: Any, quota: int, window: float) -> None:
+    body = json.dumps({"detail": f"Upload quota reached: {quota / 2**20:.0f} MB per "
+                                 f"{window / 60:.0f} minutes from one address. Try again "
+                                 "later."}).encode()
+    await send({"type": "http.response.start", "status": 429,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
