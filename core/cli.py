@@ -202,7 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_benchmark)
     for name in AREA_CLIS:
         importlib.import_module(name).add_parser(sub)
+    for verb, p in sub.choices.items():
+        if verb not in _NO_MODEL_VERBS:
+            p.add_argument("--trust-model", action="store_true",
+                           help="allow TorchScript (.pt) and torch.export (.pt2) models: "
+                                "loading one runs code stored in the file")
     return parser
+
+
+# Verbs that never load a model file; every other verb takes --trust-model.
+_NO_MODEL_VERBS = {"serve", "models", "datasets", "methods", "train", "scale"}
 
 
 def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None = None) -> int:
@@ -213,13 +222,14 @@ def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None 
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    from core.artifacts import allow_overwrite
+    from core.artifacts import allow_overwrite, trusted_model_code
 
     try:
         try:
             if getattr(args, "out", None) is not None:
                 _check_out(args)
-            with allow_overwrite(getattr(args, "overwrite", False)):
+            with allow_overwrite(getattr(args, "overwrite", False)), \
+                    trusted_model_code(getattr(args, "trust_model", False)):
                 args.func(args)
         finally:
             _close_bars()  # an error message gets a line of its own

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.artifacts import detect_format
+from core.artifacts import UntrustedModelError, check_onnx, detect_format, server_allows_model_code
+from core.artifacts._inspect import check_pt2_file
+from core.artifacts._trust import untrusted_message
 from core.errors import DataError, InvalidParameterError, ModelFileError
 
 MODEL_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "export": ".pt2"}
@@ -27,14 +29,35 @@ def _check_size(path: Path, limit_mb: float) -> None:
 
 
 def store_model_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200) -> Path:
-    """Copy an uploaded model into ``dest_dir`` under a generated name, after checking it."""
+    """Copy an uploaded model into ``dest_dir`` under a generated name, after checking it.
+
+    Uploads are data: ONNX only (checked here, sizes before allocation); TorchScript and .pt2
+    run code when loaded and are refused unless the operator set STUDIO_ALLOW_MODEL_CODE=1
+    (never on a Space). A rejected file is deleted from Gradio's upload cache at once.
+    """
     src = Path(src)
-    _check_size(src, limit_mb)
-    fmt = detect_format(src)  # refuses pickles and unknown content
+    try:
+        _check_size(src, limit_mb)
+        fmt = _model_format(src)
+    except (DataError, ModelFileError):
+        drop_rejected(src)
+        raise
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"model-{secrets.token_hex(6)}{MODEL_SUFFIX[fmt]}"
     shutil.copyfile(src, dest)
     return dest
+
+
+def _model_format(src: Path) -> str:
+    """The upload's format once it passed the server's checks (see store_model_upload)."""
+    fmt = detect_format(src)  # refuses pickles, zip bombs and unknown content
+    if fmt == "onnx":
+        check_onnx(src)  # declared sizes, external data, validity
+    elif not server_allows_model_code():
+        raise UntrustedModelError(untrusted_message(src.name, fmt, server=True))
+    elif fmt == "export":
+        check_pt2_file(src)  # no pickled part, even where model code is allowed
+    return fmt
 
 
 def store_data_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200) -> Path:

@@ -220,8 +220,11 @@ def test_load_refuses_pickles_and_accepts_torchscript_and_export(tmp_path, basel
     torch.export.save(torch.export.export(model, (x,)), tmp_path / "m.pt2")
     assert detect_format(tmp_path / "ts.pt") == "torchscript"
     assert detect_format(tmp_path / "m.pt2") == "export"
-    for name in ("ts.pt", "m.pt2"):
-        torch.testing.assert_close(load_model(tmp_path / name).model(x), model(x))
+    for name in ("ts.pt", "m.pt2"):  # they run code when loaded: only with the opt-in
+        with pytest.raises(ModelFileError, match="--trust-model"):
+            load_model(tmp_path / name)
+        loaded = load_model(tmp_path / name, trust_model=True)
+        torch.testing.assert_close(loaded.model(x), model(x))
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(ModelFileError):
         load_model(tmp_path / "bad.onnx")
@@ -283,18 +286,20 @@ def test_cli_train_benchmark_and_exit_codes(tmp_path, baseline_dir):
 
 
 def test_benchmark_a_torch_export_file(tmp_path, baseline_dir, digits):
+    from core.artifacts import trusted_model_code
     from core.runs import benchmark_model
 
     model = _load(baseline_dir)
     x = model.example_inputs(2)
     torch.export.save(torch.export.export(model, (x,)), tmp_path / "static.pt2")
-    with pytest.raises(StudioError, match="dynamic batch"):
+    with pytest.raises(StudioError, match="dynamic batch"), trusted_model_code():
         benchmark_model(tmp_path / "s", model=tmp_path / "static.pt2", data=digits,
                         measure_options=FAST_MEASURE)
     dynamic = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     torch.export.save(dynamic, tmp_path / "m.pt2")
-    report = benchmark_model(tmp_path / "run", model=tmp_path / "m.pt2", data=digits,
-                             measure_options=FAST_MEASURE)
+    with trusted_model_code():
+        report = benchmark_model(tmp_path / "run", model=tmp_path / "m.pt2", data=digits,
+                                 measure_options=FAST_MEASURE)
     assert report["result"]["accuracy"] > 0.5
     assert report["result"]["size_bytes"] == (tmp_path / "run" / "model.pt2").stat().st_size
 

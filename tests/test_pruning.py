@@ -269,20 +269,21 @@ def test_untraceable_width_names_the_layer(digits, tmp_path):
 
 
 def test_torchscript_and_onnx_inputs(baseline_dir, digits, tmp_path):
-    from core.artifacts import load_model
+    from core.artifacts import load_model, trusted_model_code
 
     model = load_model(baseline_dir).model
     path = tmp_path / "net.pt"
     torch.jit.save(torch.jit.trace(model, torch.from_numpy(digits.X_test[:1])), str(path))
-    with pytest.raises(UnsupportedModelError, match="unstructured"):
+    with pytest.raises(UnsupportedModelError, match="unstructured"), trusted_model_code():
         _run(str(path), digits, tmp_path, method="structured-l2")
     with pytest.raises(UnsupportedModelError, match="ONNX"):
         _run(str(baseline_dir / "model.onnx"), digits, tmp_path, method="l1-unstructured")
     from core.pruning import PruningConfig, prune
 
-    result = prune(str(path), digits, PruningConfig(method="global-magnitude", sparsity=0.6,
-                                                    finetune_epochs=0),
-                   out_dir=tmp_path / "ts", measure_options=FAST)
+    with trusted_model_code():
+        result = prune(str(path), digits, PruningConfig(method="global-magnitude",
+                                                        sparsity=0.6, finetune_epochs=0),
+                       out_dir=tmp_path / "ts", measure_options=FAST)
     res = result.report["result"]
     assert res["nonzero_params"] < 0.5 * res["params"]
     assert (tmp_path / "ts" / "model.pt").is_file()
@@ -343,18 +344,19 @@ def test_unknown_ignored_layer_is_named(digits, tmp_path):
 
 
 def test_torch_export_program_unstructured(digits, tmp_path):
-    from core.artifacts import load_model
+    from core.artifacts import load_model, trusted_model_code
     from core.models import model_for_data
 
     net = model_for_data("mlp", digits.input_shape, digits.num_classes, hidden_dims=[16]).eval()
     program = torch.export.export(net, (torch.from_numpy(digits.X_test[:2]),),
                                   dynamic_shapes=({0: torch.export.Dim("b")},))
     torch.export.save(program, str(tmp_path / "net.pt2"))
-    result = _run(tmp_path / "net.pt2", digits, tmp_path, method="l1-unstructured",
-                  sparsity=0.7, finetune_epochs=1)
+    with trusted_model_code():  # a .pt2 runs code when loaded: only with the opt-in
+        result = _run(tmp_path / "net.pt2", digits, tmp_path, method="l1-unstructured",
+                      sparsity=0.7, finetune_epochs=1)
     res = result.report["result"]
     assert res["nonzero_params"] < 0.4 * res["params"]
-    saved = load_model(result.run_dir / "model.pt2")
+    saved = load_model(result.run_dir / "model.pt2", trust_model=True)
     assert saved.kind == "export" and saved.model(torch.randn(5, 1, 8, 8)).shape == (5, 10)
-    with pytest.raises(UnsupportedModelError, match="torch.export"):
+    with pytest.raises(UnsupportedModelError, match="torch.export"), trusted_model_code():
         _run(tmp_path / "net.pt2", digits, tmp_path, name="q", method="structured-l1")

@@ -20,10 +20,17 @@ from core.artifacts._report import (
     write_run,
 )
 from core.artifacts._save import export_onnx, file_entry, save_model
+from core.artifacts._trust import (
+    UntrustedModelError,
+    model_code_trusted,
+    server_allows_model_code,
+    trusted_model_code,
+)
 
 __all__ = [
     "SCHEMA",
     "LoadedModel",
+    "UntrustedModelError",
     "OutputFolderError",
     "allow_overwrite",
     "build_report",
@@ -37,12 +44,15 @@ __all__ = [
     "load_model",
     "make_bundle",
     "model_card",
+    "model_code_trusted",
     "new_run_id",
     "ratios",
     "read_report",
     "save_model",
+    "server_allows_model_code",
     "speed_warnings",
     "staging",
+    "trusted_model_code",
     "write_report",
     "write_run",
 ]

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.artifacts._inspect import check_zip_members, load_pt2_safely
+from core.artifacts._trust import check_model_code_allowed
 from core.errors import ModelFileError
 
 PICKLE_MESSAGE = (
@@ -54,7 +56,9 @@ def detect_format(path: str | Path) -> str:
         raise ModelFileError(PICKLE_MESSAGE.format(name=name))
     if zipfile.is_zipfile(path):
         try:
-            names = zipfile.ZipFile(path).namelist()
+            with zipfile.ZipFile(path) as zf:
+                check_zip_members(zf, name)  # declared sizes, before any member is read
+                names = zf.namelist()
         except zipfile.BadZipFile:
             raise ModelFileError(f"'{name}' is a damaged zip archive.") from None
         if any(re.search(r"(^|/)code/", n) for n in names):
@@ -105,11 +109,15 @@ def _onnx_shape(model: Any) -> tuple[tuple[int, ...], int | None]:
     return shape, classes
 
 
-def load_model(path: str | Path, *, threads: int = 1) -> LoadedModel:
-    """Load a run folder (built-in family or its model.onnx), an ONNX, TorchScript or .pt2 file."""
+def load_model(path: str | Path, *, threads: int = 1, trust_model: bool = False) -> LoadedModel:
+    """Load a run folder (built-in family or its model.onnx), an ONNX, TorchScript or .pt2 file.
+
+    TorchScript and .pt2 run code stored in the file, so they load only with ``trust_model=True``
+    or inside ``trusted_model_code()`` (core/artifacts/_trust.py), unless the studio wrote them.
+    """
     path = Path(path)
     if path.is_dir():
-        return _load_run_folder(path, threads=threads)
+        return _load_run_folder(path, threads=threads, trust_model=trust_model)
     if not path.is_file():
         raise ModelFileError(f"No model file or run folder at '{path}'.")
     fmt = detect_format(path)
@@ -118,20 +126,26 @@ def load_model(path: str | Path, *, threads: int = 1) -> LoadedModel:
 
         shape, classes = _onnx_shape(check_onnx(path))
         return LoadedModel(ort_session(path, threads=threads), "onnx", shape, classes, path)
+    check_model_code_allowed(path, fmt, trust_model=trust_model)
+    return LoadedModel(_load_torch(path, fmt), fmt, (), None, path)
+
+
+def _load_torch(path: Path, fmt: str) -> Any:
+    """A TorchScript module or a .pt2 program's module (after the .pt2 was checked)."""
     import torch
 
+    if fmt == "export":
+        program = load_pt2_safely(path)  # refuses pickled parts; its own StudioErrors pass
     try:
         if fmt == "torchscript":
-            module = torch.jit.load(str(path), map_location="cpu")
-        else:
-            module = torch.export.load(str(path)).module()
+            return torch.jit.load(str(path), map_location="cpu")
+        return program.module()
     except Exception as exc:
         raise ModelFileError(f"'{path.name}' could not be loaded as {fmt}: "
                              f"{str(exc).splitlines()[0][:200]}") from None
-    return LoadedModel(module, fmt, (), None, path)
 
 
-def _load_run_folder(folder: Path, *, threads: int) -> LoadedModel:
+def _load_run_folder(folder: Path, *, threads: int, trust_model: bool) -> LoadedModel:
     meta_file = folder / "model.json"
     if meta_file.is_file() and (folder / "model.sparse.npz").is_file():
         from core.artifacts._sparse import load_sparse_state  # unstructured pruning's form
@@ -157,7 +171,7 @@ def _load_run_folder(folder: Path, *, threads: int) -> LoadedModel:
                            meta["kwargs"].get("num_classes"), folder, meta)
     for name in ("model.onnx", "model.pt", "model.pt2"):
         if (folder / name).is_file():
-            loaded = load_model(folder / name, threads=threads)
+            loaded = load_model(folder / name, threads=threads, trust_model=trust_model)
             if meta_file.is_file():
                 loaded.meta = json.loads(meta_file.read_text())
                 loaded.input_shape = tuple(loaded.meta.get("input_shape", loaded.input_shape))

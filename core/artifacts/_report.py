@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from core.artifacts._save import file_entry
+from core.artifacts._trust import record_studio_made
 from core.errors import StudioError
 
 SCHEMA = "optimization-studio/report/v1"
@@ -308,6 +309,7 @@ def write_run(
         files["baseline"] = list(baseline_files)
     for name, (_, model, ref_files) in refs.items():
         models[f"ref:{name}"], files[f"ref:{name}"] = model, list(ref_files)
+    record_studio_made(list(result_files))  # the studio's own .pt/.pt2 load without opt-in
     measured = measure_many(models, data, files=files, callbacks=callbacks, **opts)
     base, res = measured.get("baseline"), measured["result"]
     notes = list(warnings)

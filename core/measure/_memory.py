@@ -12,11 +12,15 @@ import numpy as np
 
 def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
                               timeout: float = 120.0) -> dict[str, float | None]:
-    """Peak RSS added by loading each model file and running one batch (MB), in parallel."""
+    """Peak RSS added by loading each model file and running one batch (MB), in parallel.
+
+    The fresh process trusts a TorchScript/.pt2 file only where this one does (the opt-in,
+    or a file the studio made itself).
+    """
     procs = {
         str(p): subprocess.Popen(
             [sys.executable, "-m", "core.measure._memory", str(Path(p).resolve()),
-             str(batch_size)],
+             str(batch_size), *(["--trust-model"] if _trusted(Path(p)) else [])],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
@@ -33,7 +37,13 @@ def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
     return out
 
 
-def _main(path: str, batch_size: int) -> None:
+def _trusted(path: Path) -> bool:
+    from core.artifacts._trust import is_studio_made, model_code_trusted
+
+    return model_code_trusted() or (path.suffix in {".pt", ".pt2"} and is_studio_made(path))
+
+
+def _main(path: str, batch_size: int, *, trust_model: bool = False) -> None:
     import resource
 
     import onnx  # noqa: F401  (imported before the baseline reading: libraries are not
@@ -48,7 +58,7 @@ def _main(path: str, batch_size: int) -> None:
 
     reset = _reset_peak()  # the imports' own peak must not hide the model's
     before = psutil.Process().memory_info().rss
-    loaded = load_model(path)
+    loaded = load_model(path, trust_model=trust_model)
     pred = as_predictor(loaded.model)
     x = np.zeros((batch_size, *loaded.input_shape), dtype=np.float32)
     with pred.pinned_threads():
@@ -76,4 +86,4 @@ def _peak_rss() -> int:
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1], int(sys.argv[2]))
+    _main(sys.argv[1], int(sys.argv[2]), trust_model="--trust-model" in sys.argv[3:])
