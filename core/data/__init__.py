@@ -1,5 +1,33 @@
-"""Data sets: built-in ones that ship with scikit-learn, and user ``.csv``/``.npz`` files."""
+"""Data sets: built-in ones that ship with scikit-learn, and user ``.csv``/``.npz`` files.
 
-from core.data._dataset import BUILTIN, Dataset, DataSpec, list_datasets, load_dataset
+User files are taken as given (``normalize=True`` asks for standardization) and their sizes
+are checked against the STUDIO_MAX_DATA_* limits before loading (``core.limits``).
+"""
 
-__all__ = ["BUILTIN", "DataSpec", "Dataset", "list_datasets", "load_dataset"]
+from core.data._dataset import (
+    BUILTIN,
+    NO_PREPROCESSING,
+    Dataset,
+    DataSpec,
+    apply_preprocessing,
+    dataset_from_spec,
+    list_datasets,
+    load_dataset,
+    npz_headers,
+    read_csv_frame,
+    read_npz,
+)
+
+__all__ = [
+    "BUILTIN",
+    "NO_PREPROCESSING",
+    "DataSpec",
+    "Dataset",
+    "apply_preprocessing",
+    "dataset_from_spec",
+    "list_datasets",
+    "load_dataset",
+    "npz_headers",
+    "read_csv_frame",
+    "read_npz",
+]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from core.errors import DataError, InvalidParameterError
+from core.limits import check_limit
 
 SPLITS = ("train", "val", "test")
+NO_PREPROCESSING: dict[str, Any] = {"type": "none"}
+PREPROCESSING_TYPES = ("none", "scale", "standardize")
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,8 @@ class DataSpec:
     seed: int = 0
     test_fraction: float = 0.2
     val_fraction: float = 0.15
+    normalize: bool = False
+    preprocessing: dict[str, Any] | None = None  # what was applied (recorded in report.json)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -30,7 +36,12 @@ class DataSpec:
 
 @dataclass
 class Dataset:
-    """A split, preprocessed data set; arrays are float32 features and int64 labels."""
+    """A split data set; arrays are float32 features and int64 labels.
+
+    ``preprocessing`` is what was applied to the features (``{"type": "none"}`` for user data
+    taken as given); the spec records it too, so report.json says it and a later verb that
+    re-loads the data from the report applies the same thing.
+    """
 
     name: str
     X_train: np.ndarray
@@ -42,6 +53,11 @@ class Dataset:
     class_names: list[str]
     preprocessing: dict[str, Any]
     spec: DataSpec = field(default_factory=DataSpec)
+
+    def __post_init__(self) -> None:
+        self.preprocessing = dict(self.preprocessing or NO_PREPROCESSING)
+        if self.spec.preprocessing != self.preprocessing:
+            self.spec = replace(self.spec, preprocessing=self.preprocessing)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -83,7 +99,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    X = (d.data.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
+    X = d.data.reshape(-1, 1, 8, 8).astype(np.float64)
     return X, d.target, [str(c) for c in d.target_names], {"type": "scale", "factor": 1 / 16}
 
 
@@ -128,33 +144,101 @@ def load_dataset(
     seed: int = 0,
     test_fraction: float = 0.2,
     val_fraction: float = 0.15,
+    normalize: bool = False,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> Dataset:
-    """Load a built-in name, a ``.csv`` (label column) or ``.npz`` (``X``, ``y``) and split it."""
-    spec = DataSpec(str(source), label_column, seed, test_fraction, val_fraction)
+    """Load a built-in name, a ``.csv`` (label column) or ``.npz`` (``X``, ``y``) and split it.
+
+    A user file's features are used as given unless ``normalize=True`` (standardize with the
+    train split's mean and std). Built-in data sets keep their own scaling. ``preprocessing``
+    replays what a report recorded (``dataset.spec.preprocessing``) instead of choosing anew.
+    Sizes are checked against the STUDIO_MAX_DATA_* limits before the data is loaded.
+    """
     if not 0 < test_fraction < 0.9 or not 0 <= val_fraction < 0.9:
         raise InvalidParameterError("test_fraction", "a float in (0, 0.9)", test_fraction)
+    if not isinstance(normalize, bool):
+        raise InvalidParameterError("normalize", "true or false", normalize)
+    spec = DataSpec(str(source), label_column, seed, test_fraction, val_fraction, normalize)
     name = str(source)
     if name in BUILTIN:
         X, y, classes, prep = BUILTIN[name]()
+        fit_standardize = prep is None  # the built-in tabular sets are standardized
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InvalidParameterError(
-                "data", f"a built-in name {list(BUILTIN)} or an existing .csv/.npz file", name)
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            X, y, classes = _read_csv(path, label_column)
-        elif suffix == ".npz":
-            X, y, classes = _read_npz(path)
-        else:
-            raise DataError(f"Unsupported data file '{path.name}': use a .csv or .npz file.")
-        prep = None
-        name = path.stem
-    y = np.asarray(y)
-    return _split(name, np.asarray(X, dtype=np.float64), y, classes, prep, spec)
+        X, y, classes = _read_user_file(source, label_column)
+        prep, fit_standardize, name = None, normalize, Path(source).stem
+    if preprocessing is not None:
+        prep, fit_standardize = _checked_preprocessing(preprocessing), False
+    return _split(name, np.asarray(X, dtype=np.float64), np.asarray(y), classes, prep, spec,
+                  fit_standardize=fit_standardize)
 
 
-def _split(name, X, y, classes, prep, spec: DataSpec) -> Dataset:
+def dataset_from_spec(spec: Mapping[str, Any]) -> Dataset:
+    """Rebuild a data set from a report's ``data`` entry (``DataSpec.to_dict()``).
+
+    Reports written before user data was taken as given have no ``preprocessing`` entry;
+    their user files were standardized, so that is what they get again.
+    """
+    values = dict(spec or {"source": "digits"})
+    source = values.pop("source", "digits")
+    known = {f for f in DataSpec.__dataclass_fields__} - {"source"}
+    values = {k: v for k, v in values.items() if k in known}
+    if "preprocessing" not in values and str(source) not in BUILTIN:
+        values.setdefault("normalize", True)
+    return load_dataset(source, **values)
+
+
+def _read_user_file(source: str | Path, label_column: str
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidParameterError(
+            "data", f"a built-in name {list(BUILTIN)} or an existing .csv/.npz file", path.name)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path, label_column)
+    if suffix == ".npz":
+        return _read_npz(path)
+    raise DataError(f"Unsupported data file '{path.name}': use a .csv or .npz file.")
+
+
+def _checked_preprocessing(prep: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(prep, Mapping) or prep.get("type") not in PREPROCESSING_TYPES:
+        raise InvalidParameterError("preprocessing", f"a mapping with 'type' one of "
+                                    f"{list(PREPROCESSING_TYPES)}", prep)
+    return dict(prep)
+
+
+def apply_preprocessing(X: np.ndarray, prep: Mapping[str, Any] | None) -> np.ndarray:
+    """Apply a recorded preprocessing (none, scale or standardize) to raw features."""
+    kind = (prep or NO_PREPROCESSING).get("type")
+    if kind == "none":
+        return X
+    if kind == "scale":
+        return X * float(prep["factor"])
+    if kind != "standardize":
+        raise InvalidParameterError("preprocessing", f"'type' one of {list(PREPROCESSING_TYPES)}",
+                                    kind)
+    mean = np.asarray(prep["mean"], dtype=np.float64)
+    std = np.asarray(prep["std"], dtype=np.float64)
+    if mean.size == 1 and std.size == 1:
+        return (X - mean.item()) / std.item()
+    features = int(np.prod(X.shape[1:]))
+    if mean.size != features or std.size != features:
+        raise DataError(f"The recorded standardization has {mean.size} means for "
+                        f"{features} features; the data file changed since the run.")
+    return (X - mean.reshape(X.shape[1:])) / std.reshape(X.shape[1:])
+
+
+def _fit_standardize(X_train: np.ndarray) -> dict[str, Any]:
+    axes = 0 if X_train.ndim == 2 else None
+    mean = X_train.mean(axis=axes)
+    std = X_train.std(axis=axes)
+    std = np.where(std > 1e-12, std, 1.0)
+    return {"type": "standardize", "mean": np.atleast_1d(mean).tolist(),
+            "std": np.atleast_1d(std).tolist()}
+
+
+def _split(name, X, y, classes, prep, spec: DataSpec, *, fit_standardize: bool) -> Dataset:
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(y.astype(np.int64), minlength=len(classes))
@@ -176,18 +260,13 @@ def _split(name, X, y, classes, prep, spec: DataSpec) -> Dataset:
         train, val = cut(rest, spec.val_fraction / (1 - spec.test_fraction), 1)
     else:
         train, val = rest, rest[:0]
-    if prep is None:
-        axes = 0 if X.ndim == 2 else None
-        mean = X[train].mean(axis=axes)
-        std = X[train].std(axis=axes)
-        std = np.where(std > 1e-12, std, 1.0)
-        X = (X - mean) / std
-        prep = {"type": "standardize", "mean": np.atleast_1d(mean).tolist(),
-                "std": np.atleast_1d(std).tolist()}
-    X = X.astype(np.float32)
+    if fit_standardize:
+        prep = _fit_standardize(X[train])
+    prep = dict(prep or NO_PREPROCESSING)
+    X = apply_preprocessing(X, prep).astype(np.float32)
     y = y.astype(np.int64)
     return Dataset(name, X[train], y[train], X[val], y[val], X[test], y[test],
-                   list(classes), prep, spec)
+                   list(classes), prep, replace(spec, preprocessing=prep))
 
 
 def _labels(raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -195,13 +274,42 @@ def _labels(raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), [str(v) for v in values]
 
 
+def _check_size(file: str, rows: int, values: int) -> None:
+    """Refuse a data file over STUDIO_MAX_DATA_ROWS or STUDIO_MAX_DATA_MB before loading it."""
+    check_limit("data", rows, "data_rows", detail=f"'{file}' has {rows:,} rows", value=file)
+    mb = values * 8 / 2**20
+    check_limit("data", mb, "data_mb", value=file,
+                detail=f"'{file}' holds {values:,} values ({mb:,.0f} MB as float64)")
+
+
+def read_csv_frame(path: str | Path) -> Any:
+    """A CSV file as a pandas DataFrame, its rows and values bounded while parsing."""
+    import pandas as pd
+
+    from core.limits import get_limit
+
+    path = Path(path)
+    try:
+        columns = len(pd.read_csv(path, nrows=0).columns)
+        budget_rows = int(get_limit("data_mb") * 2**20 / 8 / max(columns, 1))
+        cap = min(int(get_limit("data_rows")), budget_rows)
+        df = pd.read_csv(path, nrows=cap + 1)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"'{path.name}' is not a readable CSV file ({exc}).") from None
+    if len(df) > cap:  # more rows than the limits allow: say which limit
+        check_limit("data", len(df), "data_rows", value=path.name,
+                    detail=f"'{path.name}' has more than {cap:,} rows")
+        mb = len(df) * columns * 8 / 2**20
+        check_limit("data", mb, "data_mb", value=path.name,
+                    detail=f"'{path.name}' has more than {cap:,} rows × {columns} columns "
+                           f"(over {mb:,.0f} MB as float64)")
+    return df
+
+
 def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     import pandas as pd
 
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"'{path.name}' is not a readable CSV file ({exc}).") from None
+    df = read_csv_frame(path)
     if label_column not in df.columns:
         raise DataError(f"The CSV has no '{label_column}' column (columns: "
                         f"{list(df.columns)[:10]}). Name the label column with --label-column.")
@@ -223,15 +331,65 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, li
     return X, y, classes
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each ``.npy`` member's shape and dtype, read from its header without loading its data.
+
+    Refuses a member whose declared sizes are over STUDIO_MAX_DATA_MB (a compression bomb
+    is caught here, before any allocation) and any dtype that would need pickle.
+    """
+    from numpy.lib import format as npy
+
+    path = Path(path)
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                check_limit("data", info.file_size / 2**20, "data_mb", value=path.name,
+                            detail=f"'{path.name}' member '{name}' unpacks to "
+                                   f"{info.file_size:,} bytes")
+                with zf.open(info) as fp:
+                    version = npy.read_magic(fp)
+                    if version == (1, 0):
+                        shape, _, dtype = npy.read_array_header_1_0(fp)
+                    elif version == (2, 0):
+                        shape, _, dtype = npy.read_array_header_2_0(fp)
+                    else:
+                        raise ValueError(f"unsupported .npy format version {version}")
+                if dtype.hasobject:
+                    raise DataError(f"'{path.name}' array '{name}' holds Python objects "
+                                    "(pickle); the studio loads numeric arrays only.")
+                out[name] = (tuple(int(d) for d in shape), dtype)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"'{path.name}' is not a readable .npz file without pickles "
+                        f"({exc}).") from None
+    return out
+
+
+def read_npz(path: str | Path, names: tuple[str, ...] = ("X", "y")) -> dict[str, np.ndarray]:
+    """The named arrays of a ``.npz`` file, each checked against the limits before loading."""
+    path = Path(path)
+    headers = npz_headers(path)
+    missing = [n for n in names if n not in headers]
+    if missing:
+        raise DataError(f"The .npz file must hold arrays {list(names)}; it holds "
+                        f"{sorted(headers)}.")
+    for n in names:
+        shape, _ = headers[n]
+        _check_size(f"{path.name}:{n}", shape[0] if shape else 1, math.prod(shape))
     try:
         with np.load(path, allow_pickle=False) as npz:
-            if "X" not in npz or "y" not in npz:
-                raise DataError(f"The .npz file must hold arrays 'X' and 'y'; it holds "
-                                f"{sorted(npz.files)}.")
-            X, y = npz["X"], npz["y"]
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"'{path.name}' is not a readable .npz file without pickles ({exc}).")
+            return {n: npz[n] for n in names}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"'{path.name}' is not a readable .npz file without pickles "
+                        f"({exc}).") from None
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    arrays = read_npz(path)
+    X, y = arrays["X"], arrays["y"]
     if X.dtype.kind not in "fiub" or len(X) != len(y) or X.ndim not in (2, 3, 4):
         raise DataError(f"'X' must be numeric with 2–4 dimensions and as many rows as 'y'; got "
                         f"dtype {X.dtype}, shape {X.shape} and {len(y)} labels.")

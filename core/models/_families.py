@@ -247,7 +247,10 @@ class ViT(_StudioModel):
         self.patch_embed = nn.Conv2d(c, dim, patch_size, stride=patch_size)
         n_patches = (h // patch_size) * (w // patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, n_patches + 1, dim) * 0.02)
+        pos = torch.empty(1, n_patches + 1, dim)
+        if not pos.is_meta:  # counting on meta needs no values (its normal_ loads for seconds)
+            pos.normal_(0.0, 0.02)  # the same values as torch.randn(...) * 0.02
+        self.pos_embed = nn.Parameter(pos)
         self.blocks = nn.Sequential(
             *[Block(dim, heads_l[i], head_dim, mlp_l[i], activation) for i in range(depth)]
         )
@@ -282,14 +285,73 @@ def list_families() -> list[str]:
     return list(_FAMILIES)
 
 
-def build_model(family: str, **kwargs: Any) -> nn.Module:
-    """Build a built-in model: ``build_model("cnn", channels=[16, 32], num_classes=10)``."""
+# Width kwargs per family, in the order a size error names them.
+_SIZE_KWARGS: dict[str, tuple[str, ...]] = {
+    "mlp": ("hidden_dims", "input_dim", "input_shape"),
+    "cnn": ("channels", "hidden_dims", "kernel_size", "input_shape"),
+    "vit": ("dim", "mlp_dim", "depth", "heads", "head_dim", "patch_size", "input_shape"),
+}
+
+
+def _construct(family: str, kwargs: dict[str, Any]) -> nn.Module:
     if family not in _FAMILIES:
         raise InvalidParameterError("model", f"one of {list(_FAMILIES)}", family)
     try:
         return _FAMILIES[family](**kwargs)
     except TypeError as exc:
         raise InvalidParameterError("model kwargs", f"valid for '{family}' ({exc})", kwargs)
+
+
+def _size_kwarg(family: str, kwargs: dict[str, Any]) -> str:
+    given = [k for k in _SIZE_KWARGS.get(family, ()) if k in kwargs]
+    return given[0] if given else "model_kwargs"
+
+
+def _check_layers(family: str, kwargs: dict[str, Any]) -> None:
+    """Bound the number of layers before anything is built (even on the meta device)."""
+    from core.limits import check_limit
+
+    for name in ("hidden_dims", "channels", "depth", "heads", "mlp_dim"):
+        value = kwargs.get(name)
+        layers = value if isinstance(value, int) and name == "depth" else (
+            len(value) if isinstance(value, (list, tuple)) else 0)
+        check_limit(name, layers, "model_layers", value=value,
+                    detail=f"a '{family}' with {name}={_short(value)} has {layers:,} layers")
+
+
+def _short(value: Any) -> str:
+    text = repr(list(value) if isinstance(value, tuple) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def count_parameters(family: str, **kwargs: Any) -> int:
+    """Parameters of a built-in model, counted on the meta device (no weights are allocated).
+
+    Raises a clear error for invalid kwargs, too many layers (STUDIO_MAX_MODEL_LAYERS) or too
+    many parameters (STUDIO_MAX_MODEL_PARAMS), naming the width kwarg.
+    """
+    from core.limits import check_limit
+
+    _check_layers(family, kwargs)
+    with torch.device("meta"):
+        model = _construct(family, kwargs)
+    n = sum(p.numel() for p in model.parameters())
+    name = _size_kwarg(family, kwargs)
+    shape = list(getattr(model, "input_shape", ()))
+    check_limit(name, n, "model_params", value=kwargs.get(name, kwargs),
+                detail=f"a '{family}' with {name}={_short(kwargs.get(name, kwargs))} on inputs "
+                       f"{shape} has {n:,} parameters")
+    return n
+
+
+def build_model(family: str, **kwargs: Any) -> nn.Module:
+    """Build a built-in model: ``build_model("cnn", channels=[16, 32], num_classes=10)``.
+
+    Its size is checked first (``count_parameters``), so an oversized config is refused
+    before any weight is allocated.
+    """
+    count_parameters(family, **kwargs)
+    return _construct(family, kwargs)
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
