@@ -51,7 +51,7 @@ LIMITS: dict[str, Limit] = {
                           "parameters of a built-in model (counted before its weights exist)"),
     "model_layers": Limit("STUDIO_MAX_MODEL_LAYERS", 64, "layers",
                           "layers of a built-in model (entries of hidden_dims/channels, depth)"),
-    "train_samples": Limit("STUDIO_MAX_TRAIN_SAMPLES", 20_000_000, "samples",
+    "train_samples": Limit("STUDIO_MAX_TRAIN_SAMPLES", 10_000_000, "samples",
                            "training samples one job may process: epochs × training rows, "
                            "summed over trials, steps, candidates and clients (checked at "
                            "submit)"),

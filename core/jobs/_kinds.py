@@ -9,7 +9,7 @@ jobs of the same owner (``"input": "<job id>"``) or their uploads (``"model"`` /
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -357,6 +357,16 @@ _ALL = [
 ]
 
 
+def _with_budget(kind: JobKind) -> JobKind:
+    """The kind whose validation also checks the compute budgets (``core.jobs._budgets``)."""
+    from core.jobs._budgets import apply_budget
+
+    def validate(config: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
+        return apply_budget(kind.name, kind.validate(config, resolve), resolve)
+
+    return replace(kind, validate=validate)
+
+
 def available_kinds() -> dict[str, JobKind]:
     """The kinds whose area package is importable (verbs still being written are skipped)."""
     out = {}
@@ -366,7 +376,7 @@ def available_kinds() -> dict[str, JobKind]:
                 importlib.import_module(kind.module)
             except ImportError:
                 continue
-        out[kind.name] = kind
+        out[kind.name] = _with_budget(kind)
     return out
 
 

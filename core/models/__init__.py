@@ -11,6 +11,7 @@ from core.models._families import (
     is_builtin,
     list_families,
     model_for_data,
+    model_kwargs_for_data,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "is_builtin",
     "list_families",
     "model_for_data",
+    "model_kwargs_for_data",
 ]

@@ -361,17 +361,26 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def model_for_data(
+def model_kwargs_for_data(
     family: str, input_shape: Sequence[int], num_classes: int, **overrides: Any
-) -> nn.Module:
-    """A built-in model sized for a data set, with the family's defaults."""
+) -> dict[str, Any]:
+    """The kwargs ``model_for_data`` builds with: the family's defaults, the overrides and
+    the data's input shape and classes (count them with ``count_parameters``)."""
     kwargs = {**DEFAULTS.get(family, {}), **overrides}
     kwargs.update(input_shape=list(input_shape), num_classes=num_classes)
     if family == "vit" and "patch_size" not in overrides:
         side = min(input_shape[1:]) if len(input_shape) == 3 else 1
         kwargs["patch_size"] = next(p for p in (4, 2, 1) if p <= side and side % p == 0) \
             if side >= 16 else kwargs["patch_size"]
-    return build_model(family, **kwargs)
+    return kwargs
+
+
+def model_for_data(
+    family: str, input_shape: Sequence[int], num_classes: int, **overrides: Any
+) -> nn.Module:
+    """A built-in model sized for a data set, with the family's defaults."""
+    return build_model(family, **model_kwargs_for_data(family, input_shape, num_classes,
+                                                       **overrides))
 
 
 def is_builtin(model: nn.Module) -> bool:
