@@ -33,10 +33,19 @@ def metrics_from_logits(logits: np.ndarray, y: np.ndarray) -> Metrics:
         return Metrics(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0)
     pred = logits.argmax(axis=1)
     p, r, f, _ = precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    if _are_probabilities(logits):  # e.g. sklearn-onnx's 'probabilities' output
+        log_probs = np.log(np.clip(logits, 1e-12, 1.0))
+    else:
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = float(-log_probs[np.arange(len(y)), y].mean())
     return Metrics(float((pred == y).mean()), float(f), float(p), float(r), loss, int(len(y)))
+
+
+def _are_probabilities(scores: np.ndarray) -> bool:
+    """Rows in [0, 1] that sum to 1: probabilities, not logits."""
+    return bool(scores.size and scores.min() >= 0 and scores.max() <= 1
+                and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
 
 
 def evaluate(model: Any, data: Any, split: str = "test", *, batch_size: int = 256) -> Metrics:

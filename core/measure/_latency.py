@@ -31,9 +31,13 @@ def interleaved_latency(
     rounds, so that a noisy neighbour hits all variants alike.
     """
     result: dict[str, dict[str, dict[str, float]]] = {name: {} for name in predictors}
+    all_predictors = predictors
     for bs in batch_sizes:
         xb = batch_of(X, bs)
         calls: dict[str, int] = {}
+        # A fixed-batch ONNX model is timed only at the batch size it accepts.
+        predictors = {name: p for name, p in all_predictors.items()
+                      if getattr(p, "accepts", lambda _: True)(bs)}
         times: dict[str, list[float]] = {name: [] for name in predictors}
         for name, pred in predictors.items():
             with pred.pinned_threads():

@@ -149,13 +149,15 @@ def measure_many(
                 peaks[name] = _in_process_peak_mb(pred, np.repeat(X[:1], max(batch_sizes), 0))
     if callbacks is not None:
         callbacks.progress(len(preds) / (len(preds) + 1), "Timing (interleaved)")
-    lat = interleaved_latency(preds, X, batch_sizes=batch_sizes, budget_s=budget_s, check=check)
+    fixed = {p.fixed_batch for p in preds.values() if getattr(p, "fixed_batch", None)}
+    sizes = tuple(sorted(set(batch_sizes) | fixed))
+    lat = interleaved_latency(preds, X, batch_sizes=sizes, budget_s=budget_s, check=check)
     result = {}
     for name in preds:
-        big = str(max(batch_sizes))
+        big = max(lat[name], key=int)  # the largest batch size this variant accepts
         p50 = lat[name][big]["p50"]
         result[name] = Measurement(
-            latency_ms=lat[name], throughput_per_s=max(batch_sizes) * 1000.0 / p50,
+            latency_ms=lat[name], throughput_per_s=int(big) * 1000.0 / p50,
             peak_memory_mb=peaks.get(name), threads=threads, **out[name],
         )
     return result

@@ -30,12 +30,28 @@ class Predictor:
                 pass
             self._dtype = _input_dtype(model)
         else:
-            self._input_name = model.get_inputs()[0].name
-            self._np_dtype = np.float16 if "float16" in model.get_inputs()[0].type else np.float32
+            from core.artifacts._onnx import scores_output, session_outputs
+
+            inp = model.get_inputs()[0]
+            self._input_name = inp.name
+            self._np_dtype = np.float16 if "float16" in inp.type else np.float32
+            first = inp.shape[0] if inp.shape else None
+            self.fixed_batch = first if isinstance(first, int) and first > 0 else None
+            self.output_name = scores_output(
+                session_outputs(model), name=getattr(model, "studio_output_name", None)).name
+
+    fixed_batch: int | None = None  # an ONNX model that accepts only this batch size
+
+    def accepts(self, batch_size: int) -> bool:
+        """Whether the model runs a batch of this size as one call."""
+        return self.fixed_batch is None or batch_size == self.fixed_batch
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if self.kind == "onnx":
-            out = self.model.run(None, {self._input_name: X.astype(self._np_dtype, copy=False)})
+            if self.fixed_batch is not None and len(X) != self.fixed_batch:
+                return self._in_fixed_batches(X)
+            out = self.model.run([self.output_name],
+                                 {self._input_name: X.astype(self._np_dtype, copy=False)})
             return np.asarray(out[0], dtype=np.float32)
         import torch
 
@@ -50,6 +66,16 @@ class Predictor:
                     "with a dynamic batch dimension, e.g. torch.export.export(model, (x,), "
                     "dynamic_shapes=({0: torch.export.Dim.AUTO},)).") from None
         return out.float().numpy()
+
+    def _in_fixed_batches(self, X: np.ndarray) -> np.ndarray:
+        """Run a fixed-batch model chunk by chunk; a short last chunk is padded, then cut."""
+        size, parts = self.fixed_batch, []
+        for i in range(0, len(X), size):
+            chunk = X[i : i + size]
+            if len(chunk) < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), 0)])
+            parts.append(self(chunk)[: min(size, len(X) - i)])
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
     @contextlib.contextmanager
     def pinned_threads(self) -> Iterator[None]:
@@ -77,15 +103,18 @@ def _input_dtype(model: Any):
     return torch.float32
 
 
-def ort_session(path: str | Path, *, threads: int = 1):
-    """An ONNX Runtime CPU session with a fixed intra-op thread count."""
+def ort_session(path: str | Path, *, threads: int = 1, output_name: str | None = None):
+    """An ONNX Runtime CPU session with a fixed intra-op thread count; ``output_name`` names
+    the output a Predictor scores (default: chosen by ``core.artifacts`` from the outputs)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session.studio_output_name = output_name
+    return session
 
 
 def as_predictor(model: Any, *, threads: int = 1) -> Predictor:

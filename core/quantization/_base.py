@@ -28,6 +28,7 @@ class Source:
     scratch: Path
     torch_model: Any = None
     onnx_file: Path | None = None
+    output_name: str | None = None  # the scores output of a several-output ONNX model
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,7 +58,10 @@ class Source:
 
                 from core.artifacts import export_onnx
 
-                model = self.require_torch("ONNX export")
+                model = self.torch_model  # an nn.Module or TorchScript (legacy exporter)
+                if model is None:
+                    raise UnsupportedModelError("An ONNX model is needed for ONNX Runtime "
+                                                "methods; none was given.")
                 path = self.scratch / "fp32.onnx"
                 parity = export_onnx(model, path, torch.randn(1, *self.input_shape),
                                      check_inputs=self.data.X_test[:64])

@@ -1,0 +1,319 @@
+"""ONNX models as users bring them: external-data files, fixed batch dimensions, several outputs.
+
+One definition of an ONNX model's size: the graph file plus every external-data file it
+references (``onnx_files``). One rule for which output holds the class scores
+(``scores_output``), used by every session that evaluates or calibrates.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from core.errors import ModelFileError, UnsupportedModelError
+
+# Output names that hold class scores, best first (torch exports, sklearn-onnx, Keras…).
+SCORE_NAMES = ("logits", "probabilities", "probability", "probs", "scores", "output", "outputs")
+_FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)")
+
+
+def _graph(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False)
+
+
+def external_data_files(path: str | Path, model: Any = None) -> list[Path]:
+    """The external-data files an ONNX graph references, which must lie beside it."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    path = Path(path)
+    model = model if model is not None else _graph(path)
+    base = path.parent.resolve()
+    found: dict[str, Path] = {}
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        target = (base / location).resolve()
+        if target.parent != base:
+            raise ModelFileError(f"'{path.name}' keeps weights in '{location}', outside its own "
+                                 "folder; external data must lie beside the model file.")
+        if not target.is_file():
+            raise ModelFileError(f"'{path.name}' keeps its weights in '{location}', which is "
+                                 "missing: put that file beside the model (torch.onnx.export "
+                                 "writes both).")
+        found.setdefault(location, target)
+    return list(found.values())
+
+
+def onnx_files(path: str | Path) -> list[Path]:
+    """The deployable artifact: the graph file and its external-data files."""
+    return [Path(path), *external_data_files(path)]
+
+
+def onnx_size(path: str | Path) -> int:
+    """Bytes of the graph file plus its external data (the one definition of its size)."""
+    return sum(p.stat().st_size for p in onnx_files(path))
+
+
+def copy_onnx(src: str | Path, dst: str | Path) -> list[Path]:
+    """Copy an ONNX model to ``dst``; its external data becomes ``<dst name>.data`` beside it.
+
+    Returns the files written (graph first). Offsets inside the data file are unchanged, so
+    only the graph's ``location`` fields are rewritten.
+    """
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    data = external_data_files(src)
+    if not data:
+        shutil.copyfile(src, dst)
+        return [dst]
+    if len(data) > 1:  # several data files: re-save as one (rare; costs a full load)
+        model = onnx.load(str(src))
+        onnx.save(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=f"{dst.name}.data", size_threshold=1024)
+        return onnx_files(dst)
+    model = _graph(src)
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = f"{dst.name}.data"
+    onnx.save(model, str(dst))
+    shutil.copyfile(data[0], dst.parent / f"{dst.name}.data")
+    return [dst, dst.parent / f"{dst.name}.data"]
+
+
+def move_onnx(src: str | Path, dst: str | Path) -> list[Path]:
+    """Move an ONNX model (and its external data) to ``dst``; returns the files written."""
+    files = copy_onnx(src, dst)
+    for p in onnx_files(src):
+        p.unlink(missing_ok=True)
+    return files
+
+
+def check_onnx_file(path: str | Path) -> Any:
+    """Validate an ONNX file by path (external data and > 2 GB models included); its graph."""
+    import onnx
+
+    from core.artifacts._inspect import check_onnx_declared
+
+    path = Path(path)
+    model = _graph(path)
+    external_data_files(path, model)
+    check_onnx_declared(model, path)  # sizes before the checker reads any tensor
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise ModelFileError(f"'{path.name}' is not a valid ONNX model: "
+                             f"{str(exc).splitlines()[0][:200]}") from None
+    if len(model.graph.input) - len(_initializer_inputs(model)) != 1:
+        raise ModelFileError(f"The studio needs a model with one input; '{path.name}' "
+                             f"has {len(model.graph.input)}.")
+    return model
+
+
+def _initializer_inputs(model: Any) -> set[str]:
+    """Graph inputs that are initializers too (old exports list weights as inputs)."""
+    inits = {i.name for i in model.graph.initializer}
+    return {i.name for i in model.graph.input if i.name in inits}
+
+
+# --- outputs -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutputInfo:
+    """One graph output: its name, ORT type string (``tensor(float)``) and shape."""
+
+    name: str
+    type: str
+    shape: tuple[Any, ...]
+
+
+def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
+                  num_classes: int | None = None) -> OutputInfo:
+    """The output holding class scores: ``name`` if given; else a float output of rank 2
+    (last dimension = ``num_classes`` when known), preferring names like logits or
+    probabilities. An integer label output is never taken for scores."""
+    names = [o.name for o in outputs]
+    if name is not None:
+        chosen = next((o for o in outputs if o.name == name), None)
+        if chosen is None:
+            from core.errors import InvalidParameterError
+
+            raise InvalidParameterError("output_name", f"one of the model's outputs {names}",
+                                        name)
+        if chosen.type not in _FLOAT_TYPES or len(chosen.shape) != 2:
+            raise UnsupportedModelError(
+                f"Output '{name}' is {chosen.type} of shape {list(chosen.shape)}; the studio "
+                "scores a float output of shape [batch, classes].")
+        return chosen
+    scores = [o for o in outputs if o.type in _FLOAT_TYPES and len(o.shape) == 2]
+    if num_classes:
+        fitting = [o for o in scores if o.shape[-1] in (num_classes, None) or
+                   isinstance(o.shape[-1], str)]
+        scores = fitting or scores
+    if not scores:
+        raise UnsupportedModelError(
+            f"The model has no output of class scores (a float tensor [batch, classes]); its "
+            f"outputs are {[(o.name, o.type, list(o.shape)) for o in outputs]}.")
+    for wanted in SCORE_NAMES:
+        for o in scores:
+            if o.name.lower() == wanted or o.name.lower().startswith(wanted):
+                return o
+    return scores[0]
+
+
+def _dims(dims: Any) -> tuple[Any, ...]:
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+
+
+def graph_outputs(model: Any) -> list[OutputInfo]:
+    """OutputInfo for each output of an ONNX graph (ORT's type strings)."""
+    from onnx import helper
+
+    out = []
+    for o in model.graph.output:
+        t = o.type.tensor_type
+        kind = helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+        name = {"float32": "float", "float64": "double"}.get(kind, kind)
+        out.append(OutputInfo(o.name, f"tensor({name})", _dims(t.shape.dim)))
+    return out
+
+
+def session_outputs(session: Any) -> list[OutputInfo]:
+    """OutputInfo for each output of an ORT session."""
+    return [OutputInfo(o.name, o.type, tuple(o.shape)) for o in session.get_outputs()]
+
+
+def onnx_interface(model: Any, *, output_name: str | None = None
+                   ) -> tuple[tuple[int, ...], int | None, int | None, str]:
+    """(input shape without batch, classes, fixed batch size or None, scores output name)."""
+    inputs = [i for i in model.graph.input if i.name not in _initializer_inputs(model)]
+    dims = _dims(inputs[0].type.tensor_type.shape.dim)
+    batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else None
+    shape = tuple(d if isinstance(d, int) else 0 for d in dims[1:])
+    scores = scores_output(graph_outputs(model), name=output_name)
+    last = scores.shape[-1]
+    classes = last if isinstance(last, int) and last > 0 else None
+    return shape, classes, batch, scores.name
+
+
+# --- fixed batch ---------------------------------------------------------------------------
+def _reshape_batch_free(model: Any, batch: int) -> None:
+    """Reshape targets that hard-code the batch (``[1, 128]``) infer it (``[-1, 128]``), or
+    copy it (``[0, …]``) where -1 is taken; the caller verifies the result."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.input[1] not in inits:
+            continue
+        target = numpy_helper.to_array(inits[node.input[1]])
+        if target.ndim != 1 or not len(target) or target[0] != batch:
+            continue
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        free = target.copy()
+        if -1 not in target:
+            free[0] = -1
+        elif not allowzero:
+            free[0] = 0
+        else:
+            continue
+        name = f"{node.input[1]}_batch_free"
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(free.astype(target.dtype), name)
+            model.graph.initializer.append(inits[name])
+        node.input[1] = name
+    used = {i for n in model.graph.node for i in n.input}
+    stale = [i for i in model.graph.initializer if i.name not in used]
+    for init in stale:  # the replaced targets, now unused
+        model.graph.initializer.remove(init)
+
+
+def _same_rows(reference: list[np.ndarray], got: list[np.ndarray]) -> bool:
+    for ref, out in zip(reference, got):
+        if ref.shape != out.shape:
+            return False
+        if ref.dtype.kind == "f":
+            if not np.allclose(ref, out, rtol=1e-3, atol=1e-5):
+                return False
+        elif not np.array_equal(ref, out):
+            return False
+    return True
+
+
+def _run_chunks(session: Any, X: np.ndarray, size: int) -> list[np.ndarray]:
+    name = session.get_inputs()[0].name
+    parts = [session.run(None, {name: X[i:i + size]}) for i in range(0, len(X), size)]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+def _quiet_session(path: Path) -> Any:
+    """A session that logs nothing (a failed verification is an expected outcome)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def make_batch_dynamic(path: str | Path, batch: int, out_dir: str | Path) -> Path | None:
+    """A copy of the model with a dynamic batch dimension, or None where that is not safe.
+
+    Safe means verified: a batch of ``2 × batch`` rows and a batch of one row give, per row,
+    the outputs of the original model run ``batch`` rows at a time.
+    """
+    import onnx
+
+    path, out = Path(path), Path(out_dir) / Path(path).name
+    model = onnx.load(str(path))
+    init_names = _initializer_inputs(model)
+    inp = next(i for i in model.graph.input if i.name not in init_names)
+    inp.type.tensor_type.shape.dim[0].dim_param = "batch"
+    for o in model.graph.output:
+        dims = o.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == batch:
+            dims[0].dim_param = "batch"
+    del model.graph.value_info[:]  # shapes inferred at the fixed batch
+    _reshape_batch_free(model, batch)
+    external = bool(external_data_files(path))
+    onnx.save(model, str(out), save_as_external_data=external, all_tensors_to_one_file=True,
+              location=f"{out.name}.data", size_threshold=1024)
+    shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim[1:]]
+    X = np.random.default_rng(0).standard_normal((2 * batch, *shape)).astype(np.float32)
+    try:
+        original, dynamic = _quiet_session(path), _quiet_session(out)
+        reference = _run_chunks(original, X, batch)
+        ok = _same_rows(reference, _run_chunks(dynamic, X, len(X))) and \
+            _same_rows([r[:1] for r in reference], _run_chunks(dynamic, X[:1], 1))
+    except Exception:
+        ok = False
+    return out if ok else None
+
+
+def dynamic_batch_copy(path: str | Path, batch: int) -> Path | None:
+    """``make_batch_dynamic`` into a temporary folder; see ``remove_with`` for its lifetime."""
+    tmp = tempfile.mkdtemp(prefix="studio-onnx-")
+    try:
+        made = make_batch_dynamic(path, batch, tmp)
+    except Exception:
+        made = None
+    if made is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return made
+
+
+def remove_with(owner: Any, path: Path) -> None:
+    """Delete ``path``'s temporary folder when ``owner`` (e.g. its session) is collected."""
+    weakref.finalize(owner, shutil.rmtree, str(path.parent), True)

@@ -1,0 +1,111 @@
+"""Never a silent no-op: which model kinds a method applies to, and proof that it quantized.
+
+A method refuses an input kind it cannot handle before any work, and its artifact is
+checked afterwards for quantized operators (ONNX QDQ / QLinear / integer / n-bit nodes,
+FP16 weights; torch ``quantized::`` ops or low-precision weights).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import UnsupportedModelError
+
+# Input kinds: a built-in run folder, a live nn.Module (Python API), an ONNX file, a
+# TorchScript .pt or a torch.export .pt2 (core.artifacts.LoadedModel.kind).
+KINDS = ("builtin", "module", "onnx", "torchscript", "export")
+_ORT_KINDS = ("builtin", "module", "onnx", "torchscript")
+_TORCH_KINDS = ("builtin", "module")
+
+ONNX_QUANT_OPS = {
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+    "ConvInteger", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+}
+
+_KIND_NAMES = {"onnx": "an ONNX model", "torchscript": "a TorchScript model",
+               "export": "a torch.export (.pt2) model", "builtin": "a built-in model",
+               "module": "a PyTorch module"}
+
+
+def method_kinds(method: str) -> tuple[str, ...]:
+    """The input kinds a registered quantization method applies to."""
+    return _ORT_KINDS if method.startswith("ort-") else _TORCH_KINDS
+
+
+def applicable_methods(kind: str) -> list[str]:
+    """The registered quantization methods that apply to an input of this kind."""
+    from core.quantization._base import AREA
+    from core.registry import list_methods
+
+    return [m for m in list_methods(AREA) if kind in method_kinds(m)]
+
+
+def check_applies(method: str, kind: str) -> None:
+    """Refuse, before any work, a method that cannot apply to this kind of model."""
+    if kind in method_kinds(method):
+        return
+    what = _KIND_NAMES.get(kind, kind)
+    if kind == "export":
+        raise UnsupportedModelError(
+            f"'{method}' cannot quantize {what}: torch methods need the eager nn.Module and "
+            "ort-* methods need an ONNX file. Export the model to ONNX "
+            "(torch.onnx.export(model, (x,), 'model.onnx')) and use ort-static-int8, or pass "
+            "the nn.Module through the Python API for torch-* methods.")
+    others = ", ".join(applicable_methods(kind)) or "none"
+    raise UnsupportedModelError(
+        f"'{method}' cannot quantize {what}: it needs the eager PyTorch module (a built-in "
+        f"model or an nn.Module passed through the Python API). For {what} use one of: "
+        f"{others}.")
+
+
+def _onnx_evidence(path: Path) -> str | None:
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = sorted({n.op_type for n in model.graph.node
+                  if n.op_type in ONNX_QUANT_OPS or n.op_type.startswith("QLinear")})
+    if ops:
+        return f"quantized operators {ops}"
+    low = [i.name for i in model.graph.initializer
+           if i.data_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16)]
+    return f"{len(low)} half-precision weight tensor(s)" if low else None
+
+
+def _torchscript_evidence(path: Path) -> str | None:
+    import torch
+
+    module = torch.jit.load(str(path), map_location="cpu")
+    ops, low = set(), 0
+    for node in module.inlined_graph.nodes():
+        kind = node.kind()
+        if kind.startswith("quantized::"):
+            ops.add(kind)
+        elif kind == "prim::Constant" and node.outputsSize() == 1 and \
+                node.output().type().kind() == "TensorType" and node.hasAttribute("value"):
+            low += node.t("value").dtype in (torch.float16, torch.bfloat16)
+    low += sum(t.dtype in (torch.float16, torch.bfloat16)
+               for t in [*module.parameters(), *module.buffers()])
+    if ops:
+        return f"quantized operators {sorted(ops)}"
+    return f"{low} half-precision weight tensor(s)" if low else None
+
+
+def quantization_evidence(path: str | Path) -> str | None:
+    """What in the artifact shows it was quantized, or None when nothing does."""
+    path = Path(path)
+    return _onnx_evidence(path) if path.suffix == ".onnx" else _torchscript_evidence(path)
+
+
+def require_quantized(path: str | Path, method: str, *, kept_float: list[str] | None = None
+                      ) -> str:
+    """The evidence that ``method`` changed the model; a clear error when it did nothing."""
+    found = quantization_evidence(path)
+    if found is not None:
+        return found
+    why = (f"every quantizable layer was kept in float ({', '.join(kept_float)}) to meet the "
+           "tolerance" if kept_float else "the artifact has no quantized operators or "
+           "low-precision weights (the model has no layer this method quantizes)")
+    raise UnsupportedModelError(f"'{method}' did nothing on this model: {why}. Try "
+                                "ort-static-int8, which quantizes convolutions and linear "
+                                "layers.")
