@@ -1,25 +1,34 @@
-"""REST API beside the UI (FastAPI): jobs, their artifacts, and metrics.
+"""REST API beside the UI (FastAPI): sessions, uploads, jobs, their artifacts, and metrics.
 
-Every request names its owner in the ``X-Studio-Session`` header (any unguessable token the
-client keeps); one owner never sees another's jobs (they answer 404). Routes are registered
-before the Gradio app is mounted at ``/`` (GRADIO_NOTES.md), so they are not shadowed.
+A client first asks ``POST /api/session`` for a token (the server issues it: random bits plus
+an HMAC with a secret kept under the root, so it is checked without any table, and a client
+cannot pick one); every other request sends it in the ``X-Studio-Session`` header, and one
+owner never sees another's jobs or uploads (they answer 404). Routes are registered before
+the Gradio app is mounted at ``/`` (GRADIO_NOTES.md), so they are not shadowed.
 
 Run the API alone: ``python -m studio.api --root DIR --port 8000 [--ui]``.
 """
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import hmac
+import os
 import re
+import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import Header, HTTPException
+from fastapi import Depends, File, Form, Header, HTTPException, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import StudioError
 
 OWNER_HEADER = "X-Studio-Session"
-_OWNER = re.compile(r"^[A-Za-z0-9_.~-]{8,128}$")
+_TOKEN = re.compile(r"^([0-9a-f]{32})\.([0-9a-f]{32})$")
 
 
 class JobRequest(BaseModel):
@@ -31,18 +40,80 @@ class JobRequest(BaseModel):
                                    examples=[{"model": "cnn", "data": "digits", "epochs": 2}])
 
 
-def owner(x_studio_session: str | None = Header(default=None)) -> str:
-    """The owner of a request, from its session header (401 without one)."""
-    if not x_studio_session or not _OWNER.match(x_studio_session):
-        raise HTTPException(401, f"Send a session token (8–128 letters, digits, '-', "
-                            f"'_', '.', '~') in the {OWNER_HEADER} header.")
-    return f"api:{x_studio_session}"
+def server_secret(root: str | Path, name: str = ".api-token-key") -> bytes:
+    """This root's secret for signing tokens (created once, mode 0600, never served)."""
+    path = Path(root) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    except FileExistsError:  # made earlier, or by another process just now
+        pass
+    for _ in range(50):  # another writer may not have finished its one line yet
+        key = path.read_text().strip()
+        if len(key) == 64:
+            return key.encode()
+        time.sleep(0.01)
+    raise StudioError("The server's token key is unreadable; delete it to make a new one.")
+
+
+class TokenIssuer:
+    """Issues session tokens (``<random>.<HMAC of it>``) and checks them without a table.
+
+    Issuing is rate limited per client address (``per_hour``), in a bounded in-memory table
+    (the least recently seen addresses are forgotten first). The owner of a token is its
+    random half, so the job store never holds a usable token.
+    """
+
+    def __init__(self, secret: bytes, *, per_hour: int = 30, max_clients: int = 10_000) -> None:
+        self._secret, self.per_hour, self.max_clients = secret, int(per_hour), int(max_clients)
+        self._seen: collections.OrderedDict[str, collections.deque[float]] = \
+            collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def _sign(self, nonce: str) -> str:
+        return hmac.new(self._secret, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, client: str) -> str:
+        """A new token for ``client`` (an address); StudioError 429 past the hourly limit."""
+        self._admit(client, time.monotonic())
+        nonce = secrets.token_hex(16)
+        return f"{nonce}.{self._sign(nonce)}"
+
+    def owner(self, token: str | None) -> str | None:
+        """The owner id of a token this server issued; None for any other string."""
+        match = _TOKEN.match(token or "")
+        if match is None or not hmac.compare_digest(self._sign(match[1]), match[2]):
+            return None
+        return f"api:{match[1]}"
+
+    def _admit(self, client: str, now: float) -> None:
+        # A sliding window per address; no library here keeps a bounded per-key log.
+        with self._lock:
+            times = self._seen.pop(client, None) or collections.deque()
+            while times and now - times[0] > 3600:
+                times.popleft()
+            self._seen[client] = times
+            while len(self._seen) > self.max_clients:
+                self._seen.popitem(last=False)
+            if len(times) >= self.per_hour:
+                raise TooManyTokensError(
+                    f"This address already got {self.per_hour} session tokens in the last "
+                    "hour; keep using one of them (a token does not expire with the hour).")
+            times.append(now)
+
+
+class TooManyTokensError(StudioError):
+    """A client asked for more session tokens than the hourly limit."""
 
 
 def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = None,
-               workers: int = 1, queue_limit: int = 8, per_owner: int = 2) -> Any:
-    """The FastAPI app with the /api routes (no UI mounted)."""
-    from fastapi import Depends, FastAPI, Request
+               workers: int = 1, queue_limit: int = 8, per_owner: int = 2,
+               upload_limit_mb: float = 200.0, tokens_per_hour: int | None = None) -> Any:
+    """The FastAPI app with the /api routes (no UI mounted). ``tokens_per_hour``: session
+    tokens one address may get (default: STUDIO_TOKENS_PER_HOUR, else 30)."""
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
 
@@ -53,16 +124,20 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
                           queue_limit=queue_limit, per_owner=per_owner)
     app = FastAPI(title="Optimization Studio API", version="1",
                   description="Jobs (train, benchmark, quantize, prune, distill, compare, "
-                              "scale, tune, auto, recipe), their bundles, and metrics. Send "
-                              "your session "
-                              f"token in the `{OWNER_HEADER}` header.",
+                              "scale, tune, auto, recipe) on built-in or uploaded models and "
+                              "data, their bundles, and metrics. Get a token from "
+                              f"`POST /api/session`; send it in the `{OWNER_HEADER}` header.",
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.job_manager = manager
+    per_hour = tokens_per_hour or int(os.environ.get("STUDIO_TOKENS_PER_HOUR", "30"))
+    app.state.token_issuer = TokenIssuer(server_secret(manager.root), per_hour=per_hour)
+    owner = _add_session_routes(app, app.state.token_issuer)
+    _add_upload_route(app, manager, owner, upload_limit_mb)
 
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
         status = 404 if isinstance(exc, JobNotFoundError) else (
-            429 if isinstance(exc, BusyError) else (
+            429 if isinstance(exc, (BusyError, TooManyTokensError)) else (
                 409 if isinstance(exc, NotResumableError) else 422))
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
@@ -130,18 +205,69 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     return app
 
 
+def _add_session_routes(app: Any, issuer: TokenIssuer) -> Any:
+    """``POST /api/session``; returns the dependency that turns a request into its owner."""
+    @app.post("/api/session", status_code=201, tags=["session"])
+    def new_session(request: Request) -> dict[str, Any]:
+        """A new session token (send it in the header); 429 past the hourly limit."""
+        client = request.client.host if request.client else "unknown"
+        return {"token": issuer.issue(client), "header": OWNER_HEADER}
+
+    def owner(x_studio_session: str | None = Header(default=None)) -> str:
+        """The owner of a request: 401 unless its token was issued by this server."""
+        who = issuer.owner(x_studio_session)
+        if who is None:
+            raise HTTPException(401, f"Send a session token from POST /api/session in the "
+                                f"{OWNER_HEADER} header (a token the server did not issue "
+                                "is refused).")
+        return who
+
+    return owner
+
+
+def _add_upload_route(app: Any, manager: Any, owner: Any, limit_mb: float) -> None:
+    """``POST /api/uploads``: a model or data file, streamed with a size limit."""
+    from studio.uploads import receive_upload, upload_name
+
+    @app.post("/api/uploads", status_code=201, tags=["uploads"],
+              max_body_size=int(limit_mb * 2**20) + 2**16)
+    def upload(file: UploadFile = File(..., description="the model (.onnx …) or data "
+                                       "(.csv/.npz) file"),
+               kind: str = Form(..., description="'model' or 'data'"),
+               who: str = Depends(owner)) -> dict[str, Any]:
+        """Store one of your files; name it in job configs as ``"upload:<id>"`` (``model`` or
+        ``data``). Checked as in the UI (by content; pickles refused); 422 when refused, and
+        a refused file is deleted at once."""
+        folder = manager.owner_dir(who) / "uploads" / secrets.token_hex(8)
+        incoming = receive_upload(file.file, kind, folder, limit_mb=limit_mb,
+                                  filename=file.filename)
+        name = upload_name(file.filename)
+        try:
+            stored = manager.run_here("upload", who, {"kind": kind, "filename": name},
+                                      incoming.check, result_path=folder)
+        except BaseException:
+            incoming.discard()
+            raise
+        job = next(j for j in manager.list(who, limit=50) if j.result_path == str(folder))
+        return {"id": job.id, "kind": kind, "filename": name, "stored_as": stored,
+                "bytes": incoming.size, "use": {kind: f"upload:{job.id}"}}
+
+
 def create_app(ctx: Any = None, demo: Any = None) -> Any:
     """The served app: /api routes first, then the Gradio UI mounted at ``/``."""
     import gradio as gr
 
     from studio.app import build_app, launch_kwargs
     from studio.context import StudioContext
+    from studio.quota import UploadQuota
 
     ctx = ctx or StudioContext.from_env()
     demo = demo if demo is not None else build_app(ctx)
     app = create_api(ctx.root, measure_options=ctx.measure_options,
-                     queue_limit=ctx.job_queue, per_owner=ctx.jobs_per_session)
+                     queue_limit=ctx.job_queue, per_owner=ctx.jobs_per_session,
+                     upload_limit_mb=ctx.upload_limit_mb)
     kw = launch_kwargs(ctx)
+    app.add_middleware(UploadQuota, quota_bytes=int(ctx.upload_quota_mb * 2**20))
     return gr.mount_gradio_app(app, demo, path="/", allowed_paths=kw["allowed_paths"],
                                max_file_size=kw["max_file_size"],
                                ssr_mode=False, theme=kw.get("theme"))
@@ -175,7 +301,8 @@ def main(argv: list[str] | None = None) -> None:
 
         app = create_app(StudioContext(args.root, measure_options=mopts))
     else:
-        app = create_api(args.root, measure_options=mopts)
+        limit = float(os.environ.get("STUDIO_UPLOAD_LIMIT_MB", "200"))
+        app = create_api(args.root, measure_options=mopts, upload_limit_mb=limit)
     serve(app, args.host, args.port)
 
 

@@ -17,8 +17,13 @@ from pathlib import Path
 import pytest
 
 FAST = {"budget_s": 0.02, "memory": False}
-ALICE = {"X-Studio-Session": "alice-token-123"}
-BOB = {"X-Studio-Session": "bob-token-4567"}
+
+
+def session(client) -> dict[str, str]:
+    """A session header with a token the server issued (POST /api/session)."""
+    r = client.post("/api/session")
+    assert r.status_code == 201, r.text
+    return {r.json()["header"]: r.json()["token"]}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +36,16 @@ def api(tmp_path_factory):
     with TestClient(app) as client:
         yield client
     app.state.job_manager.shutdown()
+
+
+@pytest.fixture(scope="module")
+def alice(api):
+    return session(api)
+
+
+@pytest.fixture(scope="module")
+def bob(api):
+    return session(api)
 
 
 def _wait(client, job_id, headers, states=("succeeded", "failed", "cancelled"), timeout=120):
@@ -56,68 +71,72 @@ def _wait(client, job_id, headers, states=("succeeded", "failed", "cancelled"), 
      "server paths"),
     ({"kind": "recipe", "config": {"recipe": {"steps": [{"bake": {}}]}}}, "steps\\[0\\]"),
 ])
-def test_bad_requests_get_a_clear_422(api, body, match):
-    r = api.post("/api/jobs", json=body, headers=ALICE)
+def test_bad_requests_get_a_clear_422(api, alice, body, match):
+    r = api.post("/api/jobs", json=body, headers=alice)
     assert r.status_code == 422, r.text
     assert re.search(match, r.json()["detail"]), r.json()["detail"]
 
 
-def test_owner_header_is_required_and_openapi_is_served(api):
+def test_owner_header_is_required_and_openapi_is_served(api, alice):
     assert api.get("/api/jobs").status_code == 401
     assert api.get("/api/jobs", headers={"X-Studio-Session": "short"}).status_code == 401
+    invented = {"X-Studio-Session": "alice-token-123"}  # any string a client picks: refused
+    assert api.get("/api/jobs", headers=invented).status_code == 401
+    assert api.get("/api/jobs", headers=alice).status_code == 200
     assert api.post("/api/jobs", json={"kind": "train"}).status_code == 401
     schema = api.get("/api/openapi.json").json()
-    for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel",
-                 "/api/jobs/{job_id}/resume", "/api/jobs/{job_id}/artifacts", "/api/metrics"):
+    for path in ("/api/session", "/api/uploads", "/api/jobs", "/api/jobs/{job_id}",
+                 "/api/jobs/{job_id}/cancel", "/api/jobs/{job_id}/resume",
+                 "/api/jobs/{job_id}/artifacts", "/api/metrics"):
         assert path in schema["paths"]
     assert "JobRequest" in schema["components"]["schemas"]
     assert api.get("/api/docs").status_code == 200
     assert "train" in api.get("/api/kinds").json()["kinds"]
 
 
-def test_train_job_lifecycle_isolation_bundle_and_metrics(api):
+def test_train_job_lifecycle_isolation_bundle_and_metrics(api, alice, bob):
     r = api.post("/api/jobs", json={"kind": "train", "config": {"model": "mlp", "data": "wine",
-                                                               "epochs": 2}}, headers=ALICE)
+                                                               "epochs": 2}}, headers=alice)
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["status"] in ("queued", "running") and "result_path" not in job
-    done = _wait(api, job["id"], ALICE)
+    done = _wait(api, job["id"], alice)
     assert done["status"] == "succeeded" and done["progress"] == 1.0
     assert 0 < done["summary"]["accuracy"] <= 1
     # Bob sees nothing of Alice's.
-    assert api.get(f"/api/jobs/{job['id']}", headers=BOB).status_code == 404
-    assert api.post(f"/api/jobs/{job['id']}/cancel", headers=BOB).status_code == 404
-    assert api.get(f"/api/jobs/{job['id']}/artifacts", headers=BOB).status_code == 404
-    assert api.get("/api/jobs", headers=BOB).json()["jobs"] == []
-    assert [j["id"] for j in api.get("/api/jobs", headers=ALICE).json()["jobs"]] == [job["id"]]
-    r = api.get(f"/api/jobs/{job['id']}/artifacts", headers=ALICE)
+    assert api.get(f"/api/jobs/{job['id']}", headers=bob).status_code == 404
+    assert api.post(f"/api/jobs/{job['id']}/cancel", headers=bob).status_code == 404
+    assert api.get(f"/api/jobs/{job['id']}/artifacts", headers=bob).status_code == 404
+    assert api.get("/api/jobs", headers=bob).json()["jobs"] == []
+    assert [j["id"] for j in api.get("/api/jobs", headers=alice).json()["jobs"]] == [job["id"]]
+    r = api.get(f"/api/jobs/{job['id']}/artifacts", headers=alice)
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(r.content)).namelist())
     assert {"model.onnx", "report.json", "MODEL_CARD.md", "recipe.yaml"} <= names
-    r = api.post(f"/api/jobs/{job['id']}/resume", headers=ALICE)
+    r = api.post(f"/api/jobs/{job['id']}/resume", headers=alice)
     assert r.status_code == 409 and "only an interrupted" in r.json()["detail"]
-    metrics = api.get("/api/metrics", headers=ALICE).json()
+    metrics = api.get("/api/metrics", headers=alice).json()
     assert metrics["completed"] == 1 and metrics["failed"] == 0
     assert metrics["best_accuracy"] == pytest.approx(done["summary"]["accuracy"])
     assert metrics["mean_duration_s"] > 0
-    assert api.get("/api/metrics", headers=BOB).json()["completed"] == 0
+    assert api.get("/api/metrics", headers=bob).json()["completed"] == 0
 
 
-def test_cancel_via_api_ends_quickly_and_leaves_nothing(api):
+def test_cancel_via_api_ends_quickly_and_leaves_nothing(api, bob):
     r = api.post("/api/jobs", json={"kind": "train", "config": {"epochs": 5000}},
-                 headers=BOB)
+                 headers=bob)
     job_id = r.json()["id"]
-    _wait(api, job_id, BOB, states=("running",))
+    _wait(api, job_id, bob, states=("running",))
     time.sleep(0.3)
-    assert api.get(f"/api/jobs/{job_id}/artifacts", headers=BOB).status_code == 409
+    assert api.get(f"/api/jobs/{job_id}/artifacts", headers=bob).status_code == 409
     start = time.monotonic()
-    r = api.post(f"/api/jobs/{job_id}/cancel", headers=BOB)
+    r = api.post(f"/api/jobs/{job_id}/cancel", headers=bob)
     assert r.status_code == 202
-    done = _wait(api, job_id, BOB, timeout=10)
+    done = _wait(api, job_id, bob, timeout=10)
     assert done["status"] == "cancelled"
     assert time.monotonic() - start < 2.5
     manager = api.app.state.job_manager
-    folder = manager.owner_dir("api:" + BOB["X-Studio-Session"])
+    folder = manager.owner_dir(api.app.state.token_issuer.owner(bob["X-Studio-Session"]))
     assert not folder.exists() or not any(folder.iterdir())
 
 
@@ -153,16 +172,18 @@ def test_jobs_survive_a_server_restart(tmp_path):
     url = f"http://127.0.0.1:{port}"
     proc = _start_server(tmp_path, port)
     try:
-        done = httpx.post(f"{url}/api/jobs", headers=ALICE, json={
+        token = httpx.post(f"{url}/api/session").json()
+        alice = {token["header"]: token["token"]}  # still valid after a restart
+        done = httpx.post(f"{url}/api/jobs", headers=alice, json={
             "kind": "train", "config": {"model": "mlp", "data": "wine", "epochs": 1}}).json()
         end = time.monotonic() + 120
-        while httpx.get(f"{url}/api/jobs/{done['id']}", headers=ALICE).json()["status"] \
+        while httpx.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()["status"] \
                 != "succeeded" and time.monotonic() < end:
             time.sleep(0.2)
-        long = httpx.post(f"{url}/api/jobs", headers=ALICE, json={
+        long = httpx.post(f"{url}/api/jobs", headers=alice, json={
             "kind": "train", "config": {"epochs": 5000}}).json()
         end = time.monotonic() + 60
-        while httpx.get(f"{url}/api/jobs/{long['id']}", headers=ALICE).json()["status"] \
+        while httpx.get(f"{url}/api/jobs/{long['id']}", headers=alice).json()["status"] \
                 != "running" and time.monotonic() < end:
             time.sleep(0.1)
     finally:
@@ -170,13 +191,13 @@ def test_jobs_survive_a_server_restart(tmp_path):
         proc.wait(10)
     proc = _start_server(tmp_path, port)
     try:
-        first = httpx.get(f"{url}/api/jobs/{done['id']}", headers=ALICE).json()
+        first = httpx.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()
         assert first["status"] == "succeeded" and first["summary"]["accuracy"] > 0
-        second = httpx.get(f"{url}/api/jobs/{long['id']}", headers=ALICE).json()
+        second = httpx.get(f"{url}/api/jobs/{long['id']}", headers=alice).json()
         assert second["status"] == "interrupted" and "restarted" in second["error"]
-        r = httpx.get(f"{url}/api/jobs/{done['id']}/artifacts", headers=ALICE)
+        r = httpx.get(f"{url}/api/jobs/{done['id']}/artifacts", headers=alice)
         assert r.status_code == 200 and r.content[:2] == b"PK"
-        assert httpx.get(f"{url}/api/metrics", headers=ALICE).json()["interrupted"] == 1
+        assert httpx.get(f"{url}/api/metrics", headers=alice).json()["interrupted"] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -192,7 +213,7 @@ def test_api_is_mounted_beside_the_ui(tmp_path):
     app = create_app(StudioContext(tmp_path, measure_options=FAST))
     with TestClient(app) as client:
         assert client.get("/api/kinds").status_code == 200
-        assert client.get("/api/jobs", headers=ALICE).json() == {"jobs": []}
+        assert client.get("/api/jobs", headers=session(client)).json() == {"jobs": []}
         page = client.get("/")
         assert page.status_code == 200 and "<html" in page.text.lower()
     app.state.job_manager.shutdown()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -145,23 +144,29 @@ def test_a_study_whose_every_trial_failed_is_a_failure(tmp_path, monkeypatch, fa
 
 
 def test_orphan_partial_folders_are_cleaned_only_if_the_studio_wrote_them(tmp_path):
+    import time
+
     from core.artifacts import clean_orphans
 
-    code = ("import os, signal, sys; from core.artifacts import staging\n"
+    code = ("import sys, time; from core.artifacts import staging\n"
             "with staging(sys.argv[1]) as tmp:\n"
             "    (tmp / 'model.onnx').write_bytes(b'half')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
-    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path / "jobs" / "run1")],
-                            cwd=ROOT)
-    assert killed.returncode == -signal.SIGKILL
-    assert (tmp_path / "jobs" / "run1.partial" / "model.onnx").is_file()
-    (tmp_path / "mine.partial").mkdir()  # a user's folder with that suffix
-    (tmp_path / "mine.partial" / "thesis.txt").write_text("keep")
-    live = tmp_path / "live.partial"  # a run still being written by this process
-    live.mkdir()
-    (live / ".studio-partial").write_text(json.dumps({"pid": os.getpid(),
-                                                      "host": os.uname().nodename}))
-    assert clean_orphans(tmp_path) == ["run1.partial"]
-    assert not (tmp_path / "jobs" / "run1.partial").exists()
+            "    time.sleep(120)\n")
+    run = tmp_path / "jobs" / "run1"
+    writer = subprocess.Popen([sys.executable, "-c", code, str(run)], cwd=ROOT)
+    try:
+        end = time.monotonic() + 60
+        while not (run.with_name("run1.partial") / "model.onnx").exists():
+            assert time.monotonic() < end and writer.poll() is None
+            time.sleep(0.05)
+        (tmp_path / "mine.partial").mkdir()  # a user's folder with that suffix
+        (tmp_path / "mine.partial" / "thesis.txt").write_text("keep")
+        assert clean_orphans(tmp_path) == []  # its writer is still running
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+    finally:
+        writer.kill()
+    assert run.with_name("run1.partial").is_dir()  # a kill leaves it behind...
+    assert clean_orphans(tmp_path) == ["run1.partial"]  # ...until the next start-up
+    assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == []
     assert (tmp_path / "mine.partial" / "thesis.txt").read_text() == "keep"
-    assert live.is_dir()

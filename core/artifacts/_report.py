@@ -32,7 +32,10 @@ class OutputFolderError(StudioError):
     """``--out`` / ``out_dir`` names a folder the studio must not write (nothing was touched)."""
 
 
-MARKER = ".studio-partial"  # written into every <run>.partial: only those are ever cleaned up
+def staging_marker(tmp: Path) -> Path:
+    """The file beside a ``<run>.partial`` folder that says the studio made it (and which
+    process): only such folders are ever cleaned up. Beside, not inside: a run lists its files."""
+    return tmp.with_name(f".{tmp.name}.studio")
 
 _OVERWRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("studio_overwrite",
                                                                   default=False)
@@ -101,12 +104,13 @@ def _tmp_for(final: Path) -> Path:
     name is refused, never deleted."""
     tmp = final.with_name(final.name + ".partial")
     if tmp.exists():
-        if not (tmp / MARKER).is_file():
+        if not staging_marker(tmp).is_file():
             raise OutputFolderError(f"'{tmp.name}' exists and was not written by the studio; "
                                     "move it or choose another --out folder.")
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    staging_marker(tmp).write_text(json.dumps({"pid": os.getpid(),
+                                               "host": socket.gethostname()}))
     return tmp
 
 
@@ -124,11 +128,12 @@ def staging(run_dir: str | Path, *, overwrite: bool = False,
     try:
         yield tmp
         check_out_dir(final, overwrite=overwrite, inputs=inputs)  # nothing appeared meanwhile
-        (tmp / MARKER).unlink(missing_ok=True)
         _replace(final, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        staging_marker(tmp).unlink(missing_ok=True)
 
 
 def _replace(final: Path, tmp: Path) -> None:
@@ -156,13 +161,14 @@ def clean_orphans(root: str | Path) -> list[str]:
                 dirs.remove(d)  # never descend into a staging folder
                 if _orphaned(path):
                     shutil.rmtree(path, ignore_errors=True)
+                    staging_marker(path).unlink(missing_ok=True)
                     removed.append(d)
     return removed
 
 
 def _orphaned(tmp: Path) -> bool:
     try:
-        mark = json.loads((tmp / MARKER).read_text())
+        mark = json.loads(staging_marker(tmp).read_text())
     except (OSError, ValueError):
         return False  # not written by the studio (or unreadable): never touched
     if not isinstance(mark, dict) or mark.get("host") != socket.gethostname():

@@ -50,8 +50,10 @@ for _ in range(300):
         break
     except OSError:
         time.sleep(0.1)
-for path in ("", "config", "gradio_api/info", "api/kinds"):
-    req = urllib.request.Request(url + path, headers={"X-Studio-Session": "probe-token-1"})
+issued = urllib.request.Request(url + "api/session", method="POST")
+token = json.loads(urllib.request.urlopen(issued, timeout=30).read())["token"]
+for path in ("", "config", "gradio_api/info", "api/kinds", "api/jobs"):
+    req = urllib.request.Request(url + path, headers={"X-Studio-Session": token})
     urllib.request.urlopen(req, timeout=30).read()
 
 from gradio_client import Client  # noqa: E402
