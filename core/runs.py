@@ -104,6 +104,8 @@ def benchmark_model(
     """Measure a model file or run folder on a data set and write a run folder for it."""
     import shutil
 
+    from core.artifacts._onnx import copy_onnx
+
     loaded = load_model(model)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, label_column=label_column)
     shape = loaded.input_shape
@@ -115,13 +117,16 @@ def benchmark_model(
         if loaded.kind == "builtin":
             save_model(loaded.model, tmp, data=dataset)
             files = [tmp / "model.safetensors"]
+        elif loaded.kind == "onnx":  # with its external data, if any
+            files = copy_onnx(loaded.path, tmp / "model.onnx")
         else:
-            target = tmp / f"model{'.onnx' if loaded.kind == 'onnx' else Path(loaded.path).suffix}"
+            target = tmp / f"model{Path(loaded.path).suffix}"
             shutil.copyfile(loaded.path, target)
             files = [target]
         report = write_run(
             tmp, operation="benchmark", method=None, data=dataset, result_model=loaded.model,
             result_files=files, config={"model": Path(model).name},  # never a server path
-            callbacks=callbacks, measure_options=measure_options,
+            callbacks=callbacks,
+            measure_options=measure_options, warnings=loaded.meta.get("notes", []),
         )
     return report

@@ -40,6 +40,10 @@ class LoadedModel:
         """The artifact file(s) whose bytes make this model's size."""
         if self.kind == "builtin":
             return [self.path / self.meta.get("weights", "model.safetensors")]
+        if self.kind == "onnx":
+            from core.artifacts._onnx import onnx_files
+
+            return onnx_files(self.path)
         return [self.path]
 
 
@@ -86,30 +90,43 @@ def _looks_like_onnx(path: Path) -> bool:
 
 
 def check_onnx(path: str | Path) -> Any:
-    """Load and validate an ONNX model before any session is made from it."""
-    import onnx
+    """Validate an ONNX model (by path: external data and > 2 GB models too); its graph."""
+    from core.artifacts._onnx import check_onnx_file
 
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise ModelFileError(f"'{Path(path).name}' is not a valid ONNX model: "
-                             f"{str(exc).splitlines()[0][:200]}") from None
-    if len(model.graph.input) != 1:
-        raise ModelFileError(f"The studio needs a model with one input; '{Path(path).name}' "
-                             f"has {len(model.graph.input)}.")
-    return model
+    return check_onnx_file(path)
 
 
-def _onnx_shape(model: Any) -> tuple[tuple[int, ...], int | None]:
-    inp = model.graph.input[0].type.tensor_type.shape.dim
-    out = model.graph.output[0].type.tensor_type.shape.dim
-    shape = tuple(d.dim_value for d in list(inp)[1:])
-    classes = out[-1].dim_value if len(out) >= 2 and out[-1].dim_value else None
-    return shape, classes
+def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> LoadedModel:
+    """An ORT session over the file; a fixed batch dimension is made dynamic where verified
+    safe (a temporary copy), else kept and every caller runs it at that batch size."""
+    from core.artifacts._onnx import dynamic_batch_copy, onnx_interface, remove_with
+    from core.measure import ort_session
+
+    shape, classes, batch, output = onnx_interface(check_onnx(path), output_name=output_name)
+    meta: dict[str, Any] = {"output_name": output, "fixed_batch": batch, "notes": []}
+    source = path
+    if batch is not None:
+        dynamic = dynamic_batch_copy(path, batch)
+        if dynamic is not None:
+            source = dynamic
+            meta["batch_made_dynamic"] = True
+            meta["notes"].append(
+                f"The model's batch dimension was fixed at {batch}; the studio made it dynamic "
+                f"(verified: batches of {2 * batch} and 1 give the original per-row outputs) "
+                "and measures and ships that model.")
+        else:
+            meta["notes"].append(
+                f"The model's batch dimension is fixed at {batch} and could not be made "
+                f"dynamic safely: accuracy is evaluated {batch} row(s) at a time and "
+                f"latency is measured at batch {batch} only.")
+    session = ort_session(source, threads=threads, output_name=output)
+    if source != path:
+        remove_with(session, source)
+    return LoadedModel(session, "onnx", shape, classes, source, meta)
 
 
-def load_model(path: str | Path, *, threads: int = 1, trust_model: bool = False) -> LoadedModel:
+def load_model(path: str | Path, *, threads: int = 1, output_name: str | None = None,
+               trust_model: bool = False) -> LoadedModel:
     """Load a run folder (built-in family or its model.onnx), an ONNX, TorchScript or .pt2 file.
 
     TorchScript and .pt2 run code stored in the file, so they load only with ``trust_model=True``
@@ -122,10 +139,7 @@ def load_model(path: str | Path, *, threads: int = 1, trust_model: bool = False)
         raise ModelFileError(f"No model file or run folder at '{path}'.")
     fmt = detect_format(path)
     if fmt == "onnx":
-        from core.measure import ort_session
-
-        shape, classes = _onnx_shape(check_onnx(path))
-        return LoadedModel(ort_session(path, threads=threads), "onnx", shape, classes, path)
+        return _load_onnx(path, threads=threads, output_name=output_name)
     check_model_code_allowed(path, fmt, trust_model=trust_model)
     return LoadedModel(_load_torch(path, fmt), fmt, (), None, path)
 
@@ -171,9 +185,12 @@ def _load_run_folder(folder: Path, *, threads: int, trust_model: bool) -> Loaded
                            meta["kwargs"].get("num_classes"), folder, meta)
     for name in ("model.onnx", "model.pt", "model.pt2"):
         if (folder / name).is_file():
-            loaded = load_model(folder / name, threads=threads, trust_model=trust_model)
+            meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+            loaded = load_model(folder / name, threads=threads,
+                                output_name=meta.get("output_name") if name == "model.onnx"
+                                else None, trust_model=trust_model)
             if meta_file.is_file():
-                loaded.meta = json.loads(meta_file.read_text())
+                loaded.meta = {**loaded.meta, **meta}
                 loaded.input_shape = tuple(loaded.meta.get("input_shape", loaded.input_shape))
             return loaded
     raise ModelFileError(f"'{folder}' holds no model (model.json + model.safetensors, "

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.artifacts._onnx import move_onnx
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
 from core.quantization._base import AREA, MethodSpec, Source, method_spec, sub_callbacks
+from core.quantization._check import check_applies, require_quantized
 from core.quantization._config import QuantizationConfig
 
 __all__ = ["is_layerwise", "load_artifact", "make_config", "quantize", "quantize_model"]
@@ -55,13 +58,13 @@ def _resolve(config: QuantizationConfig | str | None, method: str | None) -> Qua
     return config
 
 
-def load_artifact(path: str | Path, *, threads: int = 1) -> Any:
+def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None = None) -> Any:
     """The quantized artifact ready to run: an ORT session or a TorchScript module."""
     path = Path(path)
     if path.suffix == ".onnx":
         from core.measure import ort_session
 
-        return ort_session(path, threads=threads)
+        return ort_session(path, threads=threads, output_name=output_name)
     import torch
 
     return torch.jit.load(str(path), map_location="cpu").eval()
@@ -82,11 +85,31 @@ def _attempt(spec: MethodSpec, source: Source, config: QuantizationConfig, data:
     """Quantize into scratch and return (Quantized, validation accuracy of the artifact)."""
     out = source.scratch / f"attempt-{uuid.uuid4().hex[:8]}{Path(spec.artifact).suffix}"
     q = spec.run(source, config, out, include=include, exclude=exclude, callbacks=cb)
-    return q, _accuracy(load_artifact(q.path), data)
+    return q, _accuracy(load_artifact(q.path, output_name=source.output_name), data)
 
 
-def _open_input(model: Any, data: Any) -> tuple[Any, Any, list[Path], str | None, Path | None]:
-    """(model, data, baseline files, parent run id, ONNX file) for a module or run folder."""
+@dataclass
+class _Input:
+    """The FP32 model to quantize, its data, the files of its size and what kind it is."""
+
+    model: Any
+    data: Any
+    files: list[Path]
+    run_id: str | None
+    onnx_file: Path | None
+    kind: str  # core.quantization._check.KINDS
+    notes: list[str] = field(default_factory=list)
+    output_name: str | None = None
+
+
+def _from_loaded(loaded: Any, data: Any, run_id: str | None) -> _Input:
+    onnx_file = loaded.path if loaded.kind == "onnx" else None
+    return _Input(loaded.model, data, loaded.files(), run_id, onnx_file, loaded.kind,
+                  list(loaded.meta.get("notes", [])), loaded.meta.get("output_name"))
+
+
+def _open_input(model: Any, data: Any) -> _Input:
+    """The input (module, model file or run folder) opened for quantization."""
     from core.data import Dataset, load_dataset
 
     if isinstance(model, (str, Path)) and Path(model).is_file():
@@ -100,8 +123,7 @@ def _open_input(model: Any, data: Any) -> tuple[Any, Any, list[Path], str | None
         if loaded.input_shape and tuple(loaded.input_shape) != tuple(ds.input_shape):
             raise InvalidParameterError("model input shape", f"equal to the data's "
                                         f"{list(ds.input_shape)}", list(loaded.input_shape))
-        onnx_file = loaded.path if loaded.kind == "onnx" else None
-        return loaded.model, ds, loaded.files(), None, onnx_file
+        return _from_loaded(loaded, ds, None)
     if isinstance(model, (str, Path)):
         from core.runs import open_variant
 
@@ -114,12 +136,20 @@ def _open_input(model: Any, data: Any) -> tuple[Any, Any, list[Path], str | None
             raise UnsupportedModelError(
                 f"'{variant.run_id}' is already quantized ({report.get('method')}). Quantize "
                 f"its FP32 parent '{report.get('parent')}' instead.")
-        onnx_file = variant.loaded.path if variant.loaded.kind == "onnx" else None
-        return variant.model, variant.data, variant.loaded.files(), variant.run_id, onnx_file
+        return _from_loaded(variant.loaded, variant.data, variant.run_id)
     if data is None:
         raise InvalidParameterError("data", "a Dataset or a built-in data set name", None)
     ds = data if isinstance(data, Dataset) else load_dataset(data)
-    return model, ds, [], None, None
+    return _Input(model, ds, [], None, None, _module_kind(model))
+
+
+def _module_kind(model: Any) -> str:
+    """'onnx' for an ORT session, 'torchscript' for a ScriptModule, else 'module'."""
+    if type(model).__name__ == "InferenceSession":
+        return "onnx"
+    import torch
+
+    return "torchscript" if isinstance(model, torch.jit.ScriptModule) else "module"
 
 
 DEFAULT_CALIBRATION_SIZE = 256
@@ -159,13 +189,16 @@ def quantize(
     cfg = _resolve(config, method)
     spec = method_spec(cfg.method)
     cb = Callbacks.ensure(callbacks)
-    fp32, data, baseline_files, input_id, onnx_in = _open_input(model_or_run_dir, data)
+    inp = _open_input(model_or_run_dir, data)
+    check_applies(cfg.method, inp.kind)  # before any work: one clear refusal
+    fp32, data, baseline_files, input_id, onnx_in = (inp.model, inp.data, inp.files,
+                                                     inp.run_id, inp.onnx_file)
     cfg = _calibration_size(cfg, len(data.y_train))
     if (cfg.tolerance is not None or cfg.sensitivity) and not spec.layerwise:
         raise InvalidParameterError("tolerance", f"unset for '{cfg.method}' (it has no per-layer "
                                     "form)", cfg.tolerance)
     is_onnx = type(fp32).__name__ == "InferenceSession"
-    warnings: list[str] = []
+    warnings: list[str] = list(inp.notes)
     with tempfile.TemporaryDirectory(prefix="studio-quant-") as scratch_dir, \
             staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp:
         scratch = Path(scratch_dir)
@@ -173,7 +206,7 @@ def quantize(
             raise UnsupportedModelError("Pass an ONNX model as a file or run folder path, "
                                         "not as an InferenceSession.")
         source = Source(data=data, scratch=scratch, torch_model=None if is_onnx else fp32,
-                        onnx_file=onnx_in)
+                        onnx_file=onnx_in, output_name=inp.output_name)
         cb.progress(0.0, f"Preparing {cfg.method}")
         fp32_val = _accuracy(fp32, data)
         extra: dict[str, Any] = {"fp32_val_accuracy": fp32_val, "val_split": _val_split(data)}
@@ -213,6 +246,7 @@ def quantize(
             if not met:
                 warnings.append(f"The validation accuracy drop {fp32_val - q_val:.4f} is above "
                                 f"the tolerance {cfg.tolerance} even with every layer in float.")
+        extra["evidence"] = require_quantized(q.path, cfg.method, kept_float=kept)
         extra.update(quantized_val_accuracy=q_val, kept_float=kept, **q.info)
         if "parity" in source.cache:
             extra["fp32_onnx_parity_max_abs_diff"] = source.cache["parity"]
@@ -221,9 +255,11 @@ def quantize(
             warnings.append(f"{cfg.method} has no ONNX form: the artifact is TorchScript "
                             "(model.pt), to be run with PyTorch.")
         artifact = tmp / spec.artifact
-        q.path.replace(artifact)
-        _write_meta(tmp, data, fp32, cfg)
-        result = load_artifact(artifact, threads=int((measure_options or {}).get("threads", 1)))
+        result_files = move_onnx(q.path, artifact) if artifact.suffix == ".onnx" else \
+            [q.path.replace(artifact)]
+        _write_meta(tmp, data, fp32, cfg, output_name=inp.output_name)
+        result = load_artifact(artifact, threads=int((measure_options or {}).get("threads", 1)),
+                               output_name=inp.output_name)
         cb.progress(0.8, "Measuring baseline and result side by side")
         # An ORT variant is also timed against ORT FP32 of the same weights: the runtime
         # alone is often most of the speed-up, and INT8 can lose to it (no VNNI).
@@ -233,7 +269,7 @@ def quantize(
                                     [fp32_ort])} if fp32_ort is not None else None
         report = write_run(
             tmp, operation="quantize", method=cfg.method, config=cfg.to_dict(), data=data,
-            result_model=result, result_files=[artifact], baseline_model=fp32,
+            result_model=result, result_files=result_files, baseline_model=fp32,
             baseline_files=baseline_files, seed=cfg.seed, warnings=warnings,
             parent=parent or input_id, extra={"quantization": extra},
             label=f"The {cfg.method} model", measure_options=measure_options,
@@ -267,13 +303,16 @@ def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationCon
     return changed
 
 
-def _write_meta(folder: Path, data: Any, fp32: Any, cfg: QuantizationConfig) -> None:
+def _write_meta(folder: Path, data: Any, fp32: Any, cfg: QuantizationConfig, *,
+                output_name: str | None = None) -> None:
     """model.json: what the artifact expects (shape, classes, preprocessing) and came from."""
     meta: dict[str, Any] = {
         "input_shape": list(data.input_shape), "classes": data.class_names,
         "preprocessing": data.preprocessing, "data": data.spec.to_dict(),
         "quantization": {"method": cfg.method, "config": cfg.to_dict()},
     }
+    if output_name is not None:
+        meta["output_name"] = output_name  # the scores output of a several-output model
     if hasattr(fp32, "spec"):
         meta["source_model"] = fp32.spec().to_dict()
     (folder / "model.json").write_text(json.dumps(meta, indent=2))
