@@ -136,7 +136,7 @@ def load_model(path: str | Path, *, threads: int = 1, output_name: str | None = 
     if path.is_dir():
         return _load_run_folder(path, threads=threads, trust_model=trust_model)
     if not path.is_file():
-        raise ModelFileError(f"No model file or run folder at '{path}'.")
+        raise ModelFileError(f"No model file or run folder at '{path.name}'.")
     fmt = detect_format(path)
     if fmt == "onnx":
         return _load_onnx(path, threads=threads, output_name=output_name)
@@ -193,5 +193,5 @@ def _load_run_folder(folder: Path, *, threads: int, trust_model: bool) -> Loaded
                 loaded.meta = {**loaded.meta, **meta}
                 loaded.input_shape = tuple(loaded.meta.get("input_shape", loaded.input_shape))
             return loaded
-    raise ModelFileError(f"'{folder}' holds no model (model.json + model.safetensors, "
+    raise ModelFileError(f"'{folder.name}' holds no model (model.json + model.safetensors, "
                          "model.onnx, model.pt or model.pt2).")
