@@ -25,6 +25,7 @@ AREA_CLIS: list[str] = [
     "core.recipes._cli",
     "core.auto._cli",
     "core.federated._cli",
+    "core.profiling._cli",
 ]
 
 
@@ -87,7 +88,8 @@ def _cmd_train(args: argparse.Namespace) -> Path:
 def _dataset(args: argparse.Namespace):
     from core.data import load_dataset
 
-    return load_dataset(args.data, label_column=args.label_column, seed=args.seed)
+    return load_dataset(args.data, label_column=args.label_column, seed=args.seed,
+                        normalize=args.normalize)
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> Path:
@@ -141,11 +143,19 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     launch(host=args.host, port=args.port, root=args.root)
 
 
+def add_normalize(p: argparse.ArgumentParser) -> None:
+    """--normalize: standardize a user .csv/.npz; without it the data goes in as given."""
+    p.add_argument("--normalize", action="store_true",
+                   help="standardize a user .csv/.npz with the train split's mean and std "
+                        "(default: the data as given; built-in data sets keep their scaling)")
+
+
 def add_common(p: argparse.ArgumentParser, *, out: bool = True, data: bool = True) -> None:
     """Options shared by verbs: --data, --label-column, --seed, --threads, --out."""
     if data:
         p.add_argument("--data", default="digits", help="built-in name, .csv or .npz")
         p.add_argument("--label-column", default="label")
+        add_normalize(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="threads used when timing")
     if out:

@@ -45,8 +45,9 @@ def _cmd_auto(args: argparse.Namespace) -> Path:
                                       if c.strip()), refine=args.refine, seed=args.seed)
     model = args.model
     data = None
-    if not Path(model).is_dir() or args.data != "digits":
-        data = load_dataset(args.data, label_column=args.label_column, seed=args.seed)
+    if not Path(model).is_dir() or args.data != "digits" or args.normalize:
+        data = load_dataset(args.data, label_column=args.label_column, seed=args.seed,
+                            normalize=args.normalize)
     result = auto(model, data, cfg, out_dir=args.out, callbacks=progress_callbacks("auto"),
                   measure_options={"threads": args.threads, "budget_s": args.budget})
     info = result.report["auto"]

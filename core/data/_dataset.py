@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from core.errors import DataError, InvalidParameterError
+from core.errors import DataError, InvalidParameterError, StudioError
 from core.limits import check_limit
 
 SPLITS = ("train", "val", "test")
@@ -276,10 +276,10 @@ def _labels(raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 def _check_size(file: str, rows: int, values: int) -> None:
     """Refuse a data file over STUDIO_MAX_DATA_ROWS or STUDIO_MAX_DATA_MB before loading it."""
-    check_limit("data", rows, "data_rows", detail=f"'{file}' has {rows:,} rows", value=file)
     mb = values * 8 / 2**20
     check_limit("data", mb, "data_mb", value=file,
                 detail=f"'{file}' holds {values:,} values ({mb:,.0f} MB as float64)")
+    check_limit("data", rows, "data_rows", detail=f"'{file}' has {rows:,} rows", value=file)
 
 
 def read_csv_frame(path: str | Path) -> Any:
@@ -362,6 +362,8 @@ def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
                     raise DataError(f"'{path.name}' array '{name}' holds Python objects "
                                     "(pickle); the studio loads numeric arrays only.")
                 out[name] = (tuple(int(d) for d in shape), dtype)
+    except StudioError:
+        raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"'{path.name}' is not a readable .npz file without pickles "
                         f"({exc}).") from None
@@ -382,6 +384,8 @@ def read_npz(path: str | Path, names: tuple[str, ...] = ("X", "y")) -> dict[str,
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {n: npz[n] for n in names}
+    except StudioError:
+        raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"'{path.name}' is not a readable .npz file without pickles "
                         f"({exc}).") from None

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_common
+    from core.cli import add_common, add_normalize
     from core.registry import list_methods
 
     p = subparsers.add_parser(
@@ -19,6 +19,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data", default=None,
                    help="built-in name, .csv or .npz (default: the teacher run's data)")
     p.add_argument("--label-column", default="label")
+    add_normalize(p)
     who = p.add_mutually_exclusive_group()
     who.add_argument("--student", default=None, help="a built-in run folder to train")
     who.add_argument("--width", type=float, default=0.5,
@@ -63,8 +64,9 @@ def _cmd_distill(args: argparse.Namespace) -> Path:
         seed=args.seed)
     data = args.data
     teacher = Path(args.teacher)
-    if data is not None and (not teacher.is_dir() or args.label_column != "label"):
-        data = load_dataset(data, label_column=args.label_column)
+    if data is not None and (not teacher.is_dir() or args.label_column != "label"
+                             or args.normalize):
+        data = load_dataset(data, label_column=args.label_column, normalize=args.normalize)
     result = distill(teacher, data, cfg, out_dir=args.out,
                      callbacks=progress_callbacks("distill"),
                      measure_options={"threads": args.threads})

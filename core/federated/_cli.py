@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli import add_common, progress_callbacks
+from core.cli import add_common, add_normalize, progress_callbacks
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="synthetic",
                    help="'synthetic' (seeded clients) or a built-in name/.csv/.npz to partition")
     p.add_argument("--label-column", default="label")
+    add_normalize(p)
     p.add_argument("--alpha", type=float, default=None,
                    help="Dirichlet alpha over labels (non-IID); omit for IID")
     p.add_argument("--feature-shift", type=float, default=0.0)
@@ -70,7 +71,8 @@ def _cmd_scale(args: argparse.Namespace) -> Path:
     if data != "synthetic":
         from core.data import load_dataset
 
-        data = load_dataset(data, label_column=args.label_column, seed=args.seed)
+        data = load_dataset(data, label_column=args.label_column, seed=args.seed,
+                            normalize=args.normalize)
     result = scale(args.model, data, cfg, out_dir=args.out,
                    callbacks=progress_callbacks("scale"),
                    measure_options={"threads": args.threads})

@@ -136,13 +136,15 @@ def _auto(config: dict[str, Any], resolve: Callable[..., Any]) -> None:
     facts = _job_facts(config, resolve)
     names = cfg.get("candidates") or CANDIDATE_NAMES
     trained = [n for n in names if n.startswith(("prune", "distill"))]
-    epochs = (len(trained) + 2 * int(cfg.get("refine", 0)) * bool(trained)) \
+    finetunes = (len(trained) + 2 * int(cfg.get("refine", 0)) * bool(trained)) \
         * int(cfg.get("finetune_epochs", 1))
+    base = 0
     if not config.get("input") and config.get("model") in list_families():
         _model_size(config["model"], facts, {})
-        epochs += int(cfg.get("train_epochs", 0))
-    _samples("finetune_epochs", epochs, facts, cfg.get("finetune_epochs"),
-             "training the base model and fine-tuning the candidates")
+        base = int(cfg.get("train_epochs", 0))
+    name = "train_epochs" if base > finetunes else "finetune_epochs"
+    _samples(name, base + finetunes, facts, cfg.get(name),
+             f"{base} epochs training the base model + {finetunes} fine-tuning candidates")
 
 
 def _step_epochs(kind: str, options: Mapping[str, Any]) -> int:

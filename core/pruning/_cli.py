@@ -9,8 +9,14 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Define ``studio prune`` (method choices are read from the registry)."""
-    from core.cli import add_common
-    from core.pruning._config import ATTENTION_MODES, SCHEDULES, STRUCTURED, UNSTRUCTURED
+    from core.cli import add_common, add_normalize
+    from core.pruning._config import (
+        ATTENTION_MODES,
+        SCHEDULES,
+        STRUCTURED,
+        UNSTRUCTURED,
+        PruningConfig,
+    )
 
     p = subparsers.add_parser(
         "prune", help="prune a model (structured: smaller + faster; unstructured: smaller file)",
@@ -20,6 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--data", default=None,
                    help="built-in name, .csv or .npz (default: the run folder's data set)")
     p.add_argument("--label-column", default="label")
+    add_normalize(p)
     p.add_argument("--method", default="structured-l2", choices=list(STRUCTURED + UNSTRUCTURED),
                    help="registered pruning method (see `studio methods pruning`)")
     p.add_argument("--sparsity", type=float, default=0.5,
@@ -28,9 +35,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))
     p.add_argument("--steps", type=int, default=None,
                    help="pruning steps of the gradual (cubic) schedule (default 3)")
-    p.add_argument("--finetune-epochs", type=int, default=1,
-                   help="fine-tuning epochs after each pruning step (0: none)")
-    p.add_argument("--lr", type=float, default=0.002, help="fine-tuning learning rate")
+    p.add_argument("--finetune-epochs", type=int, default=PruningConfig.finetune_epochs,
+                   help="fine-tuning epochs after each pruning step (0: none; the best "
+                        "validated epoch is kept, including none)")
+    p.add_argument("--lr", type=float, default=PruningConfig.lr, help="fine-tuning learning rate")
+    p.add_argument("--distill-alpha", type=float, default=0.0,
+                   help="weight of the unpruned model's soft targets in the fine-tune loss "
+                        "(0: labels only)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--round-to", type=int, default=None,
                    help="keep channel counts a multiple of this (structured)")
@@ -54,9 +65,11 @@ def _cmd_prune(args: argparse.Namespace) -> Path:
     cfg = PruningConfig(
         method=args.method, sparsity=args.sparsity, schedule=args.schedule, steps=steps,
         finetune_epochs=args.finetune_epochs, lr=args.lr, batch_size=args.batch_size,
+        distill_alpha=args.distill_alpha,
         round_to=args.round_to, attention=args.attention, seed=args.seed,
         ignore=tuple(n.strip() for n in args.ignore.split(",") if n.strip()))
-    data = load_dataset(args.data, label_column=args.label_column, seed=args.seed) \
+    data = load_dataset(args.data, label_column=args.label_column, seed=args.seed,
+                        normalize=args.normalize) \
         if args.data else None
     result = prune(args.model, data, cfg, out_dir=args.out,
                    callbacks=progress_callbacks("prune"),

@@ -66,7 +66,8 @@ def _cmd_quantize(args: argparse.Namespace) -> Path:
     if data is not None:
         from core.data import load_dataset
 
-        data = load_dataset(data, label_column=args.label_column, seed=args.seed)
+        data = load_dataset(data, label_column=args.label_column, seed=args.seed,
+                            normalize=args.normalize)
     result = quantize(args.model, data, config, out_dir=args.out,
                       callbacks=progress_callbacks("quantize"),
                       measure_options={"threads": args.threads})

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_common
+    from core.cli import add_common, add_normalize
 
     p = subparsers.add_parser(
         "run", help="run a recipe (ordered steps) from a YAML file",
@@ -18,6 +18,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("recipe", type=Path, help="RECIPE.yaml")
     p.add_argument("--data", default=None, help="override the recipe's data set")
     p.add_argument("--label-column", default="label")
+    add_normalize(p)
     p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
     add_common(p, data=False)
@@ -31,7 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> Path:
 
     recipe = Recipe.load(args.recipe)
     data = load_dataset(args.data or recipe.data, label_column=args.label_column,
-                        seed=args.seed)
+                        seed=args.seed, normalize=args.normalize)
     result = run_recipe(recipe, out_dir=args.out, data=data,
                         callbacks=progress_callbacks(f"run {recipe.name}"),
                         measure_options={"threads": args.threads, "budget_s": args.budget,

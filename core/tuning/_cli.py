@@ -8,7 +8,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_out
+    from core.cli import add_normalize, add_out
 
     p = subparsers.add_parser(
         "tune", help="tune hyper-parameters or search architectures with Optuna",
@@ -29,6 +29,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", default=None,
                    help="a family (mlp, cnn, vit) or a run folder to start from")
     p.add_argument("--data", default=None, help="built-in name, .csv or .npz")
+    add_normalize(p)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="threads used when timing")
     p.add_argument("--train-best", action="store_true",
@@ -73,7 +74,12 @@ def _cmd_tune(args: argparse.Namespace) -> Path:
 
     config = load_config(args)
     model = args.model if args.model is not None and Path(args.model).exists() else None
-    result = tune(model, None, config, out_dir=args.out, callbacks=progress_callbacks("tune"),
+    data = None
+    if args.normalize:  # otherwise the study loads config.data as given
+        from core.data import load_dataset
+
+        data = load_dataset(config.data, seed=config.seed, normalize=True)
+    result = tune(model, data, config, out_dir=args.out, callbacks=progress_callbacks("tune"),
                   measure_options={"threads": args.threads})
     study = result.report["study"]
     counts = ", ".join(f"{v} {k}" for k, v in sorted(study["counts"].items()))
