@@ -255,10 +255,15 @@ def test_user_module_is_pruned_and_saved_portably(digits, tmp_path):
     net = _UserNet()
     result = _run(net, digits, tmp_path, method="structured-l2", sparsity=0.5)
     files = {p.name for p in result.run_dir.iterdir()}
-    assert {"model.pt", "model.onnx", "report.json"} <= files
-    scripted = torch.jit.load(str(result.run_dir / "model.pt"))
-    assert scripted.conv.weight.shape[0] == 4
+    assert {"model.pt2", "model.onnx", "report.json"} <= files
+    program = torch.export.load(str(result.run_dir / "model.pt2"))
+    assert program.state_dict["conv.weight"].shape[0] == 4
     assert load_model(result.run_dir / "model.onnx").kind == "onnx"
+    # the size is the deployable ONNX only; the .pt2 is listed separately, not added
+    onnx_bytes = (result.run_dir / "model.onnx").stat().st_size
+    assert result.report["result"]["size_bytes"] == onnx_bytes
+    assert result.report["pruning"]["formats_bytes"]["torch.export"] == \
+        (result.run_dir / "model.pt2").stat().st_size
     assert net.conv.weight.shape[0] == 8  # the caller's module is untouched
 
 

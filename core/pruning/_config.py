@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.config import Config
 from core.errors import InvalidParameterError, check_range
+from core.training._train import OPTIMIZERS
 
 SCHEDULES = ("oneshot", "gradual")
 ATTENTION_MODES = ("heads", "head-dims")
@@ -22,15 +23,22 @@ class PruningConfig(Config):
     ``sparsity`` is the fraction removed: channels/neurons/heads of each prunable layer for
     the structured methods, weights for the unstructured ones. ``gradual`` reaches it over
     ``steps`` steps on a cubic schedule, fine-tuning ``finetune_epochs`` after each step.
+    Every fine-tune first re-estimates BatchNorm statistics and keeps its best validated
+    epoch (0 = the pruned model before fine-tuning). ``distill_alpha > 0`` adds the unpruned
+    model's soft targets (temperature ``distill_temperature``) to the fine-tune loss.
     """
 
     method: str = "structured-l2"
     sparsity: float = 0.5
     schedule: str = "oneshot"
     steps: int = 1
-    finetune_epochs: int = 1
-    lr: float = 0.002
+    finetune_epochs: int = 5
+    lr: float = 0.005
     batch_size: int = 64
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    distill_alpha: float = 0.0
+    distill_temperature: float = 4.0
     round_to: int | None = None
     ignore: tuple[str, ...] = ()
     attention: str = "heads"
@@ -55,6 +63,12 @@ class PruningConfig(Config):
         check_range("finetune_epochs", self.finetune_epochs, low=0, high=1000, kind=int)
         check_range("lr", self.lr, low=0, high=10, low_inclusive=False)
         check_range("batch_size", self.batch_size, low=1, high=65_536, kind=int)
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidParameterError("optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
+        check_range("weight_decay", self.weight_decay, low=0, high=1)
+        check_range("distill_alpha", self.distill_alpha, low=0, high=1)
+        check_range("distill_temperature", self.distill_temperature, low=0, high=100,
+                    low_inclusive=False)
         if self.round_to is not None:
             check_range("round_to", self.round_to, low=1, high=1024, kind=int)
         if isinstance(self.ignore, str) or not all(isinstance(n, str) for n in self.ignore):

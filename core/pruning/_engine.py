@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -11,7 +12,8 @@ from core.callbacks import Callbacks
 from core.measure import evaluate
 from core.pruning._config import STRUCTURED, UNSTRUCTURED, PruningConfig
 from core.registry import register_method
-from core.training import TrainConfig, train
+from core.training import TrainConfig
+from core.training import finetune as run_finetune
 
 _SUMMARIES = {
     "structured-l1": "Remove whole channels/neurons/heads with the lowest L1 norm (Torch-Pruning "
@@ -79,13 +81,19 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
     history = [start]
     cb.metrics({**start, "phase": "baseline"})
 
+    teacher = _teacher(model, cfg)
+    finetunes: list[dict[str, Any]] = []
+
     def finetune(k: int, label: str) -> None:
-        if cfg.finetune_epochs < 1:
-            return
-        tc = TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                         seed=cfg.seed + k)
-        train(model, data, tc, callbacks=_sub(cb, k * per + per / 2, per / 2, label),
-              after_step=after_step)
+        tc = None
+        if cfg.finetune_epochs >= 1:
+            tc = TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                             optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
+                             seed=cfg.seed + k)
+        res = run_finetune(model, data, tc, teacher=teacher, distill_alpha=cfg.distill_alpha,
+                           temperature=cfg.distill_temperature, after_step=after_step,
+                           callbacks=_sub(cb, k * per + per / 2, per / 2, label))
+        finetunes.append({"step": k + 1, **res.to_dict()})
 
     before_ft = None
     pending: dict[str, Any] | None = None  # movement: a step's row waits for its fine-tune
@@ -119,7 +127,20 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
             cb.metrics({**row, "phase": "step"})
     cb.progress(span, "Pruning done")
     model.eval()
-    return {"targets": targets, "history": history, "accuracy_before_finetune": before_ft}
+    return {"targets": targets, "history": history, "accuracy_before_finetune": before_ft,
+            "finetune": finetunes, "finetune_kept_epoch": finetunes[-1]["chosen_epoch"]
+            if finetunes else None,
+            "width_attributes_updated": dict(getattr(pruner, "synced", {}) or {})}
+
+
+def _teacher(model: nn.Module, cfg: PruningConfig) -> nn.Module | None:
+    """The unpruned model, frozen, when the fine-tune is distillation-assisted."""
+    if cfg.distill_alpha <= 0:
+        return None
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def _register(name: str) -> None:

@@ -108,6 +108,11 @@ class StructuredPruner:
             kwargs.update(num_heads={b.qkv: int(b.num_heads) for b in self.blocks},
                           prune_num_heads=by_heads, prune_head_dims=not by_heads,
                           head_pruning_ratio=cfg.sparsity if by_heads else 0.0)
+        round_to = cfg.round_to
+        self.mhas = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+        if self.mhas:  # as Torch-Pruning's torchvision ViT example: widths in steps of heads
+            round_to = math.lcm(round_to or 1, *(int(m.num_heads) for m in self.mhas))
+        self.width_attrs = _width_attributes(model, self.mhas)
         unwrapped = [(p, p.dim() - 1) for n, p in model.named_parameters(recurse=False)
                      if p.dim() >= 2]
         if unwrapped:
@@ -122,7 +127,7 @@ class StructuredPruner:
                     iterative_steps=steps,
                     iterative_pruning_ratio_scheduler=(
                         cubic_schedule if cfg.schedule == "gradual" else _linear),
-                    round_to=cfg.round_to, **kwargs)
+                    round_to=round_to, **kwargs)
             if self.blocks and cfg.attention == "heads":
                 self.pruner.per_step_head_pruning_ratio = head_step_ratios(
                     int(self.blocks[0].num_heads), cfg)
@@ -150,8 +155,46 @@ class StructuredPruner:
             block.head_dim = block.qkv.out_features // (3 * heads)
             if hasattr(block, "scale"):  # as a rebuilt model of these widths computes it
                 block.scale = block.head_dim ** -0.5
+        self.synced = _sync_width_attributes(self.width_attrs, self.mhas)
         self.model.zero_grad(set_to_none=True)
         check_forward(self.model, data)
+
+
+_WIDTH_NAMES = ("hidden_dim", "embed_dim", "d_model", "dim", "width", "hidden_size",
+                "embed_dims", "num_features")
+
+
+def _width_attributes(model: nn.Module, mhas: list[nn.Module]) -> list[tuple[str, nn.Module,
+                                                                              str, int]]:
+    """Plain int attributes (``hidden_dim`` ...) equal to the attention width, which a
+    forward may use in a reshape (torchvision's ViT does): they must follow the pruning."""
+    widths = {int(m.embed_dim) for m in mhas}
+    if len(widths) != 1:
+        return []
+    width = widths.pop()
+    found = []
+    for path, module in model.named_modules():
+        if isinstance(module, nn.MultiheadAttention):
+            continue
+        for name in _WIDTH_NAMES:
+            value = module.__dict__.get(name)
+            if type(value) is int and value == width:
+                found.append((f"{path}.{name}" if path else name, module, name, value))
+    return found
+
+
+def _sync_width_attributes(attrs: list[tuple[str, nn.Module, str, int]],
+                           mhas: list[nn.Module]) -> dict[str, list[int]]:
+    """Set the recorded width attributes to the pruned attention width; returns the changes."""
+    if not attrs or not mhas:
+        return {}
+    new = int(mhas[0].embed_dim)
+    changed = {}
+    for label, module, name, old in attrs:
+        if getattr(module, name) != new:
+            setattr(module, name, new)
+            changed[label] = [old, new]
+    return changed
 
 
 def head_step_ratios(heads: int, cfg: PruningConfig) -> list[float]:

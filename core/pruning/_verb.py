@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -104,34 +105,57 @@ def _check_fits(model: Any, data: Any) -> None:
                                     list(out.shape))
 
 
-def _save_user_model(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[Path], list[str]]:
-    """TorchScript (model.pt) where it traces, and model.onnx; returns files and warnings."""
-    notes: list[str] = []
+def _onnx_files(path: Path) -> list[Path]:
+    """The ONNX graph and its external data file(s), if any: the deployable artifact."""
+    return [path] + sorted(p for p in path.parent.glob(path.name + ".data*") if p.is_file())
+
+
+def _save_native(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[Path], list[str]]:
+    """The torch form beside model.onnx: a TorchScript input stays TorchScript (model.pt),
+    anything else becomes a torch.export program with a dynamic batch (model.pt2)."""
+    if kind == "torchscript":
+        torch.jit.save(model, str(tmp / "model.pt"))
+        return [tmp / "model.pt"], []
+    try:
+        batch = torch.export.Dim("batch", min=1, max=65_536)
+        program = torch.export.export(model.eval(), (torch.from_numpy(data.X_test[:2]),),
+                                      dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(tmp / "model.pt2"))
+        return [tmp / "model.pt2"], []
+    except Exception as exc:
+        return [], [f"The pruned model could not be saved with torch.export "
+                    f"({type(exc).__name__}); model.onnx is its only saved form."]
+
+
+def _save_user_model(model: Any, tmp: Path, data: Any, kind: str
+                     ) -> tuple[list[Path], dict[str, Any], list[str]]:
+    """model.onnx (checked against torch on test rows) plus a native torch file.
+
+    Returns the deployable files (ONNX + external data: the size), the extra report fields
+    (parity, every format's bytes) and warnings."""
     example = torch.from_numpy(data.X_test[:1])
     parity = export_onnx(model, tmp / "model.onnx", example, check_inputs=data.X_test[:64])
-    files = [tmp / "model.onnx"]
-    if kind == "export":  # a torch.export program stays one (.pt2), with a dynamic batch
-        try:
-            batch = torch.export.Dim("batch", min=1, max=65_536)
-            program = torch.export.export(model.eval(), (torch.from_numpy(data.X_test[:2]),),
-                                          dynamic_shapes=({0: batch},))
-            torch.export.save(program, str(tmp / "model.pt2"))
-            files = [tmp / "model.pt2", tmp / "model.onnx"]
-        except Exception as exc:
-            notes.append(f"The pruned model could not be saved with torch.export "
-                         f"({type(exc).__name__}); model.onnx is its saved form.")
-        return files, notes
-    try:
-        scripted = model if isinstance(model, torch.jit.ScriptModule) else \
-            torch.jit.trace(model.eval(), example, check_trace=False)
-        torch.jit.save(scripted, str(tmp / "model.pt"))
-        files = [tmp / "model.pt", tmp / "model.onnx"]
-    except Exception as exc:  # ONNX is still there
-        notes.append(f"The pruned model could not be saved as TorchScript "
-                     f"({type(exc).__name__}); model.onnx is its saved form.")
+    onnx_files = _onnx_files(tmp / "model.onnx")
+    native, notes = _save_native(model, tmp, data, kind)
     if parity > 1e-3:
         notes.append(f"model.onnx differs from the torch model by up to {parity:.2e}.")
-    return files, notes
+    formats = {"onnx": sum(f.stat().st_size for f in onnx_files)}
+    for f in native:
+        formats["torch.export" if f.suffix == ".pt2" else "torchscript"] = f.stat().st_size
+    names = ", ".join(f.name for f in native)
+    notes.append("Not a built-in family: the size is model.onnx's bytes (the deployable "
+                 "artifact)" + (f"; {names} is the same model for torch, listed separately."
+                                if native else "."))
+    return onnx_files, {"onnx_parity_max_abs_diff": parity, "formats_bytes": formats}, notes
+
+
+def _baseline_onnx(model: Any, data: Any, folder: Path) -> list[Path]:
+    """The unpruned model exported the same way, so both sizes count ONNX bytes."""
+    try:
+        export_onnx(model, folder / "baseline.onnx", torch.from_numpy(data.X_test[:1]))
+    except Exception:
+        return []
+    return _onnx_files(folder / "baseline.onnx")
 
 
 def prune(
@@ -182,7 +206,8 @@ def prune(
     layers = layer_table(original, working)
     notes: list[str] = []
     extra: dict[str, Any] = {}
-    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp, \
+            tempfile.TemporaryDirectory() as scratch:
         cb.progress(0.82, "Saving")
         if kind == "builtin" and cfg.structured:
             from core.pruning._structured import builtin_widths, materialise
@@ -208,15 +233,25 @@ def prune(
                 f"model.onnx stays dense for deployment.")
         else:
             final = working
-            files, more = _save_user_model(final, tmp, dataset, kind)
+            files, more_extra, more = _save_user_model(final, tmp, dataset, kind)
+            extra.update(more_extra)
             notes += more
-            native = "torch.export (model.pt2)" if kind == "export" else "TorchScript (model.pt)"
-            notes.append(f"Not a built-in family: saved as {native} and ONNX (model.onnx).")
             if not cfg.structured:
                 notes.append("Unstructured sparsity is not faster here: dense kernels still "
                              "multiply the zeros, and a non-built-in model is saved dense.")
+            if not base_files or not any(str(f).endswith(".onnx") for f in base_files):
+                base_files = _baseline_onnx(original, dataset, Path(scratch))
         if kind == "builtin":
             extra["widths_before"] = dict(original.spec().kwargs)
+        if log.get("width_attributes_updated"):
+            changed = ", ".join(f"{k} {a}→{b}" for k, (a, b) in
+                                log["width_attributes_updated"].items())
+            notes.append(f"Attention width attributes read by the forward were updated: "
+                         f"{changed}.")
+        kept = log.get("finetune_kept_epoch")
+        if kept == 0 and cfg.finetune_epochs > 0:
+            notes.append("Fine-tuning did not improve validation accuracy; the pruned model "
+                         "before fine-tuning (BatchNorm statistics re-estimated) was kept.")
         if log["accuracy_before_finetune"] is not None and cfg.finetune_epochs == 0:
             notes.append("No fine-tuning was run (finetune_epochs=0).")
         report = write_run(

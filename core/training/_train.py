@@ -75,12 +75,15 @@ def train(
     loss_fn: LossFn | None = None,
     after_step: Callable[[Any], None] | None = None,
     train_split: tuple[np.ndarray, np.ndarray] | None = None,
+    after_epoch: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on the train split; evaluate on val each epoch, test at the end.
 
     ``loss_fn(model, x, y) -> loss`` replaces cross-entropy (distillation, QAT, movement
     pruning); ``after_step(model)`` runs after each optimiser step (e.g. to re-apply masks);
-    ``train_split`` replaces the training arrays (e.g. a labelled fraction).
+    ``train_split`` replaces the training arrays (e.g. a labelled fraction);
+    ``after_epoch(model)`` runs after each epoch, before its validation (e.g. to re-estimate
+    BatchNorm statistics or keep a checkpoint).
     """
     import torch
     import torch.nn.functional as F
@@ -130,6 +133,8 @@ def train(
                 after_step(model)
             total += loss.item() * len(yb)
             count += len(yb)
+        if after_epoch is not None:
+            after_epoch(model)
         model.eval()
         val = evaluate(model, data, "val") if len(data.y_val) else None
         row = {"epoch": epoch, "train_loss": total / count,

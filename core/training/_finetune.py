@@ -1,0 +1,152 @@
+"""Fine-tuning that never hands back a worse model than it was given.
+
+After a structural change (pruning, a rebuilt layer) BatchNorm running statistics describe
+activations that no longer exist; models trained with a small BN momentum (torchvision's
+MobileNetV3 uses 0.01) cannot re-learn them in a short fine-tune. So the statistics are
+re-estimated from a few hundred training rows, every epoch is scored on the validation
+split, and the best state (including the one before any fine-tuning) is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from core.callbacks import Callbacks
+from core.errors import InvalidParameterError
+from core.measure import evaluate
+from core.training._train import TrainConfig, train
+
+BN_ROWS = 512
+
+
+def batchnorm_layers(model: Any) -> list[Any]:
+    from torch import nn
+
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.track_running_stats]
+
+
+def recalibrate_batchnorm(model: Any, X: np.ndarray, *, rows: int = BN_ROWS,
+                          batch_size: int = 64) -> int:
+    """Re-estimate every BatchNorm's running mean/var over ``rows`` inputs (cumulative
+    average, no gradients; torch's ``swa_utils.update_bn``). Returns how many BN layers."""
+    import torch
+    from torch.optim.swa_utils import update_bn
+
+    layers = batchnorm_layers(model)
+    if not layers or len(X) == 0:
+        return 0
+    was_training = model.training
+    inputs = torch.from_numpy(np.ascontiguousarray(X[:rows]))
+    with torch.no_grad():
+        update_bn([(chunk,) for chunk in inputs.split(batch_size)], model)
+    model.train(was_training)
+    return len(layers)
+
+
+def distillation_loss(logits: Any, teacher_logits: Any, labels: Any, *, alpha: float,
+                      temperature: float) -> Any:
+    """Hinton's loss: ``(1-α)·CE(labels) + α·T²·KL(teacher_T ‖ student_T)``."""
+    import torch.nn.functional as F
+
+    hard = F.cross_entropy(logits, labels)
+    if alpha <= 0:
+        return hard
+    soft = F.kl_div(F.log_softmax(logits / temperature, dim=1),
+                    F.log_softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean", log_target=True)
+    return (1 - alpha) * hard + alpha * temperature ** 2 * soft
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """Which state was kept (``chosen_epoch`` 0 = no fine-tune helped) and why."""
+
+    chosen_epoch: int
+    val_accuracy_start: float
+    val_accuracy_best: float
+    bn_layers_recalibrated: int
+    selection_split: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _selection(data: Any) -> tuple[str, Callable[[Any], float]]:
+    split = "val" if len(data.y_val) else "train"
+    return split, lambda model: float(evaluate(model, data, split).accuracy)
+
+
+class _Best:
+    """The best-scoring state seen so far (a deep copy of the state dict)."""
+
+    def __init__(self, model: Any, score: float, epoch: int) -> None:
+        self.score, self.epoch, self.state = score, epoch, copy.deepcopy(model.state_dict())
+
+    def offer(self, model: Any, score: float, epoch: int) -> None:
+        if score > self.score:
+            self.score, self.epoch = score, epoch
+            self.state = copy.deepcopy(model.state_dict())
+
+
+def finetune(
+    model: Any,
+    data: Any,
+    config: TrainConfig | None,
+    *,
+    teacher: Any = None,
+    distill_alpha: float = 0.0,
+    temperature: float = 4.0,
+    after_step: Callable[[Any], None] | None = None,
+    callbacks: Callbacks | None = None,
+    bn_rows: int = BN_ROWS,
+) -> FinetuneResult:
+    """Fine-tune ``model`` in place and leave it in its best validated state.
+
+    Candidates: the model as given, the same with BatchNorm statistics re-estimated, and each
+    fine-tuned epoch (statistics re-estimated first). ``config=None`` only recalibrates.
+    With a ``teacher`` and ``distill_alpha > 0`` the loss adds the teacher's soft targets.
+    """
+    import torch
+
+    if not 0 <= distill_alpha <= 1:
+        raise InvalidParameterError("distill_alpha", "a float in [0, 1]", distill_alpha)
+    if distill_alpha > 0 and teacher is None:
+        raise InvalidParameterError("teacher", "a model when distill_alpha > 0", None)
+    split, score = _selection(data)
+    X_train = data.X_train
+    start = score(model)
+    best = _Best(model, start, 0)
+    n_bn = recalibrate_batchnorm(model, X_train, rows=bn_rows)
+    if n_bn:
+        best.offer(model, score(model), 0)
+    history: list[dict[str, float]] = []
+
+    def after_epoch(net: Any) -> None:
+        recalibrate_batchnorm(net, X_train, rows=bn_rows)
+        epoch = len(history) + 1
+        acc = score(net)
+        history.append({"epoch": epoch, "val_accuracy": acc})
+        best.offer(net, acc, epoch)
+
+    loss_fn = None
+    if teacher is not None and distill_alpha > 0:
+        teacher.eval()
+
+        def loss_fn(net: Any, xb: Any, yb: Any) -> Any:
+            with torch.no_grad():
+                t_logits = teacher(xb)
+            return distillation_loss(net(xb), t_logits, yb, alpha=distill_alpha,
+                                     temperature=temperature)
+
+    if config is not None and config.epochs > 0:
+        train(model, data, config, callbacks=callbacks, loss_fn=loss_fn,
+              after_step=after_step, after_epoch=after_epoch)
+    model.load_state_dict(best.state)
+    model.eval()
+    return FinetuneResult(best.epoch, start, best.score, n_bn, split, history)
