@@ -43,6 +43,8 @@ _LAZY = {
     "prune": "core.pruning",
     "prune_model": "core.pruning",
     "PruningConfig": "core.pruning",
+    "profile": "core.profiling",
+    "Profiler": "core.profiling",
 }
 
 __all__ = sorted(_LAZY)
