@@ -6,6 +6,8 @@ the UI the studio refuses it clearly, and the same browser session keeps working
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -37,3 +39,41 @@ def test_ort_crash_on_fp16_vit_is_refused_and_the_session_goes_on(client, vit_fi
                        "x86", 1, 1e-3, api_name="/quantize")
     listed, _plot, _choice = client.predict(api_name="/list_variants")
     assert len(listed["data"]) == 1  # the server answers; the failed variant left nothing
+
+
+def test_a_crashing_rest_job_fails_clearly_and_the_api_serves_on(tmp_path):
+    """A test-only kind that aborts its process (as a native fault would) through the REST API;
+    many owners at once cannot starve a newcomer."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from core.isolation import Limits
+    from core.jobs import JobKind, available_kinds, get_manager
+    from studio.api import create_api
+
+    def abort(config, out_dir, cb, resolve, mopts):
+        os.abort()
+
+    kinds = {**available_kinds(),
+             "abort": JobKind("abort", "test only", lambda c, r: {}, abort)}
+    get_manager(tmp_path, kinds=kinds, limits=Limits(memory_mb=500, wall_s=60))
+    app = create_api(tmp_path, tokens_per_hour=50)
+    with TestClient(app) as client:
+        def session() -> dict[str, str]:
+            body = client.post("/api/session").json()
+            return {body["header"]: body["token"]}
+
+        me = session()
+        job = client.post("/api/jobs", json={"kind": "abort"}, headers=me).json()
+        for _ in range(300):
+            state = client.get(f"/api/jobs/{job['id']}", headers=me).json()
+            if state["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        assert state["status"] == "failed" and "crashed with an abort" in state["error"]
+        assert client.get("/api/kinds", headers=me).status_code == 200
+        invented = {"X-Studio-Session": "my-own-token-123456"}
+        assert client.post("/api/jobs", json={"kind": "abort"}, headers=invented).status_code \
+            == 401
+    app.state.job_manager.shutdown()
