@@ -45,6 +45,9 @@ _LAZY = {
     "PruningConfig": "core.pruning",
     "profile": "core.profiling",
     "Profiler": "core.profiling",
+    "fuse": "core.fusion",
+    "FusionConfig": "core.fusion",
+    "OperatorFuser": "core.fusion",
 }
 
 __all__ = sorted(_LAZY)

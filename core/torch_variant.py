@@ -1,0 +1,82 @@
+"""Shared by verbs that rewrite a torch module (fusion, low-rank): open the input, write the run.
+
+The result is a plain nn.Module, not a built-in family, so its deployable form is
+``model.onnx`` (with ``model.json``: input shape, classes, preprocessing, what was done).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from core.errors import InvalidParameterError, UnsupportedModelError
+
+__all__ = ["TorchInput", "open_torch_input", "write_torch_variant"]
+
+
+@dataclass
+class TorchInput:
+    """The torch module to rewrite, its data, the files of its size and its run id."""
+
+    model: Any
+    data: Any
+    files: list[Path]
+    run_id: str | None
+
+
+def open_torch_input(model: Any, data: Any, *, operation: str) -> TorchInput:
+    """An nn.Module, a run folder or a model file opened as a torch module with its data."""
+    import torch
+
+    from core.data import Dataset, load_dataset
+
+    ds = load_dataset(data) if isinstance(data, (str, Path)) else data
+    if ds is not None and not isinstance(ds, Dataset):
+        from core.auto._facade import dataset_from_loaders
+
+        ds = dataset_from_loaders(ds, ds)  # a DataLoader: its batches are the data
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.is_dir():
+            from core.runs import open_variant
+
+            variant = open_variant(path, data=ds)
+            loaded, ds, run_id = variant.loaded, variant.data, variant.run_id
+        else:
+            from core.artifacts import load_model
+
+            loaded, run_id = load_model(path), None
+        if loaded.kind == "onnx":
+            raise UnsupportedModelError(
+                f"{operation} rewrites torch modules; this model is ONNX. ONNX Runtime applies "
+                "its own graph fusions when it loads a model.")
+        files = [Path(f) for f in loaded.files()]
+        module = loaded.model
+    else:
+        module, files, run_id = model, [], None
+    if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
+        raise UnsupportedModelError(f"{operation} needs a torch.nn.Module (not TorchScript); "
+                                    f"got {type(module).__name__}.")
+    if ds is None:
+        raise InvalidParameterError("data", "a Dataset, a data set name or a DataLoader", None)
+    return TorchInput(module.eval(), ds, files, run_id)
+
+
+def write_torch_variant(tmp: Path, *, operation: str, method: str, config: Mapping[str, Any],
+                        inp: TorchInput, result_model: Any, seed: int = 0,
+                        warnings: Sequence[str] = (), parent: str | None = None,
+                        extra: Mapping[str, Any] | None = None,
+                        measure_options: Mapping[str, Any] | None = None,
+                        callbacks: Any = None) -> dict[str, Any]:
+    """Save the rewritten module as model.onnx + model.json and measure it beside the input."""
+    from core.artifacts import save_model, write_run
+
+    saved = save_model(result_model, tmp, data=inp.data,
+                       extra_meta={operation: {"method": method, "config": dict(config)}})
+    return write_run(
+        tmp, operation=operation, method=method, config=config, data=inp.data,
+        result_model=result_model, result_files=[tmp / "model.onnx"],
+        baseline_model=inp.model, baseline_files=inp.files, seed=seed, warnings=warnings,
+        parent=parent or inp.run_id, measure_options=measure_options, callbacks=callbacks,
+        extra={**dict(extra or {}), "onnx_parity_max_abs_diff": saved["onnx_parity"]})
