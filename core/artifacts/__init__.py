@@ -1,5 +1,13 @@
 """Safe load/save/export of models, run folders with report.json, and download bundles."""
 
+from core.artifacts._convert import (
+    ExportCheck,
+    FixedBatch,
+    check_parity,
+    export_checked,
+    onnx_to_torch,
+    trainable_module,
+)
 from core.artifacts._load import LoadedModel, check_onnx, detect_format, load_model
 from core.artifacts._report import (
     SCHEMA,
@@ -28,6 +36,12 @@ from core.artifacts._trust import (
 )
 
 __all__ = [
+    "ExportCheck",
+    "FixedBatch",
+    "check_parity",
+    "export_checked",
+    "onnx_to_torch",
+    "trainable_module",
     "SCHEMA",
     "LoadedModel",
     "UntrustedModelError",

@@ -1,0 +1,453 @@
+"""ONNX → trainable torch module (onnx2torch), and ONNX parity checks for what comes back out."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.errors import UnsupportedModelError
+
+# onnx2torch 1.5.15 stops at opset 17. These operators changed only their type lists in
+# opsets 18-23 (float8/int4/bfloat16), so the converter of their previous version is exact.
+_TYPE_ONLY_BUMPS: dict[str, tuple[int, ...]] = {
+    **{op: (19, 21, 23) for op in ("Reshape", "Identity", "Cast", "Constant", "Shape", "Size")},
+    **{op: (21, 23) for op in ("Flatten", "Transpose", "Squeeze", "Unsqueeze")},
+    "ConstantOfShape": (20, 21, 23),
+    "Equal": (19,),
+    **{op: (22,) for op in (
+        "Conv", "ConvTranspose", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Dropout",
+        "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish",
+        "InstanceNormalization", "LpNormalization", "ThresholdedRelu", "EyeLike",
+        "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
+        "Round")},
+}
+# Operators whose newer version added an input or attribute: the older converter is exact
+# when the node does not use it (the guard says why not otherwise).
+_GUARDED_BUMPS: dict[str, tuple[tuple[int, ...], Any]] = {
+    "Pad": ((18, 19, 21, 23), lambda n: len(n.input_values) > 3 and "the 'axes' input"),
+    "Split": ((18,), lambda n: False),
+    "AveragePool": ((19, 22), lambda n: any(d != 1 for d in n.attributes.get("dilations", []))
+                    and "dilations"),
+}
+_REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+               "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+_registered = False
+
+
+def _import_onnx2torch() -> Any:
+    """Import onnx2torch; it imports torchvision only for its detection ops (NMS, RoiAlign)."""
+    try:
+        return importlib.import_module("onnx2torch")
+    except ModuleNotFoundError as exc:
+        if exc.name == "onnx2torch":
+            raise UnsupportedModelError(
+                "Converting an ONNX model to torch needs the 'onnx2torch' package: "
+                "pip install onnx2torch") from None
+        if not (exc.name or "").startswith("torchvision"):
+            raise
+    except RuntimeError:  # a torchvision build that does not match torch fails on import
+        pass
+    # torchvision is missing or broken (this project's CPU torch has no matching wheel):
+    # classifiers never need NMS/RoiAlign, so import onnx2torch with an empty stand-in.
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k.startswith("torchvision")}
+    stand_in = types.ModuleType("torchvision")
+    stand_in.ops = types.ModuleType("torchvision.ops")
+    stand_in.ops.roi_align = None
+    sys.modules.update({"torchvision": stand_in, "torchvision.ops": stand_in.ops})
+    try:
+        for name in [k for k in sys.modules if k.startswith("onnx2torch")]:
+            del sys.modules[name]
+        return importlib.import_module("onnx2torch")
+    finally:
+        del sys.modules["torchvision"], sys.modules["torchvision.ops"]
+        sys.modules.update(saved)
+
+
+def _register_newer_opsets() -> None:
+    """Teach onnx2torch the opset 18-23 versions that torch 2.13's exporters write."""
+    global _registered
+    if _registered:
+        return
+    _import_onnx2torch()
+    from onnx2torch.node_converters import registry
+
+    for op, versions in _TYPE_ONLY_BUMPS.items():
+        for version in versions:
+            _alias(registry, op, version, guard=None)
+    for op, (versions, guard) in _GUARDED_BUMPS.items():
+        for version in versions:
+            _alias(registry, op, version, guard=guard)
+    for op in _REDUCE_OPS:
+        _add(registry, op, 18, _reduce_with_axes_input)
+    _add(registry, "ReduceMax", 20, _reduce_with_axes_input)
+    _add(registry, "ReduceMin", 20, _reduce_with_axes_input)
+    _add(registry, "Gelu", 20, _gelu)
+    _registered = True
+
+
+def _add(registry: Any, op: str, version: int, converter: Any) -> None:
+    key = registry.OperationDescription(domain="", operation_type=op, version=version)
+    if key not in registry._CONVERTER_REGISTRY:
+        registry.add_converter(op, version)(converter)
+
+
+def _alias(registry: Any, op: str, version: int, *, guard: Any) -> None:
+    """Register the converter of ``op``'s latest known version < ``version`` for ``version``."""
+    known = [d.version for d in registry._CONVERTER_REGISTRY
+             if d.operation_type == op and d.domain == "" and d.version < version]
+    if not known:
+        return
+    base = registry._CONVERTER_REGISTRY[
+        registry.OperationDescription(domain="", operation_type=op, version=max(known))]
+
+    def converter(node: Any, graph: Any) -> Any:
+        reason = guard(node) if guard else False
+        if reason:
+            raise NotImplementedError(f"{op} with {reason} is not implemented")
+        return base(node, graph)
+
+    _add(registry, op, version, converter)
+
+
+def _reduce_with_axes_input(node: Any, graph: Any) -> Any:
+    """Reduce* from opset 18 on: ``axes`` is an input; supported when it is a constant."""
+    from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
+
+    axes = None
+    if len(node.input_values) > 1 and node.input_values[1]:
+        try:
+            axes = get_const_value(node.input_values[1], graph).tolist()
+        except KeyError:
+            raise NotImplementedError(f"{node.operation_type} with computed axes") from None
+    if not axes and node.attributes.get("noop_with_empty_axes", 0):
+        raise NotImplementedError(f"{node.operation_type} with noop_with_empty_axes=1")
+    module = OnnxReduceStaticAxes(operation_type=node.operation_type, axes=axes,
+                                  keepdims=node.attributes.get("keepdims", 1))
+    return OperationConverterResult(torch_module=module, onnx_mapping=OnnxMapping(
+        inputs=(node.input_values[0],), outputs=node.output_values))
+
+
+def _gelu(node: Any, graph: Any) -> Any:
+    """Gelu (opset 20) is nn.GELU with the same ``approximate`` attribute."""
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    approximate = node.attributes.get("approximate", "none")
+    return OperationConverterResult(torch_module=torch.nn.GELU(approximate=approximate),
+                                    onnx_mapping=onnx_mapping_from_node(node=node))
+
+
+def _fixed_batch(model: Any) -> int | None:
+    """The batch size written into the graph's input, or None when it is dynamic."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        return int(dims[0].dim_value)
+    return None
+
+
+def _free_batch_in_reshapes(model: Any, batch: int) -> None:
+    """Constant Reshape targets that start with the fixed batch copy it from the input instead
+    (0), and ``[batch, n]`` becomes ``[0, -1]``, so flatten-like reshapes survive pruning."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    first_dim = {vi.name: vi.type.tensor_type.shape.dim[0].dim_value
+                 for vi in [*inferred.graph.value_info, *inferred.graph.input]
+                 if vi.type.tensor_type.shape.dim}
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        target = numpy_helper.to_array(inits[node.input[1]])
+        if (target.ndim != 1 or target.size < 2 or int(target[0]) != batch
+                or first_dim.get(node.input[0]) != batch
+                or any(a.name == "allowzero" and a.i for a in node.attribute)):  # 0 literal
+            continue
+        new = [0, -1] if target.size == 2 else [0, *target[1:].tolist()]
+        name = f"{node.input[1]}__batch_free_{len(new)}_{'_'.join(map(str, new))}"
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(np.asarray(new, dtype=np.int64), name)
+            model.graph.initializer.append(inits[name])
+        node.input[1] = name
+
+
+def _keep_output(model: Any, output_name: str, name: str) -> None:
+    outputs = [o for o in model.graph.output if o.name == output_name]
+    if not outputs:
+        names = ", ".join(o.name for o in model.graph.output)
+        raise UnsupportedModelError(f"'{name}' has no output '{output_name}' (its outputs: "
+                                    f"{names}).")
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+
+
+def _drop_needless_allowzero(model: Any) -> None:
+    """torch's dynamo exporter writes Reshape(allowzero=1); with no 0 in a constant target it
+    means the same as allowzero=0, the only form onnx2torch converts."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        if 0 in numpy_helper.to_array(inits[node.input[1]]).tolist():
+            continue
+        for attr in [a for a in node.attribute if a.name == "allowzero"]:
+            node.attribute.remove(attr)
+
+
+def _unshare_identity_initializers(model: Any) -> None:
+    """torch's legacy exporter stores equal weights once behind Identity nodes (e.g. every
+    LayerNorm's ones); each user gets its own copy again, so they train apart and the
+    converter sees constant weights (an nn.LayerNorm, not a functional call)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in list(model.graph.node):
+        if node.op_type != "Identity" or node.input[0] not in inits:
+            continue
+        if node.output[0] in {o.name for o in model.graph.output}:
+            continue
+        copy = numpy_helper.to_array(inits[node.input[0]]).copy()
+        model.graph.initializer.append(numpy_helper.from_array(copy, node.output[0]))
+        model.graph.node.remove(node)
+
+
+def _float_initializers_trainable(module: torch.nn.Module) -> None:
+    """onnx2torch keeps weights that feed plain ops (MatMul, Add, Mul) as buffers: float
+    tensors larger than a scalar are weights (positional embeddings, MatMul weights, biases),
+    so they become parameters; scalars (scales, epsilons) and integer shapes stay buffers."""
+    holder = getattr(module, "initializers", None)
+    if holder is None:
+        return
+    for key, buf in list(holder._buffers.items()):
+        if buf is not None and buf.is_floating_point() and buf.numel() > 1:
+            del holder._buffers[key]
+            holder.register_parameter(key, torch.nn.Parameter(buf.detach().clone()))
+
+
+def _unsupported_ops(model: Any) -> list[str]:
+    """Operators of ``model`` that no registered converter handles, as 'Op (opset N)'."""
+    from onnx2torch.node_converters.registry import get_converter
+
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    missing: list[str] = []
+    for node in model.graph.node:
+        domain = node.domain or ""
+        try:
+            get_converter(node.op_type, opsets.get(domain, 1), domain)
+        except NotImplementedError:
+            label = f"{domain + '.' if domain else ''}{node.op_type} (opset {opsets.get(domain)})"
+            if label not in missing:
+                missing.append(label)
+    return missing
+
+
+def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
+                  name: str | None = None) -> Any:
+    """A trainable ``torch.nn.Module`` (a ``torch.fx.GraphModule``) computing an ONNX graph.
+
+    ``source`` is an ``.onnx`` path (external data beside it) or an ``onnx.ModelProto``;
+    ``output_name`` keeps only that graph output (e.g. the scores of a model that also outputs
+    a label), else the module returns every output.
+    A graph whose batch size is fixed runs on any number of rows (see :class:`FixedBatch`).
+    Operators the converter does not cover raise one :class:`UnsupportedModelError` naming them.
+    """
+    import onnx
+
+    from core.artifacts._load import check_onnx
+
+    _register_newer_opsets()
+    if isinstance(source, (str, Path)):
+        name = name or Path(source).name
+        check_onnx(source)  # the studio's gate: valid graph, external data only beside it
+        model = onnx.load(str(source))
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(source)
+    name = name or "the ONNX model"
+    if output_name is not None:
+        _keep_output(model, output_name, name)
+    _drop_needless_allowzero(model)
+    _unshare_identity_initializers(model)
+    batch = _fixed_batch(model)
+    if batch:
+        _free_batch_in_reshapes(model, batch)
+    missing = _unsupported_ops(model)
+    if missing:
+        raise UnsupportedModelError(
+            f"'{name}' cannot be turned into a trainable torch module: no converter for "
+            f"operator(s) {', '.join(missing)}. Structured pruning, QAT and distillation from "
+            "this model need a model without them; ONNX Runtime methods still apply.")
+    from onnx2torch import convert
+
+    try:
+        module = convert(model)
+    except Exception as exc:
+        text = re.sub(r"\s+", " ", str(exc)).strip()[:200] or type(exc).__name__
+        raise UnsupportedModelError(
+            f"'{name}' cannot be turned into a trainable torch module: {text}.") from None
+    _float_initializers_trainable(module)
+    module.train()
+    if batch and not _runs_on_other_batches(module, model, batch):
+        return FixedBatch(module, batch)
+    return module
+
+
+def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
+    """Whether ``module`` gives the same rows at batch ``batch + 1`` as at ``batch``."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value for d in list(dims)[1:]]
+    if any(s <= 0 for s in shape):
+        return False
+    x = torch.randn(batch + 1, *shape, generator=torch.Generator().manual_seed(0))
+    module.eval()
+    try:
+        with torch.inference_mode():
+            ref, got = _outputs(module(x[:batch])), _outputs(module(x))
+        return all(torch.allclose(r, g[:batch], atol=1e-5, rtol=1e-4) for r, g in zip(ref, got))
+    except Exception:
+        return False
+    finally:
+        module.train()
+
+
+def _outputs(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+class FixedBatch(torch.nn.Module):
+    """Runs a graph whose batch size is baked into its operators on any number of rows: in
+    chunks of that size, the last one padded by repeating its last row (padding rows are
+    dropped from the output, so they get no gradient)."""
+
+    def __init__(self, inner: torch.nn.Module, batch: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batch = batch
+
+    def forward(self, x: torch.Tensor) -> Any:
+        chunks = []
+        for start in range(0, x.shape[0], self.batch):
+            part = x[start:start + self.batch]
+            rows = part.shape[0]
+            if rows < self.batch:
+                pad = part[-1:].expand(self.batch - rows, *part.shape[1:])
+                part = torch.cat([part, pad])
+            chunks.append([o[:rows] for o in _outputs(self.inner(part))])
+        outs = [torch.cat(parts) for parts in zip(*chunks)]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def trainable_module(loaded: Any) -> torch.nn.Module:
+    """The torch module to train/prune/quantize for a :class:`LoadedModel`: its own module
+    for torch kinds, a converted one (:func:`onnx_to_torch`) for ONNX."""
+    if loaded.kind != "onnx":
+        return loaded.model
+    return onnx_to_torch(loaded.path, output_name=loaded.meta.get("output_name"),
+                         name=Path(loaded.path).name)
+
+
+def onnx_parity(module: torch.nn.Module, onnx_file: str | Path, X: np.ndarray) -> float:
+    """Max |torch − ONNX Runtime| over every output on rows ``X`` (fixed-batch files are fed
+    in chunks of their batch size)."""
+    from core.measure import ort_session
+
+    session = ort_session(onnx_file)
+    feed = session.get_inputs()[0]
+    batch = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 0 else len(X)
+    X = np.asarray(X, dtype=np.float32)
+    ref_parts = []
+    for start in range(0, len(X), batch):
+        part = X[start:start + batch]
+        padded = np.concatenate([part, np.repeat(part[-1:], batch - len(part), axis=0)])
+        ref_parts.append([o[:len(part)] for o in session.run(None, {feed.name: padded})])
+    ref = [np.concatenate(parts) for parts in zip(*ref_parts)]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            got = [o.detach().numpy() for o in _outputs(module(torch.from_numpy(X)))]
+    finally:
+        module.train(was_training)
+    diffs = [float(np.abs(r.astype(np.float64) - g).max()) for r, g in zip(ref, got)
+             if np.issubdtype(r.dtype, np.floating)]
+    return max(diffs) if diffs else float("inf")
+
+
+def check_parity(module: torch.nn.Module, onnx_file: str | Path, X: np.ndarray, *,
+                 tolerance: float = 1e-4, what: str = "the torch module") -> float:
+    """:func:`onnx_parity`, raising :class:`UnsupportedModelError` above ``tolerance``."""
+    diff = onnx_parity(module, onnx_file, X)
+    if not diff <= tolerance:
+        raise UnsupportedModelError(
+            f"'{Path(onnx_file).name}' and {what} disagree by up to {diff:.3g} on {len(X)} rows "
+            f"(the 'tolerance' is {tolerance:g}); the conversion is not exact for this model.")
+    return diff
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """What :func:`export_checked` wrote: max |ORT − torch| and the batch size the ONNX file
+    is fixed at (None: any batch)."""
+
+    max_abs_diff: float
+    fixed_batch: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"onnx_parity_max_abs_diff": self.max_abs_diff, "fixed_batch": self.fixed_batch}
+
+
+def export_checked(module: torch.nn.Module, path: str | Path, X: np.ndarray, *,
+                   tolerance: float = 1e-4) -> ExportCheck:
+    """Export ``module`` to ONNX and check it with ONNX Runtime on the rows ``X``.
+
+    A dynamic batch is tried first; a converted graph whose shape arithmetic was traced as
+    constants then disagrees at other batch sizes, and is exported at a fixed batch instead
+    (its :class:`FixedBatch` size, else 1). Above ``tolerance`` it raises.
+    """
+    from core.artifacts._save import export_onnx
+
+    X = np.asarray(X, dtype=np.float32)
+    was_training = module.training
+    try:
+        if not isinstance(module, FixedBatch):
+            export_onnx(module, path, torch.from_numpy(X[:1]), check_inputs=X[:1])
+            try:
+                diff = onnx_parity(module, path, X)
+            except Exception:  # ORT refuses another batch size: shapes were traced as constants
+                diff = float("inf")
+            if diff <= tolerance:
+                return ExportCheck(diff, None)
+        inner = module.inner if isinstance(module, FixedBatch) else module
+        rows = module.batch if isinstance(module, FixedBatch) else 1
+        _export_fixed_batch(inner, path, torch.from_numpy(np.resize(X, (rows, *X.shape[1:]))))
+    finally:
+        module.train(was_training)
+    diff = check_parity(module, path, X, tolerance=tolerance, what="the exported torch module")
+    return ExportCheck(diff, rows)
+
+
+def _export_fixed_batch(module: torch.nn.Module, path: str | Path, example: torch.Tensor) -> None:
+    import warnings
+
+    module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=["logits"])
+    except Exception as exc:
+        Path(path).unlink(missing_ok=True)
+        raise UnsupportedModelError(
+            f"The converted model cannot be exported back to ONNX: "
+            f"{str(exc).splitlines()[0][:200]}") from None
