@@ -167,6 +167,7 @@ def distill(
 
     from core.artifacts import save_model, staging, write_run
     from core.measure import evaluate, metrics_from_logits, ort_session, predict_logits
+    from core.models import is_builtin
     from core.registry import get_method
     from core.runs import RunResult
     from core.training import train
@@ -237,10 +238,12 @@ def distill(
                    callbacks=_sub(cb, 0.5, 0.82, "label-only"), train_split=lo_split)
         cb.progress(0.83, "Saving the students")
         saved = save_model(model, tmp, data=data)
-        save_model(label_only, tmp / "label_only", data=data, onnx=False)
+        # A user's own nn.Module has no safetensors form here: its ONNX is its artifact.
+        lo_saved = save_model(label_only, tmp / "label_only", data=data,
+                              onnx=not is_builtin(label_only))
         lo_metrics = metrics_from_logits(predict_logits(label_only, data.X_test), data.y_test)
         kd_metrics = evaluate(model, data, "test")
-        lo_files = [tmp / "label_only" / "model.safetensors"]
+        lo_files = [f for f in lo_saved["files"] if f.suffix in (".safetensors", ".onnx")]
         teacher_files = list(t["files"])
         if t["kind"] == "onnx":
             result_model, result_files = ort_session(tmp / "model.onnx"), [tmp / "model.onnx"]
