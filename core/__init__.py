@@ -55,5 +55,8 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        # A subpackage named like its verb (auto, compare, measure) is now set on this
+        # package by the import and is callable (core._callable): return that same object.
+        return globals().get(name, value)
     raise AttributeError(f"module 'core' has no attribute {name!r}")

@@ -17,3 +17,7 @@ __all__ = [
     "propose",
     "reselect",
 ]
+
+from core._callable import make_package_callable  # noqa: E402
+
+make_package_callable(__name__, auto)  # ``from core import auto`` is callable

@@ -32,3 +32,7 @@ __all__ = [
     "to_markdown",
     "write_exports",
 ]
+
+from core._callable import make_package_callable  # noqa: E402
+
+make_package_callable(__name__, compare)  # ``from core import compare`` is callable
