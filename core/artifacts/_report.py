@@ -376,14 +376,39 @@ def model_card(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _public_text(path: Path, run_dir: Path) -> str | None:
+    """A text file of the run as it leaves the server (None: as it is): report.json with
+    paths cut to names, other texts without the location of the run's folder."""
+    if path.suffix not in (".json", ".yaml", ".yml", ".md", ".csv", ".txt"):
+        return None
+    text = path.read_text(errors="replace")
+    if path == run_dir / "report.json":
+        return json.dumps(public_report(json.loads(text)), indent=2)
+    where = f"{run_dir.resolve().parent}{os.sep}"
+    return text.replace(where, "") if where in text else None
+
+
 # What a search tried on its way (auto's candidates, a study's trials) is not the variant.
 _WORK_FOLDERS = {"candidates", "comparison", "comparisons", "trials"}
 
 
+def public_report(value: Any) -> Any:
+    """``value`` (a report or part of one) with every absolute path cut to its last part: what
+    leaves the server (a bundle) names files, never where they live."""
+    if isinstance(value, Mapping):
+        return {k: public_report(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [public_report(v) for v in value]
+    if isinstance(value, str) and len(value) > 1 and os.path.isabs(value) and "\n" not in value:
+        return Path(value).name
+    return value
+
+
 def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path:
-    """Zip a run folder with its model files, report.json, a model card and its config."""
+    """Zip a run folder with its model files, report.json, a model card and its config (paths
+    in the report cut to file names)."""
     run_dir = Path(run_dir)
-    report = read_report(run_dir)
+    report = public_report(read_report(run_dir))
     out = Path(out_path) if out_path else run_dir / "bundle.zip"
     recipe = {"operation": report.get("operation"), "method": report.get("method"),
               "config": report.get("config"), "data": report.get("data"),
@@ -393,7 +418,11 @@ def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path
             inner = p.relative_to(run_dir)
             if p.is_file() and p != out and p.suffix != ".zip" and \
                     not _WORK_FOLDERS.intersection(inner.parts[:-1]):
-                zf.write(p, inner)
+                public = _public_text(p, run_dir)
+                if public is None:
+                    zf.write(p, inner)
+                else:
+                    zf.writestr(str(inner), public)
         written = set(zf.namelist())  # a run's own recipe (auto, recipes) is the better one
         if "MODEL_CARD.md" not in written:
             zf.writestr("MODEL_CARD.md", model_card(report))
