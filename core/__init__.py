@@ -48,6 +48,9 @@ _LAZY = {
     "fuse": "core.fusion",
     "FusionConfig": "core.fusion",
     "OperatorFuser": "core.fusion",
+    "factorize": "core.lowrank",
+    "LowRankConfig": "core.lowrank",
+    "LowRankFactorizer": "core.lowrank",
 }
 
 __all__ = sorted(_LAZY)
