@@ -170,3 +170,23 @@ def test_orphan_partial_folders_are_cleaned_only_if_the_studio_wrote_them(tmp_pa
     assert clean_orphans(tmp_path) == ["run1.partial"]  # ...until the next start-up
     assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == []
     assert (tmp_path / "mine.partial" / "thesis.txt").read_text() == "keep"
+
+
+def test_staging_left_on_another_host_is_cleaned_once_stale(tmp_path):
+    """A Space restarts in a new container (another host name): its old staging folders go
+    once they are older than the longest a run may take; fresh ones are kept."""
+    import os
+    import time
+
+    from core.artifacts import clean_orphans
+    from core.artifacts._report import staging_marker
+
+    for name, age_h in (("old", 48), ("new", 1)):
+        tmp = tmp_path / f"{name}.partial"
+        (tmp / "sub").mkdir(parents=True)
+        marker = staging_marker(tmp)
+        marker.write_text(json.dumps({"pid": 1, "host": "container-before-restart"}))
+        stamp = time.time() - age_h * 3600
+        os.utime(marker, (stamp, stamp))
+    assert clean_orphans(tmp_path, stale_s=24 * 3600) == ["old.partial"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".new.partial.studio", "new.partial"]

@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import socket
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -149,30 +150,35 @@ def _replace(final: Path, tmp: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def clean_orphans(root: str | Path) -> list[str]:
+def clean_orphans(root: str | Path, *, stale_s: float = 86400.0) -> list[str]:
     """Delete ``*.partial`` folders under ``root`` that a studio process left when it was
-    killed: only those holding the studio's marker whose writer is no longer running on this
-    host. Returns the names removed. Call it once at server start-up."""
+    killed: only those with the studio's marker whose writer is no longer running on this
+    host (or, written on another host, e.g. before a container restart, older than
+    ``stale_s``). Returns the names removed. Call it once at server start-up."""
     removed = []
     for folder, dirs, _ in os.walk(root):
         for d in list(dirs):
             path = Path(folder) / d
             if d.endswith(".partial"):
                 dirs.remove(d)  # never descend into a staging folder
-                if _orphaned(path):
+                if _orphaned(path, stale_s):
                     shutil.rmtree(path, ignore_errors=True)
                     staging_marker(path).unlink(missing_ok=True)
                     removed.append(d)
     return removed
 
 
-def _orphaned(tmp: Path) -> bool:
+def _orphaned(tmp: Path, stale_s: float) -> bool:
+    marker = staging_marker(tmp)
     try:
-        mark = json.loads(staging_marker(tmp).read_text())
+        mark = json.loads(marker.read_text())
+        age = time.time() - marker.stat().st_mtime
     except (OSError, ValueError):
         return False  # not written by the studio (or unreadable): never touched
-    if not isinstance(mark, dict) or mark.get("host") != socket.gethostname():
+    if not isinstance(mark, dict):
         return False
+    if mark.get("host") != socket.gethostname():
+        return age > stale_s
     try:
         os.kill(int(mark.get("pid", 0)), 0)
     except ProcessLookupError:
