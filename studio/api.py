@@ -278,8 +278,12 @@ def serve(app: Any, host: str, port: int) -> None:
     import uvicorn
 
     print(f"Optimization Studio on http://{host}:{port}/ (REST API: /api/docs)", flush=True)
+    # Behind a Space's proxy every request comes from the proxy: take the client's address
+    # from X-Forwarded-For there (per-address limits), and only there (else it is spoofable).
+    forwarded = "*" if os.environ.get("SPACE_ID") else None
     # Open client streams must not hold a restart (a Space sends SIGTERM) for long.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                proxy_headers=True, forwarded_allow_ips=forwarded)
 
 
 def main(argv: list[str] | None = None) -> None:
