@@ -14,7 +14,8 @@ from core.pruning._config import (
     cubic_schedule,
 )
 from core.pruning._engine import layer_table, run_schedule
-from core.pruning._verb import prune, prune_model
+from core.pruning._seed import prune_model  # the seeds' forms too
+from core.pruning._verb import prune
 
 __all__ = [
     "ATTENTION_MODES",

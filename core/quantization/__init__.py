@@ -18,12 +18,12 @@ from core.quantization._config import (
     TorchQatInt8Config,
     TorchStaticInt8Config,
 )
+from core.quantization._seed import quantize_model  # the seeds' forms too
 from core.quantization._verb import (
     is_layerwise,
     load_artifact,
     make_config,
     quantize,
-    quantize_model,
 )
 
 __all__ = [
