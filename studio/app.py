@@ -9,7 +9,7 @@ from pathlib import Path
 import studio  # noqa: F401  (sets the offline environment before gradio is imported)
 from studio.context import StudioContext
 
-# (module, builder) per tab, in display order. Each builder is ``build_<tab>_tab(ctx)``
+# (module, builder) per tab, in display order. Each builder is ``build_<tab>_tab(ctx, shell)``
 # and is called inside ``gr.Blocks``/``gr.Tabs``; it creates one ``gr.Tab``.
 TABS: list[tuple[str, str]] = [
     ("studio.tabs.model_data", "build_model_data_tab"),
@@ -30,14 +30,18 @@ def build_app(ctx: StudioContext | None = None):
     """The studio as a ``gr.Blocks`` (not launched)."""
     import gradio as gr
 
+    from studio.shell import build_bar, wire
+
     ctx = ctx or StudioContext.from_env()
     ttl_s = int(ctx.session_ttl_hours * 3600)  # Gradio's upload/cache files expire too
     with gr.Blocks(title=TITLE, delete_cache=(min(3600, ttl_s), ttl_s)) as demo:
         gr.Markdown(f"# {TITLE}\nMake a model smaller and faster, and see — measured, not "
                     "estimated — what each step costs in accuracy.")
-        with gr.Tabs():
+        shell = build_bar(ctx)
+        with gr.Tabs() as tabs:
             for module, builder in TABS:
-                getattr(importlib.import_module(module), builder)(ctx)
+                getattr(importlib.import_module(module), builder)(ctx, shell=shell)
+        wire(shell, demo, tabs)
         demo.load(lambda: ctx.cleanup_sessions() and None, None, None, api_visibility="private")
     demo.queue(max_size=ctx.queue_size, default_concurrency_limit=ctx.engine_limit)
     demo.studio_context = ctx

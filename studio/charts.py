@@ -45,8 +45,11 @@ def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64") -> g
     return fig
 
 
-def variant_row(run_id: str, report: dict[str, Any]) -> dict[str, Any]:
-    """One flat table row of a report's measured figures."""
+def variant_row(run_id: str, report: dict[str, Any], *, name: str | None = None
+                ) -> dict[str, Any]:
+    """One flat table row of a report's measured figures (``name``: the friendly one)."""
+    from studio.names import friendly_name
+
     res = report.get("result") or {}
     lat = res.get("latency_ms") or {}
     ratios = report.get("ratios") or {}
@@ -55,6 +58,7 @@ def variant_row(run_id: str, report: dict[str, Any]) -> dict[str, Any]:
         return round(lat[bs][q], 4) if bs in lat else None
 
     return {
+        "name": (name or friendly_name(report)).strip(),
         "variant": run_id,
         "operation": report.get("operation"),
         "method": report.get("method") or "",

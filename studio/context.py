@@ -20,6 +20,12 @@ from core.artifacts import new_run_id
 from core.errors import InvalidParameterError, StudioError
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+WORKSPACE_KEY = re.compile(r"^ws1-[A-Za-z0-9_-]{43}$")
+
+
+def new_workspace_key() -> str:
+    """A fresh private workspace key (256 random bits), kept only in the user's browser."""
+    return "ws1-" + secrets.token_urlsafe(32)
 
 
 class NotFoundError(StudioError):
@@ -45,6 +51,7 @@ class StudioContext:
     job_queue: int = 8
     _last_cleanup: float = field(default=0.0, repr=False)
     _secret: bytes = field(default=b"", repr=False)
+    _bindings: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -90,6 +97,10 @@ class StudioContext:
             if now - newest > self.session_ttl_hours * 3600:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)
+        for binding in (self.root / "bindings").glob("*"):
+            if now - binding.stat().st_mtime > self.session_ttl_hours * 3600:
+                binding.unlink(missing_ok=True)
+                self._bindings.clear()
         from core.jobs import get_manager  # finished jobs (and API job folders) expire too
 
         get_manager(self.root, measure_options=self.measure_options).expire(
@@ -97,14 +108,49 @@ class StudioContext:
         return removed
 
     def session_id(self, request: Any) -> str:
-        """The session's folder id, derived from a ``gr.Request``'s session hash (or a plain
-        string in tests) with a server-side key: a shared download link shows this id, from
-        which nobody can recover the session hash that acts as the session."""
+        """The session's folder id. A browser bound to a workspace (``bind_workspace``) gets its
+        workspace's folder; otherwise the id is derived from a ``gr.Request``'s session hash (or
+        a plain string in tests) with a server-side key: a shared download link shows this id,
+        from which nobody can recover the session hash or workspace key that acts as the
+        session."""
         sid = request if isinstance(request, str) else getattr(request, "session_hash", None)
         sid = re.sub(r"[^A-Za-z0-9_-]", "", str(sid or ""))[:64]
         if not sid:
             raise StudioError("This action needs a browser session; reload the page.")
-        return hmac.new(self._key(), sid.encode(), hashlib.sha256).hexdigest()[:32]
+        if not isinstance(request, str):
+            bound = self._bound_workspace(sid)
+            if bound:
+                return bound
+        return self._derive(sid)
+
+    def _derive(self, text: str) -> str:
+        return hmac.new(self._key(), text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    # --- workspaces: a private key kept in the browser (gr.BrowserState) ----------------------
+    def bind_workspace(self, request: Any, key: Any) -> str:
+        """Bind this browser session to the workspace of ``key`` (a fresh key when ``key`` is
+        missing or malformed); returns the key to keep in the browser."""
+        key = key if isinstance(key, str) and WORKSPACE_KEY.match(key) else new_workspace_key()
+        sid = re.sub(r"[^A-Za-z0-9_-]", "", str(getattr(request, "session_hash", "") or ""))
+        if not sid:
+            raise StudioError("This action needs a browser session; reload the page.")
+        folder = self._derive(f"workspace:{key}")
+        bindings = self.root / "bindings"
+        bindings.mkdir(exist_ok=True)
+        (bindings / self._derive(f"binding:{sid[:64]}")).write_text(folder)
+        self._bindings[sid[:64]] = folder
+        (self.session_dir(request) / ".last-visit").write_text(str(time.time()))  # TTL restarts
+        return key
+
+    def _bound_workspace(self, sid: str) -> str | None:
+        if sid in self._bindings:
+            return self._bindings[sid]
+        path = self.root / "bindings" / self._derive(f"binding:{sid}")
+        folder = path.read_text().strip() if path.is_file() else ""
+        if re.fullmatch(r"[0-9a-f]{32}", folder):
+            self._bindings[sid] = folder
+            return folder
+        return None
 
     def _key(self) -> bytes:
         """This root's secret (created once, never served: only sessions/ is)."""
@@ -158,19 +204,36 @@ class StudioContext:
                 return path
         return None
 
+    def current(self, request: Any) -> Path | None:
+        """The workspace's current model: the one picked in the top bar, else the newest
+        baseline (trained or uploaded)."""
+        marker = self.session_dir(request) / ".current"
+        if marker.is_file():
+            with contextlib.suppress(NotFoundError):
+                return self.find_run(request, marker.read_text().strip())
+        return self.baseline(request)
+
+    def set_current(self, request: Any, run_id: str) -> Path:
+        """Make a run of this workspace the current model (NotFoundError for any other id)."""
+        path = self.find_run(request, run_id)
+        (self.session_dir(request) / ".current").write_text(path.name)
+        return path
+
     def ensure_baseline(self, request: Any, callbacks: Any = None) -> Path:
-        """The session's baseline; trains the built-in default (digits + cnn) on first use."""
-        found = self.baseline(request)
+        """The current model; trains the built-in default (digits + cnn) when there is none,
+        and makes it the current model (Model & Data then shows it)."""
+        found = self.current(request)
         if found is not None:
             return found
         from core.runs import train_baseline
 
         with self.session_lock(request):
-            found = self.baseline(request)
+            found = self.current(request)
             if found is None:
                 found = self.new_run_dir(request, "train")
                 train_baseline(found, model="cnn", data="digits", callbacks=callbacks,
                                measure_options=self.measure_options)
+                self.set_current(request, found.name)
         return found
 
     @contextlib.contextmanager
@@ -183,9 +246,11 @@ class StudioContext:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def variant_choices(self, request: Any) -> list[str]:
-        """Dropdown labels ``"<run id> — <what it is>"`` for this session's variants."""
-        return [f"{p.name} — {describe(r)}" for p, r in self.reports(request)]
+    def variant_choices(self, request: Any) -> list[tuple[str, str]]:
+        """Dropdown choices ``(friendly label, run id)`` for this workspace's variants."""
+        reports = self.reports(request)
+        names = {p.name: r for p, r in reports}
+        return [(variant_label(r, names), p.name) for p, r in reports]
 
 
 def describe(report: dict[str, Any]) -> str:
@@ -194,6 +259,21 @@ def describe(report: dict[str, Any]) -> str:
     what = report.get("method") or report.get("config", {}).get("model") or ""
     text = f"{report.get('operation')} {what}".strip()
     return f"{text} (acc {acc:.3f})" if isinstance(acc, float) else text
+
+
+def variant_label(report: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
+    """A picker label: the friendly name, indented by lineage depth, accuracy, time made."""
+    from studio.names import friendly_name
+
+    depth, parent = 0, report.get("parent")
+    while parent in reports and depth < 8:
+        depth, parent = depth + 1, reports[parent].get("parent")
+    acc = (report.get("result") or {}).get("accuracy")
+    made = str(report.get("created_at") or "")[11:16]
+    extra = " · ".join(x for x in (f"acc {acc:.3f}" if isinstance(acc, float) else "", made)
+                       if x)
+    indent = "  " * max(depth - 1, 0) + ("↳ " if depth else "")
+    return f"{indent}{friendly_name(report)}" + (f"  ({extra})" if extra else "")
 
 
 Handler = Callable[..., Any]

@@ -7,15 +7,59 @@ from typing import Any
 from core.registry import get_method
 from studio.context import StudioContext
 
+RUNNING = "⏳"
+INPUT_LABEL = "Input model (default: the current model, shown at the top)"
+
 
 def variant_update(ctx: StudioContext, request: Any) -> dict[str, Any]:
-    """A ``gr.update`` for an input-variant dropdown: this session's variants, baseline picked."""
+    """A ``gr.update`` for an input-model dropdown: this workspace's variants (friendly names),
+    the current model picked."""
     import gradio as gr
 
-    choices = ctx.variant_choices(request)
-    base = ctx.baseline(request)
-    value = next((c for c in choices if base is not None and c.startswith(base.name)), None)
-    return gr.update(choices=choices, value=value)
+    current = ctx.current(request)
+    return gr.update(choices=ctx.variant_choices(request),
+                     value=current.name if current is not None else None)
+
+
+def follow_current(shell: Any, tab: Any, fn: Any, outputs: list[Any]) -> None:
+    """Refresh a tab's pickers when it is opened and whenever the current model changes."""
+    tab.select(fn, None, outputs, api_visibility="private")
+    if shell is not None:
+        shell.on_current(fn, [], outputs)
+
+
+def input_note(ctx: StudioContext, request: Any, source: Any) -> str:
+    """The first status line of a run: what it starts from (and that a default baseline is
+    trained first, and shown in Model & Data, when there is no model yet)."""
+    if source is not None:
+        return f"{RUNNING} Starting…"
+    if ctx.current(request) is None:
+        return (f"{RUNNING} No model yet: training the default baseline (CNN on digits) first; "
+                "it becomes the current model and is shown in Model & Data…")
+    return f"{RUNNING} Starting from the current model…"
+
+
+def progress_line(payload: tuple[float, str], started: float) -> str:
+    """A running state: the step, how far, and the time elapsed."""
+    import time
+
+    fraction, message = payload
+    elapsed = time.monotonic() - started
+    clock = f"{elapsed:.0f} s" if elapsed < 120 else f"{elapsed / 60:.1f} min"
+    return f"{RUNNING} {message} — {100 * fraction:.0f} % · {clock} elapsed"
+
+
+def stop_button(button: Any, event: Any, status: Any, api_name: str,
+                text: str = "nothing was saved for this run; your previous results are "
+                            "unchanged.") -> None:
+    """Stop ``event`` and say so in ``status`` ("Stopped — …") if it was running (a running
+    status starts with ⏳)."""
+    import gradio as gr
+
+    def stopped(current: Any) -> Any:
+        return f"**Stopped** — {text}" if str(current or "").startswith(RUNNING) else gr.skip()
+
+    button.click(stopped, [status], [status], cancels=[event], api_name=api_name)
 
 
 def method_summary(area: str, method: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -112,3 +113,45 @@ def test_each_tab_default_action(page, studio_server):
     page.locator("#comparison-tab .js-plotly-plot").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(screenshot_dir() / "comparison-all.png"), full_page=True)
+
+
+def test_workspace_survives_reload_and_restart_but_not_another_browser(studio_server,
+                                                                        tmp_path):
+    """F5 and a browser restart find the same workspace; another browser starts empty; the
+    key lives in localStorage, never in the URL; "New workspace" starts an empty one."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = studio_server
+    bar = "#current-model"
+    with sync_playwright() as pw:
+        context, page = open_studio(pw, tmp_path / "profile", url)
+        page.get_by_label("Epochs").first.fill("2")
+        page.get_by_role("button", name="Train baseline").click()
+        page.locator("strong", has_text="Trained").first.wait_for(timeout=120_000)
+        expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
+                                                           timeout=30_000)
+        stored = page.evaluate("() => JSON.stringify(Object.assign({}, localStorage))")
+        assert "optimization-studio-workspace" in stored and "ws1-" not in page.url
+
+        page.reload(wait_until="load")
+        expect(page.get_by_text("Current model:")).to_be_visible(timeout=30_000)
+        expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
+                                                           timeout=30_000)
+        context.close()
+
+        context, page = open_studio(pw, tmp_path / "profile", url)  # browser restart
+        expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
+                                                           timeout=30_000)
+        page.get_by_role("tab", name="Quantization").click()
+        expect(page.locator("#quantization-tab input").first).to_have_value(
+            re.compile("CNN on digits"), timeout=30_000)
+
+        other, other_page = open_studio(pw, tmp_path / "other-profile", url)
+        expect(other_page.get_by_text("No model yet")).to_be_visible(timeout=30_000)
+        expect(other_page.locator(bar + " input")).to_have_value("", timeout=10_000)
+        other.close()
+
+        page.get_by_text("Workspace", exact=True).click()
+        page.get_by_role("button", name="New workspace").click()
+        expect(page.get_by_text("No model yet")).to_be_visible(timeout=30_000)
+        context.close()

@@ -46,7 +46,10 @@ def test_auto_tab_picks_and_explains(client):
     assert {"baseline", "ort-fp32", "ort-static-int8"} <= candidates
     assert any(_path(f).endswith(".zip") for f in files)
     listed, _plot, _choice = client.predict(api_name="/list_variants")
-    assert any(str(row[1]) == "auto" for row in listed["data"])
+    ops = [row[listed["headers"].index("operation")] for row in listed["data"]]
+    assert "auto" in ops
+    names = [row[listed["headers"].index("name")] for row in listed["data"]]
+    assert any(n.startswith("Auto winner") for n in names) and "CNN on digits" in names
     jobs, _ = client.predict(api_name="/list_jobs")
     assert ("auto", "succeeded") in [(row[1], row[2]) for row in jobs["data"]]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import gradio as gr
@@ -13,7 +14,15 @@ from core.compare import size_latency
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
-from studio.widgets import run_stop_buttons
+from studio.widgets import (
+    INPUT_LABEL,
+    follow_current,
+    input_note,
+    progress_line,
+    run_stop_buttons,
+    stop_button,
+    variant_update,
+)
 
 EXAMPLE_RECIPE = """name: prune-finetune-int8
 model: cnn
@@ -49,7 +58,7 @@ def _r(value: Any, digits: int = 2) -> Any:
     return round(value, digits) if isinstance(value, (int, float)) else None
 
 
-def build_auto_tab(ctx: StudioContext) -> gr.Tab:
+def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Auto", id="auto", elem_id="auto-tab") as tab:
         gr.Markdown("The auto-optimizer reads this machine's hardware (instruction sets such "
                     "as AVX-512 VNNI or AMX, cores, CUDA), proposes candidate recipes suited to "
@@ -59,8 +68,7 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                     "Pareto front within your accuracy tolerance — and says why.")
         with gr.Row():
             with gr.Column(scale=1):
-                source = gr.Dropdown([], label="Model to optimise (default: the session "
-                                     "baseline)", allow_custom_value=True)
+                source = gr.Dropdown([], label=INPUT_LABEL, allow_custom_value=True)
                 target = gr.Radio(list(TARGETS), value="speed", label="Target")
                 tolerance = gr.Number(0.01, label="Accuracy tolerance (validation drop, "
                                       "0.01 = 1 point)", minimum=0, maximum=1)
@@ -101,10 +109,11 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
             job = tracked(ctx, request, "recipe", {"recipe": recipe.to_dict()},
                           lambda cb: run_recipe(recipe, out_dir=out, callbacks=cb,
                                                 measure_options=ctx.measure_options))
-            yield f"Running recipe '{recipe.name}'…", gr.skip()
+            yield f"⏳ Running recipe '{recipe.name}'…", gr.skip()
+            started = time.monotonic()
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield f"{payload[1]} ({payload[0] * 100:.0f}%)", gr.skip()
+                    yield progress_line(payload, started), gr.skip()
                 elif kind == "done":
                     rep = payload.report
                     rows = []
@@ -123,8 +132,7 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                            "trained model (measured side by side).", pd.DataFrame(rows))
 
         def on_select(request: gr.Request):
-            choices = ctx.variant_choices(request)
-            return gr.update(choices=choices, value=choices[-1] if choices else None)
+            return variant_update(ctx, request)
 
         def on_run(choice, tgt, tol, n_epochs, chosen, request: gr.Request):
             from core.artifacts import make_bundle
@@ -142,12 +150,14 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                 return auto(src, None, cfg, out_dir=out, callbacks=cb,
                             measure_options=ctx.measure_options)
 
-            yield ("Reading the hardware and proposing candidates…", *skip)
+            note = input_note(ctx, request, picked)
+            yield (f"{note} Reading the hardware and proposing candidates…", *skip)
+            started = time.monotonic()
             job = tracked(ctx, request, "auto", {"input": picked.name if picked else None,
                                                  **cfg.to_dict()}, work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield (f"{payload[1]} ({payload[0] * 100:.0f}%)", *skip)
+                    yield (progress_line(payload, started), *skip)
                 elif kind == "done":
                     rep = payload.report
                     info = rep["auto"]
@@ -164,13 +174,13 @@ def build_auto_tab(ctx: StudioContext) -> gr.Tab:
                            text, candidates_frame(rep), size_latency(rows),
                            [str(bundle), str(out / "comparison" / "report.html")])
 
-        tab.select(on_select, None, [source], api_visibility="private")
+        follow_current(shell, tab, on_select, [source])
         event = run_btn.click(on_run, [source, target, tolerance, epochs, picks],
                               [status, explanation, table, chart, files], api_name="auto",
                               show_progress_on=[status], **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[event], api_name="stop_auto")
+        stop_button(stop_btn, event, status, "stop_auto")
         r_event = recipe_btn.click(on_recipe, [recipe_text, recipe_upload],
                                    [recipe_status, recipe_steps], api_name="run_recipe",
                                    show_progress_on=[recipe_status], **ctx.engine())
-        recipe_stop.click(None, None, None, cancels=[r_event], api_name="stop_recipe")
+        stop_button(recipe_stop, r_event, recipe_status, "stop_recipe")
     return tab

@@ -3,6 +3,9 @@ report exports, bundles and "save as recipe"."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -14,6 +17,7 @@ from studio.charts import size_latency_scatter, variant_row
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
+from studio.widgets import progress_line, stop_button, variant_update
 
 EXPORT_LABEL = "Report exports: HTML (self-contained, offline), Markdown, CSV, JSON"
 
@@ -34,12 +38,16 @@ def _display(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def json_report(path: Path) -> dict[str, Any]:
+    return json.loads((path / "report.json").read_text())
+
+
 def comparable_runs(ctx: StudioContext, request: Any) -> tuple[list[Any], list[str]]:
     """This session's variants made on the baseline's data set, and the ids left out."""
     reports = ctx.reports(request)
     if not reports:
         return [], []
-    base = ctx.baseline(request) or reports[0][0]
+    base = ctx.current(request) or reports[0][0]
     source = next(((r.get("data") or {}).get("source") for p, r in reports if p == base), None)
     keep = [p for p, r in reports if (r.get("data") or {}).get("source") == source]
     keep.sort(key=lambda p: p != base)  # the baseline first: deltas are taken against it
@@ -47,7 +55,7 @@ def comparable_runs(ctx: StudioContext, request: Any) -> tuple[list[Any], list[s
     return keep, left
 
 
-def build_comparison_tab(ctx: StudioContext) -> gr.Tab:
+def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Comparison", id="comparison", elem_id="comparison-tab") as tab:
         gr.Markdown("Every variant made in this browser session. **Refresh** lists the figures "
                     "measured when each variant was made (against its parent); **Re-measure "
@@ -74,10 +82,9 @@ def build_comparison_tab(ctx: StudioContext) -> gr.Tab:
         recipe_file = gr.File(label="Recipe (replay with: studio run RECIPE.yaml --out DIR)")
 
         def on_refresh(request: gr.Request):
-            rows = [variant_row(p.name, r) for p, r in ctx.reports(request)]
-            choices = ctx.variant_choices(request)
-            return (pd.DataFrame(rows), size_latency_scatter(rows),
-                    gr.update(choices=choices, value=choices[-1] if choices else None))
+            runs, _left = comparable_runs(ctx, request)
+            rows = [variant_row(p.name, json_report(p)) for p in runs]
+            return (pd.DataFrame(rows), size_latency_scatter(rows), variant_update(ctx, request))
 
         def on_remeasure(request: gr.Request):
             from core.compare import compare
@@ -92,10 +99,11 @@ def build_comparison_tab(ctx: StudioContext) -> gr.Tab:
                                               measure_options=ctx.measure_options,
                                               title="Comparison of this session's variants"))
             skip = (gr.skip(),) * 6
-            yield (f"Re-measuring {len(runs)} variant(s) side by side…{note}", *skip)
+            started = time.monotonic()
+            yield (f"⏳ Re-measuring {len(runs)} variant(s) side by side…{note}", *skip)
             for kind, payload in stream(work):
                 if kind == "progress":
-                    yield (f"{payload[1]} ({payload[0] * 100:.0f}%)", *skip)
+                    yield (progress_line(payload, started), *skip)
                 elif kind == "done":
                     rep = payload.report
                     files = [str(out / n) for n in ("report.html", "report.md",
@@ -133,7 +141,7 @@ def build_comparison_tab(ctx: StudioContext) -> gr.Tab:
         event = remeasure.click(
             on_remeasure, None, [status, table, scatter, acc_plot, lineage_plot, bars, exports],
             api_name="remeasure_all", show_progress_on=[status], **ctx.engine())
-        stop.click(None, None, None, cancels=[event], api_name="stop_remeasure")
+        stop_button(stop, event, status, "stop_remeasure")
         download_btn.click(on_download, [variant], [bundle], api_name="download_bundle")
         recipe_btn.click(on_recipe, [variant], [recipe_file], api_name="save_recipe")
     return tab

@@ -3,6 +3,7 @@ trained on labels only; teacher, both students and the gain are measured and sho
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import gradio as gr
@@ -16,7 +17,16 @@ from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
 from studio.uploads import store_data_upload
-from studio.widgets import method_summary, run_stop_buttons, variant_update, warnings_markdown
+from studio.widgets import (
+    follow_current,
+    input_note,
+    method_summary,
+    progress_line,
+    run_stop_buttons,
+    stop_button,
+    variant_update,
+    warnings_markdown,
+)
 
 COLUMNS = ["model", "accuracy", "macro F1", "params", "size (KB)", "p50 b1 (ms)",
            "p50 b64 (ms)"]
@@ -82,7 +92,7 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
 SAME_FAMILY = "the teacher's"
 
 
-def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
+def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("distillation")
     with gr.Tab("Distillation", id="distillation", elem_id="distillation-tab") as tab:
         gr.Markdown("Train a smaller **student** from a **teacher** variant of this session "
@@ -92,7 +102,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                     "the training inputs (or your unlabelled file).")
         with gr.Row():
             with gr.Column(scale=1):
-                teacher = gr.Dropdown([], label="Teacher (empty: the session baseline)",
+                teacher = gr.Dropdown([], label="Teacher (default: the current model)",
                                       allow_custom_value=True)
                 method = gr.Dropdown(methods, value=methods[0], label="Method")
                 method_help = gr.Markdown(method_summary("distillation", methods[0]))
@@ -150,12 +160,12 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                 return distill(source, None, config, out_dir=run_dir, callbacks=cb,
                                measure_options=getattr(ctx, "measure_options", None))
 
-            yield "Starting…", gr.skip(), gr.skip(), gr.skip()
+            yield input_note(ctx, request, src), gr.skip(), gr.skip(), gr.skip()
+            started = time.monotonic()
             job = tracked(ctx, request, "distill", job_config(src, config), work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
-                        gr.skip()
+                    yield progress_line(payload, started), gr.skip(), gr.skip(), gr.skip()
                 elif kind == "metrics" and "student" in payload:
                     history.append(payload)
                     yield gr.skip(), curves(history), gr.skip(), gr.skip()
@@ -165,7 +175,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                     yield (_summary(report, run_dir.name), curves(history),
                            pd.DataFrame(results_rows(report), columns=COLUMNS), str(zipped))
 
-        tab.select(on_select, None, [teacher, extra], api_visibility="private")
+        follow_current(shell, tab, on_select, [teacher, extra])
         method.change(lambda m: method_summary("distillation", m), [method], [method_help],
                       api_visibility="private")
         event = run_btn.click(
@@ -173,7 +183,7 @@ def build_distillation_tab(ctx: StudioContext) -> gr.Tab:
                      unlabelled, budget, family],
             [status, curve, table, bundle], api_name="distill", show_progress_on=[status],
             **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[event], api_name="stop_distill")
+        stop_button(stop_btn, event, status, "stop_distill")
         gr.Button("Refresh variants", size="sm").click(on_select, None, [teacher, extra],
                                                        api_name="distill_variants")
     return tab

@@ -49,7 +49,7 @@ def jobs_frame(ctx: StudioContext, request: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def build_jobs_tab(ctx: StudioContext) -> gr.Tab:
+def build_jobs_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Jobs", id="jobs", elem_id="jobs-tab") as tab:
         gr.Markdown("Every long operation of this session is a job, kept in a job store that "
                     "survives a restart (a job cut off by a restart is marked *interrupted*). "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
@@ -17,7 +20,7 @@ from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
 from studio.uploads import store_data_upload, store_model_upload
-from studio.widgets import run_stop_buttons
+from studio.widgets import progress_line, run_stop_buttons, stop_button
 
 
 def figures_table(report: dict[str, Any], run_id: str) -> pd.DataFrame:
@@ -26,7 +29,7 @@ def figures_table(report: dict[str, Any], run_id: str) -> pd.DataFrame:
     return pd.DataFrame({"figure": list(row), "value": [str(v) for v in row.values()]})
 
 
-def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
+def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Model & Data", id="model_data") as tab:
         gr.Markdown("Train a built-in model on a data set (the default is the digits data set "
                     "and a small CNN, trained in seconds), or upload your own model. Its "
@@ -45,11 +48,21 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
                     model_file = gr.File(label="Model: .onnx, TorchScript .pt or torch.export "
                                          ".pt2", file_types=[".onnx", ".pt", ".pt2"], height=110)
                     use_btn = gr.Button("Measure uploaded model")
+                    preview = gr.Markdown("")
             with gr.Column(scale=2):
                 status = gr.Markdown("No baseline yet.")
                 curve = gr.Plot(label="Training curve")
                 table = gr.Dataframe(pd.DataFrame(columns=["figure", "value"]),
                                      label="Measured figures", interactive=False)
+
+        def on_show(request: gr.Request):
+            return show_current(ctx, request)
+
+        def on_preview(upload: str | None, column: str):
+            if not upload:
+                return gr.skip(), gr.skip()
+            data = call(lambda: load_dataset(upload, label_column=column or "label"))
+            return data_preview(data, column), gr.update(value="mlp")
 
         def resolve_data(request: gr.Request, name: str, upload: str | None, column: str):
             if upload:
@@ -70,19 +83,28 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
                 return train_baseline(run_dir, model=fam, data=data, config=config,
                                       callbacks=cb, measure_options=ctx.measure_options)
 
-            yield "Training…", None, None
+            previous = show_current(ctx, request)
+            yield f"{RUNNING} Training {fam} on {Path(str(source)).stem}…", gr.skip(), gr.skip()
+            started = time.monotonic()
             record = {"model": fam, "data": Path(str(source)).name, **config.to_dict()}
             job = tracked(ctx, request, "train", record, work)
-            for kind, payload in stream(job):
-                if kind == "metrics":
-                    history.append(payload)
-                    yield (f"Epoch {payload['epoch']}/{config.epochs}: val accuracy "
-                           f"{payload['val_accuracy']:.3f}"), training_curve(history), gr.skip()
-                elif kind == "progress":
-                    yield payload[1], gr.skip(), gr.skip()
-                elif kind == "done":
-                    yield (_summary("Trained", run_dir.name, payload),
-                           training_curve(history), figures_table(payload, run_dir.name))
+            with keep_previous_on_failure(previous) as restore:
+                for kind, payload in stream(job):
+                    if kind == "metrics":
+                        history.append(payload)
+                        yield (f"{RUNNING} Epoch {payload['epoch']}/{config.epochs}: val "
+                               f"accuracy {payload['val_accuracy']:.3f} · "
+                               f"{time.monotonic() - started:.0f} s elapsed"), \
+                            training_curve(history), gr.skip()
+                    elif kind == "progress":
+                        yield progress_line(payload, started), gr.skip(), gr.skip()
+                    elif kind == "done":
+                        ctx.set_current(request, run_dir.name)
+                        yield (_summary("Trained", run_dir.name, payload),
+                               training_curve(history), figures_table(payload, run_dir.name))
+            if restore:
+                yield restore[0]
+                raise restore[0].error
 
         def on_use(upload, name, data_upload, column, request: gr.Request):
             if not upload:
@@ -91,18 +113,25 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
                                                    limit_mb=ctx.upload_limit_mb))
             source = call(lambda: resolve_data(request, name, data_upload, column))
             run_dir = ctx.new_run_dir(request, "benchmark")
-            yield "Measuring…", gr.skip()
+            previous = show_current(ctx, request)
+            yield f"{RUNNING} Measuring {path.name}…", gr.skip()
+            started = time.monotonic()
             job = tracked(ctx, request, "benchmark", {"model": path.name,
                                                       "data": Path(str(source)).name},
                           lambda cb: benchmark_model(
                               run_dir, model=path, data=load_dataset(source, label_column=column),
                               callbacks=cb, measure_options=ctx.measure_options))
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield payload[1], gr.skip()
-                elif kind == "done":
-                    yield (_summary("Measured", run_dir.name, payload),
-                           figures_table(payload, run_dir.name))
+            with keep_previous_on_failure(previous) as restore:
+                for kind, payload in stream(job):
+                    if kind == "progress":
+                        yield progress_line(payload, started), gr.skip()
+                    elif kind == "done":
+                        ctx.set_current(request, run_dir.name)
+                        yield (_summary("Measured", run_dir.name, payload),
+                               figures_table(payload, run_dir.name))
+            if restore:
+                yield restore[0][0], restore[0][2]
+                raise restore[0].error
 
         train_event = train_btn.click(
             on_train, [dataset, family, data_file, label_column, epochs, lr],
@@ -111,8 +140,71 @@ def build_model_data_tab(ctx: StudioContext) -> gr.Tab:
         use_event = use_btn.click(on_use, [model_file, dataset, data_file, label_column],
                                   [status, table], api_name="use_model",
                                   show_progress_on=[status], **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[train_event, use_event], api_name="stop_train")
+        stop_button(stop_btn, train_event, status, "stop_train")
+        stop_button(stop_btn, use_event, status, "stop_use_model")
+        tab.select(on_show, None, [status, curve, table], api_visibility="private")
+        if shell is not None:
+            shell.on_current(on_show, [], [status, curve, table])
+            shell.after(train_event)
+            shell.after(use_event)
+        data_file.upload(on_preview, [data_file, label_column], [preview, family],
+                         api_visibility="private")
     return tab
+
+
+RUNNING = "⏳"
+
+
+class Restore(tuple):
+    """The outputs to put back after a failed run, and the error to raise then."""
+
+    error: BaseException
+
+
+@contextlib.contextmanager
+def keep_previous_on_failure(previous: tuple[Any, ...]) -> Iterator[list[Any]]:
+    """Catch a failed run's ``gr.Error``; the caller then shows ``previous`` (what the user
+    had before, with the failure on top) and re-raises it."""
+    holder: list[Any] = []
+    try:
+        yield holder
+    except gr.Error as exc:
+        restore = Restore((f"**Failed** — {exc.message} Your current model is unchanged."
+                           f"\n\n{previous[0]}", *previous[1:]))
+        restore.error = exc
+        holder.append(restore)
+
+
+def show_current(ctx: StudioContext, request: Any) -> tuple[Any, Any, Any]:
+    """Status, training curve and figures of the workspace's current model."""
+    from studio.names import friendly_name
+
+    current = ctx.current(request)
+    if current is None:
+        return ("No model yet: press **Train baseline** (digits + a small CNN, seconds), or "
+                "upload your own below.", None, pd.DataFrame(columns=["figure", "value"]))
+    report = json.loads((current / "report.json").read_text())
+    history = (report.get("training") or {}).get("history") or []
+    verb = "Trained" if report.get("operation") == "train" else "Measured"
+    head = f"Current model: **{friendly_name(report)}**.\n\n"
+    try:
+        text = head + _summary(verb, current.name, report)
+    except (KeyError, TypeError):
+        text = head + f"`{current.name}`"
+    return (text, training_curve(history) if history else None,
+            figures_table(report, current.name))
+
+
+def data_preview(data: Any, column: str) -> str:
+    """What an uploaded data file holds, and the model family suggested for it."""
+    import numpy as np
+
+    rows = len(data.y_train) + len(data.y_val) + len(data.y_test)
+    features = int(np.prod(data.X_train.shape[1:]))
+    return (f"**Preview**: {rows:,} rows, {features} feature column(s), "
+            f"{len(data.class_names)} classes ({', '.join(map(str, data.class_names[:8]))}"
+            f"{'…' if len(data.class_names) > 8 else ''}), label column `{column}`. "
+            "Suggested model family: **mlp** (tabular data); press Train baseline.")
 
 
 def _summary(verb: str, run_id: str, report: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ one-shot or gradual with fine-tuning, measured side by side with the input model
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import gradio as gr
@@ -15,7 +16,17 @@ from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
-from studio.widgets import method_summary, run_stop_buttons, variant_update, warnings_markdown
+from studio.widgets import (
+    INPUT_LABEL,
+    follow_current,
+    input_note,
+    method_summary,
+    progress_line,
+    run_stop_buttons,
+    stop_button,
+    variant_update,
+    warnings_markdown,
+)
 
 COLUMNS = ["model", "accuracy", "accuracy before fine-tune", "params", "non-zero params",
            "MACs", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)", "p95 b64 (ms)"]
@@ -97,7 +108,7 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
 
 
 
-def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
+def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("pruning")
     default = "structured-l2" if "structured-l2" in methods else methods[0]
     with gr.Tab("Pruning", id="pruning", elem_id="pruning-tab") as tab:
@@ -108,8 +119,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                     "measured side by side with the input.")
         with gr.Row():
             with gr.Column(scale=1):
-                variant = gr.Dropdown([], label="Input variant (empty: the session baseline)",
-                                      allow_custom_value=True)
+                variant = gr.Dropdown([], label=INPUT_LABEL, allow_custom_value=True)
                 method = gr.Dropdown(methods, value=default, label="Method")
                 method_help = gr.Markdown(method_summary("pruning", default))
                 sparsity = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
@@ -157,12 +167,13 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                 return prune(source, None, config, out_dir=run_dir, callbacks=cb,
                              measure_options=getattr(ctx, "measure_options", None))
 
-            yield "Starting…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield input_note(ctx, request, src), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            started = time.monotonic()
             job = tracked(ctx, request, "prune", job_config(src, config), work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
-                        gr.skip(), gr.skip()
+                    yield progress_line(payload, started), gr.skip(), gr.skip(), gr.skip(), \
+                        gr.skip()
                 elif kind == "metrics" and "step" in payload and "sparsity" in payload:
                     history.append(payload)
                     yield gr.skip(), step_curve(history), gr.skip(), gr.skip(), gr.skip()
@@ -174,7 +185,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                            pd.DataFrame(results_rows(report), columns=COLUMNS),
                            layer_chart(info.get("layers", []), config.structured), str(zipped))
 
-        tab.select(on_select, None, [variant], api_visibility="private")
+        follow_current(shell, tab, on_select, [variant])
         method.change(lambda m: method_summary("pruning", m), [method], [method_help],
                       api_visibility="private")
         event = run_btn.click(
@@ -182,7 +193,7 @@ def build_pruning_tab(ctx: StudioContext) -> gr.Tab:
                      attention, ignore],
             [status, curve, table, layers_plot, bundle], api_name="prune",
             show_progress_on=[status], **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[event], api_name="stop_prune")
+        stop_button(stop_btn, event, status, "stop_prune")
         gr.Button("Refresh variants", size="sm").click(on_select, None, [variant],
                                                        api_name="prune_variants")
     return tab

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import gradio as gr
@@ -16,7 +17,16 @@ from core.registry import get_method, list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
-from studio.widgets import run_stop_buttons, variant_update, warnings_markdown
+from studio.widgets import (
+    INPUT_LABEL,
+    follow_current,
+    input_note,
+    progress_line,
+    run_stop_buttons,
+    stop_button,
+    variant_update,
+    warnings_markdown,
+)
 
 DEFAULT_TOLERANCE = 0.01
 COLUMNS = ["variant", "method", "size (KB)", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b64 (ms)",
@@ -161,7 +171,7 @@ def _tolerance(value: Any) -> float | None:
                                     value) from None
 
 
-def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
+def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("quantization")
     with gr.Tab("Quantization", id="quantization", elem_id="quantization-tab") as tab:
         gr.Markdown("Quantize a variant of this session (default: the baseline) to INT8, FP16, "
@@ -169,8 +179,7 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                     "FP32 model; if it is slower on this CPU, you will be told.")
         with gr.Row():
             with gr.Column(scale=1):
-                variant = gr.Dropdown([], label="Input variant (empty: the session baseline)",
-                                      allow_custom_value=True)
+                variant = gr.Dropdown([], label=INPUT_LABEL, allow_custom_value=True)
                 method = gr.Dropdown(methods, value=methods[0], label="Method")
                 method_help = gr.Markdown(_method_help(methods[0]))
                 calibration = gr.Radio(list(CALIBRATIONS), value="minmax", label="Calibration")
@@ -228,13 +237,14 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                 return quantize(source, None, config, out_dir=run_dir, callbacks=cb,
                                 measure_options=ctx.measure_options)
 
-            yield "Starting…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield input_note(ctx, request, src), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            started = time.monotonic()
             job = tracked(ctx, request, "quantize", {**job_config(src, config), "method": name},
                           work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(), \
-                        gr.skip(), gr.skip()
+                    yield progress_line(payload, started), gr.skip(), gr.skip(), gr.skip(), \
+                        gr.skip()
                 elif kind == "metrics" and "sensitivity_delta" in payload:
                     sens_rows.append({"layer": payload["layer"],
                                       "delta": payload["sensitivity_delta"]})
@@ -252,14 +262,14 @@ def build_quantization_tab(ctx: StudioContext) -> gr.Tab:
                            sensitivity_chart(sens_all) if sens_all else None,
                            size_latency_chart(rows), str(zipped))
 
-        tab.select(on_select, None, [variant], api_visibility="private")
+        follow_current(shell, tab, on_select, [variant])
         method.change(_method_help, [method], [method_help], api_visibility="private")
         event = run_btn.click(
             on_run, [variant, method, calibration, calib_size, per_channel, tolerance,
                      sensitivity, quant_types, block_size, backend, qat_epochs, qat_lr],
             [status, table, sens_plot, scatter, bundle], api_name="quantize",
             show_progress_on=[status], **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[event], api_name="stop_quantize")
+        stop_button(stop_btn, event, status, "stop_quantize")
         gr.Button("Refresh variants", size="sm").click(on_select, None, [variant],
                                                        api_name="quantize_variants")
     return tab

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gradio as gr
@@ -12,7 +13,7 @@ from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
-from studio.widgets import run_stop_buttons
+from studio.widgets import follow_current, progress_line, run_stop_buttons, stop_button
 
 SYNTHETIC = "mlp 9→[32, 16]→4 on seeded synthetic clients"
 COLUMNS = ["clients", "engine", "total_s", "time_per_round_s", "peak_memory_mb",
@@ -62,7 +63,7 @@ def scaling_charts(rows: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
     return t, m, c
 
 
-def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
+def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Scalability", id="scalability", elem_id="scalability-tab") as tab:
         gr.Markdown("Simulate federated learning from a few to 1000+ clients on this machine: "
                     "all clients of a round are trained at once (vmap), and time, memory, "
@@ -121,12 +122,13 @@ def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
                              measure_options=getattr(ctx, "measure_options", None))
 
             skip = (gr.skip(),) * 6
-            yield ("Starting…",) + skip
+            yield ("⏳ Starting…",) + skip
+            started = time.monotonic()
             last = 0
             job = tracked(ctx, request, "scale", job_config(src, config), work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield (f"{payload[1]} ({100 * payload[0]:.0f} %)",) + skip
+                    yield (progress_line(payload, started),) + skip
                 elif kind == "metrics":
                     history.setdefault(payload["clients"], []).append(
                         (payload["round"], payload["accuracy"]))
@@ -144,13 +146,13 @@ def build_scalability_tab(ctx: StudioContext) -> gr.Tab:
                     yield (_summary(report, run_dir.name), t, m, accuracy_chart(history), c,
                            frame, paths)
 
-        tab.select(on_select, None, [model], api_visibility="private")
+        follow_current(shell, tab, on_select, [model])
         event = run_btn.click(
             on_run, [model, counts, rounds, samples, algorithm, alpha, stragglers, fraction,
                      engine, local_epochs],
             [status, time_plot, mem_plot, acc_plot, conv_plot, table, files],
             api_name="scale", show_progress_on=[status], **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[event], api_name="stop_scale")
+        stop_button(stop_btn, event, status, "stop_scale")
         gr.Button("Refresh variants", size="sm").click(on_select, None, [model],
                                                        api_name="scale_variants")
     return tab

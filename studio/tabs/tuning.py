@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +20,7 @@ from core.tuning import OBJECTIVES, PRUNERS, TuneConfig, default_space, train_be
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
-from studio.widgets import run_stop_buttons, warnings_markdown
+from studio.widgets import progress_line, run_stop_buttons, stop_button, warnings_markdown
 
 TARGETS = ["hyperparameters", "architecture", "recipe"]
 COLUMNS = ["trial", "state", "accuracy", "latency (ms)", "size (KB)", "epochs", "stopped",
@@ -153,7 +154,7 @@ def _trial_number(value: Any) -> int | None:
         raise InvalidParameterError("trial", "a trial number, or 'best'", value) from None
 
 
-def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
+def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     samplers = list_methods("tuning")
     with gr.Tab("Tuning", id="tuning", elem_id="tuning-tab") as tab:
         gr.Markdown("Search training hyper-parameters or architectures with Optuna. Studies are "
@@ -228,13 +229,14 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                 return tune(base, None, config, out_dir=out, callbacks=cb,
                             measure_options=ctx.measure_options)
 
-            yield (f"Starting study `{config.study_name}`…", gr.skip(), gr.skip(), None, None,
+            yield (f"⏳ Starting study `{config.study_name}`…", gr.skip(), gr.skip(), None, None,
                    None, None, None)
+            started = time.monotonic()
             job = tracked(ctx, request, "study", {"study": config.study_name,
                                                    "config": config.to_dict()}, work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield (f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip(), gr.skip(),
+                    yield (progress_line(payload, started), gr.skip(), gr.skip(),
                            gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
                 elif kind == "metrics" and payload.get("event") == "trial":
                     rows.append(payload)
@@ -269,12 +271,13 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                                   baseline=baseline, callbacks=cb,
                                   measure_options=ctx.measure_options)
 
-            yield "Training the chosen trial…", gr.skip()
+            yield "⏳ Training the chosen trial…", gr.skip()
+            started = time.monotonic()
             job = tracked(ctx, request, "train-best", {"study": folder.name, "trial": trial},
                           work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield f"{payload[1]} ({100 * payload[0]:.0f} %)", gr.skip()
+                    yield progress_line(payload, started), gr.skip()
                 elif kind == "done":
                     rep = payload.report
                     res, ratios = rep["result"], rep.get("ratios") or {}
@@ -300,9 +303,11 @@ def build_tuning_tab(ctx: StudioContext) -> gr.Tab:
                      timeout, epochs, max_latency, seed, study_name, max_size],
             [status, table, history, parallel, importance, pareto, files, study_dir],
             api_name="tune", show_progress_on=[status], **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[event], api_name="stop_tune")
+        stop_button(stop_btn, event, status, "stop_tune",
+                    "finished trials are kept in the study; run it again with the same "
+                    "study name to continue.")
         best_event = best_btn.click(on_train_best, [study_dir, trial_no], [best_status, files],
                                     api_name="tune_train_best", show_progress_on=[best_status],
                                     **ctx.engine())
-        stop_btn.click(None, None, None, cancels=[best_event], api_name="stop_tune_best")
+        stop_button(stop_btn, best_event, best_status, "stop_tune_best")
     return tab
