@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core.artifacts._onnx import move_onnx
+from core.artifacts._trust import record_studio_made
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
 from core.quantization._base import AREA, MethodSpec, Source, method_spec, sub_callbacks
@@ -67,6 +68,9 @@ def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None
         return ort_session(path, threads=threads, output_name=output_name)
     import torch
 
+    from core.artifacts._trust import check_model_code_allowed
+
+    check_model_code_allowed(path, "torchscript")  # the studio's own file, or trusted
     return torch.jit.load(str(path), map_location="cpu").eval()
 
 
@@ -85,6 +89,7 @@ def _attempt(spec: MethodSpec, source: Source, config: QuantizationConfig, data:
     """Quantize into scratch and return (Quantized, validation accuracy of the artifact)."""
     out = source.scratch / f"attempt-{uuid.uuid4().hex[:8]}{Path(spec.artifact).suffix}"
     q = spec.run(source, config, out, include=include, exclude=exclude, callbacks=cb)
+    record_studio_made([Path(q.path)])  # written here: it loads back without the opt-in
     return q, _accuracy(load_artifact(q.path, output_name=source.output_name), data)
 
 
