@@ -235,6 +235,51 @@ def _float_initializers_trainable(module: torch.nn.Module) -> None:
             holder.register_parameter(key, torch.nn.Parameter(buf.detach().clone()))
 
 
+class StaticReshape(torch.nn.Module):
+    """Reshape to a constant target (0 copies the input's dim) without reading a tensor, so
+    ``torch.export`` (PT2E quantization, the dynamo exporter) can trace it; onnx2torch's own
+    Reshape inspects its shape tensor at run time, a data-dependent branch export refuses."""
+
+    def __init__(self, shape: list[int]) -> None:
+        super().__init__()
+        self.shape = [int(s) for s in shape]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)])
+
+
+def _static_reshapes(module: Any) -> None:
+    """Replace onnx2torch Reshape calls whose target is a constant by :class:`StaticReshape`."""
+    from onnx2torch.node_converters.reshape import OnnxReshape
+
+    changed = False
+    for node in list(module.graph.nodes):
+        if node.op != "call_module" or len(node.args) != 2 or node.kwargs:
+            continue
+        if not isinstance(module.get_submodule(node.target), OnnxReshape):
+            continue
+        shape_node = node.args[1]
+        if getattr(shape_node, "op", None) != "get_attr":
+            continue
+        shape = _fetch_attr(module, shape_node.target)
+        if not torch.is_tensor(shape) or shape.is_floating_point() or shape.dim() != 1:
+            continue
+        module.add_submodule(node.target, StaticReshape(shape.tolist()))
+        node.args = (node.args[0],)
+        changed = True
+    if changed:
+        module.graph.eliminate_dead_code()
+        module.delete_all_unused_submodules()
+        module.recompile()
+
+
+def _fetch_attr(module: Any, target: str) -> Any:
+    value = module
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def _unsupported_ops(model: Any) -> list[str]:
     """Operators of ``model`` that no registered converter handles, as 'Op (opset N)'."""
     from onnx2torch.node_converters.registry import get_converter
@@ -297,6 +342,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
         raise UnsupportedModelError(
             f"'{name}' cannot be turned into a trainable torch module: {text}.") from None
     _float_initializers_trainable(module)
+    _static_reshapes(module)
     module.train()
     if batch and not _runs_on_other_batches(module, model, batch):
         return FixedBatch(module, batch)
