@@ -145,6 +145,11 @@ def test_upload_own_onnx_and_data_then_benchmark_it(server):
     with zipfile.ZipFile(io.BytesIO(bundle.content)) as zf:  # no server path leaves
         leaks = [n for n in zf.namelist() if str(root).encode() in zf.read(n)]
     assert leaks == []
+    r = client.post("/api/jobs", headers=alice, json={"kind": "quantize", "config": {
+        "model": ref_model, "data": ref_data, "method": "ort-dynamic-int8"}})
+    assert r.status_code == 201, r.text
+    job = _wait(client, r.json()["id"], alice)
+    assert job["status"] == "succeeded" and job["summary"]["method"] == "ort-dynamic-int8", job
     # Bob cannot use Alice's upload; an upload is not a job 'input'.
     r = client.post("/api/jobs", headers=bob, json={
         "kind": "benchmark", "config": {"model": ref_model, "data": "wine"}})
