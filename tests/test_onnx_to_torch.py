@@ -179,13 +179,28 @@ def test_converted_model_matches_the_original_and_exports_back(name, how, tmp_pa
     assert check_parity(model, tmp_path / "back.onnx", X) < TOL
 
 
+@pytest.fixture(scope="module")
+def default_export(tmp_path_factory):
+    """``get(name)``: the ZOO model exported the torch 2.13 default way, once per module."""
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            model, shape = _model(name)
+            folder = tmp_path_factory.mktemp(name)
+            cache[name] = _export(model, shape, folder / "model.onnx", how="dynamo")
+        return cache[name]
+
+    return get
+
+
 @pytest.mark.parametrize("name", ["convnet", "vit"])
-def test_torch_default_export_with_external_data_converts(name, tmp_path):
+def test_torch_default_export_with_external_data_converts(name, default_export, tmp_path):
     """torch 2.13's default export: opset 18+ (ReduceMean axes input, Reshape allowzero,
     Gelu), weights in model.onnx.data and the batch fixed at the example's size."""
     model, shape = _model(name)
-    path = _export(model, shape, tmp_path / "model.onnx", how="dynamo")
-    assert (tmp_path / "model.onnx.data").is_file()
+    path = default_export(name)
+    assert path.with_name("model.onnx.data").is_file()
     converted = onnx_to_torch(path)
     X = _rows(shape, n=7)
     assert _max_diff(converted, model, X) < TOL
@@ -236,13 +251,15 @@ def test_converted_model_fine_tunes_on_digits(tmp_path):
     assert after < 0.6 * before and accuracy > 0.6
 
 
-@pytest.mark.parametrize("name,how", [("residual", "dynamo"), ("mobile", "legacy-fixed"),
-                                      ("convnet", "legacy-dynamic")])
-def test_converted_conv_net_is_structurally_prunable(name, how, tmp_path):
+@pytest.mark.parametrize("name,how", [("convnet", "dynamo"), ("residual", "legacy-fixed"),
+                                      ("mobile", "legacy-dynamic")])
+def test_converted_conv_net_is_structurally_prunable(name, how, default_export, tmp_path):
     import torch_pruning as tp
 
     model, shape = _model(name)
-    converted = onnx_to_torch(_export(model, shape, tmp_path / "m.onnx", how=how))
+    path = default_export(name) if how == "dynamo" else \
+        _export(model, shape, tmp_path / "m.onnx", how=how)
+    converted = onnx_to_torch(path)
     before = sum(p.numel() for p in converted.parameters())
     example = torch.randn(2, *shape)
     last = [m for m in converted.modules() if isinstance(m, nn.Linear)][-1]
@@ -255,6 +272,27 @@ def test_converted_conv_net_is_structurally_prunable(name, how, tmp_path):
     X = _rows(shape, n=5)
     assert converted(torch.from_numpy(X)).shape == (5, 10)
     assert export_checked(converted, tmp_path / "pruned.onnx", X).max_abs_diff < TOL
+
+
+def test_converted_conv_net_is_ready_for_qat_and_torch_export(default_export):
+    """Constant reshapes no longer read a tensor at run time: FX QAT (torch.ao) and
+    torch.export (PT2E, the dynamo exporter) trace the converted module."""
+    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+
+    _, shape = _model("convnet")
+    converted = onnx_to_torch(default_export("convnet"))
+    x = torch.from_numpy(_rows(shape, n=4))
+    torch.export.export(converted.eval(), (x,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_qat_fx(converted.train(), get_default_qat_qconfig_mapping("x86"),
+                                  (x,))
+        prepared(x).square().mean().backward()
+        quantized = convert_fx(prepared.eval())
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized")
+               for m in quantized.modules())
+    assert quantized(x).shape == (4, 10)
 
 
 def _graph_with(op: str, tmp_path) -> str:
