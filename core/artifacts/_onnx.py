@@ -276,7 +276,7 @@ def make_batch_dynamic(path: str | Path, batch: int, out_dir: str | Path) -> Pat
     """
     import onnx
 
-    path, out = Path(path), Path(out_dir) / Path(path).name
+    path, out = Path(path), Path(out_dir) / "model.onnx"  # the name it ships under
     model = onnx.load(str(path))
     init_names = _initializer_inputs(model)
     inp = next(i for i in model.graph.input if i.name not in init_names)

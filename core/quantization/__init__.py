@@ -6,6 +6,12 @@ Methods register themselves in ``core.registry`` (area ``"quantization"``):
 """
 
 from core.quantization import _ort, _torch  # noqa: F401  (register the methods)
+from core.quantization._check import (
+    applicable_methods,
+    check_applies,
+    method_kinds,
+    quantization_evidence,
+)
 from core.quantization._config import (
     OrtDynamicInt8Config,
     OrtFp16Config,
@@ -37,9 +43,13 @@ __all__ = [
     "TorchFp16Config",
     "TorchQatInt8Config",
     "TorchStaticInt8Config",
+    "applicable_methods",
+    "check_applies",
     "is_layerwise",
     "load_artifact",
     "make_config",
+    "method_kinds",
+    "quantization_evidence",
     "quantize",
     "quantize_model",
 ]

@@ -97,15 +97,31 @@ def quantization_evidence(path: str | Path) -> str | None:
     return _onnx_evidence(path) if path.suffix == ".onnx" else _torchscript_evidence(path)
 
 
+_NOTHING_TO_DO = {
+    "ort-static-int8": "it found no Conv, MatMul or Gemm layer with constant weights",
+    "ort-dynamic-int8": "it quantizes MatMul/Gemm layers (convolutions with quantize_conv) and "
+                        "found none",
+    "ort-int4": "it quantizes MatMul/Gemm weights only and found none",
+    "ort-fp16": "no weight was converted to float16",
+    "torch-dynamic-int8": "it quantizes nn.Linear modules and found none",
+    "torch-static-int8": "torch.fx found no Conv/Linear module to quantize (a torch.export or "
+                         "FX graph has none)",
+    "torch-qat-int8": "torch.fx found no Conv/Linear module to quantize",
+}
+
+
 def require_quantized(path: str | Path, method: str, *, kept_float: list[str] | None = None
                       ) -> str:
     """The evidence that ``method`` changed the model; a clear error when it did nothing."""
     found = quantization_evidence(path)
     if found is not None:
         return found
-    why = (f"every quantizable layer was kept in float ({', '.join(kept_float)}) to meet the "
-           "tolerance" if kept_float else "the artifact has no quantized operators or "
-           "low-precision weights (the model has no layer this method quantizes)")
-    raise UnsupportedModelError(f"'{method}' did nothing on this model: {why}. Try "
-                                "ort-static-int8, which quantizes convolutions and linear "
-                                "layers.")
+    if kept_float:
+        why = (f"every quantized layer had to stay in float to meet the tolerance "
+               f"({', '.join(kept_float)}); raise the tolerance or use another method")
+    else:
+        why = _NOTHING_TO_DO.get(method, "the artifact has no quantized operators or "
+                                 "low-precision weights")
+        if method != "ort-static-int8":
+            why += "; ort-static-int8 quantizes convolutions and linear layers"
+    raise UnsupportedModelError(f"'{method}' did nothing on this model: {why}.")

@@ -41,20 +41,26 @@ def tiny_net(num_classes: int = 10, *, normalize: tuple[float, float] | None = N
     return TinyNet()
 
 
-def train_tiny(model: Any, X: np.ndarray, y: np.ndarray, *, epochs: int = 15,
+def train_tiny(model: Any, X: np.ndarray, y: np.ndarray, *, epochs: int = 10,
                seed: int = 0) -> Any:
-    """Full-batch Adam on (X, y); deterministic and quick on digits-sized data."""
+    """Adam in batches of 128 on (X, y), one thread (OpenMP spinning on a busy shared
+    machine made two threads 6x slower); deterministic and quick on digits-sized data."""
     torch = _torch()
     torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     Xt, yt = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(y)
     model.train()
-    for _ in range(epochs):
-        for i in range(0, len(Xt), 128):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(Xt[i:i + 128]), yt[i:i + 128])
-            loss.backward()
-            opt.step()
+    try:
+        for _ in range(epochs):
+            for i in range(0, len(Xt), 128):
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(Xt[i:i + 128]), yt[i:i + 128])
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -81,7 +87,6 @@ def sklearn_style_onnx(X: np.ndarray, y: np.ndarray, path: str | Path, *,
                        num_classes: int) -> Path:
     """A logistic regression as sklearn-onnx writes it: outputs ``label`` (int64 [N]) first,
     then ``probabilities`` (float [N, C]); the input is flattened inside."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from sklearn.linear_model import LogisticRegression
 
@@ -96,18 +101,12 @@ def sklearn_style_onnx(X: np.ndarray, y: np.ndarray, path: str | Path, *,
         helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1),
         helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
     ]
-    graph = helper.make_graph(
-        nodes, "sklearn_style",
+    return _save(
+        nodes,
         [helper.make_tensor_value_info("float_input", TensorProto.FLOAT, ["N", *X.shape[1:]])],
         [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
          helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", num_classes])],
-        [numpy_helper.from_array(W, "coef"), numpy_helper.from_array(b, "intercept")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return Path(path)
+        [numpy_helper.from_array(W, "coef"), numpy_helper.from_array(b, "intercept")], path)
 
 
 def ort_accuracy(files_dir: str | Path, X: np.ndarray, y: np.ndarray, *,
@@ -132,3 +131,67 @@ def ort_accuracy(files_dir: str | Path, X: np.ndarray, y: np.ndarray, *,
             scores = sess.run([name], {inp.name: part})[0]
         preds.append(np.asarray(scores).argmax(axis=1))
     return float((np.concatenate(preds) == y).mean())
+
+
+def with_external_data(path: str | Path) -> Path:
+    """Re-save an ONNX file with its weights in ``<name>.data`` beside it (as torch 2.13 does)."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=f"{path.name}.data", size_threshold=0)
+    return path
+
+
+def _save(nodes: list, inputs: list, outputs: list, inits: list, path: str | Path) -> Path:
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "zoo", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def batch_dependent_onnx(X: np.ndarray, y: np.ndarray, path: str | Path, *, num_classes: int,
+                         batch: int = 4) -> Path:
+    """A fixed-batch classifier whose rows depend on each other (features centred on the batch
+    mean), so its batch dimension cannot be made dynamic safely."""
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.linear_model import LogisticRegression
+
+    flat = X.reshape(len(X), -1)
+    clf = LogisticRegression(max_iter=300).fit(flat - flat.mean(axis=0), y)
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+        helper.make_node("ReduceMean", ["flat"], ["mean"], axes=[0], keepdims=1),
+        helper.make_node("Sub", ["flat", "mean"], ["centred"]),
+        helper.make_node("MatMul", ["centred", "coef"], ["mm"], name="linear"),
+        helper.make_node("Add", ["mm", "intercept"], ["logits"]),
+    ]
+    return _save(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, *X.shape[1:]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, num_classes])],
+        [numpy_helper.from_array(clf.coef_.T.astype(np.float32), "coef"),
+         numpy_helper.from_array(clf.intercept_.astype(np.float32), "intercept")], path)
+
+
+def conv_only_onnx(path: str | Path, *, channels: int, num_classes: int, seed: int = 0) -> Path:
+    """A classifier with no MatMul/Gemm (Conv, global pooling): MatMul-only methods have
+    nothing to quantize in it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((num_classes, channels, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("GlobalAveragePool", ["conv"], ["pool"]),
+        helper.make_node("Flatten", ["pool"], ["logits"], axis=1),
+    ]
+    return _save(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", num_classes])],
+        [numpy_helper.from_array(w, "w")], path)
