@@ -15,7 +15,7 @@ from core.pruning._config import (
 )
 from core.pruning._engine import layer_table, run_schedule
 from core.pruning._seed import prune_model  # the seeds' forms too
-from core.pruning._verb import prune
+from core.pruning._verb import prune, unsupported_methods
 
 __all__ = [
     "ATTENTION_MODES",
@@ -28,4 +28,5 @@ __all__ = [
     "prune",
     "prune_model",
     "run_schedule",
+    "unsupported_methods",
 ]

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from core.artifacts import export_onnx, save_model, staging, write_run
+from core.artifacts._onnx import onnx_files
 from core.artifacts._sparse import SPARSE_FILE, save_sparse_state
+from core.artifacts._trust import record_studio_made
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError
 from core.pruning._config import PruningConfig
@@ -20,7 +22,7 @@ from core.pruning._engine import _sub, layer_table
 from core.registry import get_method
 from core.runs import RunResult
 
-__all__ = ["prune", "prune_model"]
+__all__ = ["prune", "prune_model", "unsupported_methods"]
 
 
 def _dataset(data: Any) -> Any:
@@ -45,7 +47,12 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         if path.is_dir():
             variant = open_variant(path, data=dataset)
             loaded = variant.loaded
-            return loaded.model, loaded.kind, variant.data, loaded.files(), variant.run_id
+            model, kind = loaded.model, loaded.kind
+            if kind == "onnx":  # a torch form beside model.onnx (a pruned user model) is used
+                model, kind = _torch_form(path) or (model, kind)
+            if kind == "export":
+                model = _Exported(model)
+            return model, kind, variant.data, loaded.files(), variant.run_id
         loaded = load_model(path)
         if dataset is None:
             raise InvalidParameterError("data", "given for a model file (a built-in name, "
@@ -60,6 +67,18 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         return source, kind, dataset, [], None
     raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model file",
                                 type(source).__name__)
+
+
+def _torch_form(folder: Path) -> tuple[Any, str] | None:
+    """The run folder's model.pt2 / model.pt (under the trust rules: the studio's own files
+    load, others need the opt-in), or None when it holds only ONNX."""
+    from core.artifacts import load_model
+
+    for name in ("model.pt2", "model.pt"):
+        if (folder / name).is_file():
+            loaded = load_model(folder / name)
+            return loaded.model, loaded.kind
+    return None
 
 
 class _Exported(nn.Module):
@@ -105,11 +124,6 @@ def _check_fits(model: Any, data: Any) -> None:
                                     list(out.shape))
 
 
-def _onnx_files(path: Path) -> list[Path]:
-    """The ONNX graph and its external data file(s), if any: the deployable artifact."""
-    return [path] + sorted(p for p in path.parent.glob(path.name + ".data*") if p.is_file())
-
-
 def _save_native(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[Path], list[str]]:
     """The torch form beside model.onnx: a TorchScript input stays TorchScript (model.pt),
     anything else becomes a torch.export program with a dynamic batch (model.pt2)."""
@@ -121,6 +135,7 @@ def _save_native(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[Path
         program = torch.export.export(model.eval(), (torch.from_numpy(data.X_test[:2]),),
                                       dynamic_shapes=({0: batch},))
         torch.export.save(program, str(tmp / "model.pt2"))
+        record_studio_made([tmp / "model.pt2"])  # the studio wrote these bytes itself
         return [tmp / "model.pt2"], []
     except Exception as exc:
         return [], [f"The pruned model could not be saved with torch.export "
@@ -135,18 +150,18 @@ def _save_user_model(model: Any, tmp: Path, data: Any, kind: str
     (parity, every format's bytes) and warnings."""
     example = torch.from_numpy(data.X_test[:1])
     parity = export_onnx(model, tmp / "model.onnx", example, check_inputs=data.X_test[:64])
-    onnx_files = _onnx_files(tmp / "model.onnx")
+    deployable = onnx_files(tmp / "model.onnx")
     native, notes = _save_native(model, tmp, data, kind)
     if parity > 1e-3:
         notes.append(f"model.onnx differs from the torch model by up to {parity:.2e}.")
-    formats = {"onnx": sum(f.stat().st_size for f in onnx_files)}
+    formats = {"onnx": sum(f.stat().st_size for f in deployable)}
     for f in native:
         formats["torch.export" if f.suffix == ".pt2" else "torchscript"] = f.stat().st_size
     names = ", ".join(f.name for f in native)
     notes.append("Not a built-in family: the size is model.onnx's bytes (the deployable "
                  "artifact)" + (f"; {names} is the same model for torch, listed separately."
                                 if native else "."))
-    return onnx_files, {"onnx_parity_max_abs_diff": parity, "formats_bytes": formats}, notes
+    return deployable, {"onnx_parity_max_abs_diff": parity, "formats_bytes": formats}, notes
 
 
 def _baseline_onnx(model: Any, data: Any, folder: Path) -> list[Path]:
@@ -155,7 +170,31 @@ def _baseline_onnx(model: Any, data: Any, folder: Path) -> list[Path]:
         export_onnx(model, folder / "baseline.onnx", torch.from_numpy(data.X_test[:1]))
     except Exception:
         return []
-    return _onnx_files(folder / "baseline.onnx")
+    return onnx_files(folder / "baseline.onnx")
+
+
+def _refusal(kind: str, method: str) -> str | None:
+    """Why ``method`` cannot prune a model of this kind, or None when it can."""
+    if kind == "onnx":
+        return ("Pruning needs a torch model (a studio run folder of a built-in model, a "
+                "TorchScript .pt or a torch.export .pt2); an ONNX model's weights cannot be "
+                "fine-tuned here.")
+    if PruningConfig(method=method).structured and kind in ("torchscript", "export"):
+        return (f"Structured pruning rewrites layers, which needs a Python nn.Module; this is "
+                f"a {'TorchScript' if kind == 'torchscript' else 'torch.export'} model. Use an "
+                "unstructured method, or pass the model from Python.")
+    return None
+
+
+def unsupported_methods(model_or_run_dir: Any, data: Any = None,
+                        methods: Any = None) -> dict[str, str]:
+    """The pruning methods (all registered ones, or ``methods``) that cannot run on this
+    model, each with the reason ``prune`` would give; loads the model but prunes nothing."""
+    from core.registry import list_methods
+
+    _, kind, _, _, _ = _resolve(model_or_run_dir, data)
+    names = list(methods) if methods is not None else list(list_methods("pruning"))
+    return {m: r for m in names if (r := _refusal(kind, m))}
 
 
 def prune(
@@ -188,16 +227,9 @@ def prune(
     method = get_method("pruning", cfg.method)
     cb.progress(0.0, "Loading the model")
     original, kind, dataset, base_files, run_parent = _resolve(model_or_run_dir, data)
-    if kind == "onnx":
-        raise UnsupportedModelError(
-            "Pruning needs a torch model (a studio run folder of a built-in model, a "
-            "TorchScript .pt or a torch.export .pt2); an ONNX model's weights cannot be "
-            "fine-tuned here.")
-    if cfg.structured and kind in ("torchscript", "export"):
-        raise UnsupportedModelError(
-            f"Structured pruning rewrites layers, which needs a Python nn.Module; this is a "
-            f"{'TorchScript' if kind == 'torchscript' else 'torch.export'} model. Use an "
-            "unstructured method, or pass the model from Python.")
+    reason = _refusal(kind, cfg.method)
+    if reason:
+        raise UnsupportedModelError(reason)
     _check_fits(original, dataset)
     working = _copy(original)
     for p in working.parameters():

@@ -73,7 +73,7 @@ def _recipe_setup(model_or_run_dir: Any, data: Any, config: TuneConfig, out_dir:
     """Base run folder (given, or trained once beside the run) and the trial factory."""
     from core.data import Dataset, load_dataset
     from core.runs import data_from_report
-    from core.tuning._recipe import RecipeObjective, recipe_baseline
+    from core.tuning._recipe import RecipeObjective, check_recipe_base, recipe_baseline
 
     results = Path(out_dir).resolve().parent
     name = config.study_name or Path(out_dir).name
@@ -90,6 +90,7 @@ def _recipe_setup(model_or_run_dir: Any, data: Any, config: TuneConfig, out_dir:
         dataset = data if isinstance(data, Dataset) else data_from_report(report)
         family = (report.get("config") or {}).get("model") or config.model
         parent = base_dir.name
+        check_recipe_base(base_dir, dataset, config.search_space())
     else:
         dataset = data if isinstance(data, Dataset) else load_dataset(
             data or config.data, seed=config.seed)

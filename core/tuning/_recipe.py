@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from core.callbacks import Callbacks
+from core.errors import InvalidParameterError
 from core.tuning._config import TuneConfig
 from core.tuning._objective import StudyObjective
 from core.tuning._space import SearchSpace
@@ -25,6 +26,23 @@ def recipe_baseline(config: TuneConfig, data: Any, folder: Path, *,
                    model_kwargs=dict(config.model_kwargs or {}), callbacks=callbacks,
                    measure_options=measure_options)
     return folder
+
+
+def check_recipe_base(base_dir: Path, data: Any, space: SearchSpace) -> None:
+    """Refuse, before any trial, pruning choices the base model cannot take (an ONNX-only
+    run folder cannot be pruned; a TorchScript/.pt2 one only without structure changes)."""
+    from core.pruning import unsupported_methods
+
+    if "pruning_method" not in space or space["pruning_method"].kind != "categorical":
+        return
+    wanted = [m for m in space["pruning_method"].choices if m != "none"]
+    refused = unsupported_methods(base_dir, data, wanted) if wanted else {}
+    if refused:
+        allowed = ["none"] + [m for m in wanted if m not in refused]
+        first = next(iter(refused))
+        raise InvalidParameterError(
+            "space.pruning_method", f"choices this base model supports ({allowed}); "
+            f"{refused[first].rstrip('.')}", first)
 
 
 class RecipeObjective(StudyObjective):
