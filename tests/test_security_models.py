@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -210,18 +211,25 @@ def onnx_with_external_weight(folder: Path, location: str, dims: list[int]) -> P
 # --- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def trap(tmp_path):
+@pytest.fixture(scope="module")
+def trap(tmp_path_factory):
     """A folder for hostile files, the marker a payload would write, and a secret file."""
-    folder = tmp_path / "hostile"
+    root = tmp_path_factory.mktemp("trap")
+    folder = root / "hostile"
     folder.mkdir()
-    secret = tmp_path / "secret.txt"
+    secret = root / "secret.txt"
     secret.write_bytes(SECRET)
-    return folder, tmp_path / "MARKER", secret
+    return folder, root / "MARKER", secret
+
+
+@pytest.fixture(scope="module")
+def hostile(trap) -> dict[str, Path]:
+    return _hostile_files(*trap)
 
 
 def _hostile_files(folder: Path, marker: Path, secret: Path) -> dict[str, Path]:
     return {
+        "plain pt2": _plain_pt2(folder / "fine.pt2", dynamic=True),  # not hostile: code only
         "pickled sample inputs": pt2_with_pickled_sample_inputs(folder, marker),
         "pickled weight": pt2_with_pickled_weight(folder, marker),
         "code in a shape": pt2_with_code_in_a_shape(folder, marker),
@@ -243,37 +251,36 @@ def _no_secret_under(root: Path) -> None:
 # --- the payloads are live ----------------------------------------------------------------
 
 
-def test_the_hostile_files_do_run_code_when_loaded_naively(trap):
-    folder, marker, secret = trap
-    for build in (pt2_with_pickled_sample_inputs, pt2_with_pickled_weight,
-                  pt2_with_code_in_a_shape):
-        path = build(folder, marker)
+def test_the_hostile_files_do_run_code_when_loaded_naively(trap, hostile):
+    _, marker, _ = trap
+    for what in ("pickled sample inputs", "pickled weight", "code in a shape"):
+        path = hostile[what]
         try:
             torch.export.load(str(path))
         except Exception:
             pass  # the payload ran before anything failed
         assert marker.exists(), path.name
         marker.unlink()
-    stolen = torch.jit.load(str(torchscript_reading_a_file(folder, secret))).stolen
+    stolen = torch.jit.load(str(hostile["file-reading TorchScript"])).stolen
     assert bytes(stolen.tolist()) == SECRET
 
 
 # --- Python API, a verb, the CLI, the upload ----------------------------------------------
 
 
-def test_python_api_refuses_every_hostile_file(trap, digits):
+def test_python_api_refuses_every_hostile_file(trap, hostile, digits):
     from core.artifacts import load_model, trusted_model_code
     from core.runs import benchmark_model
 
-    folder, marker, secret = trap
-    for what, path in _hostile_files(folder, marker, secret).items():
+    folder, marker, _ = trap
+    for what, path in hostile.items():
         with pytest.raises(StudioError) as info:
             load_model(path)
         assert "Traceback" not in str(info.value) and str(folder) not in str(info.value), what
         with pytest.raises(StudioError):
             benchmark_model(folder.parent / "out", model=path, data=digits,
                             measure_options=FAST_MEASURE)
-        if what != "file-reading TorchScript":  # trusting TorchScript means running it
+        if what not in ("file-reading TorchScript", "plain pt2"):  # trusted: these load
             with pytest.raises(StudioError), trusted_model_code():
                 load_model(path)
         assert not marker.exists(), what
@@ -306,11 +313,11 @@ def test_trusted_loading_still_refuses_pickled_parts(trap):
         load_model(pt2_declaring_huge_weight(folder), trust_model=True)
 
 
-def test_cli_refuses_with_exit_2_and_one_line(trap, tmp_path):
+def test_cli_refuses_with_exit_2_and_one_line(trap, hostile, tmp_path):
     from core.cli import run
 
-    folder, marker, secret = trap
-    for what, path in _hostile_files(folder, marker, secret).items():
+    _, marker, _ = trap
+    for what, path in hostile.items():
         lines: list[str] = []
         code = run(["benchmark", "--model", str(path), "--data", "digits",
                     "--out", str(tmp_path / "cli")], err=lines.append)
@@ -357,16 +364,15 @@ def test_a_verb_honours_the_opt_in_and_reopens_its_own_torch_artifacts(tmp_path,
         load_model(changed)
 
 
-def test_upload_refuses_model_code_and_keeps_nothing(trap, tmp_path, monkeypatch):
+def test_upload_refuses_model_code_and_keeps_nothing(trap, hostile, tmp_path, monkeypatch):
     from studio.uploads import store_model_upload
 
-    folder, marker, secret = trap
+    folder, marker, _ = trap
     dest = tmp_path / "session" / "uploads"
     dest.mkdir(parents=True)
     mine = dest / "model-mine.onnx"
     mine.write_bytes(b"an earlier upload of the user")
-    files = _hostile_files(folder, marker, secret)
-    files["plain pt2"] = _plain_pt2(folder / "fine.pt2", dynamic=True)
+    files = dict(hostile)
     for what, path in files.items():
         with pytest.raises(StudioError) as info:
             store_model_upload(path, dest)
@@ -386,18 +392,20 @@ def test_upload_refuses_model_code_and_keeps_nothing(trap, tmp_path, monkeypatch
     assert not marker.exists()
 
 
-def test_ui_upload_refuses_model_code(client, trap):
+def test_ui_upload_refuses_model_code(client, trap, hostile):
     from gradio_client import handle_file
 
-    folder, marker, secret = trap
-    for path, message in ((pt2_with_pickled_weight(folder, marker), "ONNX"),
-                          (torchscript_reading_a_file(folder, secret), "ONNX"),
-                          (raw_pickle(folder, marker, 4), "pickle")):
+    _, marker, _ = trap
+    for what, message in (("pickled weight", "ONNX"), ("file-reading TorchScript", "ONNX"),
+                          ("raw pickle (protocol 4)", "pickle"), ("real zip bomb", "bomb")):
+        path = hostile[what]
         with pytest.raises(Exception, match=message):
             client.predict(handle_file(str(path)), "digits", None, "label",
                            api_name="/use_model")
         assert not marker.exists()
-    listed, _plot, _choice = client.predict(api_name="/list_variants")  # still serving
+        cache = Path(os.environ["GRADIO_TEMP_DIR"])  # the refused upload is not kept
+        assert not [p for p in cache.rglob(path.name) if p.is_file()], what
+    client.predict(api_name="/list_variants")  # the server still answers
 
 
 # --- ONNX declared sizes ------------------------------------------------------------------
