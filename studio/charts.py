@@ -18,31 +18,18 @@ def training_curve(history: Sequence[dict[str, float]], title: str = "Training")
                              name="val accuracy", line={"dash": "dot"}), secondary_y=True)
     fig.update_layout(title=title, xaxis_title="epoch", height=320,
                       margin={"l": 40, "r": 40, "t": 40, "b": 40})
+    fig.update_xaxes(dtick=max(1, -(-len(epochs) // 10)), tick0=1)  # whole epochs only
     fig.update_yaxes(title_text="loss", secondary_y=False)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], secondary_y=True)
     return fig
 
 
-def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64") -> go.Figure:
-    """Size on disk vs p50 latency, coloured by accuracy; one marker per variant."""
-    rows = [r for r in rows if r.get(f"p50 b{batch} (ms)") is not None]
-    accs = [r["accuracy"] for r in rows] or [0.0]
-    low, high = min(accs), max(accs)
-    fig = go.Figure(go.Scatter(
-        x=[r[f"p50 b{batch} (ms)"] for r in rows],
-        y=[r["size (KB)"] for r in rows],
-        text=[r["variant"] for r in rows],
-        mode="markers+text",
-        textposition="top center",
-        marker={"size": 14, "color": [r["accuracy"] for r in rows], "colorscale": "Viridis",
-                "cmin": min(low, high - 0.01), "cmax": high, "showscale": True,
-                "colorbar": {"title": "accuracy"}},
-        hovertemplate="%{text}<br>p50 %{x:.3f} ms<br>%{y:.1f} KB<extra></extra>",
-    ))
-    fig.update_layout(title=f"Size vs latency (batch {batch}); lower-left is better",
-                      xaxis_title=f"p50 latency at batch {batch} (ms)", yaxis_title="size (KB)",
-                      height=420, margin={"l": 50, "r": 30, "t": 50, "b": 50})
-    return fig
+def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64") -> Any:
+    """Size on disk vs p50 latency of table rows (``variant_row``); None when empty."""
+    return decision_scatter(rows, x=f"p50 b{batch} (ms)", y="size (KB)",
+                            x_title=f"p50 latency, batch {batch} (ms)",
+                            y_title="size on disk (KB)",
+                            title=f"Size vs latency (batch {batch}) — lower-left is better")
 
 
 def variant_row(run_id: str, report: dict[str, Any], *, name: str | None = None
@@ -82,3 +69,109 @@ def variant_row(run_id: str, report: dict[str, Any], *, name: str | None = None
 
 def _r(value: float | None) -> float | None:
     return round(value, 3) if isinstance(value, (int, float)) else None
+
+
+# --- charts to decide from: hover details, a 2-D Pareto step line, the pick marked ---------
+
+FRONT_COLOR = "crimson"
+
+
+def front_2d(points: Sequence[tuple[float, float]], *, y_higher: bool) -> list[int]:
+    """Indices of the points no other point beats on both axes (x lower is better; y lower,
+    or higher when ``y_higher``), ordered by x: a monotone staircase."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0],
+                                                      -points[i][1] if y_higher else
+                                                      points[i][1]))
+    front, best = [], None
+    for i in order:
+        y = points[i][1]
+        if best is None or (y > best if y_higher else y < best):
+            front.append(i)
+            best = y
+    return front
+
+
+def decision_scatter(rows: Sequence[dict[str, Any]], *, x: str, y: str, x_title: str,
+                     y_title: str, title: str, y_higher: bool = False,
+                     pick: str | None = None, log: bool = True) -> go.Figure | None:
+    """One marker per variant (details on hover, no overprinted labels), the front of this
+    pair of axes as points joined by a step line, and the pick starred. None when empty."""
+    rows = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
+    if not rows:
+        return None
+    pts = [(float(r[x]), float(r[y])) for r in rows]
+    front = front_2d(pts, y_higher=y_higher)
+    hover = [_hover(r) for r in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name="variants",
+        marker={"size": 11, "color": "steelblue", "line": {"width": 1, "color": "white"}},
+        hovertext=hover, hoverinfo="text"))
+    fig.add_trace(go.Scatter(
+        x=[pts[i][0] for i in front], y=[pts[i][1] for i in front], mode="lines+markers",
+        line={"shape": "hv", "color": FRONT_COLOR, "width": 1.5},
+        marker={"size": 13, "color": FRONT_COLOR}, name="best trade-offs (front)",
+        hovertext=[hover[i] for i in front], hoverinfo="text"))
+    chosen = [i for i, r in enumerate(rows) if pick and pick in (r.get("variant"), r.get("name"))]
+    if chosen:
+        fig.add_trace(go.Scatter(
+            x=[pts[i][0] for i in chosen], y=[pts[i][1] for i in chosen], mode="markers",
+            marker={"size": 22, "symbol": "star", "color": "gold",
+                    "line": {"width": 1, "color": "black"}}, name="pick",
+            hovertext=[hover[i] for i in chosen], hoverinfo="text"))
+    return _tidy(fig, title=title, x_title=x_title, y_title=y_title, log_x=log,
+                 log_y=log and not y_higher)
+
+
+def _hover(row: dict[str, Any]) -> str:
+    """The figures of one variant, rounded, for its hover box."""
+    parts = [f"<b>{row.get('name') or row.get('variant')}</b>"]
+    if row.get("name") and row.get("variant") and row["name"] != row["variant"]:
+        parts.append(str(row["variant"]))
+    acc = row.get("accuracy")
+    if isinstance(acc, (int, float)):
+        parts.append(f"accuracy {acc:.4f}")
+    size = row.get("size_bytes")
+    size_kb = size / 1024 if isinstance(size, (int, float)) else row.get("size (KB)")
+    if isinstance(size_kb, (int, float)):
+        parts.append(f"size {size_kb:.1f} KB")
+    for key, label in (("p50_b1", "p50 batch 1"), ("p50_b64", "p50 batch 64"),
+                       ("p50 b1 (ms)", "p50 batch 1"), ("p50 b64 (ms)", "p50 batch 64")):
+        if isinstance(row.get(key), (int, float)):
+            parts.append(f"{label} {row[key]:.3f} ms")
+    return "<br>".join(parts)
+
+
+def _tidy(fig: go.Figure, *, title: str, x_title: str, y_title: str, log_x: bool = False,
+          log_y: bool = False, height: int = 400) -> go.Figure:
+    """Readable layout: a title that fits, few rounded ticks, the legend below the plot."""
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}, "x": 0, "xanchor": "left"},
+        height=height, template="plotly_white", hovermode="closest",
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})
+    fig.update_xaxes(title_text=x_title, nticks=6, automargin=True,
+                     type="log" if log_x else "linear", tickformat=".3~g")
+    fig.update_yaxes(title_text=y_title, nticks=6, automargin=True,
+                     type="log" if log_y else "linear", tickformat=".3~g")
+    return fig
+
+
+def named_rows(rows: Sequence[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
+    """Comparison rows with the friendly name of each variant (run id when unknown)."""
+    return [{**r, "name": names.get(str(r.get("variant")), str(r.get("variant")))}
+            for r in rows]
+
+
+def comparison_charts(rows: Sequence[dict[str, Any]], pick: str | None = None
+                      ) -> tuple[Any, Any]:
+    """Size vs latency and accuracy vs latency (batch 64) of re-measured rows."""
+    size = [{**r, "size_kb": r["size_bytes"] / 1024} for r in rows
+            if r.get("size_bytes") is not None]
+    sl = decision_scatter(size, x="p50_b64", y="size_kb", x_title="p50 latency, batch 64 (ms)",
+                          y_title="size on disk (KB)", pick=pick,
+                          title="Size vs latency — lower-left is better")
+    al = decision_scatter(rows, x="p50_b64", y="accuracy", y_higher=True, pick=pick,
+                          x_title="p50 latency, batch 64 (ms)", y_title="accuracy",
+                          title="Accuracy vs latency — upper-left is better")
+    return sl, al

@@ -72,7 +72,7 @@ def busy_html(ctx: StudioContext, request: Any) -> str:
     if not jobs:
         return '<span data-busy="0">Nothing running.</span>'
     text = ", ".join(f"{j.kind} {j.progress * 100:.0f} %" for j in jobs[:3])
-    return f'<span data-busy="1">⏳ Running: {text}</span>'
+    return f'<span data-busy="1">▶ Running: {text}</span>'
 
 
 def browser_secret(ctx: StudioContext) -> str:

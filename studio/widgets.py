@@ -7,7 +7,7 @@ from typing import Any
 from core.registry import get_method
 from studio.context import StudioContext
 
-RUNNING = "⏳"
+RUNNING = "▶"
 INPUT_LABEL = "Input model (default: the current model, shown at the top)"
 
 
@@ -53,7 +53,7 @@ def stop_button(button: Any, event: Any, status: Any, api_name: str,
                 text: str = "nothing was saved for this run; your previous results are "
                             "unchanged.") -> None:
     """Stop ``event`` and say so in ``status`` ("Stopped — …") if it was running (a running
-    status starts with ⏳)."""
+    status starts with ▶)."""
     import gradio as gr
 
     def stopped(current: Any) -> Any:

@@ -20,6 +20,9 @@ def test_scale_tab_runs_and_offers_downloads(client):
     status, t_plot, m_plot, acc_plot, conv_plot, table, files = job.result()
     assert "Done" in status and "reptile" in status
     assert [row[0] for row in table["data"]] == [3, 8]
+    assert "time per round (ms)" in table["headers"] and "total_s" not in table["headers"]
+    floats = [v for row in table["data"] for v in row if isinstance(v, float)]
+    assert floats and all(round(v, 4) == v for v in floats)  # rounded for reading
     names = sorted(Path(f).name for f in files)
     assert names == ["report.json", "rounds.csv", "scalability.csv"]
     report = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())

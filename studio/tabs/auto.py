@@ -10,7 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from core.auto import CANDIDATE_NAMES, TARGETS, AutoConfig
-from core.compare import size_latency
+from studio.charts import comparison_charts
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
@@ -82,7 +82,7 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 explanation = gr.Markdown("")
                 table = gr.Dataframe(label="Candidates, measured side by side",
                                      interactive=False)
-                chart = gr.Plot(label="Size vs latency (Pareto front ringed)")
+                chart = gr.Plot(label="Size vs latency (front: red step line; winner: ★)")
                 files = gr.File(label="Winner bundle and comparison report",
                                 file_count="multiple")
 
@@ -109,7 +109,7 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             job = tracked(ctx, request, "recipe", {"recipe": recipe.to_dict()},
                           lambda cb: run_recipe(recipe, out_dir=out, callbacks=cb,
                                                 measure_options=ctx.measure_options))
-            yield f"⏳ Running recipe '{recipe.name}'…", gr.skip()
+            yield f"▶ Running recipe '{recipe.name}'…", gr.skip()
             started = time.monotonic()
             for kind, payload in stream(job):
                 if kind == "progress":
@@ -171,7 +171,8 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     yield (f"**Done** on {hw['cpu']} ({', '.join(hw['isa']) or 'no ISA flags'}"
                            f", {hw['cores']} cores, CUDA {'yes' if hw['cuda'] else 'no'}). "
                            f"Winner `{out.name}` is now a variant of this session.",
-                           text, candidates_frame(rep), size_latency(rows),
+                           text, candidates_frame(rep),
+                           comparison_charts(rows, info["winner"])[0],
                            [str(bundle), str(out / "comparison" / "report.html")])
 
         follow_current(shell, tab, on_select, [source])

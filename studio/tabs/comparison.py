@@ -12,9 +12,10 @@ import gradio as gr
 import pandas as pd
 
 from core.artifacts import make_bundle, new_run_id
-from core.compare import COLUMNS, accuracy_latency, lineage_graph, metric_bars, size_latency
-from studio.charts import size_latency_scatter, variant_row
+from core.compare import COLUMNS, lineage_graph, metric_bars
+from studio.charts import comparison_charts, named_rows, size_latency_scatter, variant_row
 from studio.context import StudioContext
+from studio.names import friendly_name
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
 from studio.widgets import progress_line, stop_button, variant_update
@@ -26,7 +27,7 @@ def _display(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The re-measured rows with human headers and rounded figures."""
     out = []
     for r in rows:
-        row = {}
+        row = {"name": r.get("name", r.get("variant"))}
         for key, head in COLUMNS:
             v = r.get(key)
             if key == "size_bytes" and v is not None:
@@ -66,7 +67,9 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             remeasure = gr.Button("Re-measure all", variant="primary")
             stop = gr.Button("Stop", variant="stop")
         status = gr.Markdown("")
-        table = gr.Dataframe(label="Variants", interactive=False, max_height=400)
+        table = gr.Dataframe(pd.DataFrame(columns=["name", "variant", "accuracy", "size (KB)"]),
+                             label="Variants (press Refresh)", interactive=False,
+                             max_height=400)
         scatter = gr.Plot(label="Size vs latency")
         with gr.Row():
             acc_plot = gr.Plot(label="Accuracy vs latency")
@@ -100,12 +103,18 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                               title="Comparison of this session's variants"))
             skip = (gr.skip(),) * 6
             started = time.monotonic()
-            yield (f"⏳ Re-measuring {len(runs)} variant(s) side by side…{note}", *skip)
+            yield (f"▶ Re-measuring {len(runs)} variant(s) side by side…{note}", *skip)
             for kind, payload in stream(work):
                 if kind == "progress":
                     yield (progress_line(payload, started), *skip)
                 elif kind == "done":
                     rep = payload.report
+                    names = {p.name: friendly_name(json_report(p)) for p in runs}
+                    rows = named_rows(rep["rows"], names)
+                    current = ctx.current(request)
+                    sl, al = comparison_charts(rows, current.name if current else None)
+                    bar_rows = [{**r, "variant": f"{r['name']} · {r['variant'][-4:]}"}
+                                for r in rows]
                     files = [str(out / n) for n in ("report.html", "report.md",
                                                     "comparison.csv", "report.json")]
                     warn = "".join(f"\n- {w}" for w in rep["warnings"])
@@ -113,9 +122,8 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                            f"({rep['environment']['threads']} thread, "
                            f"{rep['environment']['cpu']}). Pareto front: "
                            f"{', '.join(rep['pareto'])}.{note}{warn}",
-                           _display(rep["rows"]), size_latency(rep["rows"]),
-                           accuracy_latency(rep["rows"]), lineage_graph(rep["rows"]),
-                           metric_bars(rep["rows"]), files)
+                           _display(rows), sl, al, lineage_graph(rep["rows"]),
+                           metric_bars(bar_rows), files)
 
         def on_download(choice: str, request: gr.Request) -> str:
             if not choice:

@@ -49,6 +49,16 @@ def jobs_frame(ctx: StudioContext, request: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def job_detail(job: Any) -> dict[str, Any]:
+    """A job as shown to its owner: its result folder by name, never a server path."""
+    from pathlib import Path
+
+    detail = job.to_dict()
+    path = detail.pop("result_path", None)
+    detail["result"] = Path(path).name if path else None
+    return detail
+
+
 def build_jobs_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Jobs", id="jobs", elem_id="jobs-tab") as tab:
         gr.Markdown("Every long operation of this session is a job, kept in a job store that "
@@ -77,17 +87,17 @@ def build_jobs_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             if not job_id:
                 raise gr.Error("Pick a job first.")
             j = call(lambda: manager(ctx).cancel(job_id, owner(ctx, request)))
-            return jobs_frame(ctx, request), j.to_dict()
+            return jobs_frame(ctx, request), job_detail(j)
 
         def on_open(job_id: str, request: gr.Request):
             if not job_id:
                 raise gr.Error("Pick a job first.")
             j = call(lambda: manager(ctx).get(job_id, owner(ctx, request)))
             if j.status != "succeeded" or not j.result_path:
-                return j.to_dict(), None
+                return job_detail(j), None
             from core.artifacts import make_bundle
 
-            return j.to_dict(), str(call(lambda: make_bundle(j.result_path)))
+            return job_detail(j), str(call(lambda: make_bundle(j.result_path)))
 
         refresh.click(on_list, None, [table, job], api_name="list_jobs")
         tab.select(on_list, None, [table, job], api_visibility="private")

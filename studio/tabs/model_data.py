@@ -152,7 +152,7 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     return tab
 
 
-RUNNING = "⏳"
+RUNNING = "▶"
 
 
 class Restore(tuple):

@@ -85,13 +85,38 @@ def layer_chart(layers: Sequence[dict[str, Any]], structured: bool) -> go.Figure
         before = [r["nonzero_before"] for r in layers]
         after = [r["nonzero_after"] for r in layers]
         title, axis = "Non-zero weights per layer before vs after", "non-zero weights"
-    sparsity = [f"{100 * r['sparsity']:.0f} % removed" for r in layers]
+    if not layers:
+        return None
+    labels, details = layer_labels(layers, structured)
     fig = go.Figure([
-        go.Bar(x=names, y=before, name="before"),
-        go.Bar(x=names, y=after, name="after", text=sparsity, textposition="outside")])
-    fig.update_layout(title=title, barmode="group", yaxis_title=axis, height=360,
-                      margin={"l": 50, "r": 20, "t": 50, "b": 90})
+        go.Bar(x=names, y=before, name="before", hovertemplate="%{x}: %{y:,} before"
+               "<extra></extra>"),
+        go.Bar(x=names, y=after, name="after", text=labels, textposition="outside",
+               cliponaxis=False, hovertext=details, hoverinfo="text")])
+    fig.update_layout(title={"text": title, "font": {"size": 14}, "x": 0},
+                      barmode="group", yaxis_title=axis, height=380, template="plotly_white",
+                      margin={"l": 60, "r": 20, "t": 60, "b": 90},
+                      legend={"orientation": "h", "y": -0.3})
+    fig.update_yaxes(nticks=6, rangemode="tozero")
     return fig
+
+
+def layer_labels(layers: Sequence[dict[str, Any]], structured: bool
+                 ) -> tuple[list[str], list[str]]:
+    """Per layer, a bar label from the same numbers the bars show (width before→after, or
+    the share of weights zeroed) and a hover line with the share of the layer's weights
+    removed (a narrower input removes weights too, so 32→16 can remove 75 %)."""
+    labels, details = [], []
+    for r in layers:
+        removed = f"{100 * r['sparsity']:.0f} % of its weights removed"
+        if structured:
+            labels.append(f"{r['width_before']}→{r['width_after']}")
+        else:
+            before = r["nonzero_before"] or 1
+            labels.append(f"{100 * (1 - r['nonzero_after'] / before):.0f} % zeroed")
+        details.append(f"{r['layer']}: width {r['width_before']}→{r['width_after']}, "
+                       f"non-zero {r['nonzero_before']:,}→{r['nonzero_after']:,}; {removed}")
+    return labels, details
 
 
 def _summary(report: dict[str, Any], run_id: str) -> str:

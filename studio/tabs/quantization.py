@@ -14,6 +14,7 @@ from core.errors import InvalidParameterError
 from core.quantization import is_layerwise, make_config, quantize
 from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
 from core.registry import get_method, list_methods
+from studio.charts import decision_scatter
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
@@ -98,26 +99,15 @@ def sensitivity_chart(sens: Sequence[dict[str, Any]], title: str = "") -> go.Fig
     return fig
 
 
-def size_latency_chart(rows: Sequence[dict[str, Any]], batch: str = "64") -> go.Figure:
-    """Size on disk vs p50 latency for the baseline and each quantized variant."""
-    key = f"p50 b{batch} (ms)"
-    fig = go.Figure()
-    for row in rows:
-        if row.get(key) is None:
-            continue
-        is_base = row["method"] == "FP32 baseline"
-        fig.add_trace(go.Scatter(
-            x=[row[key]], y=[row["size (KB)"]], mode="markers+text", name=row["method"],
-            text=[row["method"] + (" ★" if "★" in row["note"] else "")],
-            textposition="top center",
-            marker={"size": 16 if is_base else 12, "symbol": "diamond" if is_base else "circle",
-                    "color": "black" if is_base else None},
-            hovertemplate=f"{row['variant']}<br>%{{x:.3f}} ms<br>%{{y:.1f}} KB<br>accuracy "
-                          f"{row['accuracy']}<extra></extra>"))
-    fig.update_layout(title=f"Size vs p50 latency at batch {batch} (lower-left is better)",
-                      xaxis_title=f"p50 latency at batch {batch} (ms)", yaxis_title="size (KB)",
-                      showlegend=False, height=380, margin={"l": 50, "r": 20, "t": 50, "b": 50})
-    return fig
+def size_latency_chart(rows: Sequence[dict[str, Any]], batch: str = "64") -> Any:
+    """Size on disk vs p50 latency for the baseline and each quantized variant (hover for
+    the figures; the fastest within tolerance starred)."""
+    named = [{**r, "name": r["method"]} for r in rows]
+    pick = next((r["variant"] for r in rows if "★" in (r.get("note") or "")), None)
+    return decision_scatter(named, x=f"p50 b{batch} (ms)", y="size (KB)", pick=pick,
+                            x_title=f"p50 latency, batch {batch} (ms)",
+                            y_title="size on disk (KB)",
+                            title=f"Size vs latency (batch {batch}) — lower-left is better")
 
 
 def _summary(report: dict[str, Any], run_id: str) -> str:

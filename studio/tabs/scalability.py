@@ -42,7 +42,35 @@ def _line(x: list, ys: dict[str, list], title: str, xt: str, yt: str, log_x: boo
                       margin=dict(l=40, r=10, t=40, b=40))
     if log_x:
         fig.update_xaxes(type="log", tickformat=".4~g")  # full labels, not "2 3 … 9"
+    fig.update_layout(title={"text": title, "font": {"size": 14}, "x": 0},
+                      template="plotly_white")
     return fig
+
+
+HEADERS = {"clients": "clients", "engine": "engine", "total_s": "total (s)",
+           "time_per_round_s": "time per round (ms)", "peak_memory_mb": "peak memory (MB)",
+           "final_accuracy": "final accuracy", "convergence_round": "converged at round",
+           "bytes_per_round": "KB sent per round", "bytes_communicated": "KB sent in total",
+           "local_accuracy": "local accuracy", "adapted_accuracy": "adapted accuracy"}
+SCALES = {"time_per_round_s": (1000, 2), "total_s": (1, 2), "peak_memory_mb": (1, 1),
+          "final_accuracy": (1, 4), "bytes_per_round": (1 / 1024, 1),
+          "bytes_communicated": (1 / 1024, 1), "local_accuracy": (1, 4),
+          "adapted_accuracy": (1, 4)}
+
+
+def scale_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The report's rows with human headers and rounded figures."""
+    out = []
+    for r in rows:
+        row = {}
+        for key, head in HEADERS.items():
+            value = r.get(key)
+            if isinstance(value, (int, float)) and key in SCALES:
+                factor, digits = SCALES[key]
+                value = round(value * factor, digits)
+            row[head] = value
+        out.append(row)
+    return pd.DataFrame(out, columns=list(HEADERS.values()))
 
 
 def accuracy_chart(history: dict[int, list[tuple[int, float]]]):
@@ -96,7 +124,8 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 with gr.Row():
                     acc_plot = gr.Plot(label="Accuracy per round")
                     conv_plot = gr.Plot(label="Convergence round")
-                table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Report",
+                table = gr.Dataframe(pd.DataFrame(columns=list(HEADERS.values())),
+                                     label="Report",
                                      interactive=False)
                 files = gr.File(label="Download: report.json, scalability.csv, rounds.csv",
                                 file_count="multiple")
@@ -122,7 +151,7 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                              measure_options=getattr(ctx, "measure_options", None))
 
             skip = (gr.skip(),) * 6
-            yield ("⏳ Starting…",) + skip
+            yield ("▶ Starting…",) + skip
             started = time.monotonic()
             last = 0
             job = tracked(ctx, request, "scale", job_config(src, config), work)
@@ -139,8 +168,7 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     report = payload.report
                     rows = report["scalability"]["results"]
                     t, m, c = scaling_charts(rows)
-                    frame = pd.DataFrame([{k: r.get(k) for k in COLUMNS} for r in rows],
-                                         columns=COLUMNS)
+                    frame = scale_frame(rows)
                     paths = [str(run_dir / n) for n in
                              ("report.json", "scalability.csv", "rounds.csv")]
                     yield (_summary(report, run_dir.name), t, m, accuracy_chart(history), c,

@@ -229,7 +229,7 @@ def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 return tune(base, None, config, out_dir=out, callbacks=cb,
                             measure_options=ctx.measure_options)
 
-            yield (f"⏳ Starting study `{config.study_name}`…", gr.skip(), gr.skip(), None, None,
+            yield (f"▶ Starting study `{config.study_name}`…", gr.skip(), gr.skip(), None, None,
                    None, None, None)
             started = time.monotonic()
             job = tracked(ctx, request, "study", {"study": config.study_name,
@@ -271,7 +271,7 @@ def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                   baseline=baseline, callbacks=cb,
                                   measure_options=ctx.measure_options)
 
-            yield "⏳ Training the chosen trial…", gr.skip()
+            yield "▶ Training the chosen trial…", gr.skip()
             started = time.monotonic()
             job = tracked(ctx, request, "train-best", {"study": folder.name, "trial": trial},
                           work)
