@@ -96,6 +96,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> Path:
     from core.runs import benchmark_model
 
     report = benchmark_model(args.out, model=args.model, data=_dataset(args),
+                             output_name=args.output_name,
                              callbacks=progress_callbacks("benchmark"),
                              measure_options=_measure_options(args))
     print_summary(report, args.out)
@@ -162,6 +163,13 @@ def add_common(p: argparse.ArgumentParser, *, out: bool = True, data: bool = Tru
         add_out(p)
 
 
+def add_output_name(p: argparse.ArgumentParser) -> None:
+    """--output-name: which output of a several-output ONNX model holds the class scores."""
+    p.add_argument("--output-name", default=None,
+                   help="ONNX output holding the class scores (default: a float [batch, "
+                        "classes] output, preferring names like logits or probabilities)")
+
+
 def add_out(p: argparse.ArgumentParser) -> None:
     """--out DIR (a new or empty folder, or an earlier run folder with --overwrite)."""
     p.add_argument("--out", type=Path, required=True,
@@ -208,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("benchmark", help="measure a model under the protocol")
     p.add_argument("--model", required=True, help="run folder, .onnx, .pt or .pt2")
+    add_output_name(p)
     add_common(p)
     p.set_defaults(func=_cmd_benchmark)
     for name in AREA_CLIS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,13 +101,17 @@ def benchmark_model(
     callbacks: Callbacks | None = None,
     measure_options: dict[str, Any] | None = None,
     overwrite: bool = False,
+    output_name: str | None = None,
 ) -> dict[str, Any]:
-    """Measure a model file or run folder on a data set and write a run folder for it."""
+    """Measure a model file or run folder on a data set and write a run folder for it.
+
+    ``output_name`` names the class-scores output of a several-output ONNX model (default:
+    chosen by shape and name; an integer label output is never scored)."""
     import shutil
 
     from core.artifacts._onnx import copy_onnx
 
-    loaded = load_model(model)
+    loaded = load_model(model, output_name=output_name)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, label_column=label_column)
     shape = loaded.input_shape
     if shape and tuple(shape) != tuple(dataset.input_shape):
@@ -119,6 +124,8 @@ def benchmark_model(
             files = [tmp / "model.safetensors"]
         elif loaded.kind == "onnx":  # with its external data, if any
             files = copy_onnx(loaded.path, tmp / "model.onnx")
+            if output_name is not None:  # re-opening the run scores the same output
+                (tmp / "model.json").write_text(json.dumps({"output_name": output_name}))
         else:
             target = tmp / f"model{Path(loaded.path).suffix}"
             shutil.copyfile(loaded.path, target)

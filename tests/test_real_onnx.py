@@ -114,10 +114,11 @@ def test_bundle_of_an_external_data_model_runs_elsewhere(models, digits, tmp_pat
                                                               abs=1e-3)
 
 
-def test_label_output_is_never_scored_and_a_named_output_is_checked(models, digits):
+def test_label_output_is_never_scored_and_a_named_output_is_checked(models, digits, tmp_path):
     from core.artifacts import load_model
     from core.errors import InvalidParameterError, UnsupportedModelError
     from core.measure import evaluate
+    from core.runs import benchmark_model, open_variant
 
     loaded = load_model(models["sklearn_labels"])
     assert loaded.meta["output_name"] == "probabilities" and loaded.num_classes == 10
@@ -127,6 +128,11 @@ def test_label_output_is_never_scored_and_a_named_output_is_checked(models, digi
         load_model(models["sklearn_labels"], output_name="label")
     with pytest.raises(InvalidParameterError, match="output_name"):
         load_model(models["sklearn_labels"], output_name="nope")
+    run = tmp_path / "named"
+    report = benchmark_model(run, model=models["sklearn_labels"], data=digits,
+                             output_name="probabilities", measure_options=FAST_MEASURE)
+    assert report["result"]["accuracy"] == pytest.approx(metrics.accuracy)
+    assert open_variant(run).loaded.meta["output_name"] == "probabilities"  # kept with the run
 
 
 def test_a_method_that_would_do_nothing_fails_and_leaves_nothing(digits, tmp_path):

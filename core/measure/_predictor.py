@@ -34,7 +34,8 @@ class Predictor:
 
             inp = model.get_inputs()[0]
             self._input_name = inp.name
-            self._np_dtype = np.float16 if "float16" in inp.type else np.float32
+            self._np_dtype = {"tensor(float16)": np.float16,  # e.g. sklearn-onnx's doubles
+                              "tensor(double)": np.float64}.get(inp.type, np.float32)
             first = inp.shape[0] if inp.shape else None
             self.fixed_batch = first if isinstance(first, int) and first > 0 else None
             self.output_name = scores_output(

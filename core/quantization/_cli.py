@@ -9,7 +9,7 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``quantize`` verb; ``--method`` choices are read from the registry."""
-    from core.cli import add_common
+    from core.cli import add_common, add_output_name
     from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
     from core.registry import list_methods
 
@@ -18,7 +18,10 @@ def add_parser(subparsers: Any) -> None:
         description="Quantize a model and time it side by side with its FP32 baseline.")
     p.add_argument("--model", required=True, type=Path,
                    help="run folder written by studio, .onnx, TorchScript .pt or .pt2")
-    p.add_argument("--method", required=True, choices=list_methods("quantization"))
+    p.add_argument("--method", required=True, choices=list_methods("quantization"),
+                   help="ort-* apply to ONNX, TorchScript and built-in models; torch-* need "
+                   "the eager model (a built-in run folder)")
+    add_output_name(p)
     p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
                    help="ort-static-int8 calibration (default minmax)")
     p.add_argument("--calibration-size", type=int, default=None,
@@ -70,7 +73,8 @@ def _cmd_quantize(args: argparse.Namespace) -> Path:
                             normalize=args.normalize)
     result = quantize(args.model, data, config, out_dir=args.out,
                       callbacks=progress_callbacks("quantize"),
-                      measure_options={"threads": args.threads})
+                      measure_options={"threads": args.threads},
+                      output_name=args.output_name)
     print_summary(result.report, args.out)
     kept = (result.report.get("quantization") or {}).get("kept_float")
     if kept:

@@ -113,14 +113,14 @@ def _from_loaded(loaded: Any, data: Any, run_id: str | None) -> _Input:
                   list(loaded.meta.get("notes", [])), loaded.meta.get("output_name"))
 
 
-def _open_input(model: Any, data: Any) -> _Input:
+def _open_input(model: Any, data: Any, output_name: str | None = None) -> _Input:
     """The input (module, model file or run folder) opened for quantization."""
     from core.data import Dataset, load_dataset
 
     if isinstance(model, (str, Path)) and Path(model).is_file():
         from core.artifacts import load_model
 
-        loaded = load_model(model)
+        loaded = load_model(model, output_name=output_name)
         if data is None:
             raise InvalidParameterError("data", "given with a model file (a built-in name, "
                                         ".csv or .npz)", None)
@@ -180,6 +180,7 @@ def quantize(
     measure_options: Mapping[str, Any] | None = None,
     method: str | None = None,
     overwrite: bool = False,
+    output_name: str | None = None,
 ) -> Any:
     """Quantize a model (nn.Module or run folder) and write a measured run folder.
 
@@ -187,6 +188,7 @@ def quantize(
     (``model.onnx`` for ort-* methods, TorchScript ``model.pt`` for torch-* methods), loaded
     back from disk and timed side by side with the baseline. With ``config.tolerance`` the
     most sensitive layers stay in float until the validation accuracy drop is within it.
+    ``output_name`` names the class-scores output of a several-output ONNX model file.
     """
     from core.artifacts import staging, write_report, write_run
     from core.runs import RunResult
@@ -194,7 +196,7 @@ def quantize(
     cfg = _resolve(config, method)
     spec = method_spec(cfg.method)
     cb = Callbacks.ensure(callbacks)
-    inp = _open_input(model_or_run_dir, data)
+    inp = _open_input(model_or_run_dir, data, output_name)
     check_applies(cfg.method, inp.kind)  # before any work: one clear refusal
     fp32, data, baseline_files, input_id, onnx_in = (inp.model, inp.data, inp.files,
                                                      inp.run_id, inp.onnx_file)
