@@ -109,7 +109,7 @@ def benchmark_model(
     chosen by shape and name; an integer label output is never scored)."""
     import shutil
 
-    from core.artifacts._onnx import copy_onnx
+    from core.artifacts._onnx import copy_onnx, io_entry
 
     loaded = load_model(model, output_name=output_name)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, label_column=label_column)
@@ -135,5 +135,6 @@ def benchmark_model(
             result_files=files, config={"model": Path(model).name},  # never a server path
             callbacks=callbacks,
             measure_options=measure_options, warnings=loaded.meta.get("notes", []),
+            extra={"onnx": io_entry(loaded.meta)} if loaded.kind == "onnx" else None,
         )
     return report

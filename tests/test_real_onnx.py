@@ -68,7 +68,7 @@ def test_benchmark_reports_what_onnxruntime_measures(models, digits, tmp_path, n
         assert list(report["result"]["latency_ms"]) == ["4"]
         assert "could not be made dynamic" in batch_notes[0]
     elif name in ("default_export", "fixed_batch", "normalize_inside"):
-        assert "made it dynamic" in batch_notes[0]
+        assert "made it dynamic" in batch_notes[0] and report["onnx"]["batch_made_dynamic"]
         assert set(report["result"]["latency_ms"]) == {"1", "64"}
     else:
         assert not batch_notes
@@ -115,7 +115,7 @@ def test_bundle_of_an_external_data_model_runs_elsewhere(models, digits, tmp_pat
 
 
 def test_label_output_is_never_scored_and_a_named_output_is_checked(models, digits, tmp_path):
-    from core.artifacts import load_model
+    from core.artifacts import load_model, make_bundle
     from core.errors import InvalidParameterError, UnsupportedModelError
     from core.measure import evaluate
     from core.runs import benchmark_model, open_variant
@@ -133,6 +133,8 @@ def test_label_output_is_never_scored_and_a_named_output_is_checked(models, digi
                              output_name="probabilities", measure_options=FAST_MEASURE)
     assert report["result"]["accuracy"] == pytest.approx(metrics.accuracy)
     assert open_variant(run).loaded.meta["output_name"] == "probabilities"  # kept with the run
+    card = zipfile.ZipFile(make_bundle(run)).read("MODEL_CARD.md").decode()
+    assert "sess.run(['probabilities'], feed)" in card  # the card scores that output too
 
 
 def test_a_method_that_would_do_nothing_fails_and_leaves_nothing(digits, tmp_path):

@@ -317,3 +317,9 @@ def dynamic_batch_copy(path: str | Path, batch: int) -> Path | None:
 def remove_with(owner: Any, path: Path) -> None:
     """Delete ``path``'s temporary folder when ``owner`` (e.g. its session) is collected."""
     weakref.finalize(owner, shutil.rmtree, str(path.parent), True)
+
+
+def io_entry(meta: dict[str, Any]) -> dict[str, Any]:
+    """What report.json says about an ONNX input: the scored output and its batch handling."""
+    return {"output_name": meta.get("output_name"), "fixed_batch": meta.get("fixed_batch"),
+            "batch_made_dynamic": bool(meta.get("batch_made_dynamic"))}

@@ -351,6 +351,7 @@ def write_run(
 def model_card(report: Mapping[str, Any]) -> str:
     """A short Markdown model card: what was done, the figures, the environment."""
     res = report.get("result") or {}
+    output = (report.get("onnx") or {}).get("output_name")  # several outputs: the scored one
     lat = res.get("latency_ms", {})
     env = report.get("environment", {})
     lines = [
@@ -377,8 +378,9 @@ def model_card(report: Mapping[str, Any]) -> str:
     if report.get("warnings"):
         lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     lines += ["## Use it", "", "```python", "import numpy as np, onnxruntime as ort",
-              "sess = ort.InferenceSession('model.onnx')",
-              "logits = sess.run(None, {'input': x.astype(np.float32)})[0]", "```", ""]
+              "sess = ort.InferenceSession('model.onnx')  # model.onnx.data, if any, beside it",
+              "feed = {sess.get_inputs()[0].name: x.astype(np.float32)}",
+              f"scores = sess.run({[output] if output else None}, feed)[0]", "```", ""]
     return "\n".join(lines)
 
 

@@ -105,12 +105,14 @@ class _Input:
     kind: str  # core.quantization._check.KINDS
     notes: list[str] = field(default_factory=list)
     output_name: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _from_loaded(loaded: Any, data: Any, run_id: str | None) -> _Input:
     onnx_file = loaded.path if loaded.kind == "onnx" else None
     return _Input(loaded.model, data, loaded.files(), run_id, onnx_file, loaded.kind,
-                  list(loaded.meta.get("notes", [])), loaded.meta.get("output_name"))
+                  list(loaded.meta.get("notes", [])), loaded.meta.get("output_name"),
+                  dict(loaded.meta))
 
 
 def _open_input(model: Any, data: Any, output_name: str | None = None) -> _Input:
@@ -278,7 +280,7 @@ def quantize(
             tmp, operation="quantize", method=cfg.method, config=cfg.to_dict(), data=data,
             result_model=result, result_files=result_files, baseline_model=fp32,
             baseline_files=baseline_files, seed=cfg.seed, warnings=warnings,
-            parent=parent or input_id, extra={"quantization": extra},
+            parent=parent or input_id, extra={"quantization": extra, **_onnx_entry(inp)},
             label=f"The {cfg.method} model", measure_options=measure_options,
             callbacks=sub_callbacks(cb, 0.8, 1.0), references=references,
         )
@@ -308,6 +310,15 @@ def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationCon
             f"get most of their speed; ISA: {', '.join(isa) or 'unknown'}.")
         changed = True
     return changed
+
+
+def _onnx_entry(inp: _Input) -> dict[str, Any]:
+    """report.json's "onnx" block for an ONNX input (scored output, batch handling)."""
+    if inp.kind != "onnx":
+        return {}
+    from core.artifacts._onnx import io_entry
+
+    return {"onnx": io_entry({"output_name": inp.output_name, **inp.meta})}
 
 
 def _write_meta(folder: Path, data: Any, fp32: Any, cfg: QuantizationConfig, *,
