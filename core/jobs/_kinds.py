@@ -335,7 +335,7 @@ def _r_tune(config, out_dir, cb, resolve, mopts):
     # A resumed job continues the study of the job it resumes, in that job's folder.
     folder = Path(out_dir).parent / config["resume_of"] if config.get("resume_of") else out_dir
     return tune(None, None, TuneConfig.from_dict(config["config"]), out_dir=folder,
-                callbacks=cb, measure_options=mopts)
+                callbacks=cb, measure_options=mopts, overwrite=bool(config.get("resume_of")))
 
 
 _ALL = [
