@@ -247,6 +247,18 @@ def test_tune_job_without_a_time_limit_gets_the_servers(monkeypatch):
     assert clean["config"]["timeout_s"] == 60
 
 
+@pytest.mark.parametrize("name", ["digits", "wine", "breast_cancer", "health"])
+def test_builtin_sizes_used_by_the_budgets_match_the_data(name):
+    from core.data import BUILTIN_SIZES, load_dataset, split_sizes
+
+    rows, shape, classes = BUILTIN_SIZES[name]
+    for test, val in ((0.2, 0.15), (0.3, 0.0)):
+        ds = load_dataset(name, test_fraction=test, val_fraction=val)
+        assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == \
+            split_sizes(rows, test_fraction=test, val_fraction=val)
+    assert ds.input_shape == shape and ds.num_classes == classes
+
+
 def test_documented_defaults_pass_the_budgets():
     """The README's job examples (defaults) are within every default limit."""
     from core.jobs import KINDS

@@ -6,6 +6,7 @@ are checked against the STUDIO_MAX_DATA_* limits before loading (``core.limits``
 
 from core.data._dataset import (
     BUILTIN,
+    BUILTIN_SIZES,
     NO_PREPROCESSING,
     Dataset,
     DataSpec,
@@ -16,10 +17,12 @@ from core.data._dataset import (
     npz_headers,
     read_csv_frame,
     read_npz,
+    split_sizes,
 )
 
 __all__ = [
     "BUILTIN",
+    "BUILTIN_SIZES",
     "NO_PREPROCESSING",
     "DataSpec",
     "Dataset",
@@ -30,4 +33,5 @@ __all__ = [
     "npz_headers",
     "read_csv_frame",
     "read_npz",
+    "split_sizes",
 ]

@@ -132,6 +132,24 @@ BUILTIN: dict[str, Callable[[], tuple]] = {
 }
 
 
+# Rows, input shape and classes of each built-in set, so a job's budget is checked at submit
+# without importing scikit-learn (tests/test_security_limits.py checks them against the data).
+BUILTIN_SIZES: dict[str, tuple[int, tuple[int, ...], int]] = {
+    "digits": (1797, (1, 8, 8), 10),
+    "wine": (178, (13,), 3),
+    "breast_cancer": (569, (30,), 2),
+    "health": (2000, (9,), 4),
+}
+
+
+def split_sizes(rows: int, *, test_fraction: float = 0.2, val_fraction: float = 0.15
+                ) -> tuple[int, int, int]:
+    """(train, val, test) row counts of a split, as ``load_dataset`` cuts it."""
+    test = math.ceil(test_fraction * rows)
+    val = math.ceil(val_fraction / (1 - test_fraction) * (rows - test)) if val_fraction else 0
+    return rows - test - val, val, test
+
+
 def list_datasets() -> list[str]:
     """Names of the built-in data sets."""
     return list(BUILTIN)

@@ -33,9 +33,12 @@ def _facts(ds: Any) -> DataFacts:
 
 @lru_cache(maxsize=16)
 def _builtin_facts(name: str) -> DataFacts:
-    from core.data import load_dataset
+    from core.data import BUILTIN_SIZES, load_dataset, split_sizes
 
-    return _facts(load_dataset(name))
+    if name not in BUILTIN_SIZES:
+        return _facts(load_dataset(name))
+    rows, shape, classes = BUILTIN_SIZES[name]
+    return DataFacts(split_sizes(rows)[0], shape, classes)
 
 
 def _data_facts(ref: str, resolve: Callable[..., Any]) -> DataFacts:
@@ -51,12 +54,14 @@ def _data_facts(ref: str, resolve: Callable[..., Any]) -> DataFacts:
 def _input_facts(job_id: str, resolve: Callable[..., Any]) -> DataFacts:
     """Facts for the data set another job ran on (read from its report)."""
     from core.artifacts import read_report
-    from core.data import BUILTIN, dataset_from_spec
+    from core.data import BUILTIN_SIZES, dataset_from_spec, split_sizes
 
     spec = read_report(resolve(job_id)).get("data") or {"source": "digits"}
     source = str(spec.get("source"))
-    if source in BUILTIN and not spec.get("preprocessing"):
-        return _builtin_facts(source)
+    if source in BUILTIN_SIZES:
+        rows, shape, classes = BUILTIN_SIZES[source]
+        fractions = {k: spec[k] for k in ("test_fraction", "val_fraction") if k in spec}
+        return DataFacts(split_sizes(rows, **fractions)[0], shape, classes)
     return _facts(dataset_from_spec(spec))
 
 

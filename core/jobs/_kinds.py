@@ -9,6 +9,7 @@ jobs of the same owner (``"input": "<job id>"``) or their uploads (``"model"`` /
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -383,9 +384,13 @@ def available_kinds() -> dict[str, JobKind]:
 class _LazyKinds(dict):
     """KINDS is filled on first use, so importing core.jobs imports no area package."""
 
+    _lock = threading.Lock()  # concurrent first requests fill it once, not once each
+
     def _fill(self) -> None:
         if not super().__len__():
-            super().update(available_kinds())
+            with self._lock:
+                if not super().__len__():
+                    super().update(available_kinds())
 
     def __iter__(self):
         self._fill()
