@@ -345,3 +345,28 @@ def test_trainable_module_of_loaded_models(tmp_path):
         assert (got - model.net(X)).abs().max() < TOL
     builtin = type(loaded)(model.net, "builtin", (1, 8, 8), 10, tmp_path)
     assert trainable_module(builtin) is model.net
+
+
+def test_a_conversion_that_is_not_exact_is_refused(tmp_path, monkeypatch):
+    import core.artifacts._convert as convert
+
+    model, shape = _model("mlp")
+    path = _export(model, shape, tmp_path / "m.onnx", how="legacy-fixed")
+
+    def off_by_a_little(module):  # stands in for a converter bug
+        with torch.no_grad():
+            next(module.parameters()).add_(0.01)
+
+    monkeypatch.setattr(convert, "_float_initializers_trainable", off_by_a_little)
+    with pytest.raises(UnsupportedModelError, match="disagrees with ONNX Runtime"):
+        onnx_to_torch(path)
+
+
+def test_parity_check_fails_loudly_after_a_change_that_should_be_exact(tmp_path):
+    model, shape = _model("mlp")
+    path = _export(model, shape, tmp_path / "m.onnx", how="legacy-dynamic")
+    converted = onnx_to_torch(path)
+    with torch.no_grad():
+        [m for m in converted.modules() if isinstance(m, nn.Linear)][-1].bias.add_(1e-2)
+    with pytest.raises(UnsupportedModelError, match="disagree by up to 0.01"):
+        check_parity(converted, path, _rows(shape))

@@ -24,11 +24,27 @@ _TYPE_ONLY_BUMPS: dict[str, tuple[int, ...]] = {
     "Equal": (19,),
     **{op: (22,) for op in (
         "Conv", "ConvTranspose", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Dropout",
-        "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish",
+        "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Softsign",
         "InstanceNormalization", "LpNormalization", "ThresholdedRelu", "EyeLike",
         "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
         "Round")},
 }
+
+
+def _resize_extras(node: Any) -> str | bool:
+    """What a Resize node uses of the options added in opsets 18/19, if anything."""
+    attrs = node.attributes
+    if attrs.get("antialias", 0):
+        return "antialias=1"
+    if "axes" in attrs:
+        return "axes"
+    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        return "keep_aspect_ratio_policy"
+    if attrs.get("coordinate_transformation_mode") == "half_pixel_symmetric":
+        return "coordinate_transformation_mode=half_pixel_symmetric"
+    return False
+
+
 # Operators whose newer version added an input or attribute: the older converter is exact
 # when the node does not use it (the guard says why not otherwise).
 _GUARDED_BUMPS: dict[str, tuple[tuple[int, ...], Any]] = {
@@ -36,6 +52,7 @@ _GUARDED_BUMPS: dict[str, tuple[tuple[int, ...], Any]] = {
     "Split": ((18,), lambda n: False),
     "AveragePool": ((19, 22), lambda n: any(d != 1 for d in n.attributes.get("dilations", []))
                     and "dilations"),
+    "Resize": ((18, 19), _resize_extras),
 }
 _REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
@@ -90,6 +107,8 @@ def _register_newer_opsets() -> None:
     _add(registry, "ReduceMax", 20, _reduce_with_axes_input)
     _add(registry, "ReduceMin", 20, _reduce_with_axes_input)
     _add(registry, "Gelu", 20, _gelu)
+    for version in (18, 22):
+        _add(registry, "Mish", version, _mish)
     _registered = True
 
 
@@ -142,6 +161,14 @@ def _gelu(node: Any, graph: Any) -> Any:
 
     approximate = node.attributes.get("approximate", "none")
     return OperationConverterResult(torch_module=torch.nn.GELU(approximate=approximate),
+                                    onnx_mapping=onnx_mapping_from_node(node=node))
+
+
+def _mish(node: Any, graph: Any) -> Any:
+    """Mish (opset 18) is nn.Mish."""
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    return OperationConverterResult(torch_module=torch.nn.Mish(),
                                     onnx_mapping=onnx_mapping_from_node(node=node))
 
 
@@ -298,7 +325,7 @@ def _unsupported_ops(model: Any) -> list[str]:
 
 
 def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
-                  name: str | None = None) -> Any:
+                  name: str | None = None, verify: bool = True) -> Any:
     """A trainable ``torch.nn.Module`` (a ``torch.fx.GraphModule``) computing an ONNX graph.
 
     ``source`` is an ``.onnx`` path (external data beside it) or an ``onnx.ModelProto``;
@@ -306,6 +333,8 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     a label), else the module returns every output.
     A graph whose batch size is fixed runs on any number of rows (see :class:`FixedBatch`).
     Operators the converter does not cover raise one :class:`UnsupportedModelError` naming them.
+    With ``verify`` the module is compared with ONNX Runtime on random rows (when the input
+    shape is fully known) and a conversion that is not exact raises too.
     """
     import onnx
 
@@ -345,8 +374,46 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     _static_reshapes(module)
     module.train()
     if batch and not _runs_on_other_batches(module, model, batch):
-        return FixedBatch(module, batch)
+        module = FixedBatch(module, batch)
+    if verify:
+        reference = str(source) if isinstance(source, (str, Path)) else source
+        _verify_conversion(module, reference, model, output_name=output_name, name=name)
     return module
+
+
+def _verify_conversion(module: torch.nn.Module, reference: Any, model: Any, *,
+                       output_name: str | None, name: str) -> None:
+    """Raise unless ``module`` matches ONNX Runtime on the original graph (random rows)."""
+    from onnx import TensorProto
+
+    tensor_type = model.graph.input[0].type.tensor_type
+    shape = [d.dim_value for d in list(tensor_type.shape.dim)[1:]]
+    if tensor_type.elem_type != TensorProto.FLOAT or any(s <= 0 for s in shape):
+        return  # no rows to make up; callers check on real rows with check_parity
+    batch = _fixed_batch(model) or 2
+    X = np.random.default_rng(0).standard_normal((2 * batch + 1, *shape)).astype(np.float32)
+    ref = _ort_outputs(_reference_session(reference), X, output_name)
+    got = _module_outputs(module, X)
+    scale = max(1.0, *(float(np.abs(r).max()) for r in ref if r.dtype.kind == "f"))
+    diff = _max_diff(ref, got)
+    if not diff <= 1e-4 * scale:
+        raise UnsupportedModelError(
+            f"'{name}' converted to torch disagrees with ONNX Runtime by up to {diff:.3g} on "
+            "random inputs; the conversion is not exact for this model.")
+
+
+def _reference_session(reference: Any) -> Any:
+    """An ORT session over a path, or over a ModelProto's bytes."""
+    import onnxruntime as ort
+
+    from core.measure import ort_session
+
+    if isinstance(reference, str):
+        return ort_session(reference)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(reference.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
 
 
 def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
@@ -404,29 +471,49 @@ def trainable_module(loaded: Any) -> torch.nn.Module:
 
 
 def onnx_parity(module: torch.nn.Module, onnx_file: str | Path, X: np.ndarray) -> float:
-    """Max |torch − ONNX Runtime| over every output on rows ``X`` (fixed-batch files are fed
-    in chunks of their batch size)."""
+    """Max |torch − ONNX Runtime| over every float output on rows ``X`` (fixed-batch files
+    are fed in chunks of their batch size)."""
     from core.measure import ort_session
 
-    session = ort_session(onnx_file)
-    feed = session.get_inputs()[0]
-    batch = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 0 else len(X)
     X = np.asarray(X, dtype=np.float32)
-    ref_parts = []
+    return _max_diff(_ort_outputs(ort_session(onnx_file), X), _module_outputs(module, X))
+
+
+def _ort_outputs(session: Any, X: np.ndarray, output_name: str | None = None) -> list[Any]:
+    feed = session.get_inputs()[0]
+    fixed = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 0 else None
+    batch = fixed or len(X)
+    names = [output_name] if output_name else None
+    parts = []
     for start in range(0, len(X), batch):
         part = X[start:start + batch]
         padded = np.concatenate([part, np.repeat(part[-1:], batch - len(part), axis=0)])
-        ref_parts.append([o[:len(part)] for o in session.run(None, {feed.name: padded})])
-    ref = [np.concatenate(parts) for parts in zip(*ref_parts)]
+        parts.append([o[:len(part)] for o in session.run(names, {feed.name: padded})])
+    return [np.concatenate(outs) for outs in zip(*parts)]
+
+
+def _module_outputs(module: torch.nn.Module, X: np.ndarray) -> list[Any]:
     was_training = module.training
     module.eval()
     try:
         with torch.inference_mode():
-            got = [o.detach().numpy() for o in _outputs(module(torch.from_numpy(X)))]
+            return [o.detach().numpy() for o in _outputs(module(torch.from_numpy(X)))]
     finally:
         module.train(was_training)
-    diffs = [float(np.abs(r.astype(np.float64) - g).max()) for r, g in zip(ref, got)
-             if np.issubdtype(r.dtype, np.floating)]
+
+
+def _max_diff(reference: list[Any], got: list[Any]) -> float:
+    """Max |reference − got| over float outputs; inf when shapes or counts differ."""
+    if len(reference) != len(got):
+        return float("inf")
+    diffs = []
+    for ref, out in zip(reference, got):
+        if ref.shape != out.shape:
+            return float("inf")
+        if ref.dtype.kind == "f":
+            diffs.append(float(np.abs(ref.astype(np.float64) - out).max()))
+        elif not np.array_equal(ref, out):
+            return float("inf")
     return max(diffs) if diffs else float("inf")
 
 
