@@ -119,10 +119,14 @@ class SeedRunResult(RunResult):
         from core.artifacts import load_model
         from core.quantization import load_artifact
 
-        for name in ("model.pt", "model.onnx"):
-            if self.report.get("operation") == "quantize" and (self.run_dir / name).is_file():
-                return load_artifact(self.run_dir / name)
-        return load_model(self.run_dir).model
+        if self.report.get("operation") == "quantize":
+            for name in ("model.pt", "model.onnx"):
+                if (self.run_dir / name).is_file():
+                    return load_artifact(self.run_dir / name)
+        loaded = load_model(self.run_dir)
+        if loaded.kind == "onnx" and (self.run_dir / "model.pt2").is_file():
+            return load_model(self.run_dir / "model.pt2").model  # the torch form: trainable
+        return loaded.model
 
     def metrics(self) -> dict[str, Any]:
         base, res = self.report.get("baseline") or {}, self.report.get("result") or {}
