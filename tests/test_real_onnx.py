@@ -114,6 +114,39 @@ def test_bundle_of_an_external_data_model_runs_elsewhere(models, digits, tmp_pat
                                                               abs=1e-3)
 
 
+def test_external_data_missing_or_outside_its_folder_is_one_clear_error(models, tmp_path):
+    import shutil
+
+    from core.artifacts import load_model
+    from core.errors import ModelFileError
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copyfile(models["default_export"], alone / "model.onnx")  # the .data left behind
+    with pytest.raises(ModelFileError, match="'default.onnx.data', which is missing"):
+        load_model(alone / "model.onnx")
+    nested = tmp_path / "nested" / "inner"
+    nested.mkdir(parents=True)
+    shutil.copyfile(models["default_export"], nested / "model.onnx")
+    shutil.copyfile(Path(f"{models['default_export']}.data"), nested.parent / "default.onnx.data")
+    _point_weights_at(nested / "model.onnx", "../default.onnx.data")
+    with pytest.raises(ModelFileError, match="outside its own folder"):
+        load_model(nested / "model.onnx")
+
+
+def _point_weights_at(path: Path, location: str) -> None:
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+    onnx.save(model, str(path))
+
+
 def test_label_output_is_never_scored_and_a_named_output_is_checked(models, digits, tmp_path):
     from core.artifacts import load_model, make_bundle
     from core.errors import InvalidParameterError, UnsupportedModelError
