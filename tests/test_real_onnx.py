@@ -63,6 +63,8 @@ def test_benchmark_reports_what_onnxruntime_measures(models, digits, tmp_path, n
     assert report["result"]["accuracy"] > 0.8
     if name in ("default_export", "normalize_inside"):
         assert (run / "model.onnx.data").is_file()  # the weights travel with the graph
+        listed = {a["path"]: a["format"] for a in report["artifacts"]}
+        assert listed["model.onnx.data"] == "onnx-external-data"
     batch_notes = [w for w in report["warnings"] if "batch dimension" in w]
     if name == "batch_bound":  # rows depend on each other: kept at its fixed batch
         assert list(report["result"]["latency_ms"]) == ["4"]

@@ -16,6 +16,7 @@ from core.errors import UnsupportedModelError
 FORMATS = {
     ".onnx": "onnx", ".safetensors": "safetensors", ".json": "json", ".pt": "torchscript",
     ".pt2": "torch-export", ".zip": "zip", ".csv": "csv", ".yaml": "yaml", ".md": "markdown",
+    ".data": "onnx-external-data",  # model.onnx.data: the weights of model.onnx
 }
 
 
