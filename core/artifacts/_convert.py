@@ -172,9 +172,15 @@ def _mish(node: Any, graph: Any) -> Any:
                                     onnx_mapping=onnx_mapping_from_node(node=node))
 
 
+def _data_input(model: Any) -> Any:
+    """The graph's data input (old exports also list their weights as inputs)."""
+    weights = {i.name for i in model.graph.initializer}
+    return next(i for i in model.graph.input if i.name not in weights)
+
+
 def _fixed_batch(model: Any) -> int | None:
     """The batch size written into the graph's input, or None when it is dynamic."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims = _data_input(model).type.tensor_type.shape.dim
     if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
         return int(dims[0].dim_value)
     return None
@@ -386,7 +392,7 @@ def _verify_conversion(module: torch.nn.Module, reference: Any, model: Any, *,
     """Raise unless ``module`` matches ONNX Runtime on the original graph (random rows)."""
     from onnx import TensorProto
 
-    tensor_type = model.graph.input[0].type.tensor_type
+    tensor_type = _data_input(model).type.tensor_type
     shape = [d.dim_value for d in list(tensor_type.shape.dim)[1:]]
     if tensor_type.elem_type != TensorProto.FLOAT or any(s <= 0 for s in shape):
         return  # no rows to make up; callers check on real rows with check_parity
@@ -418,7 +424,7 @@ def _reference_session(reference: Any) -> Any:
 
 def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
     """Whether ``module`` gives the same rows at batch ``batch + 1`` as at ``batch``."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims = _data_input(model).type.tensor_type.shape.dim
     shape = [d.dim_value for d in list(dims)[1:]]
     if any(s <= 0 for s in shape):
         return False
