@@ -270,3 +270,12 @@ def test_documented_defaults_pass_the_budgets():
                                                           {"prune": {"finetune_epochs": 3}},
                                                           {"quantize": {}}]}})]:
         assert KINDS[kind].validate(config, None)
+
+
+def test_readme_lists_every_limit_with_its_default():
+    from pathlib import Path
+
+    from core.limits import limits_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert limits_table() in readme
