@@ -51,6 +51,16 @@ _LAZY = {
     "factorize": "core.lowrank",
     "LowRankConfig": "core.lowrank",
     "LowRankFactorizer": "core.lowrank",
+    "Quantizer": "core.model_optimization",
+    "QATTrainer": "core.model_optimization",
+    "Pruner": "core.model_optimization",
+    "KnowledgeDistiller": "core.model_optimization",
+    "NASOptimizer": "core.model_optimization",
+    "MixedPrecisionOptimizer": "core.model_optimization",
+    "benchmark_models": "core.benchmarking",
+    "plot_optimization_comparison": "core.benchmarking",
+    "create_efficiency_report": "core.benchmarking",
+    "DEFAULT_PARAM_SPACE": "core.hyperparameter_tuning",
 }
 
 __all__ = sorted(_LAZY)

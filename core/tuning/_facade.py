@@ -22,11 +22,31 @@ class TuningResult:
                 "history": self.history, "sampler": self.sampler}
 
 
+def _call(fn: Callable[..., Any], params: dict[str, Any], leading: tuple[Any, ...]) -> Any:
+    """``fn(*leading, **the params it names)`` when its parameters are space keys, else
+    ``fn(*leading, params)`` (the whole dict)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn(*leading, params)
+    named = [p for p in list(sig.parameters.values())[len(leading):]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return fn(*leading, **params)
+    if named and all(p.name in params for p in named):
+        return fn(*leading, **{p.name: params[p.name] for p in named})
+    return fn(*leading, params)
+
+
 class HyperparameterTuner:
     """``HyperparameterTuner(model_fn, train_fn, param_space, metric, maximize)``.
 
     ``model_fn(params) -> model``; ``train_fn(model, params) -> {metric: value}`` (or a
-    number). ``param_space`` uses the studio's space format (lists are choices); the default
+    number). A function whose parameters are named after the space's keys (the seeds'
+    ``lambda hidden_dims: ...``, ``lambda model, inner_lr: ...``) gets only those, by name.
+    ``param_space`` uses the studio's space format (lists are choices); the default
     is ``DEFAULT_PARAM_SPACE``. Searches run in memory with Optuna's samplers.
     """
 
@@ -43,7 +63,8 @@ class HyperparameterTuner:
 
     def _objective(self, trial: Any) -> float:
         params = self.space.suggest(trial)
-        out = self.train_fn(self.model_fn(params), params)
+        model = _call(self.model_fn, params, ())
+        out = _call(self.train_fn, params, (model,))
         value = out[self.metric] if isinstance(out, Mapping) else out
         return float(value)
 
