@@ -15,13 +15,13 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from core.artifacts import (
-    FixedBatch,
     check_parity,
     export_checked,
     load_model,
     onnx_to_torch,
     trainable_module,
 )
+from core.artifacts._convert_modules import FixedBatch
 from core.errors import StudioError, UnsupportedModelError
 
 TOL = 1e-4

@@ -2,7 +2,6 @@
 
 from core.artifacts._convert import (
     ExportCheck,
-    FixedBatch,
     check_parity,
     export_checked,
     onnx_to_torch,
@@ -37,7 +36,6 @@ from core.artifacts._trust import (
 
 __all__ = [
     "ExportCheck",
-    "FixedBatch",
     "check_parity",
     "export_checked",
     "onnx_to_torch",

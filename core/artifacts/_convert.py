@@ -8,12 +8,14 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from core.errors import UnsupportedModelError
+
+if TYPE_CHECKING:
+    import torch
 
 # onnx2torch 1.5.15 stops at opset 17. These operators changed only their type lists in
 # opsets 18-23 (float8/int4/bfloat16), so the converter of their previous version is exact.
@@ -157,6 +159,7 @@ def _reduce_with_axes_input(node: Any, graph: Any) -> Any:
 
 def _gelu(node: Any, graph: Any) -> Any:
     """Gelu (opset 20) is nn.GELU with the same ``approximate`` attribute."""
+    import torch
     from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
     approximate = node.attributes.get("approximate", "none")
@@ -166,6 +169,7 @@ def _gelu(node: Any, graph: Any) -> Any:
 
 def _mish(node: Any, graph: Any) -> Any:
     """Mish (opset 18) is nn.Mish."""
+    import torch
     from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
     return OperationConverterResult(torch_module=torch.nn.Mish(),
@@ -259,6 +263,8 @@ def _float_initializers_trainable(module: torch.nn.Module) -> None:
     """onnx2torch keeps weights that feed plain ops (MatMul, Add, Mul) as buffers: float
     tensors larger than a scalar are weights (positional embeddings, MatMul weights, biases),
     so they become parameters; scalars (scales, epsilons) and integer shapes stay buffers."""
+    import torch
+
     holder = getattr(module, "initializers", None)
     if holder is None:
         return
@@ -268,22 +274,12 @@ def _float_initializers_trainable(module: torch.nn.Module) -> None:
             holder.register_parameter(key, torch.nn.Parameter(buf.detach().clone()))
 
 
-class StaticReshape(torch.nn.Module):
-    """Reshape to a constant target (0 copies the input's dim) without reading a tensor, so
-    ``torch.export`` (PT2E quantization, the dynamo exporter) can trace it; onnx2torch's own
-    Reshape inspects its shape tensor at run time, a data-dependent branch export refuses."""
-
-    def __init__(self, shape: list[int]) -> None:
-        super().__init__()
-        self.shape = [int(s) for s in shape]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)])
-
-
 def _static_reshapes(module: Any) -> None:
     """Replace onnx2torch Reshape calls whose target is a constant by :class:`StaticReshape`."""
+    import torch
     from onnx2torch.node_converters.reshape import OnnxReshape
+
+    from core.artifacts._convert_modules import StaticReshape
 
     changed = False
     for node in list(module.graph.nodes):
@@ -376,6 +372,8 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
         text = re.sub(r"\s+", " ", str(exc)).strip()[:200] or type(exc).__name__
         raise UnsupportedModelError(
             f"'{name}' cannot be turned into a trainable torch module: {text}.") from None
+    from core.artifacts._convert_modules import FixedBatch
+
     _float_initializers_trainable(module)
     _static_reshapes(module)
     module.train()
@@ -424,6 +422,10 @@ def _reference_session(reference: Any) -> Any:
 
 def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
     """Whether ``module`` gives the same rows at batch ``batch + 1`` as at ``batch``."""
+    import torch
+
+    from core.artifacts._convert_modules import outputs_of
+
     dims = _data_input(model).type.tensor_type.shape.dim
     shape = [d.dim_value for d in list(dims)[1:]]
     if any(s <= 0 for s in shape):
@@ -432,39 +434,12 @@ def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
     module.eval()
     try:
         with torch.inference_mode():
-            ref, got = _outputs(module(x[:batch])), _outputs(module(x))
+            ref, got = outputs_of(module(x[:batch])), outputs_of(module(x))
         return all(torch.allclose(r, g[:batch], atol=1e-5, rtol=1e-4) for r, g in zip(ref, got))
     except Exception:
         return False
     finally:
         module.train()
-
-
-def _outputs(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (tuple, list)) else [value]
-
-
-class FixedBatch(torch.nn.Module):
-    """Runs a graph whose batch size is baked into its operators on any number of rows: in
-    chunks of that size, the last one padded by repeating its last row (padding rows are
-    dropped from the output, so they get no gradient)."""
-
-    def __init__(self, inner: torch.nn.Module, batch: int) -> None:
-        super().__init__()
-        self.inner = inner
-        self.batch = batch
-
-    def forward(self, x: torch.Tensor) -> Any:
-        chunks = []
-        for start in range(0, x.shape[0], self.batch):
-            part = x[start:start + self.batch]
-            rows = part.shape[0]
-            if rows < self.batch:
-                pad = part[-1:].expand(self.batch - rows, *part.shape[1:])
-                part = torch.cat([part, pad])
-            chunks.append([o[:rows] for o in _outputs(self.inner(part))])
-        outs = [torch.cat(parts) for parts in zip(*chunks)]
-        return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def trainable_module(loaded: Any) -> torch.nn.Module:
@@ -499,11 +474,15 @@ def _ort_outputs(session: Any, X: np.ndarray, output_name: str | None = None) ->
 
 
 def _module_outputs(module: torch.nn.Module, X: np.ndarray) -> list[Any]:
+    import torch
+
+    from core.artifacts._convert_modules import outputs_of
+
     was_training = module.training
     module.eval()
     try:
         with torch.inference_mode():
-            return [o.detach().numpy() for o in _outputs(module(torch.from_numpy(X)))]
+            return [o.detach().numpy() for o in outputs_of(module(torch.from_numpy(X)))]
     finally:
         module.train(was_training)
 
@@ -554,6 +533,9 @@ def export_checked(module: torch.nn.Module, path: str | Path, X: np.ndarray, *,
     constants then disagrees at other batch sizes, and is exported at a fixed batch instead
     (its :class:`FixedBatch` size, else 1). Above ``tolerance`` it raises.
     """
+    import torch
+
+    from core.artifacts._convert_modules import FixedBatch
     from core.artifacts._save import export_onnx
 
     X = np.asarray(X, dtype=np.float32)
@@ -578,6 +560,8 @@ def export_checked(module: torch.nn.Module, path: str | Path, X: np.ndarray, *,
 
 def _export_fixed_batch(module: torch.nn.Module, path: str | Path, example: torch.Tensor) -> None:
     import warnings
+
+    import torch
 
     module.eval()
     try:
