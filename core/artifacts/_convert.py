@@ -340,6 +340,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     """
     import onnx
 
+    from core.artifacts._convert_modules import FixedBatch
     from core.artifacts._load import check_onnx
 
     _register_newer_opsets()
@@ -372,8 +373,6 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
         text = re.sub(r"\s+", " ", str(exc)).strip()[:200] or type(exc).__name__
         raise UnsupportedModelError(
             f"'{name}' cannot be turned into a trainable torch module: {text}.") from None
-    from core.artifacts._convert_modules import FixedBatch
-
     _float_initializers_trainable(module)
     _static_reshapes(module)
     module.train()
@@ -398,7 +397,7 @@ def _verify_conversion(module: torch.nn.Module, reference: Any, model: Any, *,
     X = np.random.default_rng(0).standard_normal((2 * batch + 1, *shape)).astype(np.float32)
     ref = _ort_outputs(_reference_session(reference), X, output_name)
     got = _module_outputs(module, X)
-    scale = max(1.0, *(float(np.abs(r).max()) for r in ref if r.dtype.kind == "f"))
+    scale = max([1.0, *(float(np.abs(r).max()) for r in ref if r.dtype.kind == "f")])
     diff = _max_diff(ref, got)
     if not diff <= 1e-4 * scale:
         raise UnsupportedModelError(
