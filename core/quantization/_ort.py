@@ -292,6 +292,10 @@ def ort_dynamic_int8(source: Source, config: OrtDynamicInt8Config, out_path: Pat
                              per_channel=config.per_channel, weight_type=QuantType.QInt8,
                              nodes_to_quantize=chosen)
     cb.progress(1.0, "Quantized (dynamic INT8)")
+    if chosen:  # measured: up to 0.3 pt between batches of 64 and 256 on small conv nets
+        notes.append("Dynamic INT8 computes activation scales per batch, so a row's output "
+                     "depends slightly on the other rows of its batch: accuracy here is "
+                     "evaluated in batches of 256 rows.")
     return Quantized(Path(out_path), notes, {"layers_quantized": chosen})
 
 
