@@ -118,7 +118,9 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> L
             meta["notes"].append(
                 f"The model's batch dimension is fixed at {batch} and could not be made "
                 f"dynamic safely: accuracy is evaluated {batch} row(s) at a time and "
-                f"latency is measured at batch {batch} only.")
+                f"latency is measured at batch {batch} only. For other batch sizes, export "
+                "with a dynamic batch from an example x of 2 or more rows: torch.onnx.export("
+                "model, (x,), 'model.onnx', dynamic_shapes=({0: torch.export.Dim('batch')},)).")
     session = ort_session(source, threads=threads, output_name=output)
     if source != path:
         remove_with(session, source)
