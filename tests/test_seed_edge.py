@@ -161,3 +161,36 @@ def test_mixed_precision_named_layers_is_clear_until_the_verb_takes_exclude(seed
         optimizer.optimize(model=HealthMonitorNet(9, [16], 4),
                            sensitive_layers=["conv1", "fc_final"],  # Keep FP32
                            accuracy_threshold=0.99)
+
+
+def test_qat_trainer_and_nas_optimizer(seed_env, health):
+    from core import NASOptimizer, QATTrainer
+
+    model = HealthMonitorNet(9, [64, 32], 4)
+    trainer = QATTrainer(
+        model=model,
+        target_precision="int8"
+    )
+    qat_model = trainer.train(
+        train_data=health,
+        epochs=1,
+        learning_rate=0.0001
+    )
+    int8_model = trainer.convert_to_int8(qat_model)
+    assert trainer.last.report["method"] == "torch-qat-int8"
+    assert int8_model(torch.zeros(2, 9)).shape == (2, 4)
+
+    nas = NASOptimizer(
+        search_space="mobilenet_v3",
+        constraints={
+            "latency_ms": 20,
+            "model_size_mb": 5,
+            "min_accuracy": 0.5
+        },
+        epochs=1,
+    )
+    best_arch = nas.search(train_data="digits", search_iterations=2)
+    optimized_model = nas.build_model(best_arch)
+    nas.train(optimized_model, "digits", epochs=1)
+    assert nas.last.report["operation"] == "tune" and best_arch
+    assert optimized_model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
