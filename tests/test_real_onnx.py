@@ -203,6 +203,28 @@ def test_methods_that_cannot_apply_refuse_up_front(models, digits, tmp_path):
                  measure_options=FAST_MEASURE)
 
 
+def test_torchscript_is_quantized_through_onnx_and_torch_methods_refuse(digits, tmp_path):
+    import onnx
+    import torch
+
+    from core.artifacts._trust import trusted_model_code
+    from core.errors import UnsupportedModelError
+    from core.quantization import quantize
+
+    net = zoo.train_tiny(zoo.tiny_net(), digits.X_train, digits.y_train, epochs=3)
+    path = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.trace(net, torch.from_numpy(digits.X_train[:1])), str(path))
+    with trusted_model_code():
+        with pytest.raises(UnsupportedModelError, match="cannot quantize a TorchScript model"
+                           ".*use one of: ort-static-int8"):
+            quantize(path, digits, "torch-dynamic-int8", out_dir=tmp_path / "t")
+        run = tmp_path / "q"
+        report = quantize(path, digits, "ort-static-int8", out_dir=run,
+                          measure_options=FAST_MEASURE).report
+    _check_against_ort(report, run, digits)
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(run / "model.onnx")).graph.node}
+
+
 @pytest.mark.slow
 def test_cli_benchmarks_torch_default_export(models, tmp_path):
     out = tmp_path / "cli"
