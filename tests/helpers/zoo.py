@@ -38,7 +38,8 @@ def upsample_images(X: np.ndarray, *, size: int = 32, channels: int = 3) -> np.n
 
 
 def digits_3x32(*, size: int = 32, seed: int = 0) -> Any:
-    """The built-in digits data set with every split upsampled to ``3 x size x size``."""
+    """The built-in digits data set with every split upsampled to ``3 x size x size``
+    (in memory: a run folder written from it cannot reload it; use ``digits_npz`` then)."""
     from core.data import load_dataset
 
     ds = load_dataset("digits", seed=seed)
@@ -48,6 +49,15 @@ def digits_3x32(*, size: int = 32, seed: int = 0) -> Any:
         X_val=upsample_images(ds.X_val, size=size),
         X_test=upsample_images(ds.X_test, size=size),
     )
+
+
+def digits_npz(path: Any, *, size: int = 16, seed: int = 0) -> Any:
+    """Digits upsampled to ``3 x size x size``, written to ``path`` (.npz) and loaded from it,
+    so run folders record a data set that reloads (``digits_3x32``'s name does not)."""
+    from core.data import load_dataset
+
+    save_npz(digits_3x32(size=size, seed=seed), path)
+    return load_dataset(str(path), seed=seed)
 
 
 def save_npz(data: Any, path: Any) -> None:
