@@ -20,6 +20,7 @@ _LAZY = {
     "load_dataset": "core.data",
     "build_model": "core.models",
     "load_model": "core.artifacts",
+    "trusted_model_code": "core.artifacts",
     "save_model": "core.artifacts",
     "train_baseline": "core.runs",
     "open_variant": "core.runs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_PROXY", "localhost,127.0.0.1")
+# The studio's record of its own TorchScript/.pt2 files: a throwaway one for the tests.
+os.environ.setdefault("STUDIO_TRUST_STORE", tempfile.mkdtemp(prefix="studio-trust-"))
 
 FAST_MEASURE = {"budget_s": 0.02, "memory": False}
 
