@@ -26,6 +26,7 @@ AREA_CLIS: list[str] = [
     "core.auto._cli",
     "core.federated._cli",
     "core.profiling._cli",
+    "core.fusion._cli",
 ]
 
 

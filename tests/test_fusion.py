@@ -97,3 +97,17 @@ def test_refusals(tmp_path):
     with pytest.raises(UnsupportedModelError, match="Nothing to fuse"):
         fuse(nn.Sequential(nn.Linear(64, 10)).eval(), "digits", out_dir=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_fuse_and_factorize(baseline_dir, tmp_path, capsys):
+    from core.cli import run
+
+    assert run(["fuse", "--model", str(baseline_dir), "--out", str(tmp_path / "f")]) == 0
+    assert "graph nodes" in capsys.readouterr().out
+    assert run(["factorize", "--model", str(baseline_dir), "--rank-ratio", "0.5",
+                "--finetune-epochs", "0", "--layers", "classifier",
+                "--out", str(tmp_path / "l")]) == 0
+    assert "parameters" in capsys.readouterr().out
+    assert run(["fuse", "--model", str(baseline_dir), "--patterns", "conv-softmax",
+                "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
