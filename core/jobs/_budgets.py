@@ -242,6 +242,9 @@ def apply_budget(kind: str, config: dict[str, Any], resolve: Callable[..., Any]
                  ) -> dict[str, Any]:
     """Check a validated job config against the compute limits; returns the config to store
     (a tuning job without a time limit gets the server's, STUDIO_MAX_TUNE_S)."""
+    data = config.get("data")
+    if isinstance(data, str) and data.startswith("upload:"):  # any kind: within the data limits
+        _data_facts(data, resolve)
     check = _CHECKS.get(kind)
     checked = check(config, resolve) if check else None
     return checked if isinstance(checked, dict) else config
