@@ -132,3 +132,22 @@ def test_distillation_assisted_finetune(trained, real_data, tmp_path):
     log = result.report["pruning"]
     assert result.report["result"]["accuracy"] >= log["accuracy_before_finetune"]
     assert log["finetune"][-1]["history"]  # it did train (with the teacher's soft targets)
+
+
+def test_methods_an_onnx_model_cannot_take_are_named_before_any_work(baseline_dir, digits):
+    """A recipe study on an ONNX-only base refuses its pruning choices up front (it used to
+    run every trial into the same failure and exit 0)."""
+    from core.errors import InvalidParameterError
+    from core.pruning import STRUCTURED, UNSTRUCTURED, unsupported_methods
+    from core.tuning._recipe import check_recipe_base
+    from core.tuning._space import SearchSpace
+
+    onnx = baseline_dir / "model.onnx"
+    refused = unsupported_methods(onnx, digits)
+    assert set(refused) == set(STRUCTURED + UNSTRUCTURED)
+    assert "ONNX" in refused["structured-l2"]
+    assert unsupported_methods(baseline_dir) == {}  # a built-in run folder takes them all
+    space = SearchSpace({"pruning_method": ["none", "structured-l2"]})
+    with pytest.raises(InvalidParameterError, match="'space.pruning_method'.*'none'"):
+        check_recipe_base(onnx, digits, space)
+    check_recipe_base(onnx, digits, SearchSpace({"pruning_method": ["none"]}))
