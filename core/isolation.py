@@ -84,7 +84,8 @@ def run_isolated(work: Callable[[Callbacks], Any], callbacks: Callbacks | None =
     ctx = mp.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     stop = ctx.Event()
-    proc = ctx.Process(target=_child, args=(work, sender, stop, limits), name="studio-job")
+    proc = ctx.Process(target=_child, args=(work, sender, stop, limits, os.getpid()),
+                       name="studio-job")
     proc.start()
     sender.close()
     try:
@@ -141,8 +142,10 @@ def _relay(cb: Callbacks, kind: str, payload: Any) -> None:
         cb.on_metrics(payload)
 
 
-def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Limits) -> None:
+def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Limits,
+           parent: int) -> None:
     """The child's side: apply limits, run the work, send ("done", result) or ("error", …)."""
+    _die_with_parent(parent)
     _apply_limits(limits)
     token = CancelToken()
     threading.Thread(target=lambda: (stop.wait(), token.cancel()), daemon=True).start()
@@ -159,6 +162,20 @@ def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Lim
     sender.close()
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this child when the server dies (else it would keep the server's
+    listening socket and its CPU); no-op elsewhere."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: sent when the forking thread ends
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _apply_limits(limits: Limits) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,42 @@ def test_survives_turns_a_crash_into_a_clear_refusal():
     survives(lambda: 1, "never said")
     with pytest.raises(UnsupportedModelError, match="cannot load this"):
         survives(lambda: os.abort(), "The runtime cannot load this")
+
+
+def test_a_job_dies_with_its_server(tmp_path):
+    """A server killed with SIGKILL takes its running job with it (no orphan keeps its port)."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "server.py"
+    pid_file = tmp_path / "child.pid"
+    script.write_text(
+        "import os, time, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+        "from core.isolation import Limits, run_isolated\n"
+        "def work(cb):\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+        "run_isolated(work, limits=Limits(wall_s=120))\n")
+    server = subprocess.Popen([sys.executable, str(script)])
+    end = time.monotonic() + 30
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < end, "the job never started"
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    end = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
