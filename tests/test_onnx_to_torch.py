@@ -310,6 +310,33 @@ def _graph_with(op: str, tmp_path) -> str:
     return path
 
 
+def test_onnx_attention_operator_converts(tmp_path):
+    """From opset 23 torch's exporter writes nn.MultiheadAttention's core as one Attention
+    node; it becomes scaled_dot_product_attention."""
+    model, shape = _model("vit")
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(2, *shape),), str(path), dynamo=True,
+                          opset_version=23)
+    assert "Attention" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    converted = onnx_to_torch(path)
+    X = _rows(shape, n=5)
+    assert _max_diff(converted, model, X) < TOL
+    assert export_checked(converted, tmp_path / "back.onnx", X).max_abs_diff < TOL
+
+
+def test_attention_features_without_a_torch_equivalent_are_refused(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, 3, 4])
+    node = helper.make_node("Attention", ["x", "x", "x"], ["y"], softcap=30.0)
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 23)])
+    onnx.save(model, str(tmp_path / "softcap.onnx"))
+    with pytest.raises(UnsupportedModelError, match="Attention with softcap"):
+        onnx_to_torch(tmp_path / "softcap.onnx")
+
+
 def test_unsupported_operator_is_one_clear_error(tmp_path):
     path = _graph_with("Hardmax", tmp_path)
     with pytest.raises(UnsupportedModelError, match=r"Hardmax \(opset 17\)") as info:

@@ -18,12 +18,15 @@ if TYPE_CHECKING:
     import torch
 
 # onnx2torch 1.5.15 stops at opset 17. These operators changed only their type lists in
-# opsets 18-23 (float8/int4/bfloat16), so the converter of their previous version is exact.
+# opsets 16-25 (float8/int4/int2/bfloat16; Cast's saturate/round_mode apply to float8 only),
+# so the converter of their previous version is exact (their signatures were checked equal).
 _TYPE_ONLY_BUMPS: dict[str, tuple[int, ...]] = {
-    **{op: (19, 21, 23) for op in ("Reshape", "Identity", "Cast", "Constant", "Shape", "Size")},
-    **{op: (21, 23) for op in ("Flatten", "Transpose", "Squeeze", "Unsqueeze")},
-    "ConstantOfShape": (20, 21, 23),
-    "Equal": (19,),
+    **{op: (19, 21, 23, 24, 25)
+       for op in ("Reshape", "Identity", "Cast", "Constant", "Shape", "Size")},
+    **{op: (21, 23, 24, 25) for op in ("Flatten", "Transpose", "Squeeze", "Unsqueeze")},
+    "ConstantOfShape": (20, 21, 23, 24, 25),
+    "Equal": (19,), "GreaterOrEqual": (16,), "LessOrEqual": (16,), "IsInf": (20,),
+    "IsNaN": (20,), "TopK": (24,),
     **{op: (22,) for op in (
         "Conv", "ConvTranspose", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Dropout",
         "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Softsign",
@@ -50,7 +53,7 @@ def _resize_extras(node: Any) -> str | bool:
 # Operators whose newer version added an input or attribute: the older converter is exact
 # when the node does not use it (the guard says why not otherwise).
 _GUARDED_BUMPS: dict[str, tuple[tuple[int, ...], Any]] = {
-    "Pad": ((18, 19, 21, 23), lambda n: len(n.input_values) > 3 and "the 'axes' input"),
+    "Pad": ((18, 19, 21, 23, 24, 25), lambda n: len(n.input_values) > 3 and "the 'axes' input"),
     "Split": ((18,), lambda n: False),
     "AveragePool": ((19, 22), lambda n: any(d != 1 for d in n.attributes.get("dilations", []))
                     and "dilations"),
@@ -111,6 +114,8 @@ def _register_newer_opsets() -> None:
     _add(registry, "Gelu", 20, _gelu)
     for version in (18, 22):
         _add(registry, "Mish", version, _mish)
+    for version in (23, 24, 25):
+        _add(registry, "Attention", version, _attention)
     _registered = True
 
 
@@ -174,6 +179,30 @@ def _mish(node: Any, graph: Any) -> Any:
 
     return OperationConverterResult(torch_module=torch.nn.Mish(),
                                     onnx_mapping=onnx_mapping_from_node(node=node))
+
+
+def _attention(node: Any, graph: Any) -> Any:
+    """Attention (opset 23, what torch's exporter writes for SDPA from opset 23 on) as
+    scaled_dot_product_attention; a KV cache, softcap or extra outputs are refused."""
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult
+
+    from core.artifacts._convert_modules import OnnxAttention
+
+    attrs = node.attributes
+    if any(node.input_values[4:]) or any(node.output_values[1:]):
+        raise NotImplementedError("Attention with a KV cache or extra outputs")
+    if attrs.get("softcap", 0.0) or attrs.get("qk_matmul_output_mode", 0):
+        raise NotImplementedError("Attention with softcap or qk_matmul_output_mode")
+    if attrs.get("left_window_size", -1) >= 0 or attrs.get("right_window_size", -1) >= 0:
+        raise NotImplementedError("Attention with a sliding window")
+    causal = bool(attrs.get("is_causal", 0))
+    if causal and len(node.input_values) > 3 and node.input_values[3]:
+        raise NotImplementedError("Attention with both is_causal and attn_mask")
+    module = OnnxAttention(is_causal=causal, scale=attrs.get("scale"),
+                           q_heads=attrs.get("q_num_heads", 0),
+                           kv_heads=attrs.get("kv_num_heads", 0))
+    return OperationConverterResult(torch_module=module, onnx_mapping=OnnxMapping(
+        inputs=node.input_values[:4], outputs=node.output_values[:1]))
 
 
 def _data_input(model: Any) -> Any:
@@ -240,6 +269,14 @@ def _drop_needless_allowzero(model: Any) -> None:
             continue
         for attr in [a for a in node.attribute if a.name == "allowzero"]:
             node.attribute.remove(attr)
+
+
+def _trim_empty_outputs(model: Any) -> None:
+    """Drop omitted trailing optional outputs (""): onnx2torch treats a node with several
+    outputs as returning a tuple."""
+    for node in model.graph.node:
+        while len(node.output) > 1 and not node.output[-1]:
+            node.output.pop()
 
 
 def _unshare_identity_initializers(model: Any) -> None:
@@ -355,6 +392,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     if output_name is not None:
         _keep_output(model, output_name, name)
     _drop_needless_allowzero(model)
+    _trim_empty_outputs(model)
     _unshare_identity_initializers(model)
     batch = _fixed_batch(model)
     if batch:

@@ -20,6 +20,29 @@ class StaticReshape(torch.nn.Module):
         return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)])
 
 
+class OnnxAttention(torch.nn.Module):
+    """ONNX Attention (opset 23+) without a KV cache: torch's scaled_dot_product_attention on
+    4-D (batch, heads, seq, head size) inputs, or 3-D (batch, seq, hidden) split into heads."""
+
+    def __init__(self, *, is_causal: bool, scale: float | None, q_heads: int,
+                 kv_heads: int) -> None:
+        super().__init__()
+        self.is_causal, self.scale = is_causal, scale
+        self.q_heads, self.kv_heads = q_heads, kv_heads
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        flat = q.dim() == 3
+        if flat:
+            q, k, v = (t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+                       for t, heads in ((q, self.q_heads), (k, self.kv_heads),
+                                        (v, self.kv_heads)))
+        y = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=self.is_causal, scale=self.scale,
+            enable_gqa=bool(q.shape[1] != k.shape[1]))  # head counts are fixed
+        return y.transpose(1, 2).flatten(2) if flat else y
+
+
 class FixedBatch(torch.nn.Module):
     """Runs a graph whose batch size is baked into its operators on any number of rows: in
     chunks of that size, the last one padded by repeating its last row (padding rows are
