@@ -59,6 +59,7 @@ _GUARDED_BUMPS: dict[str, tuple[tuple[int, ...], Any]] = {
                     and "dilations"),
     "Resize": ((18, 19), _resize_extras),
 }
+# Reduce* take ``axes`` as an input from opset 18 on (onnx2torch knows that for ReduceSum only).
 _REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
 _registered = False
@@ -77,8 +78,8 @@ def _import_onnx2torch() -> Any:
             raise
     except RuntimeError:  # a torchvision build that does not match torch fails on import
         pass
-    # torchvision is missing or broken (this project's CPU torch has no matching wheel):
-    # classifiers never need NMS/RoiAlign, so import onnx2torch with an empty stand-in.
+    # torchvision is missing or broken (the package index here has no CPU torchvision for
+    # torch 2.13): classifiers never need NMS/RoiAlign, so import onnx2torch with a stand-in.
     saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k.startswith("torchvision")}
     stand_in = types.ModuleType("torchvision")
     stand_in.ops = types.ModuleType("torchvision.ops")
@@ -94,7 +95,7 @@ def _import_onnx2torch() -> Any:
 
 
 def _register_newer_opsets() -> None:
-    """Teach onnx2torch the opset 18-23 versions that torch 2.13's exporters write."""
+    """Teach onnx2torch the opset 18-25 versions that torch 2.13's exporters write."""
     global _registered
     if _registered:
         return
