@@ -9,7 +9,7 @@ from typing import Any
 
 from core.artifacts import LoadedModel, load_model, read_report, save_model, staging, write_run
 from core.callbacks import Callbacks
-from core.data import Dataset, load_dataset
+from core.data import Dataset, dataset_from_spec, load_dataset
 from core.errors import InvalidParameterError
 from core.models import model_for_data
 from core.training import TrainConfig, seed_everything, train
@@ -50,9 +50,8 @@ class Variant:
 
 
 def data_from_report(report: dict[str, Any]) -> Dataset:
-    """Rebuild the data set a run was made on (same source, seed and split)."""
-    spec = dict(report.get("data") or {"source": "digits"})
-    return load_dataset(spec.pop("source"), **spec)
+    """Rebuild the data set a run was made on (same source, split and preprocessing)."""
+    return dataset_from_spec(report.get("data") or {"source": "digits"})
 
 
 def open_variant(run_dir: str | Path, *, data: Dataset | None = None) -> Variant:
