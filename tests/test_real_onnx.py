@@ -225,6 +225,24 @@ def test_torchscript_is_quantized_through_onnx_and_torch_methods_refuse(digits, 
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(run / "model.onnx")).graph.node}
 
 
+@pytest.mark.parametrize("method", ["ort-static-int8", "torch-dynamic-int8"])
+def test_a_pt2_program_is_refused_before_any_work(digits, tmp_path, method):
+    import torch
+
+    from core.artifacts._trust import trusted_model_code
+    from core.errors import UnsupportedModelError
+    from core.quantization import quantize
+
+    net = zoo.tiny_net().eval()
+    path = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(net, (torch.from_numpy(digits.X_train[:2]),)), path)
+    out = tmp_path / "q"
+    with trusted_model_code(), pytest.raises(UnsupportedModelError,
+                                             match="torch.onnx.export.*ort-static-int8"):
+        quantize(path, digits, method, out_dir=out)
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_cli_benchmarks_torch_default_export(models, tmp_path):
     out = tmp_path / "cli"
