@@ -117,7 +117,6 @@ def _follow(proc: Any, receiver: Any, stop: Any, cb: Callbacks, limits: Limits
             if kind in ("done", "error"):
                 return (kind, payload), None
             _relay(cb, kind, payload)
-            continue
         now = time.monotonic()
         if cb.cancel.cancelled and cancelled_at is None:
             stop.set()

@@ -184,3 +184,21 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_cancel_is_heard_while_the_job_chatters():
+    """A job that reports progress all the time is still stopped promptly."""
+    import threading
+
+    cb = Callbacks()
+
+    def chatty(c):
+        while True:
+            c.progress(0.5, "busy")
+            time.sleep(0.005)
+
+    threading.Timer(0.5, cb.cancel.cancel).start()
+    start = time.monotonic()
+    with pytest.raises(CancelledError):
+        run_isolated(chatty, cb, limits=SMALL)
+    assert time.monotonic() - start < 10
