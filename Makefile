@@ -10,6 +10,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,tuning]"
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps "onnx2torch>=1.5.15,<1.6"
 	touch $@
 
 run: install
