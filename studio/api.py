@@ -277,13 +277,17 @@ def serve(app: Any, host: str, port: int) -> None:
     """Serve an ASGI app with uvicorn (blocking)."""
     import uvicorn
 
+    from studio.quota import ProxiedClient
+
     print(f"Optimization Studio on http://{host}:{port}/ (REST API: /api/docs)", flush=True)
-    # Behind a Space's proxy every request comes from the proxy: take the client's address
-    # from X-Forwarded-For there (per-address limits), and only there (else it is spoofable).
-    forwarded = "*" if os.environ.get("SPACE_ID") else None
+    # Behind a Space's proxy every request comes from the proxy: per-address limits take the
+    # address that proxy appended to X-Forwarded-For (the last one; earlier ones are the
+    # client's own words), and only there.
+    if os.environ.get("SPACE_ID"):
+        app = ProxiedClient(app)
     # Open client streams must not hold a restart (a Space sends SIGTERM) for long.
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
-                proxy_headers=True, forwarded_allow_ips=forwarded)
+                proxy_headers=False)
 
 
 def main(argv: list[str] | None = None) -> None:

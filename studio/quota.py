@@ -1,4 +1,5 @@
-"""A per-client upload quota for the served app (Gradio's upload route takes files from anyone).
+"""Per-client limits of the served app: an upload quota (Gradio's upload route takes files from
+anyone), and the client's address behind a proxy.
 
 Hand-written because Starlette/Gradio have no byte quota: a small ASGI middleware that counts
 the bytes each client address has uploaded in a sliding window and answers 429 beyond it.
@@ -73,3 +74,21 @@ async def _refuse(send: Any, quota: int, window: float) -> None:
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+class ProxiedClient:
+    """ASGI middleware behind one trusted proxy: the client is the last X-Forwarded-For entry
+    (the address that proxy saw); entries before it are whatever the client sent."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for key, value in scope.get("headers", []):
+                if key == b"x-forwarded-for":
+                    last = value.decode("latin-1").split(",")[-1].strip()
+                    if last:
+                        scope = {**scope, "client": (last, 0)}
+                    break
+        await self.app(scope, receive, send)

@@ -42,3 +42,18 @@ def test_the_window_forgets_old_uploads(monkeypatch):
     assert client.post("/gradio_api/upload", content=b"x" * 900).status_code == 429
     now[0] += 3601
     assert client.post("/gradio_api/upload", content=b"x" * 900).status_code == 200
+
+
+def test_behind_the_proxy_the_client_is_the_address_the_proxy_appended():
+    from studio.quota import ProxiedClient
+
+    app = FastAPI()
+
+    @app.get("/who")
+    async def who(request: Request) -> dict:
+        return {"client": request.client.host}
+
+    client = TestClient(ProxiedClient(app))
+    spoofed = client.get("/who", headers={"X-Forwarded-For": "1.2.3.4, 10.9.8.7"})
+    assert spoofed.json() == {"client": "10.9.8.7"}
+    assert client.get("/who").json()["client"] == "testclient"
