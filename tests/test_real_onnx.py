@@ -194,13 +194,26 @@ def test_methods_that_cannot_apply_refuse_up_front(models, digits, tmp_path):
     with pytest.raises(UnsupportedModelError, match="cannot quantize an ONNX model.*"
                        "ort-static-int8"):
         quantize(models["fixed_batch"], digits, "torch-dynamic-int8", out_dir=tmp_path / "t")
-    # A torch.export module has no nn.Linear left: torch dynamic INT8 would ship it unchanged.
-    net = zoo.train_tiny(zoo.tiny_net(), digits.X_train, digits.y_train, epochs=1)
-    program = torch.export.export(net, (torch.from_numpy(digits.X_train[:2]),),
-                                  dynamic_shapes=({0: torch.export.Dim.AUTO},))
-    with pytest.raises(UnsupportedModelError, match="'torch-dynamic-int8' did nothing"):
-        quantize(program.module(), digits, "torch-dynamic-int8", out_dir=tmp_path / "g",
+    # A torch.export program's module has no nn.Linear left: refused, not shipped unchanged.
+    program = torch.export.export(zoo.tiny_net().eval(), (torch.from_numpy(digits.X_train[:2]),))
+    with pytest.raises(UnsupportedModelError, match="cannot quantize a torch.export"):
+        quantize(program.module(), digits, "torch-dynamic-int8", out_dir=tmp_path / "g")
+
+
+def test_a_torch_method_with_nothing_to_quantize_fails(digits, tmp_path):
+    import torch
+
+    from core.errors import UnsupportedModelError
+    from core.quantization import quantize
+
+    convs_only = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 3, padding=1),
+                                     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    out = tmp_path / "q"
+    with pytest.raises(UnsupportedModelError, match="'torch-dynamic-int8' did nothing on this "
+                       "model: it quantizes nn.Linear modules and found none"):
+        quantize(convs_only, digits, "torch-dynamic-int8", out_dir=out,
                  measure_options=FAST_MEASURE)
+    assert not out.exists()
 
 
 def test_torchscript_is_quantized_through_onnx_and_torch_methods_refuse(digits, tmp_path):

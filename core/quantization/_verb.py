@@ -151,12 +151,21 @@ def _open_input(model: Any, data: Any, output_name: str | None = None) -> _Input
 
 
 def _module_kind(model: Any) -> str:
-    """'onnx' for an ORT session, 'torchscript' for a ScriptModule, else 'module'."""
+    """'onnx' for an ORT session, 'torchscript' for a ScriptModule, 'export' for a
+    torch.export program's module, else 'module'."""
     if type(model).__name__ == "InferenceSession":
         return "onnx"
     import torch
 
-    return "torchscript" if isinstance(model, torch.jit.ScriptModule) else "module"
+    if isinstance(model, torch.jit.ScriptModule):
+        return "torchscript"
+    try:
+        model.eval()
+    except NotImplementedError:  # ExportedProgram.module() refuses eval()
+        return "export"
+    except AttributeError:
+        pass
+    return "module"
 
 
 DEFAULT_CALIBRATION_SIZE = 256
