@@ -15,7 +15,8 @@ from typing import Any, BinaryIO
 from core.artifacts import UntrustedModelError, check_onnx, detect_format, server_allows_model_code
 from core.artifacts._inspect import check_pt2_file
 from core.artifacts._trust import untrusted_message
-from core.errors import DataError, InvalidParameterError, ModelFileError
+from core.data import npz_headers
+from core.errors import DataError, InvalidParameterError, ModelFileError, StudioError
 
 MODEL_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "export": ".pt2"}
 
@@ -39,7 +40,7 @@ def store_model_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200
     try:
         _check_size(src, limit_mb)
         fmt = _model_format(src)
-    except (DataError, ModelFileError):
+    except StudioError:
         drop_rejected(src)
         raise
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def store_data_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200)
     try:
         _check_size(src, limit_mb)
         suffix = _data_suffix(src)
-    except (DataError, ModelFileError):
+    except StudioError:
         drop_rejected(src)
         raise
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +80,7 @@ def store_data_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200)
 def _data_suffix(src: Path) -> str:
     """``.npz`` for a zip archive, ``.csv`` for UTF-8 text; anything else is refused."""
     if zipfile.is_zipfile(src):
+        npz_headers(src)  # declared sizes against the limits: a bomb is refused at upload
         return ".npz"
     with src.open("rb") as f:
         head = f.read(4096)

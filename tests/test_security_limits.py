@@ -279,3 +279,18 @@ def test_readme_lists_every_limit_with_its_default():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert limits_table() in readme
+
+
+def test_an_npz_bomb_is_refused_at_upload_and_not_kept(tmp_path, monkeypatch):
+    """The UI/REST upload step reads the .npz headers: a bomb never reaches a job."""
+    import numpy as np
+
+    from core.errors import StudioError
+    from studio.uploads import store_data_upload
+
+    monkeypatch.setenv("STUDIO_MAX_DATA_MB", "1")
+    bomb = tmp_path / "zeros.npz"
+    np.savez_compressed(bomb, X=np.zeros((400, 1024), np.float32), y=np.zeros(400, np.int64))
+    with pytest.raises(StudioError, match="STUDIO_MAX_DATA_MB"):
+        store_data_upload(bomb, tmp_path / "uploads")
+    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())

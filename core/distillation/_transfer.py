@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.data import apply_preprocessing, read_csv_frame, read_npz
 from core.errors import DataError
 
 
@@ -77,7 +77,7 @@ def read_unlabelled(source: Any, data: Any) -> np.ndarray:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise DataError(f"No unlabelled input file at '{path}'.")
+            raise DataError(f"No unlabelled input file '{path.name}'.")
         suffix = path.suffix.lower()
         if suffix == ".npz":
             X = _read_npz(path)
@@ -103,42 +103,18 @@ def read_unlabelled(source: Any, data: Any) -> np.ndarray:
                         f"{list(X.shape)}.")
     if not np.isfinite(X).all():
         raise DataError("Unlabelled inputs have NaN or infinite values.")
-    return _preprocess(X, data.preprocessing).astype(np.float32)
-
-
-def _preprocess(X: np.ndarray, prep: dict[str, Any] | None) -> np.ndarray:
-    if not prep:
-        return X
-    if prep.get("type") == "scale":
-        return X * float(prep["factor"])
-    if prep.get("type") == "standardize":
-        mean = np.asarray(prep["mean"], dtype=np.float64)
-        std = np.asarray(prep["std"], dtype=np.float64)
-        if mean.size == 1:
-            return (X - mean.item()) / std.item()
-        return (X - mean.reshape(X.shape[1:])) / std.reshape(X.shape[1:])
-    return X
+    return apply_preprocessing(X, data.preprocessing).astype(np.float32)
 
 
 def _read_npz(path: Path) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "X" not in npz:
-                raise DataError(f"The unlabelled .npz must hold an array 'X'; it holds "
-                                f"{sorted(npz.files)}.")
-            X = npz["X"]
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"'{path.name}' is not a readable .npz file without pickles ({exc}).")
+    X = read_npz(path, ("X",))["X"]  # sizes checked against the limits before loading
     return X[:, None] if X.ndim == 3 else X
 
 
 def _read_csv(path: Path, data: Any) -> np.ndarray:
     import pandas as pd
 
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"'{path.name}' is not a readable CSV file ({exc}).") from None
+    df = read_csv_frame(path)  # rows and values bounded while parsing
     label = getattr(data.spec, "label_column", "label")
     if label in df.columns:
         df = df.drop(columns=[label])
