@@ -35,7 +35,7 @@ def build_app(ctx: StudioContext | None = None):
     ctx = ctx or StudioContext.from_env()
     ttl_s = int(ctx.session_ttl_hours * 3600)  # Gradio's upload/cache files expire too
     with gr.Blocks(title=TITLE, delete_cache=(min(3600, ttl_s), ttl_s)) as demo:
-        gr.Markdown(f"# {TITLE}\nMake a model smaller and faster, and see — measured, not "
+        gr.Markdown(f"## {TITLE}\nMake a model smaller and faster, and see — measured, not "
                     "estimated — what each step costs in accuracy.")
         shell = build_bar(ctx)
         with gr.Tabs() as tabs:

@@ -50,7 +50,7 @@ def stream(work: Callable[[Callbacks], Any], *, poll_s: float = 0.25
         cb.cancel.cancel() if thread.is_alive() else None
     error = outcome.get("error")
     if isinstance(error, CancelledError):
-        raise gr.Error("Stopped. Nothing was saved for this run.")
+        raise gr.Error("Stopped — nothing was saved for this run.")
     if isinstance(error, StudioError):
         raise gr.Error(str(error))
     if error is not None:

@@ -18,16 +18,20 @@ import gradio as gr
 from studio.context import WORKSPACE_KEY, StudioContext
 from studio.runner import call
 
-# Warn before leaving while a job of this workspace runs (the bar's busy flag, or a
-# streaming event on the page). Hand-written: Gradio has no such option.
+# Warn before leaving while a run of this page is going (a run status starts with ▶; leaving
+# would stop it). Hand-written: Gradio has no such option. No polling timer: in Gradio 6.31 a
+# timer's ticks made Stop miss the running event (seen here), so this is read from the page.
 LEAVE_GUARD_JS = """() => {
   if (window.__studioLeaveGuard) return;
   window.__studioLeaveGuard = true;
+  window.studioRunning = () => Array.from(document.querySelectorAll('.run-status'))
+    .some((el) => (el.innerText || '').trim().startsWith('\\u25b6'));
+  // Capture phase: runs before Gradio's own listener, which closes the connection (and so
+  // would stop the run even when the user chooses to stay).
   window.addEventListener('beforeunload', (e) => {
-    if (document.querySelector('#studio-busy [data-busy="1"], .wrap.generating')) {
-      e.preventDefault(); e.returnValue = ''; return '';
-    }
-  });
+    if (!window.studioRunning()) return;
+    e.stopImmediatePropagation(); e.preventDefault(); e.returnValue = '';
+  }, {capture: true});
 }"""
 RELOAD_JS = "() => { setTimeout(() => window.location.reload(), 500); }"
 
@@ -40,7 +44,6 @@ class Shell:
     ctx: StudioContext
     workspace: Any = None
     current: Any = None
-    busy: Any = None
     hooks: list[tuple[Callable[..., Any], list[Any], list[Any]]] = field(default_factory=list)
 
     def on_current(self, fn: Callable[..., Any], inputs: list[Any], outputs: list[Any]) -> None:
@@ -63,18 +66,6 @@ def current_update(ctx: StudioContext, request: Any) -> dict[str, Any]:
                      value=current.name if current is not None else None)
 
 
-def busy_html(ctx: StudioContext, request: Any) -> str:
-    """What is running in this workspace now (the leave warning reads ``data-busy``)."""
-    from studio.tabs.jobs import manager, owner
-
-    jobs = [j for j in manager(ctx).list(owner(ctx, request), limit=50)
-            if j.status in ("queued", "running")]
-    if not jobs:
-        return '<span data-busy="0">Nothing running.</span>'
-    text = ", ".join(f"{j.kind} {j.progress * 100:.0f} %" for j in jobs[:3])
-    return f'<span data-busy="1">▶ Running: {text}</span>'
-
-
 def browser_secret(ctx: StudioContext) -> str:
     """BrowserState's encryption secret: stable across restarts (derived from the root's
     key), so a stored workspace key stays readable after the server restarts."""
@@ -91,7 +82,6 @@ def build_bar(ctx: StudioContext) -> Shell:
             [], label="Current model (every tab starts from it)", scale=4,
             elem_id="current-model", interactive=True)
         with gr.Column(scale=2, min_width=220):
-            shell.busy = gr.HTML('<span data-busy="0"></span>', elem_id="studio-busy")
             with gr.Accordion("Workspace", open=False, elem_id="workspace-box"):
                 gr.Markdown("Your work is kept on the server under a private key stored in "
                             "this browser. Keep the key to open this workspace from another "
@@ -107,7 +97,7 @@ def build_bar(ctx: StudioContext) -> Shell:
 
 
 def wire(shell: Shell, demo: Any, tabs: Any) -> None:
-    """Events of the bar: bind on load, pick the current model, new/open workspace, busy."""
+    """Events of the bar: bind on load, pick the current model, new/open workspace."""
     ctx = shell.ctx
 
     def on_bind(key: Any, request: gr.Request):
@@ -138,15 +128,9 @@ def wire(shell: Shell, demo: Any, tabs: Any) -> None:
     def on_tab(request: gr.Request):
         return current_update(ctx, request)
 
-    def on_tick(request: gr.Request):
-        return busy_html(ctx, request)
-
     tabs.select(on_tab, None, [shell.current],
                 api_visibility="private", show_progress="hidden")
     shell.new_btn.click(on_new, None, [shell.workspace], api_visibility="private").then(
         None, None, None, js=RELOAD_JS)
     shell.open_btn.click(on_open, [shell.key_box], [shell.workspace],
                          api_visibility="private").success(None, None, None, js=RELOAD_JS)
-    timer = gr.Timer(3.0)
-    timer.tick(on_tick, None, [shell.busy],
-               show_progress="hidden", api_visibility="private")

@@ -155,3 +155,28 @@ def test_workspace_survives_reload_and_restart_but_not_another_browser(studio_se
         page.get_by_role("button", name="New workspace").click()
         expect(page.get_by_text("No model yet")).to_be_visible(timeout=30_000)
         context.close()
+
+
+def test_a_running_job_guards_the_page(studio_server, tmp_path):
+    """While a run goes, leaving the page asks first (beforeunload); idle, it does not."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = studio_server
+    with sync_playwright() as pw:
+        context, page = open_studio(pw, tmp_path / "profile", url)
+        assert page.evaluate("() => window.studioRunning()") is False
+        page.get_by_label("Epochs").first.fill("60")
+        page.get_by_role("button", name="Train baseline").click()
+        expect(page.locator("#model_data-status")).to_contain_text("Epoch", timeout=90_000)
+        assert page.evaluate("() => window.studioRunning()") is True
+        asked = []
+
+        def on_dialog(dialog):
+            asked.append(dialog.type)
+            dialog.dismiss()  # stay on the page
+
+        page.on("dialog", on_dialog)
+        page.close(run_before_unload=True)
+        page.wait_for_timeout(1000)
+        assert asked == ["beforeunload"] and not page.is_closed()
+        context.close()

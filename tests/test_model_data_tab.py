@@ -52,3 +52,23 @@ def test_pruning_bar_labels_are_the_widths_the_bars_show():
     unstructured = layer_chart(layers, structured=False).data[1]
     assert list(unstructured.text) == ["50 % zeroed", "75 % zeroed", "50 % zeroed"]
     assert layer_chart([], structured=True) is None
+
+
+def test_stop_says_stopped_and_keeps_the_current_model(client, studio_server):
+    import time
+
+    client.predict("digits", "cnn", None, "label", 1, 0.01, api_name="/train_baseline")
+    job = client.submit("digits", "cnn", None, "label", 100, 0.01,
+                        api_name="/train_baseline")
+    deadline = time.monotonic() + 120
+    while not any("Epoch" in str(o[0]) for o in job.outputs()):
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.5)
+    assert "Stopped" in client.predict(api_name="/stop_train")
+    with pytest.raises(Exception, match="Stopped"):
+        job.result()
+    last = job.outputs()[-1][0]
+    assert last.startswith("**Stopped**") and "current model is unchanged" in last
+    jobs, _ = client.predict(api_name="/list_jobs")
+    states = [r[jobs["headers"].index("status")] for r in jobs["data"]]
+    assert "cancelled" in states and "running" not in states

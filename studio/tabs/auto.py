@@ -78,7 +78,7 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                          "hardware)")
                 run_btn, stop_btn = run_stop_buttons("Optimise")
             with gr.Column(scale=2):
-                status = gr.Markdown("")
+                status = gr.Markdown("", elem_classes=["run-status"])
                 explanation = gr.Markdown("")
                 table = gr.Dataframe(label="Candidates, measured side by side",
                                      interactive=False)
@@ -93,7 +93,7 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             with gr.Row():
                 recipe_btn = gr.Button("Run recipe", variant="primary")
                 recipe_stop = gr.Button("Stop recipe", variant="stop")
-            recipe_status = gr.Markdown("")
+            recipe_status = gr.Markdown("", elem_classes=["run-status"])
             recipe_steps = gr.Dataframe(label="Steps (kept in the recipe run folder, steps/)",
                                         interactive=False)
 
@@ -170,7 +170,8 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     bundle = make_bundle(out)
                     yield (f"**Done** on {hw['cpu']} ({', '.join(hw['isa']) or 'no ISA flags'}"
                            f", {hw['cores']} cores, CUDA {'yes' if hw['cuda'] else 'no'}). "
-                           f"Winner `{out.name}` is now a variant of this session.",
+                           f"Winner `{out.name}` is now a variant of this workspace (pick it "
+                           "in the bar to build on it).",
                            text, candidates_frame(rep),
                            comparison_charts(rows, info["winner"])[0],
                            [str(bundle), str(out / "comparison" / "report.html")])
@@ -179,9 +180,9 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         event = run_btn.click(on_run, [source, target, tolerance, epochs, picks],
                               [status, explanation, table, chart, files], api_name="auto",
                               show_progress_on=[status], **ctx.engine())
-        stop_button(stop_btn, event, status, "stop_auto")
+        stop_button(ctx, stop_btn, event, status, "stop_auto", ("auto",))
         r_event = recipe_btn.click(on_recipe, [recipe_text, recipe_upload],
                                    [recipe_status, recipe_steps], api_name="run_recipe",
                                    show_progress_on=[recipe_status], **ctx.engine())
-        stop_button(recipe_stop, r_event, recipe_status, "stop_recipe")
+        stop_button(ctx, recipe_stop, r_event, recipe_status, "stop_recipe", ("recipe",))
     return tab

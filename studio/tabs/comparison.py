@@ -58,7 +58,8 @@ def comparable_runs(ctx: StudioContext, request: Any) -> tuple[list[Any], list[s
 
 def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Comparison", id="comparison", elem_id="comparison-tab") as tab:
-        gr.Markdown("Every variant made in this browser session. **Refresh** lists the figures "
+        gr.Markdown("Every variant of this workspace made on the current model's data set. "
+                    "**Refresh** lists the figures "
                     "measured when each variant was made (against its parent); **Re-measure "
                     "all** times every variant again, side by side in one run under one "
                     "protocol, so that all ratios in the table are comparable.")
@@ -66,7 +67,7 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             refresh = gr.Button("Refresh")
             remeasure = gr.Button("Re-measure all", variant="primary")
             stop = gr.Button("Stop", variant="stop")
-        status = gr.Markdown("")
+        status = gr.Markdown("", elem_classes=["run-status"])
         table = gr.Dataframe(pd.DataFrame(columns=["name", "variant", "accuracy", "size (KB)"]),
                              label="Variants (press Refresh)", interactive=False,
                              max_height=400)
@@ -149,7 +150,7 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         event = remeasure.click(
             on_remeasure, None, [status, table, scatter, acc_plot, lineage_plot, bars, exports],
             api_name="remeasure_all", show_progress_on=[status], **ctx.engine())
-        stop_button(stop, event, status, "stop_remeasure")
+        stop_button(ctx, stop, event, status, "stop_remeasure", ("compare",))
         download_btn.click(on_download, [variant], [bundle], api_name="download_bundle")
         recipe_btn.click(on_recipe, [variant], [recipe_file], api_name="save_recipe")
     return tab

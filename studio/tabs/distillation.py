@@ -95,8 +95,8 @@ SAME_FAMILY = "the teacher's"
 def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("distillation")
     with gr.Tab("Distillation", id="distillation", elem_id="distillation-tab") as tab:
-        gr.Markdown("Train a smaller **student** from a **teacher** variant of this session "
-                    "(default: the baseline). The same student is always also trained on the "
+        gr.Markdown("Train a smaller **student** from a **teacher** model of this workspace "
+                    "(default: the current model). The same student is always also trained on the "
                     "labels alone (same epochs, seed and data), so the gain from the teacher is "
                     "measured, not assumed. With few labels, the teacher labels the rest of "
                     "the training inputs (or your unlabelled file).")
@@ -108,13 +108,15 @@ def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 method_help = gr.Markdown(method_summary("distillation", methods[0]))
                 width = gr.Slider(0.1, 1.0, value=0.5, step=0.05,
                                   label="Student width (fraction of the teacher's)")
-                temperature = gr.Number(4.0, label="Temperature T (> 0)")
-                alpha = gr.Slider(0.0, 1.0, value=0.7, step=0.05,
-                                  label="Alpha (weight of the teacher term)")
                 epochs = gr.Slider(1, 50, value=10, step=1, label="Epochs (each student)")
-                fraction = gr.Slider(0.05, 1.0, value=1.0, step=0.05,
-                                     label="Label fraction (the rest is unlabelled)")
-                with gr.Accordion("More options", open=False):
+                run_btn, stop_btn = run_stop_buttons("Distil")
+                with gr.Accordion("More options: temperature, alpha, scarce labels, depth",
+                                  open=False):
+                    temperature = gr.Number(4.0, label="Temperature T (> 0)")
+                    alpha = gr.Slider(0.0, 1.0, value=0.7, step=0.05,
+                                      label="Alpha (weight of the teacher term)")
+                    fraction = gr.Slider(0.05, 1.0, value=1.0, step=0.05,
+                                         label="Label fraction (the rest is unlabelled)")
                     depth = gr.Slider(0.25, 1.0, value=1.0, step=0.25,
                                       label="Student depth (fraction of stages/blocks kept)")
                     extra = gr.Dropdown([], multiselect=True, label="More teachers "
@@ -127,9 +129,9 @@ def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     family = gr.Dropdown([SAME_FAMILY, "cnn", "mlp", "vit"], value=SAME_FAMILY,
                                          label="Student family (for a teacher that is not a "
                                          "built-in model, e.g. an uploaded ONNX file)")
-                run_btn, stop_btn = run_stop_buttons("Distil")
             with gr.Column(scale=2):
-                status = gr.Markdown("Pick a teacher and press Distil.")
+                status = gr.Markdown("Pick a teacher and press Distil.",
+                                     elem_classes=["run-status"])
                 curve = gr.Plot(label="Both students, live")
                 table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Results",
                                      interactive=False)
@@ -183,7 +185,7 @@ def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                      unlabelled, budget, family],
             [status, curve, table, bundle], api_name="distill", show_progress_on=[status],
             **ctx.engine())
-        stop_button(stop_btn, event, status, "stop_distill")
+        stop_button(ctx, stop_btn, event, status, "stop_distill", ("distill",))
         gr.Button("Refresh variants", size="sm").click(on_select, None, [teacher, extra],
                                                        api_name="distill_variants")
     return tab

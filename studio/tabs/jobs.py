@@ -61,7 +61,7 @@ def job_detail(job: Any) -> dict[str, Any]:
 
 def build_jobs_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Jobs", id="jobs", elem_id="jobs-tab") as tab:
-        gr.Markdown("Every long operation of this session is a job, kept in a job store that "
+        gr.Markdown("Every long operation of this workspace is a job, kept in a job store that "
                     "survives a restart (a job cut off by a restart is marked *interrupted*). "
                     "Scripts can do the same over the REST API at `/api/jobs` "
                     "(docs at `/api/docs`).")

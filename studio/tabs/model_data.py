@@ -50,7 +50,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     use_btn = gr.Button("Measure uploaded model")
                     preview = gr.Markdown("")
             with gr.Column(scale=2):
-                status = gr.Markdown("No baseline yet.")
+                status = gr.Markdown("No model yet.", elem_id="model_data-status",
+                                     elem_classes=["run-status"])
                 curve = gr.Plot(label="Training curve")
                 table = gr.Dataframe(pd.DataFrame(columns=["figure", "value"]),
                                      label="Measured figures", interactive=False)
@@ -140,8 +141,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         use_event = use_btn.click(on_use, [model_file, dataset, data_file, label_column],
                                   [status, table], api_name="use_model",
                                   show_progress_on=[status], **ctx.engine())
-        stop_button(stop_btn, train_event, status, "stop_train")
-        stop_button(stop_btn, use_event, status, "stop_use_model")
+        stop_button(ctx, stop_btn, [train_event, use_event], status, "stop_train",
+                    ("train", "benchmark"))
         tab.select(on_show, None, [status, curve, table], api_visibility="private")
         if shell is not None:
             shell.on_current(on_show, [], [status, curve, table])
@@ -169,7 +170,9 @@ def keep_previous_on_failure(previous: tuple[Any, ...]) -> Iterator[list[Any]]:
     try:
         yield holder
     except gr.Error as exc:
-        restore = Restore((f"**Failed** — {exc.message} Your current model is unchanged."
+        head = "**Stopped**" if str(exc.message).startswith("Stopped") else "**Failed**"
+        reason = str(exc.message).removeprefix("Stopped — ")
+        restore = Restore((f"{head} — {reason} Your current model is unchanged."
                            f"\n\n{previous[0]}", *previous[1:]))
         restore.error = exc
         holder.append(restore)

@@ -137,7 +137,7 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("pruning")
     default = "structured-l2" if "structured-l2" in methods else methods[0]
     with gr.Tab("Pruning", id="pruning", elem_id="pruning-tab") as tab:
-        gr.Markdown("Prune a variant of this session (default: the baseline). **Structured** "
+        gr.Markdown("Prune a model of this workspace (default: the current one). **Structured** "
                     "methods remove whole channels/neurons/heads: the result is a smaller plain "
                     "model that is really faster. **Unstructured** methods zero single weights: "
                     "the download shrinks, latency does not (dense kernels). Every figure is "
@@ -149,12 +149,14 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 method_help = gr.Markdown(method_summary("pruning", default))
                 sparsity = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
                                      label="Target sparsity (fraction removed)")
-                schedule = gr.Radio(list(SCHEDULES), value="oneshot", label="Schedule")
-                steps = gr.Slider(1, 10, value=3, step=1,
-                                  label="Steps (gradual: cubic schedule toward the target)")
                 epochs = gr.Slider(0, 20, value=2, step=1,
                                    label="Fine-tune epochs after each step")
-                with gr.Accordion("More options", open=False):
+                run_btn, stop_btn = run_stop_buttons("Prune")
+                with gr.Accordion("More options: schedule, learning rate, layers",
+                                  open=False):
+                    schedule = gr.Radio(list(SCHEDULES), value="oneshot", label="Schedule")
+                    steps = gr.Slider(1, 10, value=3, step=1,
+                                      label="Steps (gradual: cubic schedule toward the target)")
                     lr = gr.Number(0.002, label="Fine-tune learning rate", minimum=1e-6,
                                    maximum=1)
                     round_to = gr.Number(0, label="Round channel counts to a multiple of "
@@ -163,9 +165,8 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                          label="ViT attention: remove whole heads or head dims")
                     ignore = gr.Textbox("", label="Layers to leave untouched (comma-separated; "
                                         "the classifier head is always kept when structured)")
-                run_btn, stop_btn = run_stop_buttons("Prune")
             with gr.Column(scale=2):
-                status = gr.Markdown("Pick a method and press Prune.")
+                status = gr.Markdown("Pick a method and press Prune.", elem_classes=["run-status"])
                 curve = gr.Plot(label="Accuracy per step (live)")
                 table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Results",
                                      interactive=False)
@@ -218,7 +219,7 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                      attention, ignore],
             [status, curve, table, layers_plot, bundle], api_name="prune",
             show_progress_on=[status], **ctx.engine())
-        stop_button(stop_btn, event, status, "stop_prune")
+        stop_button(ctx, stop_btn, event, status, "stop_prune", ("prune",))
         gr.Button("Refresh variants", size="sm").click(on_select, None, [variant],
                                                        api_name="prune_variants")
     return tab

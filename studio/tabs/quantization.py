@@ -164,7 +164,7 @@ def _tolerance(value: Any) -> float | None:
 def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("quantization")
     with gr.Tab("Quantization", id="quantization", elem_id="quantization-tab") as tab:
-        gr.Markdown("Quantize a variant of this session (default: the baseline) to INT8, FP16, "
+        gr.Markdown("Quantize a model of this workspace (default: the current one) to INT8, FP16, "
                     "BF16 or INT4. Each result is the real file, timed side by side with the "
                     "FP32 model; if it is slower on this CPU, you will be told.")
         with gr.Row():
@@ -172,20 +172,22 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 variant = gr.Dropdown([], label=INPUT_LABEL, allow_custom_value=True)
                 method = gr.Dropdown(methods, value=methods[0], label="Method")
                 method_help = gr.Markdown(_method_help(methods[0]))
-                calibration = gr.Radio(list(CALIBRATIONS), value="minmax", label="Calibration")
-                calib_size = gr.Dropdown(
-                    ["auto", "64", "128", "256", "512", "1024"], value="auto",
-                    allow_custom_value=True,
-                    label="Calibration size: rows of the train split (auto: 256, or all "
-                          "when fewer)")
-                per_channel = gr.Checkbox(False, label="Per-channel weights")
                 tolerance = gr.Dropdown(
                     ["off", "0.005", "0.01", "0.02", "0.05"], value="off",
                     allow_custom_value=True,
                     label="Tolerance: max accuracy drop (0.01 = 1 point); the most sensitive "
                           "layers stay in float until the drop is within it")
-                sensitivity = gr.Checkbox(True, label="Per-layer sensitivity")
-                with gr.Accordion("More options", open=False):
+                run_btn, stop_btn = run_stop_buttons("Quantize")
+                with gr.Accordion("More options: calibration, sensitivity, kernels",
+                                  open=False):
+                    calibration = gr.Radio(list(CALIBRATIONS), value="minmax", label="Calibration")
+                    calib_size = gr.Dropdown(
+                        ["auto", "64", "128", "256", "512", "1024"], value="auto",
+                        allow_custom_value=True,
+                        label="Calibration size: rows of the train split (auto: 256, or all "
+                              "when fewer)")
+                    per_channel = gr.Checkbox(False, label="Per-channel weights")
+                    sensitivity = gr.Checkbox(True, label="Per-layer sensitivity")
                     quant_types = gr.Radio(list(QUANT_TYPES), value="U8S8",
                                            label="ORT static activation/weight types")
                     block_size = gr.Dropdown([16, 32, 64, 128, 256], value=32,
@@ -194,9 +196,9 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                           label="torch INT8 kernels")
                     qat_epochs = gr.Slider(1, 20, value=2, step=1, label="QAT epochs")
                     qat_lr = gr.Number(1e-3, label="QAT learning rate", minimum=1e-6, maximum=1)
-                run_btn, stop_btn = run_stop_buttons("Quantize")
             with gr.Column(scale=2):
-                status = gr.Markdown("Pick a method and press Quantize.")
+                status = gr.Markdown("Pick a method and press Quantize.",
+                                     elem_classes=["run-status"])
                 table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Results (this input)",
                                      interactive=False, max_height=360)
                 sens_plot = gr.Plot(label="Per-layer sensitivity")
@@ -259,7 +261,7 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                      sensitivity, quant_types, block_size, backend, qat_epochs, qat_lr],
             [status, table, sens_plot, scatter, bundle], api_name="quantize",
             show_progress_on=[status], **ctx.engine())
-        stop_button(stop_btn, event, status, "stop_quantize")
+        stop_button(ctx, stop_btn, event, status, "stop_quantize", ("quantize",))
         gr.Button("Refresh variants", size="sm").click(on_select, None, [variant],
                                                        api_name="quantize_variants")
     return tab

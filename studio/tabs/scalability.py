@@ -108,6 +108,7 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 alpha = gr.Number(0, label="Non-IID Dirichlet alpha (0 = IID)")
                 stragglers = gr.Slider(0.0, 0.9, value=0.0, step=0.05,
                                        label="Straggler / drop-out fraction")
+                run_btn, stop_btn = run_stop_buttons("Run")
                 with gr.Accordion("More options", open=False):
                     fraction = gr.Slider(0.05, 1.0, value=1.0, step=0.05,
                                          label="Client sampling fraction per round")
@@ -115,9 +116,9 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                          label="Engine (builtin = vectorised; loop = "
                                          "reference; flower needs flwr[simulation])")
                     local_epochs = gr.Slider(1, 20, value=1, step=1, label="Local epochs")
-                run_btn, stop_btn = run_stop_buttons("Run")
             with gr.Column(scale=2):
-                status = gr.Markdown("Set the client counts and press Run.")
+                status = gr.Markdown("Set the client counts and press Run.",
+                                     elem_classes=["run-status"])
                 with gr.Row():
                     time_plot = gr.Plot(label="Time per round")
                     mem_plot = gr.Plot(label="Peak memory")
@@ -180,7 +181,7 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                      engine, local_epochs],
             [status, time_plot, mem_plot, acc_plot, conv_plot, table, files],
             api_name="scale", show_progress_on=[status], **ctx.engine())
-        stop_button(stop_btn, event, status, "stop_scale")
+        stop_button(ctx, stop_btn, event, status, "stop_scale", ("scale",))
         gr.Button("Refresh variants", size="sm").click(on_select, None, [model],
                                                        api_name="scale_variants")
     return tab

@@ -167,12 +167,6 @@ def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 with gr.Row():
                     family = gr.Dropdown(list_families(), value="cnn", label="Model family")
                     data = gr.Dropdown(list_datasets(), value="digits", label="Data set")
-                space = gr.Code(space_text("hyperparameters", "cnn"), language="yaml",
-                                label="Search space (YAML: float/int with low, high, log; "
-                                      "lists are choices)")
-                with gr.Row():
-                    sampler = gr.Dropdown(samplers, value="tpe", label="Sampler")
-                    pruner = gr.Dropdown(list(PRUNERS), value="hyperband", label="Pruner")
                 objectives = gr.CheckboxGroup(list(OBJECTIVES), value=["accuracy"],
                                               label="Objectives (accuracy ↑, latency ↓, "
                                                     "size ↓)")
@@ -180,17 +174,27 @@ def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     n_trials = gr.Number(8, label="Trials", minimum=1, maximum=500, precision=0)
                     epochs = gr.Number(3, label="Epochs per trial", minimum=1, maximum=100,
                                        precision=0)
-                    timeout = gr.Number(0, label="Timeout (s, 0 = none)", minimum=0)
-                with gr.Row():
-                    max_latency = gr.Number(0, label="Max latency b1 (ms, measured; 0 = none)",
-                                            minimum=0)
-                    max_size = gr.Number(0, label="Max size (KB on disk; 0 = none)", minimum=0)
-                    seed = gr.Number(0, label="Seed", minimum=0, precision=0)
-                study_name = gr.Textbox("", label="Study name (empty: a new study; a name "
-                                        "this session used before continues it)")
                 run_btn, stop_btn = run_stop_buttons("Run study")
+                with gr.Accordion("Study name, search space, sampler, limits", open=False):
+                    study_name = gr.Textbox("", label="Study name (empty: a new study; a name "
+                                            "this workspace used before continues it)")
+                    space = gr.Code(space_text("hyperparameters", "cnn"), language="yaml",
+                                    label="Search space (YAML: float/int with low, high, log; "
+                                          "lists are choices)", max_lines=30)
+                    with gr.Row():
+                        sampler = gr.Dropdown(samplers, value="tpe", label="Sampler")
+                        pruner = gr.Dropdown(list(PRUNERS), value="hyperband", label="Pruner")
+                    with gr.Row():
+                        timeout = gr.Number(0, label="Timeout (s, 0 = none)", minimum=0)
+                        seed = gr.Number(0, label="Seed", minimum=0, precision=0)
+                    with gr.Row():
+                        max_latency = gr.Number(0, label="Max latency b1 (ms, measured; "
+                                                "0 = none)", minimum=0)
+                        max_size = gr.Number(0, label="Max size (KB on disk; 0 = none)",
+                                             minimum=0)
             with gr.Column(scale=2):
-                status = gr.Markdown("Edit the space and press Run study.")
+                status = gr.Markdown("Edit the space and press Run study.",
+                                     elem_classes=["run-status"])
                 table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Trials (live)",
                                      interactive=False, max_height=320)
                 history = gr.Plot(label="Optimisation history")
@@ -203,7 +207,7 @@ def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                            label="Trial to train (a trial number, or the best "
                                            "/ first Pareto trial)")
                     best_btn = gr.Button("Train best → variant")
-                best_status = gr.Markdown()
+                best_status = gr.Markdown(elem_classes=["run-status"])
                 files = gr.File(label="Export: trials.csv, study.yaml, variant bundle",
                                 file_count="multiple")
         study_dir = gr.State(None)
@@ -303,11 +307,12 @@ def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                      timeout, epochs, max_latency, seed, study_name, max_size],
             [status, table, history, parallel, importance, pareto, files, study_dir],
             api_name="tune", show_progress_on=[status], **ctx.engine())
-        stop_button(stop_btn, event, status, "stop_tune",
+        stop_button(ctx, stop_btn, event, status, "stop_tune", ("study",),
                     "finished trials are kept in the study; run it again with the same "
                     "study name to continue.")
         best_event = best_btn.click(on_train_best, [study_dir, trial_no], [best_status, files],
                                     api_name="tune_train_best", show_progress_on=[best_status],
                                     **ctx.engine())
-        stop_button(stop_btn, best_event, best_status, "stop_tune_best")
+        stop_button(ctx, stop_btn, best_event, best_status, "stop_tune_best",
+                    ("train-best",))
     return tab
