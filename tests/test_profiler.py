@@ -49,6 +49,11 @@ def test_bottlenecks_threshold_and_seed_access(cnn, digits):
     assert [lay.time_ms for lay in hot] == sorted((lay.time_ms for lay in hot), reverse=True)
     assert {lay.name for lay in hot} == {n for n, m in report.items()
                                          if m["percentage"] >= 5.0}
+    from core.profiling import profile_chart
+
+    bars = profile_chart(report, threshold=0.05).data[0]
+    red = {name for name, c in zip(bars.y, bars.marker.color) if c == "#d62728"}
+    assert red == {lay.name for lay in hot}
 
 
 def test_onnx_profile_per_node(cnn, digits, tmp_path):
