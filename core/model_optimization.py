@@ -264,16 +264,9 @@ class MixedPrecisionOptimizer(_Facade):
                  accuracy_threshold: float = 0.99, data: Any = None, **options: Any) -> Any:
         from core.errors import check_range
         from core.quantization import quantize_model
-        from core.registry import get_method
 
         check_range("accuracy_threshold", accuracy_threshold, low=0.0, high=1.0)
         if sensitive_layers:
-            names = get_method("quantization", self.method).config_cls.option_names()
-            if "exclude" not in names:
-                raise InvalidParameterError(
-                    "sensitive_layers", f"empty for '{self.method}' until the quantize verb "
-                    "takes an 'exclude' option (today the tolerance search picks the layers "
-                    "kept in float)", list(sensitive_layers))
             options["exclude"] = tuple(sensitive_layers)
         self.last = quantize_model(model, _data(model, data), self.method,
                                    out_dir=self._out("quantize"),

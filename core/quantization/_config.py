@@ -30,10 +30,14 @@ class QuantizationConfig(Config):
     calibration_size: int | None = None  # None: 256 rows, or the whole train split if smaller
     tolerance: float | None = None
     sensitivity: bool = False
+    exclude: tuple[str, ...] = ()  # layers kept in float by name (mixed precision by layer)
     seed: int = 0
 
     def __post_init__(self) -> None:
         # The range [1, size of the train split] is checked where the data is known.
+        if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
+            raise InvalidParameterError("exclude", "a list of layer names", self.exclude)
+        object.__setattr__(self, "exclude", tuple(self.exclude))  # names checked per model
         size = self.calibration_size
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise InvalidParameterError("calibration_size", "an integer", self.calibration_size)
@@ -71,6 +75,8 @@ class OrtStaticInt8Config(QuantizationConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.calibration == "kl":  # the seeds' name for entropy (KL-divergence) calibration
+            object.__setattr__(self, "calibration", "entropy")
         _choice("calibration", self.calibration, CALIBRATIONS)
         _flag("per_channel", self.per_channel)
         _choice("quant_types", self.quant_types, QUANT_TYPES)

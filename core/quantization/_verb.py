@@ -180,6 +180,22 @@ def _calibration_size(cfg: QuantizationConfig, n_train: int) -> QuantizationConf
     return cfg
 
 
+def _named_float_layers(spec: Any, source: Any, cfg: Any) -> list[str]:
+    """The layers the user named to keep in float (``exclude``), checked against the model."""
+    if not cfg.exclude:
+        return []
+    layers = spec.layers(source, cfg)
+    kept: list[str] = []
+    for name in cfg.exclude:  # a layer's own name, or its module's ("features.0", "fc_final")
+        found = [layer for layer in layers
+                 if name in (layer, layer.rstrip("/").split("/")[-2:][0])]
+        if not found:
+            raise InvalidParameterError("exclude", f"names of this model's quantizable layers "
+                                        f"{layers}", name)
+        kept += [layer for layer in found if layer not in kept]
+    return kept
+
+
 def quantize(
     model_or_run_dir: Any,
     data: Any = None,
@@ -240,13 +256,14 @@ def quantize(
                 sens.append({"layer": layer, "accuracy": acc, "delta": acc - fp32_val})
                 cb.metrics({"layer": layer, "sensitivity_delta": acc - fp32_val})
             extra["sensitivity"] = sens
+        kept = _named_float_layers(spec, source, cfg)
         lo = 0.5 if layerwise else 0.05
-        q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=[],
+        q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=list(kept),
                             cb=sub_callbacks(cb, lo, lo + 0.1))
-        kept: list[str] = []
-        steps = [{"kept_float": [], "val_accuracy": q_val, "drop": fp32_val - q_val}]
+        steps = [{"kept_float": list(kept), "val_accuracy": q_val, "drop": fp32_val - q_val}]
         if cfg.tolerance is not None:
-            order = [s["layer"] for s in sorted(sens, key=lambda s: s["delta"])]
+            order = [s["layer"] for s in sorted(sens, key=lambda s: s["delta"])
+                     if s["layer"] not in kept]
             while fp32_val - q_val > cfg.tolerance + 1e-12 and order:
                 kept.append(order.pop(0))
                 cb.progress(min(0.6 + 0.02 * len(kept), 0.75),
