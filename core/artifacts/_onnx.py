@@ -215,10 +215,14 @@ def _reshape_batch_free(model: Any, batch: int) -> None:
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
+    constants = {n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
+                 for a in n.attribute if a.name == "value"}  # the legacy exporter's targets
     for node in model.graph.node:
-        if node.op_type != "Reshape" or node.input[1] not in inits:
+        given = inits.get(node.input[1]) if node.op_type == "Reshape" else None
+        given = given or (constants.get(node.input[1]) if node.op_type == "Reshape" else None)
+        if given is None:
             continue
-        target = numpy_helper.to_array(inits[node.input[1]])
+        target = numpy_helper.to_array(given)
         if target.ndim != 1 or not len(target) or target[0] != batch:
             continue
         allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
@@ -234,10 +238,13 @@ def _reshape_batch_free(model: Any, batch: int) -> None:
             inits[name] = numpy_helper.from_array(free.astype(target.dtype), name)
             model.graph.initializer.append(inits[name])
         node.input[1] = name
-    used = {i for n in model.graph.node for i in n.input}
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     stale = [i for i in model.graph.initializer if i.name not in used]
     for init in stale:  # the replaced targets, now unused
         model.graph.initializer.remove(init)
+    for node in [n for n in model.graph.node if n.op_type == "Constant"
+                 and n.output[0] not in used]:
+        model.graph.node.remove(node)
 
 
 def _same_rows(reference: list[np.ndarray], got: list[np.ndarray]) -> bool:

@@ -54,11 +54,35 @@ def export_onnx(model: Any, path: str | Path, example: Any, *, opset: int = 17,
             f"The model cannot be exported to ONNX ({what}). Use a torch method instead "
             "(e.g. torch-dynamic-int8) or a model without that operator.") from None
     X = check_inputs if check_inputs is not None else example.detach().numpy()
+    X = np.concatenate([X, X]) if len(X) < 2 else X  # a second row shows a batch traced fixed
     with torch.inference_mode():
         ref = model(torch.from_numpy(X)).float().numpy()
-    sess = ort_session(path)
-    got = sess.run(None, {"input": X.astype(np.float32)})[0]
+    try:
+        got = ort_session(path).run(None, {"input": X.astype(np.float32)})[0]
+    except Exception:  # ONNX Runtime refuses this batch size
+        got = None
+    if got is None or got.shape != ref.shape:
+        _free_the_batch(path, len(example))
+        got = ort_session(path).run(None, {"input": X.astype(np.float32)})[0]
     return float(np.abs(ref - got).max())
+
+
+def _free_the_batch(path: Path, batch: int) -> None:
+    """The tracer wrote the batch size as a constant (e.g. ``x.reshape(len(x), -1)``): make the
+    graph's batch dynamic where ONNX Runtime verifies it, else refuse with the fix to make."""
+    import tempfile
+
+    from core.artifacts._onnx import make_batch_dynamic, move_onnx
+
+    with tempfile.TemporaryDirectory(prefix="studio-export-") as tmp:
+        made = make_batch_dynamic(path, batch, tmp)
+        if made is None:
+            path.unlink(missing_ok=True)
+            raise UnsupportedModelError(
+                f"The model's ONNX export runs only at batch size {batch}: its forward uses the "
+                "batch size as a number (e.g. x.reshape(len(x), -1)). Write x.reshape(-1, ...) "
+                "or x.flatten(1) instead.")
+        move_onnx(made, path)
 
 
 def save_model(model: Any, out_dir: str | Path, *, data: Any = None, onnx: bool = True,
