@@ -15,9 +15,12 @@ import torch
 from tests.conftest import FAST_MEASURE
 from tests.helpers import zoo
 
-# Points of test accuracy a 50 % structured prune + default fine-tune may lose at these tiny
-# widths (measured here: ResNet ~1, ViT ~3, MobileNetV3 ~3 at width 16).
+# Points of test accuracy a 50 % structured prune + fine-tune may lose at these tiny widths,
+# and the fine-tune options (the ViT at the default lr 0.005 ended 16 pt below after 3 epochs
+# and 9 pt below after 5: it gets a lower lr and the unpruned model as teacher).
 TOLERANCE = {"resnet_like": 0.04, "mobilenet_v3_like": 0.06, "vit_like": 0.07}
+FINETUNE = {"resnet_like": {"finetune_epochs": 3}, "mobilenet_v3_like": {"finetune_epochs": 3},
+            "vit_like": {"finetune_epochs": 5, "lr": 0.002, "distill_alpha": 0.5}}
 BUILD = {
     "resnet_like": lambda: zoo.resnet_like(),
     "mobilenet_v3_like": lambda: zoo.mobilenet_v3_like(width=16),
@@ -61,7 +64,7 @@ def test_structured_half_recovers_and_ships_a_smaller_onnx(name, trained, real_d
     base_acc = zoo.accuracy(model, real_data.X_test, real_data.y_test)
     base_params = zoo.count_params(model)
     result = prune(model, real_data,
-                   PruningConfig(method="structured-l2", sparsity=0.5, finetune_epochs=3),
+                   PruningConfig(method="structured-l2", sparsity=0.5, **FINETUNE[name]),
                    out_dir=tmp_path / name, measure_options=FAST_MEASURE)
     rep, log = result.report, result.report["pruning"]
     ft = log["finetune"][-1]
