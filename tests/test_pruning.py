@@ -273,7 +273,7 @@ def test_untraceable_width_names_the_layer(digits, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
-def test_torchscript_and_onnx_inputs(baseline_dir, digits, tmp_path):
+def test_torchscript_inputs(baseline_dir, digits, tmp_path):
     from core.artifacts import load_model, trusted_model_code
 
     model = load_model(baseline_dir).model
@@ -281,8 +281,6 @@ def test_torchscript_and_onnx_inputs(baseline_dir, digits, tmp_path):
     torch.jit.save(torch.jit.trace(model, torch.from_numpy(digits.X_test[:1])), str(path))
     with pytest.raises(UnsupportedModelError, match="unstructured"), trusted_model_code():
         _run(str(path), digits, tmp_path, method="structured-l2")
-    with pytest.raises(UnsupportedModelError, match="ONNX"):
-        _run(str(baseline_dir / "model.onnx"), digits, tmp_path, method="l1-unstructured")
     from core.pruning import PruningConfig, prune
 
     with trusted_model_code():

@@ -16,7 +16,7 @@ from core.artifacts._onnx import onnx_files
 from core.artifacts._sparse import SPARSE_FILE, save_sparse_state
 from core.artifacts._trust import record_studio_made
 from core.callbacks import Callbacks
-from core.errors import InvalidParameterError, UnsupportedModelError
+from core.errors import InvalidParameterError, StudioError, UnsupportedModelError
 from core.pruning._config import PruningConfig
 from core.pruning._engine import _sub, layer_table
 from core.registry import get_method
@@ -49,7 +49,7 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
             loaded = variant.loaded
             model, kind = loaded.model, loaded.kind
             if kind == "onnx":  # a torch form beside model.onnx (a pruned user model) is used
-                model, kind = _torch_form(path) or (model, kind)
+                model, kind = _torch_form(path) or _converted(loaded)
             if kind == "export":
                 model = _Exported(model)
             return model, kind, variant.data, loaded.files(), variant.run_id
@@ -57,8 +57,12 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         if dataset is None:
             raise InvalidParameterError("data", "given for a model file (a built-in name, "
                                         ".csv or .npz)", None)
-        model = _Exported(loaded.model) if loaded.kind == "export" else loaded.model
-        return model, loaded.kind, dataset, loaded.files(), None
+        model, kind = _converted(loaded) if loaded.kind == "onnx" else (loaded.model,
+                                                                         loaded.kind)
+        model = _Exported(model) if kind == "export" else model
+        # The file as given is the baseline artifact (not a temporary dynamic-batch copy).
+        files = onnx_files(path) if loaded.kind == "onnx" else loaded.files()
+        return model, kind, dataset, files, None
     if isinstance(source, nn.Module) or isinstance(source, torch.jit.ScriptModule):
         if dataset is None:
             raise InvalidParameterError("data", "a Dataset or a data set name", None)
@@ -67,6 +71,19 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         return source, kind, dataset, [], None
     raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model file",
                                 type(source).__name__)
+
+
+def _converted(loaded: Any) -> tuple[Any, str]:
+    """An ONNX model as a trainable torch module (kind 'module'), or the ONNX model itself
+    (kind 'onnx', refused by every method) where its graph cannot be converted exactly."""
+    from core.artifacts import trainable_module
+    from core.artifacts._convert_modules import FixedBatch
+
+    try:
+        module = trainable_module(loaded)
+    except StudioError:
+        return loaded.model, "onnx"
+    return (loaded.model, "onnx") if isinstance(module, FixedBatch) else (module, "module")
 
 
 def _torch_form(folder: Path) -> tuple[Any, str] | None:
@@ -176,9 +193,10 @@ def _baseline_onnx(model: Any, data: Any, folder: Path) -> list[Path]:
 def _refusal(kind: str, method: str) -> str | None:
     """Why ``method`` cannot prune a model of this kind, or None when it can."""
     if kind == "onnx":
-        return ("Pruning needs a torch model (a studio run folder of a built-in model, a "
-                "TorchScript .pt or a torch.export .pt2); an ONNX model's weights cannot be "
-                "fine-tuned here.")
+        return ("Pruning needs a trainable torch form of the model, and this ONNX graph could "
+                "not be converted to one exactly (an operator without a converter, or a batch "
+                "size fixed in its shapes). Export the model with a dynamic batch, or prune the "
+                "torch model from Python.")
     if PruningConfig(method=method).structured and kind in ("torchscript", "export"):
         return (f"Structured pruning rewrites layers, which needs a Python nn.Module; this is "
                 f"a {'TorchScript' if kind == 'torchscript' else 'torch.export'} model. Use an "
