@@ -132,9 +132,12 @@ def test_cancel_via_api_ends_quickly_and_leaves_nothing(api, bob):
     start = time.monotonic()
     r = api.post(f"/api/jobs/{job_id}/cancel", headers=bob)
     assert r.status_code == 202
-    done = _wait(api, job_id, bob, timeout=10)
+    done = _wait(api, job_id, bob, timeout=30)
     assert done["status"] == "cancelled"
-    assert time.monotonic() - start < 2.5
+    # The job stops at its next check, or is killed after the grace period: never later.
+    from core.isolation import GRACE_S
+
+    assert time.monotonic() - start < GRACE_S + 5
     manager = api.app.state.job_manager
     folder = manager.owner_dir(api.app.state.token_issuer.owner(bob["X-Studio-Session"]))
     assert not folder.exists() or not any(folder.iterdir())
