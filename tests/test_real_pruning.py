@@ -137,15 +137,36 @@ def test_distillation_assisted_finetune(trained, real_data, tmp_path):
     assert log["finetune"][-1]["history"]  # it did train (with the teacher's soft targets)
 
 
-def test_methods_an_onnx_model_cannot_take_are_named_before_any_work(baseline_dir, digits):
-    """A recipe study on an ONNX-only base refuses its pruning choices up front (it used to
-    run every trial into the same failure and exit 0)."""
+def _hardmax_onnx(path):
+    """A digits classifier ending in Hardmax: an operator with no torch converter."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [numpy_helper.from_array(np.zeros((10, 64), np.float32), "W"),
+               numpy_helper.from_array(np.zeros(10, np.float32), "B")]
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "W", "B"], ["scores"], transB=1),
+             helper.make_node("Hardmax", ["scores"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "hardmax", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                         ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_methods_an_onnx_model_cannot_take_are_named_before_any_work(baseline_dir, digits,
+                                                                     tmp_path):
+    """A recipe study on an ONNX base that cannot become a torch module refuses its pruning
+    choices up front (it used to run every trial into the same failure and exit 0); one
+    that converts takes them all."""
     from core.errors import InvalidParameterError
     from core.pruning import STRUCTURED, UNSTRUCTURED, unsupported_methods
     from core.tuning._recipe import check_recipe_base
     from core.tuning._space import SearchSpace
 
-    onnx = baseline_dir / "model.onnx"
+    assert unsupported_methods(baseline_dir / "model.onnx", digits) == {}
+    onnx = _hardmax_onnx(tmp_path / "hardmax.onnx")
     refused = unsupported_methods(onnx, digits)
     assert set(refused) == set(STRUCTURED + UNSTRUCTURED)
     assert "ONNX" in refused["structured-l2"]
