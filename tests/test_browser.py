@@ -14,14 +14,20 @@ pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
-def page(studio_server, tmp_path_factory):
+def pw():
+    """One Playwright per module: its sync API cannot be started twice in one thread."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def page(pw, studio_server, tmp_path_factory):
     url, _ = studio_server
-    with sync_playwright() as pw:
-        context, page = open_studio(pw, tmp_path_factory.mktemp("chromium-profile"), url)
-        yield page
-        context.close()
+    context, page = open_studio(pw, tmp_path_factory.mktemp("chromium-profile"), url)
+    yield page
+    context.close()
 
 
 def test_train_compare_and_download_in_a_browser(page, tmp_path):
@@ -115,68 +121,66 @@ def test_each_tab_default_action(page, studio_server):
     page.screenshot(path=str(screenshot_dir() / "comparison-all.png"), full_page=True)
 
 
-def test_workspace_survives_reload_and_restart_but_not_another_browser(studio_server,
+def test_workspace_survives_reload_and_restart_but_not_another_browser(pw, studio_server,
                                                                         tmp_path):
     """F5 and a browser restart find the same workspace; another browser starts empty; the
     key lives in localStorage, never in the URL; "New workspace" starts an empty one."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _ = studio_server
     bar = "#current-model"
-    with sync_playwright() as pw:
-        context, page = open_studio(pw, tmp_path / "profile", url)
-        page.get_by_label("Epochs").first.fill("2")
-        page.get_by_role("button", name="Train baseline").click()
-        page.locator("strong", has_text="Trained").first.wait_for(timeout=120_000)
-        expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
-                                                           timeout=30_000)
-        stored = page.evaluate("() => JSON.stringify(Object.assign({}, localStorage))")
-        assert "optimization-studio-workspace" in stored and "ws1-" not in page.url
+    context, page = open_studio(pw, tmp_path / "profile", url)
+    page.get_by_label("Epochs").first.fill("2")
+    page.get_by_role("button", name="Train baseline").click()
+    page.locator("strong", has_text="Trained").first.wait_for(timeout=120_000)
+    expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
+                                                       timeout=30_000)
+    stored = page.evaluate("() => JSON.stringify(Object.assign({}, localStorage))")
+    assert "optimization-studio-workspace" in stored and "ws1-" not in page.url
 
-        page.reload(wait_until="load")
-        expect(page.get_by_text("Current model:")).to_be_visible(timeout=30_000)
-        expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
-                                                           timeout=30_000)
-        context.close()
+    page.reload(wait_until="load")
+    expect(page.get_by_text("Current model:")).to_be_visible(timeout=30_000)
+    expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
+                                                       timeout=30_000)
+    context.close()
 
-        context, page = open_studio(pw, tmp_path / "profile", url)  # browser restart
-        expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
-                                                           timeout=30_000)
-        page.get_by_role("tab", name="Quantization").click()
-        expect(page.locator("#quantization-tab input").first).to_have_value(
-            re.compile("CNN on digits"), timeout=30_000)
+    context, page = open_studio(pw, tmp_path / "profile", url)  # browser restart
+    expect(page.locator(bar + " input")).to_have_value(re.compile("CNN on digits"),
+                                                       timeout=30_000)
+    page.get_by_role("tab", name="Quantization").click()
+    expect(page.locator("#quantization-tab input").first).to_have_value(
+        re.compile("CNN on digits"), timeout=30_000)
 
-        other, other_page = open_studio(pw, tmp_path / "other-profile", url)
-        expect(other_page.get_by_text("No model yet")).to_be_visible(timeout=30_000)
-        expect(other_page.locator(bar + " input")).to_have_value("", timeout=10_000)
-        other.close()
+    other, other_page = open_studio(pw, tmp_path / "other-profile", url)
+    expect(other_page.get_by_text("No model yet")).to_be_visible(timeout=30_000)
+    expect(other_page.locator(bar + " input")).to_have_value("", timeout=10_000)
+    other.close()
 
-        page.get_by_text("Workspace", exact=True).click()
-        page.get_by_role("button", name="New workspace").click()
-        expect(page.get_by_text("No model yet")).to_be_visible(timeout=30_000)
-        context.close()
+    page.get_by_text("Workspace", exact=True).click()
+    page.get_by_role("button", name="New workspace").click()
+    expect(page.get_by_text("No model yet")).to_be_visible(timeout=30_000)
+    context.close()
 
 
-def test_a_running_job_guards_the_page(studio_server, tmp_path):
+def test_a_running_job_guards_the_page(pw, studio_server, tmp_path):
     """While a run goes, leaving the page asks first (beforeunload); idle, it does not."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _ = studio_server
-    with sync_playwright() as pw:
-        context, page = open_studio(pw, tmp_path / "profile", url)
-        assert page.evaluate("() => window.studioRunning()") is False
-        page.get_by_label("Epochs").first.fill("60")
-        page.get_by_role("button", name="Train baseline").click()
-        expect(page.locator("#model_data-status")).to_contain_text("Epoch", timeout=90_000)
-        assert page.evaluate("() => window.studioRunning()") is True
-        asked = []
+    context, page = open_studio(pw, tmp_path / "profile", url)
+    assert page.evaluate("() => window.studioRunning()") is False
+    page.get_by_label("Epochs").first.fill("60")
+    page.get_by_role("button", name="Train baseline").click()
+    expect(page.locator("#model_data-status")).to_contain_text("Epoch", timeout=90_000)
+    assert page.evaluate("() => window.studioRunning()") is True
+    asked = []
 
-        def on_dialog(dialog):
-            asked.append(dialog.type)
-            dialog.dismiss()  # stay on the page
+    def on_dialog(dialog):
+        asked.append(dialog.type)
+        dialog.dismiss()  # stay on the page
 
-        page.on("dialog", on_dialog)
-        page.close(run_before_unload=True)
-        page.wait_for_timeout(1000)
-        assert asked == ["beforeunload"] and not page.is_closed()
-        context.close()
+    page.on("dialog", on_dialog)
+    page.close(run_before_unload=True)
+    page.wait_for_timeout(1000)
+    assert asked == ["beforeunload"] and not page.is_closed()
+    context.close()
