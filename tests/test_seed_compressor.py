@@ -10,20 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-
-class HealthMonitorNet(nn.Module):
-    """The seeds' model: an MLP (input_dim → hidden_dims → num_classes)."""
-
-    def __init__(self, input_dim: int, hidden_dims: list[int], num_classes: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        for width in hidden_dims:
-            layers += [nn.Linear(input_dim, width), nn.ReLU()]
-            input_dim = width
-        self.net = nn.Sequential(*layers, nn.Linear(input_dim, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+from tests.helpers.seed import HealthMonitorNet
 
 
 @pytest.fixture()
