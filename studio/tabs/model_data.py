@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import gradio as gr
 import pandas as pd
 
+from core.artifacts import server_allows_model_code
 from core.data import list_datasets, load_dataset
 from core.models import list_families
 from core.runs import benchmark_model, train_baseline
@@ -45,8 +46,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     data_file = gr.File(label="Data: .csv with a label column, or .npz with "
                                         "X and y", file_types=[".csv", ".npz"], height=110)
                     label_column = gr.Textbox("label", label="Label column (CSV)")
-                    model_file = gr.File(label="Model: .onnx, TorchScript .pt or torch.export "
-                                         ".pt2", file_types=[".onnx", ".pt", ".pt2"], height=110)
+                    model_file = gr.File(label=_model_label(), height=110,
+                                         file_types=[".onnx", ".pt", ".pt2"])  # refused below
                     use_btn = gr.Button("Measure uploaded model")
                     preview = gr.Markdown("")
             with gr.Column(scale=2):
@@ -220,3 +221,11 @@ def _summary(verb: str, run_id: str, report: dict[str, Any]) -> str:
     if parity is not None:
         text += f" ONNX export parity: max |Δ| = {parity:.2e}."
     return text
+
+
+def _model_label() -> str:
+    """What this server takes: ONNX only, unless its operator allows model code."""
+    if server_allows_model_code():
+        return "Model: .onnx, TorchScript .pt or torch.export .pt2"
+    return ("Model: .onnx (TorchScript and .pt2 run code when loaded, so this server takes "
+            "ONNX: torch.onnx.export(model, (x,), 'model.onnx'))")
