@@ -134,6 +134,33 @@ def test_default_calibration_fits_a_small_train_split(tmp_path):
     assert static["config"]["calibration_size"] == 115
 
 
+def test_calibration_reader_keeps_batches_whole():
+    """50 rows with a batch of 32: two whole batches, the tail padded from the start."""
+    from core.quantization._ort import _Reader
+
+    X = np.arange(50 * 3, dtype=np.float32).reshape(50, 3)
+    reader = _Reader(X, "x", batch_size=32)
+    batches = [b["x"] for b in iter(reader.get_next, None)]
+    assert [len(b) for b in batches] == [32, 32]
+    np.testing.assert_array_equal(np.concatenate(batches)[:50], X)
+    np.testing.assert_array_equal(batches[1][18:], X[:14])
+
+
+@pytest.mark.parametrize("calibration", ["entropy", "percentile"])
+def test_histogram_calibration_on_a_short_last_batch(calibration, baseline_dir, digits, tmp_path):
+    """ORT's entropy/percentile calibrators crashed ('inhomogeneous shape') on 50 rows."""
+    from core.measure import evaluate
+    from core.quantization import load_artifact, make_config, quantize
+
+    config = make_config("ort-static-int8", {"calibration": calibration,
+                                             "calibration_size": 50})
+    report = quantize(baseline_dir, None, config, out_dir=tmp_path / "q",
+                      measure_options=FAST).report
+    assert report["config"]["calibration_size"] == 50
+    model = load_artifact(tmp_path / "q" / "model.onnx")
+    assert evaluate(model, digits, "test").accuracy > 0.5
+
+
 def test_option_of_another_method_is_refused():
     from core.quantization import make_config
 
