@@ -26,6 +26,8 @@ def _fmt(key: str, value: Any) -> str:
         return f"{int(value):,}"
     if key in ("speedup_b1", "speedup_b64", "size_reduction"):
         return f"{value:.2f}×"
+    if key.startswith("peak_share_b"):
+        return f"{value * 100:.0f} %"
     if key == "accuracy_delta":
         return f"{value * 100:+.2f} pt"
     if key in ("accuracy", "f1_macro"):

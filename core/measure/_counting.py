@@ -37,18 +37,22 @@ def torch_param_counts(model: Any) -> tuple[int, int]:
 
 
 def torch_macs(model: Any, example: Any) -> int | None:
-    """Multiply-accumulates of one forward pass (FLOPs / 2 from torch's flop counter)."""
+    """Useful multiply-accumulates of one forward pass: FLOPs / 2 from torch's flop counter,
+    less the taps of zero-padded convolutions that fall on padding."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from core.measure._efficiency import torch_padding_waste
 
     try:
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
             model(example)
         flops = counter.get_total_flops()
+        waste = torch_padding_waste(model, example) if flops else 0
     except Exception:  # scripted or quantized modules the counter cannot follow
         return None
-    return int(flops // 2) if flops else None
+    return int(flops // 2 - waste) if flops else None
 
 
 def _onnx_model(path: str | Path):
@@ -93,8 +97,11 @@ def onnx_param_counts(path: str | Path) -> tuple[int, int]:
 
 
 def onnx_macs(path: str | Path) -> int | None:
-    """MACs of one sample through an ONNX graph, from shapes inferred at batch 1."""
+    """Useful MACs of one sample through an ONNX graph, from shapes inferred at batch 1
+    (convolution taps that fall on zero padding are not counted)."""
     import onnx
+
+    from core.measure._efficiency import onnx_node_conv_macs
 
     model = _onnx_model(path)
     for inp in model.graph.input:
@@ -119,8 +126,11 @@ def onnx_macs(path: str | Path) -> int | None:
         op = node.op_type
         attrs = {a.name: a for a in node.attribute}
         if op in ("Conv", "ConvInteger", "QLinearConv"):
+            useful = onnx_node_conv_macs(node, shapes)  # taps on zero padding left out
             w = shapes.get(node.input[3 if op == "QLinearConv" else 1])
-            if w and len(w) >= 3:
+            if useful is not None:
+                total += useful
+            elif w and len(w) >= 3:
                 total += size * int(np.prod(w[1:]))
         elif op in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"):
             a = shapes.get(node.input[0])

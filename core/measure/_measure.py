@@ -13,9 +13,11 @@ import numpy as np
 
 from core.measure._accuracy import metrics_from_logits
 from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, torch_param_counts
+from core.measure._efficiency import precision_of, target_extra
 from core.measure._latency import interleaved_latency
 from core.measure._memory import measure_memory_subprocess
 from core.measure._predictor import Predictor, as_predictor, predict_logits
+from core.measure._target import resolve_target, time_at_other_threads, with_threads
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ def measure_many(
     data: Any,
     *,
     files: Mapping[str, Sequence[str | Path]] | None = None,
-    batch_sizes: tuple[int, ...] = (1, 64),
-    threads: int = 1,
+    batch_sizes: tuple[int, ...] | None = None,
+    threads: Any = None,
+    latency_budget_ms: float | None = None,
     budget_s: float = 0.4,
     memory: bool = True,
     callbacks: Any = None,
@@ -126,11 +129,21 @@ def measure_many(
     ``models`` maps a name to a torch module, an ORT session or an ``.onnx`` path;
     ``files`` maps the same name to the artifact file(s) whose bytes are its size (and
     from which its peak memory is measured in a fresh process).
+    ``batch_sizes``, ``threads`` (a count, ``"all"`` or several, e.g. ``(1, "all")``) and
+    ``latency_budget_ms`` are the deployment target (``core.measure.Target``): the first
+    thread count is timed as ``latency_ms``, the others under ``extra["latency_by_threads"]``;
+    ``extra["efficiency"]`` holds the achieved useful GMAC/s and its share of this CPU's
+    measured peak. Options left out come from the active target (``using_target``), else
+    batch sizes (1, 64) at 1 thread.
     """
+    target = resolve_target(batch_sizes=batch_sizes, threads=threads,
+                            latency_budget_ms=latency_budget_ms)
+    batch_sizes, threads = target.batch_sizes, target.thread_counts[0]
     files = {k: [Path(f) for f in v] for k, v in (files or {}).items()}
     X, y = data.split("test")
     check = callbacks.check if callbacks is not None else None
-    preds = {name: as_predictor(m, threads=threads) for name, m in models.items()}
+    preds = {name: as_predictor(with_threads(m, threads), threads=threads)
+             for name, m in models.items()}
     out: dict[str, dict[str, Any]] = {}
     for i, (name, pred) in enumerate(preds.items()):
         if callbacks is not None:
@@ -152,6 +165,8 @@ def measure_many(
     fixed = {p.fixed_batch for p in preds.values() if getattr(p, "fixed_batch", None)}
     sizes = tuple(sorted(set(batch_sizes) | fixed))
     lat = interleaved_latency(preds, X, batch_sizes=sizes, budget_s=budget_s, check=check)
+    others = time_at_other_threads(models, X, target, sizes=sizes, budget_s=budget_s,
+                                   check=check)
     result = {}
     for name in preds:
         big = max(lat[name], key=int)  # the largest batch size this variant accepts
@@ -159,6 +174,8 @@ def measure_many(
         result[name] = Measurement(
             latency_ms=lat[name], throughput_per_s=int(big) * 1000.0 / p50,
             peak_memory_mb=peaks.get(name), threads=threads, **out[name],
+            extra=target_extra(target, lat[name], others[name], out[name]["macs"],
+                               precision_of(models[name], files.get(name, []))),
         )
     return result
 
