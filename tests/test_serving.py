@@ -1,0 +1,131 @@
+"""The inference endpoint: same predictions as ONNX Runtime, clear refusals, metrics, bundles."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from core.errors import StudioError
+
+
+@pytest.fixture(scope="module")
+def endpoint(baseline_dir):
+    from core.serving import build_endpoint
+
+    app = build_endpoint(baseline_dir, max_batch=16, max_body_mb=0.05)
+    with TestClient(app) as client:
+        yield client, app
+
+
+def _rows(digits, n):
+    X, _ = digits.split("test")
+    return X[:n].astype(np.float32)
+
+
+def test_endpoint_predicts_what_onnxruntime_predicts(endpoint, baseline_dir, digits):
+    from core.measure import ort_session
+
+    client, app = endpoint
+    X = _rows(digits, 5)
+    sess = ort_session(baseline_dir / "model.onnx")
+    runner = next(iter(app.state.runners.values()))
+    want = sess.run([runner.output_name], {sess.get_inputs()[0].name: X})[0]
+    got = client.post("/predict", json={"inputs": X.tolist()})
+    assert got.status_code == 200, got.text
+    np.testing.assert_allclose(np.asarray(got.json()["outputs"]), want, rtol=1e-5, atol=1e-5)
+    assert got.json()["predictions"] == want.argmax(1).tolist()
+    buf = io.BytesIO()
+    np.save(buf, X)
+    npy = client.post("/predict", content=buf.getvalue(),
+                      headers={"Content-Type": "application/x-npy", "Accept": "application/x-npy"})
+    assert npy.status_code == 200
+    np.testing.assert_allclose(np.load(io.BytesIO(npy.content)), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, status, match", [
+    ({"json": {"inputs": [[1.0, 2.0, 3.0]]}}, 422, r"must have shape \[batch, 1, 8, 8\]"),
+    ({"json": {"rows": []}}, 422, r'"inputs"'),
+    ({"json": {"inputs": [["a"]]}}, 422, "numbers"),
+    ({"json": {"inputs": [[[[1.0] * 8] * 8]] * 17}}, 422, "1 to 16 rows"),
+    ({"content": b"\x93NUMPY garbage", "headers": {"Content-Type": "application/x-npy"}}, 422,
+     "not a readable .npy"),
+    ({"content": b"x" * 60_000, "headers": {"Content-Type": "application/json"}}, 413,
+     "at most 52,428"),
+    ({"content": b"1", "headers": {"Content-Type": "text/csv"}}, 415, "Content-Type"),
+])
+def test_bad_input_gets_one_clear_error(endpoint, kwargs, status, match):
+    client, _ = endpoint
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == status
+    assert re.search(match, r.json()["detail"]), r.json()
+
+
+def test_object_arrays_in_npy_are_refused(endpoint):
+    client, _ = endpoint
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    r = client.post("/predict", content=buf.getvalue(),
+                    headers={"Content-Type": "application/x-npy"})
+    assert r.status_code == 422 and "pickle" in r.json()["detail"].lower()
+
+
+def _counter(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_and_probes_answer(endpoint, digits):
+    client, app = endpoint
+    variant = next(iter(app.state.runners))
+    before = client.get("/metrics").text
+    for _ in range(3):
+        assert client.post("/predict", json={"inputs": _rows(digits, 2).tolist()}).status_code \
+            == 200
+    client.post("/predict", json={"inputs": [[0.0]]})
+    after = client.get("/metrics").text
+    ok = _counter(after, "studio_requests_total", variant=variant, status="200")
+    assert ok - _counter(before, "studio_requests_total", variant=variant, status="200") == 3
+    assert _counter(after, "studio_requests_total", variant=variant, status="422") >= 1
+    count = _counter(after, "studio_request_latency_seconds_count", variant=variant)
+    assert count == ok
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["models"][variant]["shape"] == [None, 1, 8, 8]
+
+
+def test_only_onnx_is_served(tmp_path, baseline_dir):
+    from core.serving import resolve_variant
+
+    pickle_file = tmp_path / "model.pt"
+    pickle_file.write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(StudioError, match="pickle"):
+        resolve_variant(pickle_file)
+    with pytest.raises(StudioError, match="run folder"):
+        resolve_variant(tmp_path)
+    served = resolve_variant(baseline_dir)
+    assert served.onnx_path.name == "model.onnx"
+
+
+def test_every_bundle_that_serves_carries_a_container_recipe(baseline_dir, tmp_path):
+    from core.artifacts import make_bundle
+
+    bundle = make_bundle(baseline_dir, tmp_path / "b.zip")
+    with zipfile.ZipFile(bundle) as zf:
+        names = set(zf.namelist())
+        docker = zf.read("Dockerfile").decode()
+        reqs = zf.read("requirements.txt").decode()
+        serve = zf.read("serve.py").decode()
+    assert {"model.onnx", "Dockerfile", "requirements.txt", "serve.py"} <= names
+    assert docker.startswith("#") and "\nFROM python:" in docker and "\nCMD [" in docker
+    copied = re.search(r"^COPY serve.py (.+) \./$", docker, re.M).group(1).split()
+    assert set(copied) <= names and "model.onnx" in copied
+    assert "onnxruntime" in reqs and "torch" not in reqs
+    compile(serve, "serve.py", "exec")
+    assert "from core" not in serve and "import torch" not in serve
