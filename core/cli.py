@@ -27,6 +27,7 @@ AREA_CLIS: list[str] = [
     "core.federated._cli",
     "core.profiling._cli",
     "core.fusion._cli",
+    "core.serving._cli",
 ]
 
 
@@ -231,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Verbs that never load a model file; every other verb takes --trust-model.
-_NO_MODEL_VERBS = {"serve", "models", "datasets", "methods", "train", "scale"}
+_NO_MODEL_VERBS = {"serve", "models", "datasets", "methods", "train", "scale",
+                   "serve-model", "agent"}
 
 
 def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None = None) -> int:

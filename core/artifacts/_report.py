@@ -436,4 +436,12 @@ def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path
             zf.writestr("MODEL_CARD.md", model_card(report))
         if "recipe.yaml" not in written:
             zf.writestr("recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+        if "model.onnx" in written:  # it can be served: a container recipe for it
+            from core.serving import container_files
+
+            model = [n for n in written if n == "model.onnx" or n.startswith("model.onnx.")]
+            output = (report.get("onnx") or {}).get("output_name")
+            for name, text in container_files(model_files=model, output_name=output).items():
+                if name not in written:
+                    zf.writestr(name, text)
     return out
