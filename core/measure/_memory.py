@@ -6,8 +6,33 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+
+def probe_memory(paths: list[Path], *, batch_size: int = 64, timeout: float = 120.0
+                 ) -> dict[str, dict[str, Any] | None]:
+    """Each model's probe result (``peak_mb``, ``imported``), fresh processes in parallel."""
+    procs = {
+        str(p): subprocess.Popen(
+            # run as a script: ``-m`` would import the core.measure package first
+            [sys.executable, str(Path(__file__).resolve()), str(Path(p).resolve()),
+             str(batch_size), *(["--trust-model"] if _trusted(Path(p)) else [])],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+        )
+        for p in paths
+    }
+    out: dict[str, dict[str, Any] | None] = {}
+    for key, proc in procs.items():
+        try:
+            stdout, _ = proc.communicate(timeout=timeout)
+            out[key] = json.loads(stdout.strip().splitlines()[-1])
+        except Exception:
+            proc.kill()
+            out[key] = None
+    return out
 
 
 def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
@@ -17,24 +42,8 @@ def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
     The fresh process trusts a TorchScript/.pt2 file only where this one does (the opt-in,
     or a file the studio made itself).
     """
-    procs = {
-        str(p): subprocess.Popen(
-            [sys.executable, "-m", "core.measure._memory", str(Path(p).resolve()),
-             str(batch_size), *(["--trust-model"] if _trusted(Path(p)) else [])],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            cwd=str(Path(__file__).resolve().parents[2]),
-        )
-        for p in paths
-    }
-    out: dict[str, float | None] = {}
-    for key, proc in procs.items():
-        try:
-            stdout, _ = proc.communicate(timeout=timeout)
-            out[key] = float(json.loads(stdout.strip().splitlines()[-1])["peak_mb"])
-        except Exception:
-            proc.kill()
-            out[key] = None
-    return out
+    found = probe_memory(paths, batch_size=batch_size, timeout=timeout)
+    return {k: float(v["peak_mb"]) if v else None for k, v in found.items()}
 
 
 def _trusted(path: Path) -> bool:
@@ -43,29 +52,86 @@ def _trusted(path: Path) -> bool:
     return model_code_trusted() or (path.suffix in {".pt", ".pt2"} and is_studio_made(path))
 
 
+# Heavy libraries the probe reports as imported (a test checks an ONNX file needs no torch).
+_HEAVY = ("torch", "onnx", "onnxruntime", "safetensors", "sklearn", "scipy")
+
+
 def _main(path: str, batch_size: int, *, trust_model: bool = False) -> None:
+    """Print ``{"peak_mb": ..., "imported": [...]}``: the peak RSS the model adds.
+
+    An ONNX file needs only ONNX Runtime and numpy here (no torch, onnx or studio loaders:
+    importing them cost seconds per probe); other formats go through ``core.artifacts``.
+    """
+    import psutil
+
+    onnx_input = _onnx_input(path) if path.endswith(".onnx") else None
+    if onnx_input is None:
+        import onnx  # noqa: F401  (imported before the baseline reading: libraries are not
+        import onnxruntime  # noqa: F401  part of the model's memory)
+        import safetensors.torch  # noqa: F401
+        import torch  # noqa: F401
+
+        import core.models  # noqa: F401
+    reset = _reset_peak()  # the imports' own peak must not hide the model's
+    before = psutil.Process().memory_info().rss
+    if onnx_input is not None:
+        _run_onnx(path, batch_size, onnx_input)
+    else:
+        _run_loaded(path, batch_size, trust_model=trust_model)
+    peak = _peak_rss() if reset else _max_rss()
+    print(json.dumps({"peak_mb": max(peak - before, 0) / 2**20,
+                      "imported": [m for m in _HEAVY if m in sys.modules]}))
+
+
+def _max_rss() -> int:
     import resource
 
-    import onnx  # noqa: F401  (imported before the baseline reading: libraries are not
-    import onnxruntime  # noqa: F401  part of the model's memory)
-    import psutil
-    import safetensors.torch  # noqa: F401
-    import torch  # noqa: F401
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    import core.models  # noqa: F401
+
+def _onnx_input(path: str) -> tuple[str, list[int], Any] | None:
+    """(name, shape without the batch, numpy dtype) of a one-input ONNX file whose only free
+    dimension is the batch; None where the studio's loader must decide."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inputs = sess.get_inputs()
+    if len(inputs) != 1 or not inputs[0].shape:
+        return None
+    dims = inputs[0].shape[1:]
+    if not all(isinstance(d, int) and d > 0 for d in dims):
+        return None
+    dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64,
+             "tensor(float16)": np.float16}.get(inputs[0].type)
+    first = inputs[0].shape[0]
+    return (inputs[0].name, [first if isinstance(first, int) and first > 0 else None, *dims],
+            dtype) if dtype is not None else None
+
+
+def _run_onnx(path: str, batch_size: int, spec: tuple[str, list[int], Any]) -> None:
+    import onnxruntime as ort
+
+    name, shape, dtype = spec
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    x = np.zeros((shape[0] or batch_size, *shape[1:]), dtype=dtype)
+    for _ in range(3):
+        sess.run(None, {name: x})
+
+
+def _run_loaded(path: str, batch_size: int, *, trust_model: bool) -> None:
     from core.artifacts import load_model
     from core.measure._predictor import as_predictor
 
-    reset = _reset_peak()  # the imports' own peak must not hide the model's
-    before = psutil.Process().memory_info().rss
     loaded = load_model(path, trust_model=trust_model)
     pred = as_predictor(loaded.model)
     x = np.zeros((batch_size, *loaded.input_shape), dtype=np.float32)
     with pred.pinned_threads():
         for _ in range(3):
             pred(x)
-    peak = _peak_rss() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_mb": max(peak - before, 0) / 2**20}))
 
 
 def _reset_peak() -> bool:
@@ -86,4 +152,5 @@ def _peak_rss() -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the studio's root
     _main(sys.argv[1], int(sys.argv[2]), trust_model="--trust-model" in sys.argv[3:])
