@@ -29,6 +29,7 @@ class DataSpec:
     val_fraction: float = 0.15
     normalize: bool = False
     preprocessing: dict[str, Any] | None = None  # what was applied (recorded in report.json)
+    splitter: str = "numpy"  # "sklearn": how reports before 2026-12-02 were split
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -164,19 +165,24 @@ def load_dataset(
     val_fraction: float = 0.15,
     normalize: bool = False,
     preprocessing: Mapping[str, Any] | None = None,
+    splitter: str = "numpy",
 ) -> Dataset:
     """Load a built-in name, a ``.csv`` (label column) or ``.npz`` (``X``, ``y``) and split it.
 
     A user file's features are used as given unless ``normalize=True`` (standardize with the
     train split's mean and std). Built-in data sets keep their own scaling. ``preprocessing``
     replays what a report recorded (``dataset.spec.preprocessing``) instead of choosing anew.
+    ``splitter`` "sklearn" replays the split of reports written before the numpy one.
     Sizes are checked against the STUDIO_MAX_DATA_* limits before the data is loaded.
     """
     if not 0 < test_fraction < 0.9 or not 0 <= val_fraction < 0.9:
         raise InvalidParameterError("test_fraction", "a float in (0, 0.9)", test_fraction)
     if not isinstance(normalize, bool):
         raise InvalidParameterError("normalize", "true or false", normalize)
-    spec = DataSpec(str(source), label_column, seed, test_fraction, val_fraction, normalize)
+    if splitter not in SPLITTERS:
+        raise InvalidParameterError("splitter", f"one of {list(SPLITTERS)}", splitter)
+    spec = DataSpec(str(source), label_column, seed, test_fraction, val_fraction, normalize,
+                    splitter=splitter)
     name = str(source)
     if name in BUILTIN:
         X, y, classes, prep = BUILTIN[name]()
@@ -202,6 +208,7 @@ def dataset_from_spec(spec: Mapping[str, Any]) -> Dataset:
     values = {k: v for k, v in values.items() if k in known}
     if "preprocessing" not in values and str(source) not in BUILTIN:
         values.setdefault("normalize", True)
+    values.setdefault("splitter", "sklearn")  # written before the numpy split
     return load_dataset(source, **values)
 
 
@@ -256,9 +263,33 @@ def _fit_standardize(X_train: np.ndarray) -> dict[str, Any]:
             "std": np.atleast_1d(std).tolist()}
 
 
-def _split(name, X, y, classes, prep, spec: DataSpec, *, fit_standardize: bool) -> Dataset:
-    from sklearn.model_selection import train_test_split
+SPLITTERS = ("numpy", "sklearn")
 
+
+def _numpy_cut(ix: np.ndarray, labels: np.ndarray, frac: float, seed: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified shuffle split with numpy alone (sklearn's import costs ~1.5 s a run):
+    ceil(frac * n) rows for the cut, shared out by class in proportion (largest remainders)."""
+    rng = np.random.default_rng(seed)
+    n_cut = math.ceil(frac * len(ix))
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(counts) == 0 or counts.min() < 2:  # a class of one row cannot be in both parts
+        perm = rng.permutation(ix)
+        return perm[n_cut:], perm[:n_cut]
+    exact = counts * n_cut / len(ix)
+    take = np.floor(exact).astype(np.int64)
+    extra = n_cut - int(take.sum())
+    take[np.argsort(-(exact - take), kind="stable")[:extra]] += 1
+    take = np.minimum(take, counts - 1)
+    keep, cut = [], []
+    for c, k in zip(classes, take):
+        members = rng.permutation(ix[labels == c])
+        cut.append(members[:k])
+        keep.append(members[k:])
+    return rng.permutation(np.concatenate(keep)), rng.permutation(np.concatenate(cut))
+
+
+def _split(name, X, y, classes, prep, spec: DataSpec, *, fit_standardize: bool) -> Dataset:
     counts = np.bincount(y.astype(np.int64), minlength=len(classes))
     if len(y) < 10 or (counts > 0).sum() < 2:
         raise DataError(f"The data set needs at least 10 rows and 2 classes; got {len(y)} rows "
@@ -266,6 +297,10 @@ def _split(name, X, y, classes, prep, spec: DataSpec, *, fit_standardize: bool) 
     idx = np.arange(len(y))
 
     def cut(ix: np.ndarray, frac: float, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        if spec.splitter == "numpy":
+            return _numpy_cut(ix, y[ix], frac, spec.seed + salt)
+        from sklearn.model_selection import train_test_split
+
         strat = y[ix] if np.bincount(y[ix].astype(np.int64)).min(initial=0) >= 2 else None
         try:
             return train_test_split(ix, test_size=frac, random_state=spec.seed + salt,
