@@ -133,6 +133,7 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     app.state.token_issuer = TokenIssuer(server_secret(manager.root), per_hour=per_hour)
     owner = _add_session_routes(app, app.state.token_issuer)
     _add_upload_route(app, manager, owner, upload_limit_mb)
+    _add_device_routes(app, manager, owner)
 
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
@@ -251,6 +252,16 @@ def _add_upload_route(app: Any, manager: Any, owner: Any, limit_mb: float) -> No
         job = next(j for j in manager.list(who, limit=50) if j.result_path == str(folder))
         return {"id": job.id, "kind": kind, "filename": name, "stored_as": stored,
                 "bytes": incoming.size, "use": {kind: f"upload:{job.id}"}}
+
+
+def _add_device_routes(app: Any, manager: Any, owner: Any) -> None:
+    """``/api/devices``: agents register a device, download the session's ONNX variants and
+    post the latency they measured there (core.serving)."""
+    from core.serving import DeviceStore, add_device_routes, session_variants
+
+    app.state.device_store = store = DeviceStore(manager.root)
+    add_device_routes(app, store=store, owner=owner,
+                      variants_of=lambda space: session_variants(manager.root, space, manager))
 
 
 def create_app(ctx: Any = None, demo: Any = None) -> Any:

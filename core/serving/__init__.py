@@ -2,7 +2,14 @@
 
 from core.serving._ab import ABTest, two_proportion, welch_latency
 from core.serving._container import container_files
+from core.serving._devices import (
+    DeviceNotFoundError,
+    DeviceStore,
+    add_device_routes,
+    session_variants,
+)
 from core.serving._endpoint import InputError, Limits, ModelRunner, parse_body
+from core.serving._protocol import protocol
 from core.serving._serve import (
     SERVE_LIMITS,
     EndpointProcess,
@@ -16,6 +23,8 @@ from core.serving._serve import (
 
 __all__ = [
     "ABTest",
+    "DeviceNotFoundError",
+    "DeviceStore",
     "EndpointProcess",
     "EndpointServer",
     "InputError",
@@ -23,12 +32,15 @@ __all__ = [
     "ModelRunner",
     "SERVE_LIMITS",
     "ServedVariant",
+    "add_device_routes",
     "build_endpoint",
     "container_files",
     "endpoint_limits",
     "parse_body",
+    "protocol",
     "resolve_variant",
     "serve_model",
+    "session_variants",
     "two_proportion",
     "welch_latency",
 ]
