@@ -268,8 +268,8 @@ def test_cli_train_benchmark_and_exit_codes(tmp_path, baseline_dir):
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["operation"] == "train" and report["result"]["accuracy"] > 0.4
-    done = _studio("benchmark", "--model", str(baseline_dir / "model.onnx"), "--out",
-                   str(tmp_path / "b"))
+    done = _studio("benchmark", "--model", str(baseline_dir / "model.onnx"), "--data", "digits",
+                   "--out", str(tmp_path / "b"))
     assert done.returncode == 0, done.stderr
     bad = _studio("train", "--epochs", "-3", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "'epochs'" in bad.stderr

@@ -9,8 +9,8 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> None:
     from core.auto._candidates import CANDIDATE_NAMES
-    from core.auto._config import TARGETS
-    from core.cli import add_common
+    from core.auto._config import TARGETS, AutoConfig
+    from core.cli import add_common, config_default, data_help
 
     p = subparsers.add_parser(
         "auto", help="find the best variant for a target on this hardware",
@@ -19,19 +19,26 @@ def add_parser(subparsers: Any) -> None:
                     "tolerance, and explain why it won and why the others lost.")
     p.add_argument("--model", default="cnn",
                    help="a built-in family (trained first), a run folder or a model file")
-    p.add_argument("--target", choices=TARGETS, default="balanced")
-    p.add_argument("--tolerance", type=float, default=0.01,
+    p.add_argument("--target", choices=TARGETS, default=config_default(AutoConfig, "target"),
+                   help="what the pick optimises: latency, file size, accuracy, or a balance")
+    p.add_argument("--tolerance", type=float, default=config_default(AutoConfig, "tolerance"),
                    help="largest validation-accuracy drop allowed (0.01 = 1 point)")
-    p.add_argument("--finetune-epochs", type=int, default=5)
-    p.add_argument("--train-epochs", type=int, default=10,
+    p.add_argument("--finetune-epochs", type=int,
+                   default=config_default(AutoConfig, "finetune_epochs"),
+                   help="fine-tuning epochs after pruning (pruned candidates)")
+    p.add_argument("--train-epochs", type=int, default=config_default(AutoConfig, "train_epochs"),
                    help="epochs to train the baseline when --model is a family")
     p.add_argument("--candidates", default="",
-                   help=f"comma-separated subset of {', '.join(CANDIDATE_NAMES)}")
-    p.add_argument("--refine", type=int, default=2,
+                   help=f"comma-separated subset of {', '.join(CANDIDATE_NAMES)} (default: "
+                        "every candidate that suits this hardware)")
+    p.add_argument("--refine", type=int, default=config_default(AutoConfig, "refine"),
                    help="rounds of sparsity search around the tolerance (0 = none)")
     p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
     add_common(p)
-    p.set_defaults(func=_cmd_auto)
+    p.set_defaults(func=_cmd_auto, data=None)
+    next(a for a in p._actions if a.dest == "data").help = (
+        f"{data_help()} (default: a run folder's own data; digits for a built-in family; a "
+        "model file needs --data)")
 
 
 def _cmd_auto(args: argparse.Namespace) -> Path:
@@ -44,10 +51,10 @@ def _cmd_auto(args: argparse.Namespace) -> Path:
                      candidates=tuple(c.strip() for c in args.candidates.split(",")
                                       if c.strip()), refine=args.refine, seed=args.seed)
     model = args.model
-    data = None
-    if not Path(model).is_dir() or args.data != "digits" or args.normalize:
-        data = load_dataset(args.data, label_column=args.label_column, seed=args.seed,
-                            normalize=args.normalize)
+    data = None  # a run folder: its own data; a model file without --data is refused
+    if args.data is not None or not Path(model).is_dir():
+        data = load_dataset(args.data or "digits", label_column=args.label_column,
+                            seed=args.seed, normalize=args.normalize)
     result = auto(model, data, cfg, out_dir=args.out, callbacks=progress_callbacks("auto"),
                   measure_options={"threads": args.threads, "budget_s": args.budget})
     info = result.report["auto"]

@@ -8,7 +8,8 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_common, add_normalize
+    from core.cli import add_common, add_normalize, config_default, data_help
+    from core.distillation._config import BUDGETS, FAMILIES, DistillConfig
     from core.registry import list_methods
 
     p = subparsers.add_parser(
@@ -17,31 +18,40 @@ def add_parser(subparsers: Any) -> None:
                     "and train the same student on labels only; report both and the gain.")
     p.add_argument("--teacher", required=True, help="run folder, .onnx, .pt or .pt2")
     p.add_argument("--data", default=None,
-                   help="built-in name, .csv or .npz (default: the teacher run's data)")
-    p.add_argument("--label-column", default="label")
+                   help=data_help() + " (default: the teacher run's data)")
+    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
     add_normalize(p)
     who = p.add_mutually_exclusive_group()
     who.add_argument("--student", default=None, help="a built-in run folder to train")
-    who.add_argument("--width", type=float, default=0.5,
-                     help="student width as a fraction of the teacher's (default 0.5)")
-    p.add_argument("--depth", type=float, default=1.0,
-                   help="fraction of the teacher's stages/blocks kept (default 1.0)")
-    p.add_argument("--family", default=None, choices=["mlp", "cnn", "vit"],
+    who.add_argument("--width", type=float, default=config_default(DistillConfig, "width"),
+                     help="student width as a fraction of the teacher's")
+    p.add_argument("--depth", type=float, default=config_default(DistillConfig, "depth"),
+                   help="fraction of the teacher's stages/blocks kept")
+    p.add_argument("--family", default=None, choices=list(FAMILIES),
                    help="student family when the teacher is not a built-in model")
-    p.add_argument("--method", default="soft-target", choices=list_methods("distillation"))
-    p.add_argument("--temperature", type=float, default=4.0)
-    p.add_argument("--alpha", type=float, default=0.7)
+    p.add_argument("--method", default=config_default(DistillConfig, "method"),
+                   choices=list_methods("distillation"),
+                   help="distillation loss (see `studio methods distill`)")
+    p.add_argument("--temperature", type=float,
+                   default=config_default(DistillConfig, "temperature"),
+                   help="softmax temperature of the soft targets")
+    p.add_argument("--alpha", type=float, default=config_default(DistillConfig, "alpha"),
+                   help="weight of the teacher's soft targets (1 - alpha: the labels)")
     p.add_argument("--beta", type=float, default=None,
                    help="weight of the method's extra term (feature/attention/relational)")
     p.add_argument("--layer", default=None, help="layer to match (feature/relational)")
     p.add_argument("--teachers", default="",
                    help="comma-separated extra teachers for multi-teacher (run folders/files)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--budget", default="steps", choices=["steps", "epochs"],
+    p.add_argument("--epochs", type=int, default=config_default(DistillConfig, "epochs"),
+                   help="training epochs of the distilled student")
+    p.add_argument("--budget", default=config_default(DistillConfig, "budget"),
+                   choices=list(BUDGETS),
                    help="label-only student: as many optimiser steps as the distilled one "
                         "(default), or the same epochs")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=config_default(DistillConfig, "lr"),
+                   help="learning rate of both students")
+    p.add_argument("--batch-size", type=int, default=config_default(DistillConfig, "batch_size"),
+                   help="training batch size")
     p.add_argument("--label-fraction", type=float, default=1.0,
                    help="fraction of train labels kept; the rest are unlabelled inputs")
     p.add_argument("--unlabelled", default=None, metavar="FILE",

@@ -4,44 +4,62 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from core.cli import add_common, add_normalize, progress_callbacks
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from core.cli import config_default
+    from core.federated._config import ALIASES, ENGINE_ALIASES, ENGINES, ScaleConfig
     from core.registry import list_methods
 
     p = subparsers.add_parser(
-        "scale", help="federated simulation at several client counts (time, memory, accuracy)")
-    p.add_argument("--client-counts", default="4,10,25,50,100",
+        "scale", help="federated simulation at several client counts (time, memory, accuracy)",
+        description="Simulate federated training at each client count and report total time, "
+                    "time per round, peak memory, accuracy, convergence round and bytes sent.")
+
+    def opt(flag: str, help: str, **kw: Any) -> None:
+        """An option whose default is ScaleConfig's field of the same name."""
+        name = flag.lstrip("-").replace("-", "_")
+        kw.setdefault("type", type(config_default(ScaleConfig, name)))
+        p.add_argument(flag, default=config_default(ScaleConfig, name), help=help, **kw)
+
+    p.add_argument("--client-counts",
+                   default=",".join(map(str, config_default(ScaleConfig, "client_counts"))),
                    help="comma-separated client counts")
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--samples-per-client", type=int, default=35)
-    p.add_argument("--algorithm", default="fedavg",
-                   choices=list_methods("federated") + ["fedmeta"])
+    opt("--rounds", "federated rounds per client count")
+    opt("--samples-per-client", "training rows per client (synthetic data)")
+    p.add_argument("--algorithm", default=config_default(ScaleConfig, "algorithm"),
+                   choices=list_methods("federated") + list(ALIASES),
+                   help="fedavg, fedprox (proximal term --mu) or reptile (meta-learning; "
+                        "fedmeta is an alias)")
     p.add_argument("--model", default="mlp",
                    help="built-in family (mlp: 9→[32,16]→4 on synthetic data) or a run folder")
     p.add_argument("--data", default="synthetic",
                    help="'synthetic' (seeded clients) or a built-in name/.csv/.npz to partition")
-    p.add_argument("--label-column", default="label")
+    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
     add_normalize(p)
     p.add_argument("--alpha", type=float, default=None,
                    help="Dirichlet alpha over labels (non-IID); omit for IID")
-    p.add_argument("--feature-shift", type=float, default=0.0)
-    p.add_argument("--quantity-skew", type=float, default=0.0)
-    p.add_argument("--stragglers", type=float, default=0.0, help="fraction that drops out")
-    p.add_argument("--client-fraction", type=float, default=1.0)
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--mu", type=float, default=0.01)
-    p.add_argument("--inner-lr", type=float, default=0.05)
-    p.add_argument("--inner-steps", type=int, default=5)
-    p.add_argument("--outer-lr", type=float, default=1.0)
-    p.add_argument("--adapt-steps", type=int, default=5)
-    p.add_argument("--input-dim", type=int, default=9)
-    p.add_argument("--num-classes", type=int, default=4)
-    p.add_argument("--engine", default="builtin", choices=["builtin", "loop", "flower"])
+    opt("--feature-shift", "per-client shift of the input features (0: none)")
+    opt("--quantity-skew", "unevenness of the clients' sizes (0: equal)")
+    opt("--stragglers", "fraction of the sampled clients that drop out each round")
+    opt("--client-fraction", "fraction of the clients sampled each round")
+    opt("--local-epochs", "local passes per round (fedavg, fedprox)")
+    opt("--batch-size", "local batch size")
+    opt("--lr", "local learning rate (fedavg, fedprox)")
+    opt("--mu", "FedProx proximal weight")
+    opt("--inner-lr", "Reptile inner (and adaptation) learning rate")
+    opt("--inner-steps", "Reptile inner SGD steps")
+    opt("--outer-lr", "Reptile outer step towards the clients' mean")
+    opt("--adapt-steps", "local steps before the personalised accuracy is measured")
+    opt("--input-dim", "features of the synthetic data")
+    opt("--num-classes", "classes of the synthetic data")
+    p.add_argument("--engine", default="builtin",
+                   choices=sorted({*ENGINES, *ENGINE_ALIASES}),
+                   help="builtin: all clients of a round at once (torch.func.vmap); loop: one "
+                        "client at a time (the reference); flower: Flower's simulation")
     add_common(p, data=False)
     p.set_defaults(func=_cmd_scale)
 

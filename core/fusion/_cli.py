@@ -8,9 +8,10 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_common
+    from core.cli import add_common, config_default
     from core.fusion._fuse import PATTERNS
     from core.fusion._verb import DEFAULT_PATTERNS
+    from core.lowrank import LowRankConfig
 
     p = subparsers.add_parser(
         "fuse", help="fold BatchNorm into Conv/Linear and fuse ReLU/ReLU6 (torch model)",
@@ -25,10 +26,15 @@ def add_parser(subparsers: Any) -> None:
         "factorize", help="low-rank (truncated SVD) factorization of Linear/Conv2d layers",
         description="Factorize layers at --rank-ratio, fine-tune, and measure beside the input.")
     q.add_argument("--model", required=True, help="built-in run folder (or .pt/.pt2)")
-    q.add_argument("--rank-ratio", type=float, default=0.5)
+    q.add_argument("--rank-ratio", type=float, default=config_default(LowRankConfig, "rank_ratio"),
+                   help="kept rank as a fraction of each layer's full rank")
     q.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
-    q.add_argument("--finetune-epochs", type=int, default=3)
-    q.add_argument("--lr", type=float, default=0.005)
+    q.add_argument("--finetune-epochs", type=int,
+                   default=config_default(LowRankConfig, "finetune_epochs"),
+                   help="fine-tuning epochs after factorizing (0: none; the best validated "
+                        "state is kept)")
+    q.add_argument("--lr", type=float, default=config_default(LowRankConfig, "lr"),
+                   help="fine-tuning learning rate")
     add_common(q)
     q.set_defaults(data=None, func=_cmd_factorize)
 

@@ -15,7 +15,7 @@ def add_parser(subparsers: Any) -> None:
         description="Profile one forward pass layer by layer (torch forward hooks, or ONNX "
                     "Runtime's per-node profiling) and write DIR/report.json.")
     p.add_argument("--model", required=True, help="run folder, .onnx, .pt or .pt2")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1, help="rows in the profiled batch")
     p.add_argument("--runs", type=int, default=50, help="profiled forwards (after warm-up)")
     p.add_argument("--threshold", type=float, default=0.05,
                    help="share of the time above which a layer is a bottleneck")

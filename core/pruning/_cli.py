@@ -25,14 +25,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="a studio run folder, or a TorchScript .pt / torch.export .pt2 file")
     p.add_argument("--data", default=None,
                    help="built-in name, .csv or .npz (default: the run folder's data set)")
-    p.add_argument("--label-column", default="label")
+    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
     add_normalize(p)
     p.add_argument("--method", default="structured-l2", choices=list(STRUCTURED + UNSTRUCTURED),
                    help="registered pruning method (see `studio methods pruning`)")
     p.add_argument("--sparsity", type=float, default=0.5,
                    help="fraction removed: channels per layer (structured) or weights "
                         "(unstructured), 0.05–0.95")
-    p.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))
+    p.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES),
+                   help="prune at once, or in --steps growing steps (cubic) with fine-tuning")
     p.add_argument("--steps", type=int, default=None,
                    help="pruning steps of the gradual (cubic) schedule (default 3)")
     p.add_argument("--finetune-epochs", type=int, default=PruningConfig.finetune_epochs,
@@ -42,7 +43,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--distill-alpha", type=float, default=0.0,
                    help="weight of the unpruned model's soft targets in the fine-tune loss "
                         "(0: labels only)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     p.add_argument("--round-to", type=int, default=None,
                    help="keep channel counts a multiple of this (structured)")
     p.add_argument("--ignore", default="",

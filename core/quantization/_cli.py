@@ -27,7 +27,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--calibration-size", type=int, default=None,
                    help="rows of the TRAIN split used to calibrate (default 256, or all "
                    "when fewer)")
-    p.add_argument("--per-channel", action="store_true", default=None)
+    p.add_argument("--per-channel", action="store_true", default=None,
+                   help="ort-static-int8 / torch-*: one scale per output channel (default: "
+                   "per tensor)")
     p.add_argument("--quant-types", choices=QUANT_TYPES, default=None,
                    help="ort-static-int8 activation/weight types (default U8S8)")
     p.add_argument("--quantize-conv", action="store_true", default=None,

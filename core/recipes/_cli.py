@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> None:
                     "they diverge.")
     p.add_argument("recipe", type=Path, help="RECIPE.yaml")
     p.add_argument("--data", default=None, help="override the recipe's data set")
-    p.add_argument("--label-column", default="label")
+    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
     add_normalize(p)
     p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")

@@ -8,7 +8,12 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_normalize, add_out
+    from core.cli import add_normalize, add_out, config_default, data_help
+    from core.models import list_families
+    from core.tuning._config import PRUNERS, SAMPLERS, TuneConfig
+
+    def fallback(name: str) -> str:
+        return f"(default: the --config file's, else {config_default(TuneConfig, name)})"
 
     p = subparsers.add_parser(
         "tune", help="tune hyper-parameters or search architectures with Optuna",
@@ -23,14 +28,18 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--n-trials", type=int, default=None,
                    help="finished trials the study should reach (all workers together)")
     p.add_argument("--timeout", type=float, default=None, help="seconds for this process")
-    p.add_argument("--sampler", default=None, help="grid, random, tpe, gp, cmaes, nsga2")
-    p.add_argument("--pruner", default=None,
-                   help="none, median, successive-halving, hyperband")
+    p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
+                   help=f"Optuna sampler {fallback('sampler')}")
+    p.add_argument("--pruner", default=None, choices=list(PRUNERS),
+                   help=f"early stopping of unpromising trials {fallback('pruner')}")
     p.add_argument("--model", default=None,
-                   help="a family (mlp, cnn, vit) or a run folder to start from")
-    p.add_argument("--data", default=None, help="built-in name, .csv or .npz")
+                   help=f"a family ({', '.join(list_families())}) or a run folder to start "
+                        f"from {fallback('model')}")
+    p.add_argument("--data", default=None,
+                   help=f"{data_help()} {fallback('data')}")
     add_normalize(p)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"random seed of the sampler and training {fallback('seed')}")
     p.add_argument("--threads", type=int, default=1, help="threads used when timing")
     p.add_argument("--train-best", action="store_true",
                    help="also retrain the best trial into DIR/best (a measured run folder)")
