@@ -101,3 +101,16 @@ def test_agent_round_trip_on_loopback(studio_api, baseline_dir, tmp_path):
     unknown = _call(url + f"/api/devices/{device['device_id']}/figures", "POST",
                     {"run_id": "nope", "latency_ms": {"1": {"p50": 1, "p95": 1}}}, token=token)
     assert unknown[0] == 404
+
+    # core.compare ranks the variants by this device's latency, with its manifest.
+    from core.compare import compare
+
+    result = compare([root / "runs" / r for r in runs], out_dir=tmp_path / "cmp",
+                     measure_options={"budget_s": 0.02, "memory": False}, device=device)
+    section = result.report["device"]
+    by_b1 = sorted(runs, key=lambda r: device["figures"][r]["latency_ms"]["1"]["p50"])
+    assert section["ranking"] == by_b1 and section["missing"] == []
+    assert section["manifest"]["name"] == "test-device"
+    from core.serving import ranking_markdown
+
+    assert "test-device" in ranking_markdown(section) and "| 1 | " in ranking_markdown(section)

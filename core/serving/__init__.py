@@ -10,6 +10,7 @@ from core.serving._devices import (
 )
 from core.serving._endpoint import InputError, Limits, ModelRunner, parse_body
 from core.serving._protocol import protocol
+from core.serving._ranking import device_ranking, load_device, ranking_markdown
 from core.serving._serve import (
     SERVE_LIMITS,
     EndpointProcess,
@@ -35,9 +36,12 @@ __all__ = [
     "add_device_routes",
     "build_endpoint",
     "container_files",
+    "device_ranking",
     "endpoint_limits",
+    "load_device",
     "parse_body",
     "protocol",
+    "ranking_markdown",
     "resolve_variant",
     "serve_model",
     "session_variants",
