@@ -148,10 +148,13 @@ def compare(
     title: str = "Comparison",
     models: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    device: Any = None,
 ) -> Any:
     """Re-measure ``run_dirs`` side by side and write report.json, HTML, Markdown and CSV.
 
     ``baseline`` is the run id every delta is taken against (default: the first folder).
+    ``device``: a device record (GET /api/devices) or its .json file; the report's
+    ``device`` section ranks the variants by that device's measured latency.
     Returns a ``core.runs.RunResult`` whose report holds the rows and the Pareto front.
     """
     from core.artifacts import SCHEMA, staging, write_report
@@ -183,6 +186,10 @@ def compare(
         "environment": environment_manifest(threads=threads),
         "warnings": _warnings(rows, cpu_isa()),
     }
+    if device is not None:  # figures an agent measured on the target device
+        from core.serving import device_ranking
+
+        report["device"] = device_ranking(device, names)
     cb.progress(0.96, "Writing the report")
     with staging(out_dir, overwrite=overwrite, inputs=list(run_dirs)) as tmp:
         write_report(tmp, report)
