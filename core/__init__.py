@@ -62,6 +62,10 @@ _LAZY = {
     "plot_optimization_comparison": "core.benchmarking",
     "create_efficiency_report": "core.benchmarking",
     "DEFAULT_PARAM_SPACE": "core.hyperparameter_tuning",
+    "continual": "core.continual",
+    "ContinualConfig": "core.continual",
+    "HardwareOptimizedTrainer": "core.continual",
+    "plot_efficiency_over_tasks": "core.continual",
 }
 
 __all__ = sorted(_LAZY)

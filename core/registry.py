@@ -56,7 +56,7 @@ def list_methods(area: str) -> list[str]:
 def list_areas() -> list[str]:
     """Areas that have at least one registered method."""
     for area in ("quantization", "pruning", "distillation", "tuning", "federated", "fusion",
-                 "lowrank"):
+                 "lowrank", "continual"):
         _load_area(area)
     return sorted(_REGISTRY)
 
