@@ -303,7 +303,9 @@ def add_common(p: argparse.ArgumentParser, *, out: bool = True, data: bool = Tru
         add_normalize(p)
     p.add_argument("--seed", type=int, default=0,
                    help="random seed (splits, initialisation, sampling)")
-    p.add_argument("--threads", type=int, default=1, help="threads used when timing")
+    from core.measure._target import add_target_options
+
+    add_target_options(p)  # --batch-sizes, --threads, --latency-budget-ms
     if out:
         add_out(p)
 
@@ -450,7 +452,7 @@ VERB_AREAS: dict[str, str] = {
     "run": "core.recipes._cli", "auto": "core.auto._cli", "scale": "core.federated._cli",
     "profile": "core.profiling._cli", "fuse": "core.fusion._cli",
     "factorize": "core.fusion._cli", "serve-model": "core.serving._cli",
-    "agent": "core.serving._cli",
+    "agent": "core.serving._cli", "continual": "core.continual._cli",
 }
 
 
@@ -582,7 +584,11 @@ def _execute(args: argparse.Namespace) -> Any:
         _check_out(args)
     _check_user_model_data(args)
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet, allow_overwrite(getattr(args, "overwrite", False)), \
+    from core.measure._target import target_from_args, using_target
+
+    target = target_from_args(args)  # given once, used by every measurement of the verb
+    deployment = using_target(target) if target is not None else contextlib.nullcontext()
+    with quiet, deployment, allow_overwrite(getattr(args, "overwrite", False)), \
             trusted_model_code(getattr(args, "trust_model", False)):
         return args.func(args)
 

@@ -1,6 +1,6 @@
 """Auto-optimizer: candidate recipes for this hardware, run, measured side by side, explained."""
 
-from core.auto._auto import auto, choose, reselect
+from core.auto._auto import auto, choose, pick_per_batch, reselect
 from core.auto._candidates import CANDIDATE_NAMES, Candidate, propose
 from core.auto._config import TARGETS, AutoConfig
 from core.auto._facade import AutoOptimizer, dataset_from_loaders
@@ -14,6 +14,7 @@ __all__ = [
     "auto",
     "choose",
     "dataset_from_loaders",
+    "pick_per_batch",
     "propose",
     "reselect",
 ]

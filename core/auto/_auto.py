@@ -86,24 +86,76 @@ def _ratio_text(value: float | None, what: str) -> str:
     return f"{1 / value:.2f}× {'slower' if 'faster' in what else 'larger'}"
 
 
-def choose(rows: list[dict[str, Any]], target: str, tolerance: float) -> dict[str, Any]:
-    """Pick the winner among rows (each with ``val_drop``) within tolerance, Pareto first."""
+def _p50(r: Mapping[str, Any], bs: int) -> float | None:
+    return r.get(f"p50_b{bs}")
+
+
+def choose(rows: list[dict[str, Any]], target: str, tolerance: float, *, batch_size: int = 64,
+           latency_budget_ms: float | None = None) -> dict[str, Any]:
+    """Pick the winner among rows (each with ``val_drop``) within tolerance, Pareto first.
+
+    Latency is ranked at ``batch_size`` (the deployment target's), among the rows whose p50
+    there is within ``latency_budget_ms`` (all rows if none is).
+    """
+    from core.compare import pareto_front
+
     eligible = [r for r in rows if r.get("ok") and r["val_drop"] <= tolerance + 1e-12]
     if not eligible:
         raise StudioError("No variant (not even the baseline) could be measured.")
-    pool = [r for r in eligible if r.get("pareto")] or eligible
+    if latency_budget_ms is not None:
+        eligible = [r for r in eligible if (_p50(r, batch_size) or math.inf)
+                    <= latency_budget_ms] or eligible
+    ok = [r for r in rows if r.get("ok")]
+    front = {id(ok[i]) for i in pareto_front(
+        ok, (("size_bytes", "min"), (f"p50_b{batch_size}", "min"), ("accuracy", "max")))}
+    pool = [r for r in eligible if id(r) in front] or eligible
+    lat = f"p50_b{batch_size}"
 
     def key(r: dict[str, Any]) -> tuple:
+        p = r.get(lat) if r.get(lat) is not None else math.inf
         if target == "speed":
-            return (r["p50_b64"], r["p50_b1"], r["size_bytes"])
+            return (p, r["size_bytes"])
         if target == "size":
-            return (r["size_bytes"], r["p50_b64"])
+            return (r["size_bytes"], p)
         if target == "accuracy":
-            return (-r["val_accuracy"], -r["accuracy"], r["p50_b64"])
-        score = math.sqrt((r.get("speedup_b64") or 0) * (r.get("size_reduction") or 0))
+            return (-r["val_accuracy"], -r["accuracy"], p)
+        score = math.sqrt((r.get(f"speedup_b{batch_size}") or 0)
+                          * (r.get("size_reduction") or 0))
         return (-score, -r["val_accuracy"])
 
     return min(pool, key=key)
+
+
+def pick_per_batch(rows: list[dict[str, Any]], target: str, tolerance: float,
+                   deployment: Any) -> dict[str, dict[str, Any]]:
+    """The pick at each of the deployment target's batch sizes, with the measured figures
+    that decided it (``{"1": {winner, p50_ms, runner_up, runner_up_p50_ms, why}}``)."""
+    out: dict[str, dict[str, Any]] = {}
+    budget = deployment.latency_budget_ms
+    for bs in deployment.batch_sizes:
+        if not any(_p50(r, bs) for r in rows):
+            continue
+        win = choose(rows, target, tolerance, batch_size=bs, latency_budget_ms=budget)
+        rest = [r for r in rows if r is not win and r.get("ok") and _p50(r, bs)
+                and r["val_drop"] <= tolerance + 1e-12]
+        runner = min(rest, key=lambda r: _p50(r, bs), default=None)
+        p, q = _p50(win, bs), _p50(runner, bs) if runner else None
+        why = f"batch {bs}: {win['name']} p50 {p:.3f} ms" if p else f"batch {bs}: {win['name']}"
+        if runner and p and q:
+            why += (f"; the fastest other variant within the tolerance, {runner['name']}, "
+                    f"{q:.3f} ms ({q / p:.2f}× its latency)")
+        eff = win.get(f"peak_share_b{bs}")
+        if eff is not None:
+            why += f"; {win.get(f'gmacs_b{bs}') or 0:.1f} GMAC/s, {eff * 100:.0f} % of this " \
+                   "CPU's measured peak"
+        within = budget is None or (p is not None and p <= budget)
+        if budget is not None:
+            why += (f"; within the {budget:g} ms budget" if within else
+                    f"; no variant met the {budget:g} ms budget, the fastest is shown")
+        out[str(bs)] = {"winner": win["name"], "p50_ms": p, "within_budget": within,
+                        "runner_up": runner["name"] if runner else None,
+                        "runner_up_p50_ms": q, "why": why + "."}
+    return out
 
 
 def _fp32_twin(r: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -116,7 +168,7 @@ def _fp32_twin(r: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] 
 
 
 def _why_lost(r: dict[str, Any], win: dict[str, Any], target: str, tol: float,
-              rows: list[dict[str, Any]]) -> str:
+              rows: list[dict[str, Any]], bs: int = 64) -> str:
     if r.get("skipped"):
         return f"skipped: {r['skipped']}."
     if r.get("error"):
@@ -152,8 +204,8 @@ def _why_lost(r: dict[str, Any], win: dict[str, Any], target: str, tol: float,
                          "front)")
     if not parts:
         if target == "speed":
-            parts.append(f"{_ratio_text(s64, 'faster')} at batch 64 vs the winner's "
-                         f"{win.get('speedup_b64') or 0:.2f}×")
+            parts.append(f"{_ratio_text(r.get(f'speedup_b{bs}'), 'faster')} at batch {bs} vs "
+                         f"the winner's {win.get(f'speedup_b{bs}') or 0:.2f}×")
         elif target == "size":
             parts.append(f"{_ratio_text(r.get('size_reduction'), 'smaller')} vs the winner's "
                          f"{win.get('size_reduction') or 0:.2f}×")
@@ -168,15 +220,18 @@ def _why_lost(r: dict[str, Any], win: dict[str, Any], target: str, tol: float,
     return "; ".join(parts) + "."
 
 
-def _winner_text(win: dict[str, Any], base: dict[str, Any], target: str, tol: float) -> str:
+def _winner_text(win: dict[str, Any], base: dict[str, Any], target: str, tol: float,
+                 bs: int = 64, small: int | None = 1) -> str:
     if win["name"] == "baseline":
         return (f"The baseline stays the best choice for '{target}': no candidate was better "
                 f"within the validation-accuracy tolerance of {tol * 100:.2f} pt.")
+    p, b = win.get(f"p50_b{bs}"), base.get(f"p50_b{bs}")
+    lat = f" (p50 {p:.3f} ms vs {b:.3f} ms)" if p and b else ""
+    other = (f"{_ratio_text(win.get(f'speedup_b{small}'), 'faster')} at batch {small}, "
+             if small is not None and small != bs else "")
     text = (
         f"{win['name']} wins for target '{target}': "
-        f"{_ratio_text(win.get('speedup_b64'), 'faster')} at batch 64 "
-        f"(p50 {win['p50_b64']:.3f} ms vs {base['p50_b64']:.3f} ms), "
-        f"{_ratio_text(win.get('speedup_b1'), 'faster')} at batch 1, "
+        f"{_ratio_text(win.get(f'speedup_b{bs}'), 'faster')} at batch {bs}{lat}, {other}"
         f"{_ratio_text(win.get('size_reduction'), 'smaller')} on disk "
         f"({win['size_bytes'] / 1024:.1f} KB vs {base['size_bytes'] / 1024:.1f} KB); "
         f"validation accuracy {0.0 - win['val_drop'] * 100:+.2f} pt (tolerance "
@@ -223,21 +278,38 @@ def _shared_prefix(steps: list[dict[str, Any]], done: list[dict[str, Any]]
 
 
 def _decide(table: list[dict[str, Any]], others: list[dict[str, Any]], target: str,
-            tolerance: float) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
-    """The winner, the plain-words explanation, and why each other candidate lost."""
-    win = choose(table, target, tolerance)
+            tolerance: float, deployment: Any = None
+            ) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
+    """The winner, the plain-words explanation, and why each other candidate lost.
+
+    The winner is ranked at the deployment target's largest batch size; where the pick at
+    another target batch size differs, the explanation says which and why (measured)."""
+    from core.measure import Target
+
+    deployment = Target.coerce(deployment)
+    bs = deployment.primary_batch
+    win = choose(table, target, tolerance, batch_size=bs,
+                 latency_budget_ms=deployment.latency_budget_ms)
     base_row = next(r for r in table if r["name"] == "baseline")
     rest = [r for r in table if r is not win] + list(others)
     losers = [{"name": r["name"], "why_proposed": r.get("why"),
-               "why_lost": _why_lost(r, win, target, tolerance, table)} for r in rest]
-    return win, _winner_text(win, base_row, target, tolerance), losers
+               "why_lost": _why_lost(r, win, target, tolerance, table, bs)} for r in rest]
+    text = _winner_text(win, base_row, target, tolerance, bs, min(deployment.batch_sizes))
+    picks = pick_per_batch(table, target, tolerance, deployment)
+    differs = {k: v for k, v in picks.items() if v["winner"] != win["name"]}
+    if differs:
+        text += " At another target batch size the pick differs — " + " ".join(
+            v["why"] for v in differs.values())
+    return win, text, losers
 
 
-def reselect(report: Mapping[str, Any], target: str, tolerance: float | None = None
-             ) -> dict[str, Any]:
+def reselect(report: Mapping[str, Any], target: str, tolerance: float | None = None, *,
+             deployment: Any = None) -> dict[str, Any]:
     """The pick for another target from an auto report's measured table (no new runs).
 
-    Returns ``{winner, explanation, losers, row}``; same candidates, same measurements.
+    ``deployment`` (a ``core.measure.Target`` or mapping; default: the report's) chooses the
+    batch size ranked and the latency budget; only measured batch sizes can be ranked.
+    Returns ``{winner, explanation, losers, row, per_batch}``; same measurements.
     """
     AutoConfig(target=target, tolerance=tolerance if tolerance is not None else 0.01)
     info = report["auto"]
@@ -245,8 +317,14 @@ def reselect(report: Mapping[str, Any], target: str, tolerance: float | None = N
     table = [{**c, "ok": True} for c in info["candidates"]]
     others = [{"name": f["name"], "error": f["error"]} for f in info.get("failed", [])]
     others += [{"name": s["name"], "skipped": s["reason"]} for s in info.get("skipped", [])]
-    win, text, losers = _decide(table, others, target, tol)
-    return {"winner": win["name"], "explanation": text, "losers": losers, "row": win}
+    from core.measure import Target
+
+    dep = Target.coerce(deployment if deployment is not None else {
+        k: v for k, v in (info.get("deployment") or {}).items()
+        if k in ("batch_sizes", "threads", "latency_budget_ms")})
+    win, text, losers = _decide(table, others, target, tol, dep)
+    return {"winner": win["name"], "explanation": text, "losers": losers, "row": win,
+            "per_batch": pick_per_batch(table, target, tol, dep)}
 
 
 def auto(
@@ -275,6 +353,7 @@ def auto(
     from core.artifacts import build_report, file_entry, load_model, staging, write_report
     from core.compare import compare
     from core.measure import Measurement, environment_manifest, evaluate
+    from core.measure._target import TARGET_KEYS, resolve_target
     from core.recipes import Recipe, execute_steps
     from core.runs import RunResult
 
@@ -384,7 +463,9 @@ def auto(
                   for e in results if "error" in e]
         skipped = [{"name": c.name, "skipped": c.skipped, "why": c.why}
                    for c in proposals if c.skipped]
-        win, explanation, losers = _decide(table, failed + skipped, cfg.target, cfg.tolerance)
+        deployment = resolve_target(**{k: mopts.get(k) for k in TARGET_KEYS})
+        win, explanation, losers = _decide(table, failed + skipped, cfg.target, cfg.tolerance,
+                                           deployment)
         # The winner's recipe, replayable with `studio run`.
         win_steps = next((e["steps"] for e in measured if e["name"] == win["name"]), [])
         recipe_dict: dict[str, Any] = {"name": f"auto-{cfg.target}-{win['name']}",
@@ -416,6 +497,9 @@ def auto(
             environment=comp.report["environment"], warnings=comp.report["warnings"],
             parent=parent, extra={
                 "auto": {"target": cfg.target, "tolerance": cfg.tolerance,
+                         "deployment": deployment.to_dict(),
+                         "per_batch": pick_per_batch(table, cfg.target, cfg.tolerance,
+                                                     deployment),
                          "selection_split": split, "winner": win["name"],
                          "explanation": explanation, "losers": losers,
                          "hardware": {k: hardware.get(k) for k in
@@ -437,5 +521,7 @@ def auto(
 def _row_view(r: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("name", "variant", "run_dir", "why", "size_bytes", "p50_b1", "p50_b64",
             "speedup_b1", "speedup_b64", "size_reduction", "accuracy", "accuracy_delta",
-            "val_accuracy", "val_drop", "pareto", "balanced_score", "steps")
-    return {k: r.get(k) for k in keys}
+            "val_accuracy", "val_drop", "pareto", "balanced_score", "steps", "precision")
+    per_batch = ("p50_b", "p95_b", "speedup_b", "gmacs_b", "peak_share_b")
+    return {**{k: r.get(k) for k in keys},
+            **{k: v for k, v in r.items() if k.startswith(per_batch)}}

@@ -20,6 +20,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("p50_b1", "p50 b1 (ms)"), ("p95_b1", "p95 b1 (ms)"),
     ("p50_b64", "p50 b64 (ms)"), ("p95_b64", "p95 b64 (ms)"),
     ("throughput_per_s", "throughput b64 (/s)"), ("peak_memory_mb", "peak memory (MB)"),
+    ("gmacs_b1", "GMAC/s b1"), ("peak_share_b1", "share of peak b1"),
+    ("gmacs_b64", "GMAC/s b64"), ("peak_share_b64", "share of peak b64"),
     ("accuracy", "accuracy"), ("f1_macro", "macro F1"),
     ("speedup_b1", "speed-up b1"), ("speedup_b64", "speed-up b64"),
     ("size_reduction", "size reduction"), ("accuracy_delta", "accuracy Δ"),
@@ -112,11 +114,27 @@ def comparison_rows(measured: Mapping[str, Any], reports: Mapping[str, Mapping[s
             "accuracy_delta": m.accuracy - base.accuracy,
             "baseline": name == baseline,
         }
+        row.update(_per_batch(m, base))
         rows.append(row)
     front = set(pareto_front(rows, PARETO_OBJECTIVES))
     for i, row in enumerate(rows):
         row["pareto"] = i in front
     return rows
+
+
+def _per_batch(m: Any, base: Any) -> dict[str, Any]:
+    """p50/p95/speed-up at every measured batch size (the target's), and the achieved useful
+    GMAC/s with its share of this CPU's measured peak (FP32 or INT8, by the variant's ops)."""
+    out: dict[str, Any] = {}
+    eff = (m.extra or {}).get("efficiency") or {}
+    for bs, lat in m.latency_ms.items():
+        out[f"p50_b{bs}"], out[f"p95_b{bs}"] = lat.get("p50"), lat.get("p95")
+        out[f"speedup_b{bs}"] = _ratio(base.p50(int(bs)), m.p50(int(bs)))
+        fig = (eff.get("by_batch") or {}).get(bs) or {}
+        out[f"gmacs_b{bs}"], out[f"peak_share_b{bs}"] = (fig.get("gmacs_per_s"),
+                                                         fig.get("share_of_peak"))
+    out["precision"] = eff.get("precision")
+    return out
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

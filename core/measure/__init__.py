@@ -8,12 +8,16 @@ from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, tor
 from core.measure._environment import cpu_isa, environment_manifest
 from core.measure._latency import batch_of, interleaved_latency
 from core.measure._measure import Measurement, measure, measure_many, serialized_size
+from core.measure._peak import peaks
 from core.measure._predictor import Predictor, as_predictor, ort_session, predict_logits
+from core.measure._target import Target, active_target, using_target
 
 __all__ = [
     "Measurement",
     "Metrics",
     "Predictor",
+    "Target",
+    "active_target",
     "as_predictor",
     "batch_of",
     "cpu_isa",
@@ -26,10 +30,12 @@ __all__ = [
     "onnx_macs",
     "onnx_param_counts",
     "ort_session",
+    "peaks",
     "predict_logits",
     "serialized_size",
     "torch_macs",
     "torch_param_counts",
+    "using_target",
 ]
 
 

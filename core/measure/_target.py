@@ -236,3 +236,42 @@ def resolve_target(*, batch_sizes: Any = None, threads: Any = None,
                   threads=base.threads,
                   latency_budget_ms=latency_budget_ms if latency_budget_ms is not None
                   else base.latency_budget_ms)
+
+
+def add_target_options(p: Any) -> None:
+    """``--batch-sizes``, ``--threads`` and ``--latency-budget-ms`` on a CLI verb."""
+    p.add_argument("--batch-sizes", type=_cli(parse_batch_sizes), default=(1, 64),
+                   metavar="B[,B...]",
+                   help="batch sizes the model is deployed at; every latency is measured and "
+                        "every pick ranked at them (default: 1,64)")
+    p.add_argument("--threads", type=_cli(parse_threads), default=1, metavar="N|all[,...]",
+                   help="threads used when timing: a count, 'all' (every core) or both, e.g. "
+                        "1,all (the first is ranked; default: 1)")
+    p.add_argument("--latency-budget-ms", type=float, default=None, metavar="MS",
+                   help="largest p50 latency allowed at each target batch size; Auto picks "
+                        "within it (default: none)")
+
+
+def _cli(parse: Any) -> Any:
+    """An argparse ``type`` that turns the studio's error into argparse's one-line message."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except InvalidParameterError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def target_from_args(args: Any) -> Target | None:
+    """The deployment target of parsed CLI arguments (None for a verb without the options);
+    ``args.threads`` becomes the ranked thread count (an int, as verbs expect)."""
+    if not hasattr(args, "batch_sizes"):
+        return None
+    target = Target(batch_sizes=args.batch_sizes, threads=args.threads,
+                    latency_budget_ms=getattr(args, "latency_budget_ms", None))
+    args.threads = target.thread_counts[0]
+    return target

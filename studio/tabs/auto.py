@@ -73,6 +73,10 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 tolerance = gr.Number(0.01, label="Accuracy tolerance (validation drop, "
                                       "0.01 = 1 point)", minimum=0, maximum=1)
                 epochs = gr.Slider(1, 30, value=3, step=1, label="Fine-tuning epochs")
+                with gr.Row():  # the deployment target: ranked at the largest batch size
+                    deploy = gr.Textbox("1,64", label="Deployment batch sizes (e.g. 1,64)")
+                    budget = gr.Number(None, label="Latency budget, p50 ms (empty: none)",
+                                       minimum=0)
                 picks = gr.CheckboxGroup(list(CANDIDATE_NAMES), value=[],
                                          label="Candidates (none ticked = all suited to this "
                                          "hardware)")
@@ -134,9 +138,17 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         def on_select(request: gr.Request):
             return variant_update(ctx, request)
 
-        def on_run(choice, tgt, tol, n_epochs, chosen, request: gr.Request):
+        def on_run(choice, tgt, tol, n_epochs, chosen, batch_text="1,64", budget_ms=None,
+                   request: gr.Request = None):
             from core.artifacts import make_bundle
             from core.auto import auto
+            from core.measure import Target
+
+            deployment = call(lambda: Target(batch_sizes=str(batch_text or "1,64"),
+                                             threads=ctx.measure_options.get("threads", 1),
+                                             latency_budget_ms=budget_ms or None))
+            mopts = {**ctx.measure_options, "batch_sizes": deployment.batch_sizes,
+                     "latency_budget_ms": deployment.latency_budget_ms}
 
             cfg = call(lambda: AutoConfig(target=tgt, tolerance=float(tol),
                                           finetune_epochs=int(n_epochs),
@@ -148,7 +160,7 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             def work(cb):
                 src = picked or ctx.ensure_baseline(request, cb)
                 return auto(src, None, cfg, out_dir=out, callbacks=cb,
-                            measure_options=ctx.measure_options)
+                            measure_options=mopts)
 
             note = input_note(ctx, request, picked)
             yield (f"{note} Reading the hardware and proposing candidates…", *skip)
@@ -177,7 +189,7 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                            [str(bundle), str(out / "comparison" / "report.html")])
 
         follow_current(shell, tab, on_select, [source])
-        event = run_btn.click(on_run, [source, target, tolerance, epochs, picks],
+        event = run_btn.click(on_run, [source, target, tolerance, epochs, picks, deploy, budget],
                               [status, explanation, table, chart, files], api_name="auto",
                               show_progress_on=[status], **ctx.engine())
         stop_button(ctx, stop_btn, event, status, "stop_auto", ("auto",))
