@@ -19,6 +19,7 @@ TABS: list[tuple[str, str]] = [
     ("studio.tabs.tuning", "build_tuning_tab"),
     ("studio.tabs.comparison", "build_comparison_tab"),
     ("studio.tabs.auto", "build_auto_tab"),
+    ("studio.tabs.deploy", "build_deploy_tab"),
     ("studio.tabs.jobs", "build_jobs_tab"),
     ("studio.tabs.scalability", "build_scalability_tab"),
 ]

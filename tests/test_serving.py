@@ -129,3 +129,41 @@ def test_every_bundle_that_serves_carries_a_container_recipe(baseline_dir, tmp_p
     assert "onnxruntime" in reqs and "torch" not in reqs
     compile(serve, "serve.py", "exec")
     assert "from core" not in serve and "import torch" not in serve
+
+
+def test_deploy_tab_runs_an_ab_endpoint_and_links_devices(baseline_dir, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from studio.api import create_api
+    from studio.context import StudioContext
+    from studio.tabs import deploy
+
+    ctx = StudioContext(tmp_path / "root")
+    request = SimpleNamespace(session_hash="alice", client=SimpleNamespace(host="10.0.0.1"),
+                              headers={"host": "studio.example:7860"})
+    for name in ("train-x", "train-y"):
+        shutil.copytree(baseline_dir, ctx.session_dir(request) / name)
+    assert [rid for _, rid in deploy.onnx_choices(ctx, request)] == ["train-x", "train-y"]
+    text = deploy.start_endpoint(ctx, request, "train-x", "train-y", 0.5, 0)
+    try:
+        assert "A/B test" in text and "127.0.0.1" in text
+        with pytest.raises(StudioError, match="already serves"):
+            deploy.start_endpoint(ctx, request, "train-x", None, 0.5, 0)
+        assert "with their labels" in deploy.send_test_traffic(ctx, request, "train-x", 40)
+        report = deploy.endpoint_of(ctx, request).get_json("/ab/report")
+    finally:
+        assert deploy.stop_endpoint(ctx, request) == "Endpoint stopped."
+    per = report["variants"]
+    assert sum(v["requests"] for v in per.values()) == 40
+    assert sum(v["labelled_rows"] for v in per.values()) == 40
+    assert "**latency**" in deploy.ab_markdown(report)
+    with pytest.raises(StudioError, match="No endpoint"):
+        deploy.endpoint_of(ctx, request)
+
+    command, agent_copy = deploy.connect_device(ctx, request)
+    token = re.search(r"--token (\S+)", command).group(1)
+    assert "http://studio.example:7860" in command and agent_copy.endswith("agent.py")
+    with TestClient(create_api(ctx.root)) as api:
+        listed = api.get("/api/devices/variants", headers={"X-Studio-Session": token}).json()
+    assert [v["id"] for v in listed["variants"]] == ["train-x", "train-y"]

@@ -17,6 +17,7 @@ from studio.charts import comparison_charts, named_rows, size_latency_scatter, v
 from studio.context import StudioContext
 from studio.names import friendly_name
 from studio.runner import call, stream
+from studio.tabs.deploy import device_ranking_box
 from studio.tabs.jobs import tracked
 from studio.widgets import progress_line, stop_button, variant_update
 
@@ -84,6 +85,7 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             recipe_btn = gr.Button("Save as recipe", scale=1)
         bundle = gr.File(label="Bundle: model files, report.json, model card, recipe")
         recipe_file = gr.File(label="Recipe (replay with: studio run RECIPE.yaml --out DIR)")
+        device_ranking_box(ctx, lambda request: comparable_runs(ctx, request)[0])
 
         def on_refresh(request: gr.Request):
             runs, _left = comparable_runs(ctx, request)
