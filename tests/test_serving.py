@@ -167,3 +167,16 @@ def test_deploy_tab_runs_an_ab_endpoint_and_links_devices(baseline_dir, tmp_path
     with TestClient(create_api(ctx.root)) as api:
         listed = api.get("/api/devices/variants", headers={"X-Studio-Session": token}).json()
     assert [v["id"] for v in listed["variants"]] == ["train-x", "train-y"]
+
+
+def test_serve_model_cli_refuses_what_it_cannot_serve(tmp_path):
+    from core.cli import run
+
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(b"PK\x03\x04 not really")
+    errors: list[str] = []
+    assert run(["serve-model", str(tmp_path / "missing")], err=errors.append) == 2
+    assert run(["serve-model", str(pt)], err=errors.append) == 2
+    assert "run folder or .onnx" in errors[0] and str(tmp_path) not in "".join(errors)
+    assert run(["serve-model", str(tmp_path), "--share-b", "1.5", "--ab-with", str(pt)],
+               err=errors.append) == 2
