@@ -99,6 +99,12 @@ def onnx_param_counts(path: str | Path) -> tuple[int, int]:
 def onnx_macs(path: str | Path) -> int | None:
     """Useful MACs of one sample through an ONNX graph, from shapes inferred at batch 1
     (convolution taps that fall on zero padding are not counted)."""
+    per_node = onnx_node_macs(path)
+    return None if per_node is None else sum(per_node.values())
+
+
+def onnx_node_macs(path: str | Path) -> dict[str, int] | None:
+    """Useful MACs of one sample per ONNX node (by node name; Conv/MatMul/Gemm kinds)."""
     import onnx
 
     from core.measure._efficiency import onnx_node_conv_macs
@@ -117,26 +123,34 @@ def onnx_macs(path: str | Path) -> int | None:
         shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
     for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
-    total = 0
-    for node in model.graph.node:
-        out = shapes.get(node.output[0]) if node.output else None
-        if not out or 0 in out:
-            continue
-        size = int(np.prod(out))
-        op = node.op_type
-        attrs = {a.name: a for a in node.attribute}
-        if op in ("Conv", "ConvInteger", "QLinearConv"):
-            useful = onnx_node_conv_macs(node, shapes)  # taps on zero padding left out
-            w = shapes.get(node.input[3 if op == "QLinearConv" else 1])
-            if useful is not None:
-                total += useful
-            elif w and len(w) >= 3:
-                total += size * int(np.prod(w[1:]))
-        elif op in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"):
-            a = shapes.get(node.input[0])
-            if a:
-                trans = op == "Gemm" and "transA" in attrs and attrs["transA"].i
-                total += size * (a[0] if trans else a[-1])
-        elif op == "MatMulNBits":
-            total += size * int(attrs["K"].i)
-    return total
+    found: dict[str, int] = {}
+    for i, node in enumerate(model.graph.node):
+        macs = _node_macs(node, shapes, onnx_node_conv_macs)
+        if macs:
+            key = node.name or f"{node.op_type}_{i}"
+            found[key] = found.get(key, 0) + macs
+    return found
+
+
+def _node_macs(node: Any, shapes: dict[str, list[int]], conv_macs: Any) -> int:
+    out = shapes.get(node.output[0]) if node.output else None
+    if not out or 0 in out:
+        return 0
+    size = int(np.prod(out))
+    op = node.op_type
+    attrs = {a.name: a for a in node.attribute}
+    if op in ("Conv", "ConvInteger", "QLinearConv"):
+        useful = conv_macs(node, shapes)  # taps on zero padding left out
+        w = shapes.get(node.input[3 if op == "QLinearConv" else 1])
+        if useful is not None:
+            return useful
+        return size * int(np.prod(w[1:])) if w and len(w) >= 3 else 0
+    if op in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm"):
+        a = shapes.get(node.input[0])
+        if a:
+            trans = op == "Gemm" and "transA" in attrs and attrs["transA"].i
+            return size * (a[0] if trans else a[-1])
+        return 0
+    if op == "MatMulNBits":
+        return size * int(attrs["K"].i)
+    return 0

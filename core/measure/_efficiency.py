@@ -208,3 +208,50 @@ def target_extra(target: Any, latency_ms: Mapping[str, Any], other_threads: Mapp
             n: efficiency(macs, lat, precision=precision, threads=int(n), peak=peak)
             for n, lat in other_threads.items()}
     return extra
+
+
+def _layer_precision(kind: str) -> str:
+    text = kind.lower()
+    return "int8" if kind in _INT8_OPS or "quantized" in text or "integer" in text or \
+        text.startswith("qlinear") else "fp32"
+
+
+def heaviest_layers(layers: Sequence[Mapping[str, Any]], *, threads: int,
+                    peak: Mapping[str, Any] | None, top: int = 5) -> list[dict[str, Any]]:
+    """The slowest layers of a profile with their useful GMAC/s and share of the measured
+    peak of their arithmetic (FP32 or INT8): which layers waste the hardware."""
+    cores = (peak or {}).get("threads_all")
+    label = "1" if threads == 1 else ("all" if threads == cores else None)
+    out = []
+    for lay in sorted(layers, key=lambda x: x.get("time_ms") or 0, reverse=True)[:top]:
+        macs, ms = lay.get("macs"), lay.get("time_ms") or 0
+        precision = _layer_precision(str(lay.get("kind", "")))
+        ref = ((peak or {}).get(precision) or {}).get(label) if label else None
+        rate = macs / (ms / 1000.0) / 1e9 if macs and ms > 0 else None
+        out.append({"name": lay.get("name"), "kind": lay.get("kind"), "time_ms": ms,
+                    "share_of_time": lay.get("share"), "macs": macs, "precision": precision,
+                    "gmacs_per_s": rate,
+                    "share_of_peak": rate / ref if rate is not None and ref else None})
+    return out
+
+
+def onnx_runtime_names(path: str | Path) -> dict[str, int]:
+    """Useful MACs per sample keyed by the node names ONNX Runtime's profiler reports: the
+    graph's names, and ``<output>_nchwc`` for nodes its NCHWc layout pass rewrote (an
+    activation fused into a Conv keeps the activation's output name: the Conv's MACs)."""
+    import onnx
+
+    from core.measure._counting import onnx_node_macs
+
+    macs = onnx_node_macs(path) or {}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found = dict(macs)
+    for node in graph.node:
+        own = macs.get(node.name)
+        if own is None and len(node.input) >= 1 and node.input[0] in producer:
+            own = macs.get(producer[node.input[0]].name)  # e.g. Relu after a Conv
+        for out in node.output:
+            if own:
+                found[f"{out}_nchwc"] = own
+    return found

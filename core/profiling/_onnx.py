@@ -61,19 +61,32 @@ def profile_onnx(path: str | Path, x: np.ndarray, *, runs: int, warmup: int, thr
             info[name] = e.get("args", {})
         rows.append(this_run)
     names = list(info)
+    macs = _node_macs(Path(path))
     matrix = [[row.get(n, 0.0) for n in names] for row in rows]
     times, layer_sum, total, coverage, measured = aggregate(matrix, totals)
     layers = tuple(
         LayerProfile(name=name, kind=str(info[name].get("op_name", "?")),
                      time_ms=float(times[i]), share=float(times[i]) / total, params=None,
-                     flops=None, output_mb=int(info[name].get("output_size", 0)) / 2**20,
+                     flops=2 * macs[name] * int(x.shape[0]) if name in macs else None,
+                     output_mb=int(info[name].get("output_size", 0)) / 2**20,
                      params_mb=int(info[name].get("parameter_size", 0)) / 2**20)
         for i, name in enumerate(names))
     notes = ("Nodes are those of the graph ONNX Runtime runs (after its own fusions); FLOPs "
-             "per node are not reported for ONNX.",
+             "per node are the useful ones (zero-padding taps left out) of the nodes whose "
+             "name is in the file's graph (Conv, MatMul, Gemm).",
              "params_mb per node is the parameter size ONNX Runtime reports (pre-packed "
              "weights are not in it).")
     return Profile(backend="onnxruntime", batch_size=int(x.shape[0]), threads=threads,
                    runs=len(grouped), layers=layers, total_ms=total, layer_sum_ms=layer_sum,
                    coverage=coverage, measured_total_ms=measured, plain_total_ms=None,
                    tolerance=tolerance, notes=notes)
+
+
+def _node_macs(path: Path) -> dict[str, int]:
+    """Useful MACs of one sample per node of the file's graph (empty where unknown)."""
+    from core.measure._efficiency import onnx_runtime_names
+
+    try:
+        return onnx_runtime_names(path)
+    except Exception:  # shapes that do not infer: no FLOPs, as before
+        return {}

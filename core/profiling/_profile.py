@@ -179,6 +179,20 @@ def write_profile(prof: Profile, out_dir: str | Path, *, threshold: float = 0.05
                 f"The layers account for {100 * prof.coverage:.0f} % of the forward time, "
                 f"outside the tolerance ±{100 * prof.tolerance:.0f} %."],
             extra={"profile": prof.to_dict(), "bottlenecks": [
-                lay.name for lay in prof.find_bottlenecks(threshold)]})
+                lay.name for lay in prof.find_bottlenecks(threshold)],
+                "heaviest_layers": _heaviest(prof)})
         write_report(tmp, report)
     return report
+
+
+def _heaviest(prof: Profile) -> list[dict[str, Any]]:
+    """The slowest layers' useful GMAC/s and share of this CPU's measured peak."""
+    from core.measure._efficiency import heaviest_layers
+    from core.measure._peak import peaks
+
+    try:
+        peak = peaks()
+    except Exception:  # the microbenchmark must never fail a profile
+        peak = None
+    return heaviest_layers([lay.to_dict() for lay in prof.layers], threads=prof.threads,
+                           peak=peak)
