@@ -67,4 +67,15 @@ def environment_manifest(threads: int | None = None) -> dict[str, Any]:
         **{name: _version(dist) for name, dist in (
             ("torch", "torch"), ("onnxruntime", "onnxruntime"), ("onnx", "onnx"),
             ("optuna", "optuna"), ("torch_pruning", "torch-pruning"), ("gradio", "gradio"))},
+        "peaks_gmacs": _cached_peaks(),
     }
+
+
+def _cached_peaks() -> dict[str, Any] | None:
+    """This machine's measured FP32/INT8 GEMM peaks (GMAC/s at 1 thread and all cores) where
+    already cached by core.measure._peak (nothing is measured here)."""
+    from core.measure._peak import cached_peaks
+
+    found = cached_peaks()
+    return {k: found.get(k) for k in ("fp32", "int8", "threads_all", "measured_at")} \
+        if found else None
