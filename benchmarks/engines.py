@@ -1,0 +1,178 @@
+"""Engines benchmark (a goal, not a test): which engine is fastest per batch size and threads,
+how close each comes to this CPU's measured peak, and what Auto's ranking picks.
+
+ResNet-18-, MobileNetV3- and ViT-style models (tests/helpers/zoo.py) trained briefly on digits
+upscaled to 3x32x32; per model: torch eager FP32, ONNX Runtime FP32, ONNX Runtime static INT8
+(U8S8 QDQ) and torch static INT8 (the quantization area's torch-static-int8: PT2E + compile
+where it has landed), all made through the studio's verbs, loaded back from disk and timed
+**interleaved in one measure_many call** at batch 1 and 64, at 1 thread and at all cores.
+Each figure comes with the achieved useful GMAC/s (zero-padding taps excluded) and its share of
+the measured FP32/INT8 GEMM peak. Auto's pick (core.auto.choose on the measured table, within
+a 1-point accuracy tolerance) is listed beside the fastest measured variant per target.
+Writes ``benchmarks/results/engines.json``.
+
+Run under the shared lock: ``flock /tmp/bench.lock .venv/bin/python benchmarks/engines.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS = ("resnet18", "mobilenetv3", "vit")
+NOISE = 0.05  # a pick within 5 % of the fastest p50 is "the fastest within noise"
+TOLERANCE = 0.01
+
+
+def _model(name: str) -> Any:
+    from tests.helpers import zoo
+
+    return {"resnet18": zoo.resnet_like, "mobilenetv3": zoo.mobilenet_v3_like,
+            "vit": zoo.vit_like}[name](10)
+
+
+def _variants(name: str, data: Any, epochs: int, scratch: Path) -> tuple[dict, dict, dict]:
+    """(models to time, their files, notes) for one architecture."""
+    import torch
+
+    from core.artifacts import export_onnx, load_model
+    from core.quantization import quantize
+    from tests.helpers import zoo
+
+    model = _model(name)
+    t0 = time.perf_counter()
+    zoo.fit(model, data, epochs=epochs)
+    model.eval()
+    notes: dict[str, Any] = {"train_s": time.perf_counter() - t0}
+    onnx_path = scratch / name / "fp32.onnx"
+    onnx_path.parent.mkdir(parents=True)
+    export_onnx(model, onnx_path, torch.from_numpy(data.X_test[:1]))
+    models: dict[str, Any] = {"torch-eager-fp32": model, "ort-fp32": onnx_path}
+    files: dict[str, list[Path]] = {"ort-fp32": [onnx_path]}
+    quick = {"memory": False, "budget_s": 0.02, "batch_sizes": (1, 64), "threads": 1}
+    for method, label in (("ort-static-int8", "ort-static-int8"),
+                          ("torch-static-int8", "torch-int8")):
+        out = scratch / name / method
+        t0 = time.perf_counter()
+        try:
+            quantize(model, data, method, out_dir=out, measure_options=quick)
+        except Exception as exc:  # an engine that fails on this model is reported, not fatal
+            notes[f"{label}_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            continue
+        notes[f"{label}_make_s"] = time.perf_counter() - t0
+        loaded = load_model(out, trust_model=True)
+        models[label] = loaded.model
+        files[label] = [f for f in loaded.files() if f.suffix in (".onnx", ".pt2", ".pt")]
+        notes[f"{label}_artifact"] = [f.name for f in files[label]]
+    return models, files, notes
+
+
+def _rows_at(measured: dict[str, Any], threads: int, first: int) -> list[dict[str, Any]]:
+    """Auto's ranking rows at one thread count (from the measurement or latency_by_threads)."""
+    base = measured["torch-eager-fp32"]
+    rows = []
+    for name, m in measured.items():
+        lat = m.latency_ms if threads == first else \
+            (m.extra.get("latency_by_threads") or {}).get(str(threads), {})
+        eff = (m.extra.get("efficiency") if threads == first else
+               (m.extra.get("efficiency_by_threads") or {}).get(str(threads))) or {}
+        row = {"name": name, "ok": True, "size_bytes": m.size_bytes, "accuracy": m.accuracy,
+               "val_accuracy": m.accuracy, "val_drop": base.accuracy - m.accuracy,
+               "precision": eff.get("precision"), "peak_gmacs": eff.get("peak_gmacs")}
+        for bs, fig in lat.items():
+            row[f"p50_b{bs}"] = fig["p50"]
+            row[f"p95_b{bs}"] = fig["p95"]
+            by = (eff.get("by_batch") or {}).get(bs) or {}
+            row[f"gmacs_b{bs}"] = by.get("gmacs_per_s")
+            row[f"peak_share_b{bs}"] = by.get("share_of_peak")
+        rows.append(row)
+    return rows
+
+
+def _picks(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from core.auto import choose
+
+    out = {}
+    for bs in (1, 64):
+        timed = [r for r in rows if r.get(f"p50_b{bs}")]
+        fastest = min(timed, key=lambda r: r[f"p50_b{bs}"])
+        pick = choose(rows, "speed", TOLERANCE, batch_size=bs)
+        ratio = pick[f"p50_b{bs}"] / fastest[f"p50_b{bs}"]
+        out[str(bs)] = {"auto_pick": pick["name"], "fastest": fastest["name"],
+                        "pick_p50_ms": pick[f"p50_b{bs}"],
+                        "fastest_p50_ms": fastest[f"p50_b{bs}"],
+                        "pick_vs_fastest": ratio,
+                        "pick_is_fastest_within_noise": ratio <= 1 + NOISE,
+                        "fastest_within_tolerance": fastest["val_drop"] <= TOLERANCE + 1e-12}
+    return out
+
+
+def run_model(name: str, data: Any, epochs: int, scratch: Path, budget_s: float
+              ) -> dict[str, Any]:
+    from core.measure import Target, measure_many
+
+    models, files, notes = _variants(name, data, epochs, scratch)
+    target = Target(batch_sizes=(1, 64), threads=(1, "all"))
+    measured = measure_many(models, data, files=files, batch_sizes=target.batch_sizes,
+                            threads=target.threads, budget_s=budget_s, memory=False)
+    by_threads = {}
+    for n in target.thread_counts:
+        rows = _rows_at(measured, n, target.thread_counts[0])
+        by_threads[str(n)] = {"rows": rows, "picks": _picks(rows)}
+    macs = measured["torch-eager-fp32"].macs
+    return {"useful_macs_per_sample": macs, "notes": notes,
+            "measurements": {k: m.to_dict() for k, m in measured.items()},
+            "by_threads": by_threads}
+
+
+def main() -> None:
+    from benchmarks._common import write_result
+    from core.measure import peaks
+    from tests.helpers.zoo import digits_3x32
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
+    ap.add_argument("--epochs", type=int, default=1, help="training epochs per model")
+    ap.add_argument("--budget", type=float, default=0.3, help="timing seconds per variant/batch")
+    args = ap.parse_args()
+    data = digits_3x32()
+    peak = peaks()
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            t0 = time.perf_counter()
+            results[name] = run_model(name, data, args.epochs, Path(tmp), args.budget)
+            results[name]["wall_s"] = time.perf_counter() - t0
+            _print(name, results[name])
+            write_result("engines", {  # after each model: a later failure keeps the figures
+                "protocol": {"batch_sizes": [1, 64], "threads": "1 and all cores",
+                             "interleaved": True, "budget_s": args.budget,
+                             "epochs": args.epochs, "tolerance": TOLERANCE, "noise": NOISE,
+                             "data": "digits upscaled to 3x32x32"},
+                "peaks_gmacs": {k: peak[k] for k in ("fp32", "int8", "engines", "threads_all")}
+                if peak else None,
+                "models": results, "wall_s": time.perf_counter() - started})
+
+
+def _print(name: str, res: dict[str, Any]) -> None:
+    for n, block in res["by_threads"].items():
+        for r in block["rows"]:
+            share = ", ".join(f"b{bs} {r.get(f'p50_b{bs}') or 0:.3f} ms "
+                              f"({(r.get(f'peak_share_b{bs}') or 0) * 100:.0f} % of peak)"
+                              for bs in (1, 64))
+            print(f"{name} t{n} {r['name']:18s} acc {r['accuracy']:.3f}  {share}")
+        for bs, p in block["picks"].items():
+            print(f"{name} t{n} b{bs}: auto picks {p['auto_pick']}, fastest {p['fastest']} "
+                  f"({p['pick_vs_fastest']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Latency to a result (a goal, not a test): the studio's overhead over doing it by hand.
+
+1. ``studio quantize --method ort-static-int8`` of a ResNet-18-style ONNX file on an .npz data
+   file vs a by-hand script (``quantize_static`` with the same settings + an accuracy check),
+   each a fresh process, interleaved, median of the rounds (goal: within 1.3x).
+2. Cold start (process start to HTTP 200 on /) and idle RSS (whole process tree, after start)
+   of the studio app (``launch.py``) vs a bare Gradio app, interleaved (goals: within 1.3x and
+   1.5x).
+
+Writes ``benchmarks/results/latency_to_result.json``.
+Run under the shared lock:
+``flock /tmp/bench.lock .venv/bin/python benchmarks/latency_to_result.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GOALS = {"quantize_vs_by_hand": 1.3, "cold_start_vs_gradio": 1.3, "idle_rss_vs_gradio": 1.5}
+
+BY_HAND = '''
+import sys, numpy as np, onnxruntime as ort
+from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                      CalibrationMethod, quantize_static)
+src, data, out = sys.argv[1:4]
+d = np.load(data); X, y = d["X"].astype(np.float32), d["y"]
+rng = np.random.default_rng(0); idx = rng.permutation(len(X))
+test, train = idx[: len(X) // 5], idx[len(X) // 5:]
+name = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+class Reader(CalibrationDataReader):
+    def __init__(self):
+        rows = X[train[:256]]
+        self.it = iter([{name: rows[i:i + 32]} for i in range(0, len(rows), 32)])
+    def get_next(self):
+        return next(self.it, None)
+quantize_static(src, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax)
+sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+pred = np.concatenate([sess.run(None, {name: X[test][i:i + 256]})[0].argmax(1)
+                       for i in range(0, len(test), 256)])
+print("accuracy", float((pred == y[test]).mean()))
+'''
+
+BARE_GRADIO = '''
+import sys, gradio as gr
+with gr.Blocks() as demo:
+    gr.Markdown("hello")
+demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[1]), prevent_thread_lock=False)
+'''
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONWARNINGS": "ignore"}
+
+
+def _timed(cmd: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=_env(), check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=600)
+    return time.perf_counter() - t0
+
+
+def quantize_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
+    import torch
+
+    from core.artifacts import export_onnx
+    from tests.helpers import zoo
+
+    data = zoo.digits_3x32()
+    model = zoo.resnet_like(10).eval()
+    onnx_path, npz = scratch / "resnet18.onnx", scratch / "digits3x32.npz"
+    export_onnx(model, onnx_path, torch.from_numpy(data.X_test[:1]))
+    zoo.save_npz(data, npz)
+    (scratch / "by_hand.py").write_text(BY_HAND)
+    py = sys.executable
+    studio = lambda i: [py, "-m", "core.cli", "quantize", "--model", str(onnx_path),  # noqa: E731
+                        "--data", str(npz), "--method", "ort-static-int8",
+                        "--out", str(scratch / f"studio-{i}")]
+    hand = lambda i: [py, str(scratch / "by_hand.py"), str(onnx_path), str(npz),  # noqa: E731
+                      str(scratch / f"hand-{i}.onnx")]
+    _timed(studio("warm"), ROOT)  # file caches and the per-machine peak cache, both sides
+    _timed(hand("warm"), ROOT)
+    times: dict[str, list[float]] = {"studio": [], "by_hand": []}
+    for i in range(rounds):
+        times["studio"].append(_timed(studio(i), ROOT))
+        times["by_hand"].append(_timed(hand(i), ROOT))
+    ratios = [s / h for s, h in zip(times["studio"], times["by_hand"])]
+    return {"seconds": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "ratio_median": statistics.median(ratios), "goal": GOALS["quantize_vs_by_hand"],
+            "studio_command": "studio quantize --model M.onnx --data D.npz --method "
+                              "ort-static-int8 --out DIR (measures baseline and result: "
+                              "accuracy, latency b1/b64, memory)",
+            "by_hand": "quantize_static (QDQ, U8S8, MinMax, 256 calibration rows) + accuracy "
+                       "of the INT8 model on a fifth of the rows"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tree_rss_mb(pid: int) -> float:
+    import psutil
+
+    proc = psutil.Process(pid)
+    procs = [proc, *proc.children(recursive=True)]
+    return sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20
+
+
+def _serve(cmd: list[str], port: int, root: Path) -> tuple[float, float]:
+    """(seconds to HTTP 200 on /, idle RSS of the process tree in MB 3 s after)."""
+    env = {**_env(), "STUDIO_ROOT": str(root)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[1]} exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+            if time.perf_counter() - t0 > 300:
+                raise RuntimeError("no answer within 300 s")
+        cold = time.perf_counter() - t0
+        time.sleep(3.0)
+        return cold, _tree_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def app_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
+    (scratch / "bare.py").write_text(BARE_GRADIO)
+    figures: dict[str, dict[str, list[float]]] = {
+        "studio": {"cold_start_s": [], "idle_rss_mb": []},
+        "bare_gradio": {"cold_start_s": [], "idle_rss_mb": []}}
+    for i in range(rounds):
+        for name in ("studio", "bare_gradio"):
+            port = _free_port()
+            cmd = [sys.executable, "launch.py", "--port", str(port)] if name == "studio" else \
+                [sys.executable, str(scratch / "bare.py"), str(port)]
+            cold, rss = _serve(cmd, port, scratch / f"root-{i}")
+            figures[name]["cold_start_s"].append(cold)
+            figures[name]["idle_rss_mb"].append(rss)
+    med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in figures.items()}
+    return {"figures": figures, "median": med,
+            "cold_start_ratio": med["studio"]["cold_start_s"]
+            / med["bare_gradio"]["cold_start_s"],
+            "idle_rss_ratio": med["studio"]["idle_rss_mb"] / med["bare_gradio"]["idle_rss_mb"],
+            "goals": {"cold_start": GOALS["cold_start_vs_gradio"],
+                      "idle_rss": GOALS["idle_rss_vs_gradio"]}}
+
+
+def main() -> None:
+    from benchmarks._common import write_result
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per comparison")
+    ap.add_argument("--skip-app", action="store_true", help="only the quantize comparison")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        quant = quantize_side_by_side(scratch, args.rounds)
+        print(f"studio quantize {quant['median_s']['studio']:.2f} s vs by hand "
+              f"{quant['median_s']['by_hand']:.2f} s: {quant['ratio_median']:.2f}x")
+        app = None if args.skip_app else app_side_by_side(scratch, args.rounds)
+        if app:
+            print(f"app cold start {app['cold_start_ratio']:.2f}x, idle RSS "
+                  f"{app['idle_rss_ratio']:.2f}x of a bare Gradio app: {app['median']}")
+    write_result("latency_to_result", {"quantize": quant, "app": app,
+                                       "rounds": args.rounds})
+
+
+if __name__ == "__main__":
+    main()
