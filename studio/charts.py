@@ -59,7 +59,8 @@ def variant_row(run_id: str, report: dict[str, Any], *, name: str | None = None
         "p95 b1 (ms)": p("1", "p95"),
         "p50 b64 (ms)": p("64", "p50"),
         "p95 b64 (ms)": p("64", "p95"),
-        "throughput (/s)": round(res.get("throughput_per_s") or 0.0, 1),
+        "throughput (/s, derived: largest batch ÷ its p50)":
+            round(res.get("throughput_per_s") or 0.0, 1),
         "peak memory (MB)": _r(res.get("peak_memory_mb")),
         "speed-up b64 vs parent": _r(ratios.get("speedup_b64")),
         "accuracy Δ vs parent": _r(ratios.get("accuracy_delta")),

@@ -201,25 +201,27 @@ def ratios(baseline: Any, result: Any) -> dict[str, float | None]:
     return out
 
 
-NOISE = 0.03  # ratios within 3 % of 1 are ties here (benchmarks/results/measure.json: ≤1.6 %)
+def speed_verdicts(ratio_map: Mapping[str, float | None]) -> dict[str, str | None]:
+    """The one speed verdict (core.measure.speed_verdict) per ``speedup_b*`` ratio."""
+    from core.measure import speed_verdict
+
+    return {k: speed_verdict(v) for k, v in ratio_map.items() if k.startswith("speedup_b")}
 
 
-def speed_warnings(baseline: Any, result: Any, label: str, isa: Sequence[str],
+def speed_warnings(baseline: Any, result: Any, label: str, *,
                    against: str = "the baseline") -> list[str]:
     """Plain warnings for each batch size at which the result is not faster than ``against``:
-    slower beyond the measurement noise, or no faster (a tie within it)."""
+    slower beyond the measured noise band, or no faster (a tie within it)."""
+    from core.measure import FASTER, isa_text, speed_phrase
+
     notes = []
-    cpu = ", ".join(isa) or "unknown instruction set"
-    for key, value in ratios(baseline, result).items():
-        if not key.startswith("speedup_b") or value is None or value >= 1.0 + NOISE:
+    values = ratios(baseline, result)
+    for key, verdict in speed_verdicts(values).items():
+        if verdict is None or verdict == FASTER:
             continue
         bs = key.removeprefix("speedup_b")
-        if value < 1.0 - NOISE:
-            notes.append(f"{label} is slower than {against} at batch {bs} on this CPU "
-                         f"({cpu}): {value:.2f}× its speed.")
-        else:
-            notes.append(f"{label} is no faster than {against} at batch {bs} on this CPU "
-                         f"({cpu}): {value:.2f}× its speed, within measurement noise.")
+        notes.append(f"{label} is {speed_phrase(values[key], against)} at batch {bs} on this "
+                     f"CPU ({isa_text()}).")
     return notes
 
 
@@ -249,6 +251,7 @@ def build_report(
         "baseline": baseline.to_dict() if baseline is not None else None,
         "result": result.to_dict() if result is not None else None,
         "ratios": ratios(baseline, result),
+        "speed_verdicts": speed_verdicts(ratios(baseline, result)),
         "artifacts": artifacts,
         "environment": dict(environment),
         "warnings": list(warnings),
@@ -310,7 +313,7 @@ def write_run(
     reported under ``references`` with the result's ratios against each (e.g. an INT8 model
     against ONNX Runtime FP32 of the same weights, not only against torch eager).
     """
-    from core.measure import cpu_isa, environment_manifest, measure_many
+    from core.measure import environment_manifest, measure_many
 
     opts = dict(measure_options or {})
     refs = dict(references or {})
@@ -327,12 +330,14 @@ def write_run(
     notes = list(warnings)
     label = label or method or operation
     if base is not None:
-        notes += speed_warnings(base, res, label, cpu_isa())
+        notes += speed_warnings(base, res, label)
     compared = {}
     for name, (what, _, _) in refs.items():
         ref = measured[f"ref:{name}"]
-        compared[name] = {"what": what, "measured": ref.to_dict(), "ratios": ratios(ref, res)}
-        notes += speed_warnings(ref, res, label, cpu_isa(), against=what)
+        vs = ratios(ref, res)
+        compared[name] = {"what": what, "measured": ref.to_dict(), "ratios": vs,
+                          "speed_verdicts": speed_verdicts(vs)}
+        notes += speed_warnings(ref, res, label, against=what)
     if compared:
         extra = {**dict(extra or {}), "references": compared}
     run_dir = Path(run_dir)

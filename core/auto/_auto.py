@@ -81,9 +81,16 @@ def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
 def _ratio_text(value: float | None, what: str) -> str:
     if value is None:
         return f"{what}: not measured"
+    if what == "faster":  # the one speed verdict, with the measured noise band
+        from core.measure import NO_FASTER, SLOWER, speed_verdict
+
+        verdict = speed_verdict(value)
+        if verdict == NO_FASTER:
+            return f"no faster ({value:.2f}×, within the measured noise)"
+        return f"{1 / value:.2f}× slower" if verdict == SLOWER else f"{value:.2f}× faster"
     if value >= 1:
         return f"{value:.2f}× {what}"
-    return f"{1 / value:.2f}× {'slower' if 'faster' in what else 'larger'}"
+    return f"{1 / value:.2f}× larger"
 
 
 def _p50(r: Mapping[str, Any], bs: int) -> float | None:
@@ -167,29 +174,40 @@ def _fp32_twin(r: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] 
     return next((o for o in rows if o is not r and o.get("steps") == twin_steps), None)
 
 
+def _speed_reasons(r: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Why a candidate is not faster: the one speed verdict against the baseline and, for INT8,
+    against the same weights in ONNX Runtime FP32."""
+    from core.measure import (
+        FASTER,
+        SLOWER,
+        int8_dot_product,
+        int8_dot_text,
+        speed_phrase,
+        speed_verdict,
+    )
+
+    parts = []
+    for bs in ("64", "1"):
+        s = r.get(f"speedup_b{bs}")
+        if speed_verdict(s) not in (None, FASTER):
+            parts.append(f"it was {speed_phrase(s, 'the FP32 baseline')} at batch {bs} here")
+    twin = _fp32_twin(r, rows)
+    vs_twin = twin["p50_b64"] / r["p50_b64"] if twin is not None and r.get("p50_b64") \
+        and twin.get("p50_b64") else None
+    if speed_verdict(vs_twin) == SLOWER:
+        note = "" if int8_dot_product() else f" ({int8_dot_text()})"
+        parts.append(f"its INT8 model was {speed_phrase(vs_twin, twin['name'])} (the same "
+                     f"weights in ONNX Runtime FP32) at batch 64{note}")
+    return parts
+
+
 def _why_lost(r: dict[str, Any], win: dict[str, Any], target: str, tol: float,
               rows: list[dict[str, Any]], bs: int = 64) -> str:
     if r.get("skipped"):
         return f"skipped: {r['skipped']}."
     if r.get("error"):
         return f"failed: {r['error']}"
-    parts = []
-    s64, s1 = r.get("speedup_b64"), r.get("speedup_b1")
-    if s64 is not None and s64 < 1:
-        parts.append(f"it was {1 / s64:.2f}× slower than the FP32 baseline at batch 64 here")
-    if s1 is not None and s1 < 1:
-        parts.append(f"{1 / s1:.2f}× slower at batch 1")
-    twin = _fp32_twin(r, rows)
-    if twin is not None and r.get("p50_b64") and twin.get("p50_b64") \
-            and r["p50_b64"] > 1.05 * twin["p50_b64"]:  # beyond timing noise
-        from core.measure import cpu_isa
-
-        isa = cpu_isa()
-        note = "" if any("vnni" in f or "amx" in f for f in isa) else \
-            " (this CPU has no VNNI/AMX INT8 instructions)"
-        parts.append(f"its INT8 model was {r['p50_b64'] / twin['p50_b64']:.2f}× slower than "
-                     f"{twin['name']} (the same weights in ONNX Runtime FP32) at batch 64"
-                     f"{note}")
+    parts = _speed_reasons(r, rows)
     if r["val_drop"] > tol + 1e-12:
         parts.append(f"it lost {r['val_drop'] * 100:.2f} pt of validation accuracy (tolerance "
                      f"{tol * 100:.2f} pt)")

@@ -46,9 +46,11 @@ def propose(hardware: Mapping[str, Any], *, family: str | None, finetune_epochs:
             only: tuple[str, ...] = ()) -> list[Candidate]:
     """Candidates for this CPU/GPU and model; skipped ones carry the reason."""
     isa = list(hardware.get("isa") or [])
-    vnni = _has(isa, "avx512_vnni", "avx_vnni", "amx_int8")
-    int8_why = ("this CPU has VNNI/AMX INT8 dot-product instructions" if vnni else
-                "INT8 halves memory traffic even without VNNI (measured, not assumed)")
+    vnni = hardware.get("int8_dot_product", _has(isa, "avx512_vnni", "avx_vnni", "amx_int8"))
+    int8_why = {True: "this CPU has VNNI/AMX INT8 dot-product instructions",
+                False: "INT8 halves memory traffic even without VNNI (measured, not assumed)",
+                None: "INT8 halves memory traffic; whether this CPU has VNNI/AMX is unknown "
+                      "(measured, not assumed)"}[vnni]
     ft = int(finetune_epochs)
     p50, p75 = prune_steps(0.5, ft), prune_steps(0.75, ft)
     out = [

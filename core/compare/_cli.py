@@ -37,9 +37,11 @@ def _cmd_compare(args: argparse.Namespace) -> Path:
 
 
 def print_table(report: dict[str, Any]) -> None:
+    from core.measure import speed_verdict
+
     for r in report["rows"]:
         s64 = r.get("speedup_b64")
-        speed = f"speed-up b64 {s64:.2f}×" if s64 else ""
+        speed = f"speed-up b64 {s64:.2f}× ({speed_verdict(s64)})" if s64 else ""
         print(f"{'*' if r['pareto'] else ' '} {r['variant']:<40} acc {r['accuracy']:.4f}  "
               f"{r['size_bytes'] / 1024:9.1f} KB  p50 b64 {r['p50_b64']:.3f} ms  {speed}")
     for w in report.get("warnings", []):

@@ -19,7 +19,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("nonzero_params", "non-zero params"), ("macs", "MACs"),
     ("p50_b1", "p50 b1 (ms)"), ("p95_b1", "p95 b1 (ms)"),
     ("p50_b64", "p50 b64 (ms)"), ("p95_b64", "p95 b64 (ms)"),
-    ("throughput_per_s", "throughput b64 (/s)"), ("peak_memory_mb", "peak memory (MB)"),
+    ("throughput_per_s", "throughput (/s, derived: largest batch ÷ its p50)"),
+    ("peak_memory_mb", "peak memory (MB)"),
     ("gmacs_b1", "GMAC/s b1"), ("peak_share_b1", "share of peak b1"),
     ("gmacs_b64", "GMAC/s b64"), ("peak_share_b64", "share of peak b64"),
     ("accuracy", "accuracy"), ("f1_macro", "macro F1"),
@@ -141,17 +142,18 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
-def _warnings(rows: Sequence[Mapping[str, Any]], isa: Sequence[str]) -> list[str]:
+def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A warning per variant and batch size not faster than the baseline (one verdict)."""
+    from core.measure import FASTER, isa_text, speed_phrase, speed_verdict
+
     notes = []
-    cpu = ", ".join(isa) or "unknown instruction set"
     for r in rows:
         if r["baseline"]:
             continue
-        for bs in ("1", "64"):
-            s = r.get(f"speedup_b{bs}")
-            if s is not None and s < 1.0:
-                notes.append(f"{r['variant']} is slower than the baseline at batch {bs} "
-                             f"({1 / s:.2f}× slower) on this CPU ({cpu}).")
+        for key, s in r.items():
+            if key.startswith("speedup_b") and speed_verdict(s) not in (None, FASTER):
+                notes.append(f"{r['variant']} is {speed_phrase(s, 'the baseline')} at batch "
+                             f"{key.removeprefix('speedup_b')} on this CPU ({isa_text()}).")
     return notes
 
 
@@ -177,7 +179,7 @@ def compare(
     """
     from core.artifacts import SCHEMA, staging, write_report
     from core.compare._export import write_exports
-    from core.measure import cpu_isa, environment_manifest
+    from core.measure import environment_manifest
     from core.runs import RunResult
 
     cb = Callbacks.ensure(callbacks)
@@ -202,7 +204,7 @@ def compare(
         "rows": rows, "pareto": [r["variant"] for r in rows if r["pareto"]],
         "pareto_objectives": [list(o) for o in PARETO_OBJECTIVES],
         "environment": environment_manifest(threads=threads),
-        "warnings": _warnings(rows, cpu_isa()),
+        "warnings": _warnings(rows),
     }
     if device is not None:  # figures an agent measured on the target device
         from core.serving import device_ranking

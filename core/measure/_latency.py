@@ -7,6 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
+from core.measure._lock import measurement_lock
 from core.measure._predictor import Predictor
 
 
@@ -30,6 +31,13 @@ def interleaved_latency(
     Each variant gets about ``budget_s`` seconds per batch size, spread over ``rounds``
     rounds, so that a noisy neighbour hits all variants alike.
     """
+    with measurement_lock():  # no other timing in this process while these rounds run
+        return _interleaved(predictors, X, batch_sizes, budget_s, rounds, check)
+
+
+def _interleaved(predictors: Mapping[str, Predictor], X: np.ndarray,
+                 batch_sizes: tuple[int, ...], budget_s: float, rounds: int,
+                 check) -> dict[str, dict[str, dict[str, float]]]:
     result: dict[str, dict[str, dict[str, float]]] = {name: {} for name in predictors}
     all_predictors = predictors
     for bs in batch_sizes:

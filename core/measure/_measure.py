@@ -35,6 +35,8 @@ class Measurement:
     peak_memory_mb: float | None
     threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    # how throughput_per_s was derived (not timed separately): rows ÷ p50 at one batch size
+    throughput_basis: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +175,7 @@ def measure_many(
         p50 = lat[name][big]["p50"]
         result[name] = Measurement(
             latency_ms=lat[name], throughput_per_s=int(big) * 1000.0 / p50,
+            throughput_basis=f"derived: {big} rows ÷ p50 latency at batch {big}",
             peak_memory_mb=peaks.get(name), threads=threads, **out[name],
             extra=target_extra(target, lat[name], others[name], out[name]["macs"],
                                precision_of(models[name], files.get(name, []))),

@@ -80,15 +80,12 @@ class Predictor:
 
     @contextlib.contextmanager
     def pinned_threads(self) -> Iterator[None]:
-        """Run torch with this predictor's thread count, then restore the global setting."""
-        import torch
+        """Run torch with this predictor's thread count under the process-wide measurement
+        lock (the count is process-wide), then restore the global setting."""
+        from core.measure._lock import torch_threads
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             yield
-        finally:
-            torch.set_num_threads(before)
 
 
 def _is_ort_session(model: Any) -> bool:

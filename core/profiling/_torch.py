@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from core.measure import torch_threads
 from core.profiling._result import LayerProfile, Profile, aggregate
 
 
@@ -75,12 +76,10 @@ def profile_torch(model: Any, x: Any, *, runs: int, warmup: int, threads: int,
     if not leaves:
         leaves = [("", model)]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     timer = _Timer(leaves, sync)
     per_layer, totals = [], []
     try:
-        with torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             for i in range(warmup + runs):
                 timer.current[:] = 0.0
                 sync()
@@ -92,7 +91,6 @@ def profile_torch(model: Any, x: Any, *, runs: int, warmup: int, threads: int,
                     per_layer.append(timer.current.copy())
     finally:
         timer.remove()
-        torch.set_num_threads(before)
     flops = _layer_flops(model, x) if device == "cpu" else {}
     times, layer_sum, total, coverage, measured = aggregate(per_layer, totals)
     layers = tuple(

@@ -140,9 +140,9 @@ def _conv_count(path: Path) -> int:
 
 
 def _isa_text() -> str:
-    from core.measure import cpu_isa
+    from core.measure import isa_text
 
-    return ", ".join(cpu_isa()) or "unknown instruction set"
+    return isa_text()
 
 
 # --- static INT8 --------------------------------------------------------------------------
@@ -246,17 +246,24 @@ def ort_static_int8(source: Source, config: OrtStaticInt8Config, out_path: Path,
         )
     cb.progress(1.0, "Quantized (static INT8, QDQ)")
     notes = []
-    if config.quant_types == "U8S8" and not _has_vnni():
-        notes.append("U8S8 on a CPU without VNNI can saturate (ORT's reduce-range issue); if "
-                     "accuracy drops, try quant_types='S8S8'.")
+    if config.quant_types == "U8S8" and _has_vnni() is not True:
+        notes.append("U8S8 on a CPU without VNNI can saturate (ORT's reduce-range issue), and "
+                     f"{_int8_dot_text()}; if accuracy drops, try quant_types='S8S8'.")
     return Quantized(Path(out_path), notes, {"layers_quantized": chosen,
                                              "format": "QDQ", "types": config.quant_types})
 
 
-def _has_vnni() -> bool:
-    from core.measure import cpu_isa
+def _has_vnni() -> bool | None:
+    """INT8 dot-product instructions (VNNI/AMX): True, False, or None when unknown."""
+    from core.measure import int8_dot_product
 
-    return any("vnni" in f or f.startswith("amx") for f in cpu_isa())
+    return int8_dot_product()
+
+
+def _int8_dot_text() -> str:
+    from core.measure import int8_dot_text
+
+    return int8_dot_text()
 
 
 # --- dynamic INT8 -------------------------------------------------------------------------

@@ -318,8 +318,6 @@ def quantize(
 
 def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationConfig) -> bool:
     """Add what measure_many cannot know: TorchScript weight counts, the INT8 ISA note."""
-    from core.measure import cpu_isa
-
     changed = False
     res = report.get("result") or {}
     if "params" in info and not res.get("params"):
@@ -327,13 +325,14 @@ def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationCon
         res.setdefault("extra", {})["params_counted_from"] = (
             "the quantized module before TorchScript export (TorchScript hides packed weights)")
         changed = True
-    slower = [k for k, v in (report.get("ratios") or {}).items()
-              if k.startswith("speedup_b") and v is not None and v < 1.0]
-    isa = cpu_isa()
-    if slower and "int8" in cfg.method and not any("vnni" in f or "amx" in f for f in isa):
+    from core.measure import FASTER, int8_dot_product, int8_dot_text, isa_text
+
+    not_faster = [v for v in (report.get("speed_verdicts") or {}).values()
+                  if v is not None and v != FASTER]
+    if not_faster and "int8" in cfg.method and not int8_dot_product():
         report["warnings"].append(
-            "This CPU has no VNNI or AMX instructions (INT8 dot products), where INT8 kernels "
-            f"get most of their speed; ISA: {', '.join(isa) or 'unknown'}.")
+            f"INT8 kernels get most of their speed from INT8 dot-product instructions, and "
+            f"{int8_dot_text()}; ISA: {isa_text()}.")
         changed = True
     return changed
 

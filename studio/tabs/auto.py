@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from core.auto import CANDIDATE_NAMES, TARGETS, AutoConfig
+from core.measure import speed_label
 from studio.charts import comparison_charts
 from studio.context import StudioContext
 from studio.runner import call, stream
@@ -131,7 +132,7 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                                f"{'ok' if st['parity']['ok'] else 'FAILED'}"})
                     ratios = rep.get("ratios") or {}
                     yield (f"**Done** `{out.name}`: accuracy {rep['result']['accuracy']:.4f}, "
-                           f"{_r(ratios.get('speedup_b64'))}× faster at batch 64 and "
+                           f"speed-up {speed_label(ratios.get('speedup_b64'))} at batch 64, "
                            f"{_r(ratios.get('size_reduction'))}× smaller than the recipe's "
                            "trained model (measured side by side).", pd.DataFrame(rows))
 

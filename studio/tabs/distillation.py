@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from core.artifacts import make_bundle
 from core.distillation import DistillConfig, distill
+from core.measure import speed_label
 from core.registry import list_methods
 from studio.context import StudioContext
 from studio.runner import call, stream
@@ -81,8 +82,8 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"{'steps' if info.get('budget') == 'steps' else 'epochs'}, seed and data) → gain "
             f"**{info['gain_pt']:+.2f} pt**; teacher {base['accuracy']:.4f}. Student "
             f"{res['params']:,} params ({res['params'] / max(base['params'], 1):.0%} of the "
-            f"teacher's), speed-up {ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
-            f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64. Transfer set: "
+            f"teacher's), speed-up {speed_label(ratios.get('speedup_b1'))} at batch 1 and "
+            f"{speed_label(ratios.get('speedup_b64'))} at batch 64. Transfer set: "
             f"{info['transfer_set']['labelled']} labelled + "
             f"{info['transfer_set']['unlabelled']} unlabelled rows.")
     return text + warnings_markdown(report)

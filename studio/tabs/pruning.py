@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.artifacts import make_bundle
+from core.measure import speed_label
 from core.pruning import ATTENTION_MODES, SCHEDULES, PruningConfig, prune
 from core.registry import list_methods
 from studio.context import StudioContext
@@ -127,8 +128,8 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"{res['params']:,} ({res['nonzero_params']:,} non-zero) vs "
             f"{base.get('params', 0):,}; {res['size_bytes'] / 1024:.1f} KB on disk "
             f"({ratios.get('size_reduction') or 0:.2f}× smaller); speed-up "
-            f"{ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
-            f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64.")
+            f"{speed_label(ratios.get('speedup_b1'))} at batch 1 and "
+            f"{speed_label(ratios.get('speedup_b64'))} at batch 64.")
     return text + warnings_markdown(report)
 
 

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from core.artifacts import make_bundle
 from core.errors import InvalidParameterError
+from core.measure import speed_label
 from core.quantization import is_layerwise, make_config, quantize
 from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
 from core.registry import get_method, list_methods
@@ -44,10 +45,33 @@ def _r(value: Any, nd: int = 3) -> Any:
     return round(value, nd) if isinstance(value, (int, float)) else None
 
 
+def _val_drop(report: dict[str, Any]) -> float | None:
+    """Validation-accuracy drop, as the verb's tolerance measures it (None if not recorded)."""
+    q = report.get("quantization") or {}
+    fp32, quant = q.get("fp32_val_accuracy"), q.get("quantized_val_accuracy")
+    return fp32 - quant if fp32 is not None and quant is not None else None
+
+
+def _speed_note(ratios: dict[str, Any]) -> str:
+    """The batch sizes at which the variant is not faster than FP32 (the one speed verdict)."""
+    from core.measure import NO_FASTER, SLOWER, speed_verdict
+
+    words = {SLOWER: "slower than FP32", NO_FASTER: "no faster than FP32 (within noise)"}
+    parts = []
+    for key, value in ratios.items():
+        verdict = speed_verdict(value) if key.startswith("speedup_b") else None
+        if verdict in words:
+            parts.append(f"{words[verdict]} at batch {key.removeprefix('speedup_b')}")
+    return "; ".join(parts)
+
+
 def results_rows(reports: Sequence[tuple[str, dict[str, Any]]], parent: str | None,
                  tolerance: float) -> list[dict[str, Any]]:
-    """Baseline row + one row per quantized variant of ``parent``; marks the fastest one
-    whose accuracy drop is within ``tolerance`` (by p50 speed-up at batch 64)."""
+    """Baseline row + one row per quantized variant of ``parent``; stars the fastest one whose
+    validation-accuracy drop is within ``tolerance`` (the verb's split) and that is faster than
+    FP32 at batch 64 beyond the measured noise."""
+    from core.measure import FASTER, speed_verdict
+
     mine = [(rid, r) for rid, r in reports
             if r.get("operation") == "quantize" and r.get("parent") == parent]
     rows: list[dict[str, Any]] = []
@@ -66,8 +90,6 @@ def results_rows(reports: Sequence[tuple[str, dict[str, Any]]], parent: str | No
         res, ratios = r["result"], r.get("ratios") or {}
         delta = ratios.get("accuracy_delta") or 0.0
         speed = ratios.get("speedup_b64") or 0.0
-        slower = [k.removeprefix("speedup_b") for k, v in ratios.items()
-                  if k.startswith("speedup_b") and v is not None and v < 1]
         rows.append({"variant": rid, "method": r.get("method"),
                      "size (KB)": round(res["size_bytes"] / 1024, 1),
                      "p50 b1 (ms)": _lat(res, "1", "p50"), "p95 b1 (ms)": _lat(res, "1", "p95"),
@@ -78,12 +100,15 @@ def results_rows(reports: Sequence[tuple[str, dict[str, Any]]], parent: str | No
                      "speed-up b1": _r(ratios.get("speedup_b1")),
                      "speed-up b64": _r(ratios.get("speedup_b64")),
                      "size ×": _r(ratios.get("size_reduction"), 2),
-                     "note": f"slower than FP32 at batch {', '.join(slower)}" if slower else ""})
-        if -delta <= tolerance + 1e-12 and speed > best_speed:
+                     "note": _speed_note(ratios)})
+        drop = _val_drop(r)
+        if drop is not None and drop <= tolerance + 1e-12 and speed > best_speed \
+                and speed_verdict(speed) == FASTER:
             best, best_speed = len(rows) - 1, speed
     if best is not None:
         note = rows[best]["note"]
-        rows[best]["note"] = "★ fastest within tolerance" + (f"; {note}" if note else "")
+        rows[best]["note"] = ("★ fastest within tolerance (validation accuracy)"
+                              + (f"; {note}" if note else ""))
     return rows
 
 
@@ -116,13 +141,13 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
     text = (f"**{report['method']}** `{run_id}`: accuracy **{res['accuracy']:.4f}** "
             f"(Δ {100 * (ratios.get('accuracy_delta') or 0):+.2f} pt), "
             f"{res['size_bytes'] / 1024:.1f} KB ({ratios.get('size_reduction') or 0:.2f}× "
-            f"smaller), speed-up {ratios.get('speedup_b1') or 0:.2f}× at batch 1 and "
-            f"{ratios.get('speedup_b64') or 0:.2f}× at batch 64 vs FP32.")
+            f"smaller), speed-up {speed_label(ratios.get('speedup_b1'))} at batch 1 and "
+            f"{speed_label(ratios.get('speedup_b64'))} at batch 64 vs FP32.")
     ort = ((report.get("references") or {}).get("onnx-fp32") or {}).get("ratios") or {}
     if ort:
         text += (f" Against ONNX Runtime FP32 of the same weights (timed in the same run): "
-                 f"{ort.get('speedup_b1') or 0:.2f}× at batch 1, "
-                 f"{ort.get('speedup_b64') or 0:.2f}× at batch 64.")
+                 f"{speed_label(ort.get('speedup_b1'))} at batch 1, "
+                 f"{speed_label(ort.get('speedup_b64'))} at batch 64.")
     if q.get("kept_float"):
         text += f"\n\nKept in float (tolerance): {', '.join(q['kept_float'])}."
     return text + warnings_markdown(report)

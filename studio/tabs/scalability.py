@@ -50,7 +50,8 @@ def _line(x: list, ys: dict[str, list], title: str, xt: str, yt: str, log_x: boo
 HEADERS = {"clients": "clients", "engine": "engine", "total_s": "total (s)",
            "time_per_round_s": "time per round (ms)", "peak_memory_mb": "peak memory (MB)",
            "final_accuracy": "final accuracy", "convergence_round": "converged at round",
-           "bytes_per_round": "KB sent per round", "bytes_communicated": "KB sent in total",
+           "bytes_per_round": "KB sent per round (computed)",
+           "bytes_communicated": "KB sent in total (computed)",
            "local_accuracy": "local accuracy", "adapted_accuracy": "adapted accuracy"}
 SCALES = {"time_per_round_s": (1000, 2), "total_s": (1, 2), "peak_memory_mb": (1, 1),
           "final_accuracy": (1, 4), "bytes_per_round": (1 / 1024, 1),
@@ -94,8 +95,9 @@ def scaling_charts(rows: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
 def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Scalability", id="scalability", elem_id="scalability-tab") as tab:
         gr.Markdown("Simulate federated learning from a few to 1000+ clients on this machine: "
-                    "all clients of a round are trained at once (vmap), and time, memory, "
-                    "accuracy, convergence and bytes sent are measured per client count.")
+                    "all clients of a round are trained at once (vmap); time, memory, "
+                    "accuracy and convergence are measured per client count, and the bytes "
+                    "sent are computed (model parameter bytes × clients per round).")
         with gr.Row():
             with gr.Column(scale=1):
                 model = gr.Dropdown([SYNTHETIC], value=SYNTHETIC, label="Model (and its data)",
@@ -193,7 +195,8 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
     text = (f"**Done** `{run_id}` ({report['method']}): {last['clients']} clients, "
             f"{last['time_per_round_s'] * 1000:.1f} ms per round (median), final accuracy "
             f"**{last['final_accuracy']:.3f}**, converged at round {last['convergence_round']}, "
-            f"{last['bytes_per_round']:,} bytes uploaded per round.")
+            f"{last['bytes_per_round']:,} bytes uploaded per round (computed: parameter "
+            "bytes × clients).")
     summary = report["scalability"].get("summary") or {}
     if summary:
         grow = "sub-linearly" if summary["sublinear"] else "linearly or worse"

@@ -14,6 +14,7 @@ import yaml
 from core.artifacts import make_bundle, new_run_id
 from core.data import list_datasets
 from core.errors import InvalidParameterError
+from core.measure import speed_label
 from core.models import list_families
 from core.registry import list_methods
 from core.tuning import OBJECTIVES, PRUNERS, TuneConfig, default_space, train_best, tune
@@ -289,7 +290,8 @@ def build_tuning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                             f"accuracy **{res['accuracy']:.4f}**, {res['size_bytes'] / 1024:.1f}"
                             f" KB, p50 b1 {res['latency_ms']['1']['p50']:.3f} ms")
                     if ratios.get("speedup_b1"):
-                        text += (f"; vs the baseline: speed-up b1 {ratios['speedup_b1']:.2f}×, "
+                        text += (f"; vs the baseline: speed-up b1 "
+                                 f"{speed_label(ratios['speedup_b1'])}, "
                                  f"size {ratios.get('size_reduction') or 0:.2f}×, Δ accuracy "
                                  f"{100 * (ratios.get('accuracy_delta') or 0):+.2f} pt")
                     text += ". It is listed in Comparison."
