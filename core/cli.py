@@ -437,6 +437,9 @@ def _add_generic_options(sub: Any) -> None:
         p.add_argument("--json", action="store_true",
                        help="print the result as one JSON object on stdout (progress and "
                             "messages go to stderr)")
+        data = next((a for a in p._actions if a.dest == "data"), None)
+        if data is not None and data.default is None and "default" not in (data.help or ""):
+            data.help = f"{data.help} (default: a run folder's own data; a model file needs it)"
         if "--config" not in p._option_string_actions:
             p.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
                            help="YAML mapping of this verb's options (keys: the option names "

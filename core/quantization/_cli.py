@@ -9,8 +9,18 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``quantize`` verb; ``--method`` choices are read from the registry."""
-    from core.cli import add_common, add_output_name
-    from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
+    from core.cli import add_common, add_output_name, config_default
+    from core.quantization._config import (
+        CALIBRATIONS,
+        QUANT_TYPES,
+        TORCH_BACKENDS,
+        OrtInt4Config,
+        OrtStaticInt8Config,
+        TorchQatInt8Config,
+    )
+
+    def method_default(cls: type, name: str) -> str:
+        return f"(default: {config_default(cls, name)})"
     from core.registry import list_methods
 
     p = subparsers.add_parser(
@@ -23,7 +33,8 @@ def add_parser(subparsers: Any) -> None:
                    "the eager model (a built-in run folder)")
     add_output_name(p)
     p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
-                   help="ort-static-int8 calibration (default minmax)")
+                   help="ort-static-int8 calibration "
+                        f"{method_default(OrtStaticInt8Config, 'calibration')}")
     p.add_argument("--calibration-size", type=int, default=None,
                    help="rows of the TRAIN split used to calibrate (default 256, or all "
                    "when fewer)")
@@ -31,18 +42,25 @@ def add_parser(subparsers: Any) -> None:
                    help="ort-static-int8 / torch-*: one scale per output channel (default: "
                    "per tensor)")
     p.add_argument("--quant-types", choices=QUANT_TYPES, default=None,
-                   help="ort-static-int8 activation/weight types (default U8S8)")
+                   help="ort-static-int8 activation/weight types "
+                        f"{method_default(OrtStaticInt8Config, 'quant_types')}")
     p.add_argument("--quantize-conv", action="store_true", default=None,
                    help="ort-dynamic-int8: quantize convolutions too (ConvInteger, often slower)")
-    p.add_argument("--block-size", type=int, default=None, help="ort-int4 block size")
+    p.add_argument("--block-size", type=int, default=None,
+                   help=f"ort-int4 block size {method_default(OrtInt4Config, 'block_size')}")
     p.add_argument("--asymmetric", action="store_true", default=None,
                    help="ort-int4: asymmetric blocks (with zero points)")
     p.add_argument("--backend", choices=TORCH_BACKENDS, default=None,
-                   help="torch-static-int8 / torch-qat-int8 kernel library (default x86)")
-    p.add_argument("--epochs", type=int, default=None, help="torch-qat-int8 fine-tune epochs")
-    p.add_argument("--lr", type=float, default=None, help="torch-qat-int8 learning rate")
+                   help="torch-static-int8 / torch-qat-int8 kernel library "
+                        f"{method_default(TorchQatInt8Config, 'backend')}")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="torch-qat-int8 fine-tune epochs "
+                        f"{method_default(TorchQatInt8Config, 'epochs')}")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"torch-qat-int8 learning rate {method_default(TorchQatInt8Config, 'lr')}")
     p.add_argument("--tolerance", type=float, default=None,
-                   help="max validation accuracy drop; keeps the most sensitive layers in float")
+                   help="max validation accuracy drop; keeps the most sensitive layers in "
+                        "float (default: none, every layer quantized)")
     p.add_argument("--sensitivity", action="store_true", default=None,
                    help="measure the accuracy change of quantizing each layer alone")
     add_common(p)
