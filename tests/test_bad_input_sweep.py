@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -33,11 +34,17 @@ def _cases(tmp_path):
     ]
 
 
+# What a clear error never shows: an internal error, a bare Python exception name, a server path.
+UNCLEAR = re.compile(r"internal error|traceback|\b(Key|Type|Attribute|Index|Value|Runtime|"
+                     r"Name|Assertion|ZeroDivision|OS|FileNotFound)Error\b|/(tmp|home|root|"
+                     r"work|var|usr)/", re.IGNORECASE)
+
+
 def test_bad_input_sweep(client, tmp_path):
     for api_name, args in _cases(tmp_path):
         with pytest.raises(Exception) as info:
             client.predict(*args, api_name=api_name)
         message = str(info.value)
-        assert message and "Traceback" not in message, (api_name, message)
+        assert message and not UNCLEAR.search(message), (api_name, message)
     listed, _, _ = client.predict(api_name="/list_variants")  # still serving
     assert listed is not None
