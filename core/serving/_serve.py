@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -188,14 +189,17 @@ class EndpointProcess:
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        # stderr to a file, not a pipe: a pipe nobody reads would stall a chatty child.
+        self._log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=self._log, text=True)
 
     def wait_ready(self, timeout: float = 60.0) -> "EndpointProcess":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = (self.proc.stderr.read() if self.proc.stderr else "").strip()
+                self._log.seek(0)
+                err = self._log.read().strip()
                 raise StudioError(err.splitlines()[-1] if err else "The endpoint exited.")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
@@ -220,3 +224,5 @@ class EndpointProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()

@@ -23,6 +23,7 @@ from studio.runner import call
 MAX_ENDPOINTS = 4  # child processes across the whole server
 _ENDPOINTS: dict[str, Any] = {}  # workspace folder id -> its EndpointProcess
 _LOCK = threading.Lock()
+_issuers: dict[Path, Any] = {}  # studio root -> the token issuer "Connect a device" uses
 DEVICE_COLUMNS = ["device", "name", "cpu", "isa", "platform", "onnxruntime", "threads",
                   "variants timed", "registered"]
 
@@ -150,7 +151,8 @@ def connect_device(ctx: StudioContext, request: Any) -> tuple[str, str]:
     from core.serving import agent as agent_module
     from studio.api import TokenIssuer, server_secret
 
-    issuer = TokenIssuer(server_secret(ctx.root))
+    issuer = _issuers.get(ctx.root) or _issuers.setdefault(
+        ctx.root, TokenIssuer(server_secret(ctx.root)))  # one hourly limit per studio root
     client = getattr(getattr(request, "client", None), "host", None) or "ui"
     token = issuer.issue(f"deploy:{client}")
     DeviceStore(ctx.root).link(issuer.owner(token), space(ctx, request))
