@@ -145,6 +145,7 @@ def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Lim
            parent: int) -> None:
     """The child's side: apply limits, run the work, send ("done", result) or ("error", …)."""
     _die_with_parent(parent)
+    _close_network_sockets()
     _apply_limits(limits)
     token = CancelToken()
     threading.Thread(target=lambda: (stop.wait(), token.cancel()), daemon=True).start()
@@ -161,6 +162,31 @@ def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Lim
     sender.close()
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _close_network_sockets() -> None:
+    """Drop the child's copies of the server's TCP sockets (listener and client connections).
+
+    A forked child holds them open: a keep-alive connection the server closes while the job
+    runs then stays open for the browser, which sends its next request (e.g. Stop) into a
+    socket nobody reads (seen here: Chromium's Stop hung until the job ended). The job talks
+    to its parent over a pipe only. Hand-written: Python has no close-on-fork flag.
+    """
+    import socket
+    import stat
+
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        family = sock.family
+        sock.detach()
+        if family in (socket.AF_INET, socket.AF_INET6):
+            os.close(fd)
 
 
 def _die_with_parent(parent: int) -> None:

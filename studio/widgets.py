@@ -54,12 +54,13 @@ def progress_line(payload: tuple[float, str], started: float) -> str:
 def stop_button(ctx: StudioContext, button: Any, event: Any, status: Any, api_name: str,
                 kinds: tuple[str, ...],
                 text: str = "nothing was saved for this run; your previous results are "
-                            "unchanged.") -> None:
+                            "unchanged.", previous: Any = None) -> Any:
     """Stop ``event`` and say so in ``status`` ("Stopped — …"). The workspace's running jobs
     of ``kinds`` are cancelled on the server: in Gradio 6.31 (seen in Chromium here) the
     page's own cancel, and any queued event or one that reads the run's status, did not
     reach the server while a long streaming run was going, so Stop takes no input and skips
-    the queue."""
+    the queue. ``previous(request)`` (optional) is Markdown shown under the headline: what
+    the user still has. Returns the click event (to chain a restore of other outputs)."""
     from studio.tabs.jobs import manager, owner
 
     def stopped(request: gr.Request) -> Any:
@@ -68,10 +69,13 @@ def stop_button(ctx: StudioContext, button: Any, event: Any, status: Any, api_na
                    if j.kind in kinds]
         for job in running:
             manager(ctx).cancel(job.id, who)
-        return f"**Stopped** — {text}" if running else gr.skip()
+        if not running:
+            return gr.skip()
+        below = previous(request) if previous is not None else ""
+        return f"**Stopped** — {text}" + (f"\n\n{below}" if below else "")
 
-    button.click(stopped, None, [status], api_name=api_name, queue=False,
-                 cancels=event if isinstance(event, list) else [event])
+    return button.click(stopped, None, [status], api_name=api_name, queue=False,
+                        cancels=event if isinstance(event, list) else [event])
 
 
 def method_summary(area: str, method: str) -> str:

@@ -184,3 +184,39 @@ def test_a_running_job_guards_the_page(pw, studio_server, tmp_path):
     page.wait_for_timeout(1000)
     assert asked == ["beforeunload"] and not page.is_closed()
     context.close()
+
+
+def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_server, tmp_path):
+    """Stop reaches the server while Model & Data streams: the status says "Stopped", the job
+    is cancelled, no run is written and the previous baseline's figures stay."""
+    from playwright.sync_api import expect
+
+    url, ctx = studio_server
+    context, page = open_studio(pw, tmp_path / "profile", url)
+    status = page.locator("#model_data-status")
+    page.get_by_label("Epochs").first.fill("1")
+    page.get_by_role("button", name="Train baseline").click()
+    expect(status).to_contain_text("Trained", timeout=120_000)
+    baseline = re.search(r"train-[0-9a-f-]+", status.inner_text()).group(0)
+    before = _reports(ctx.root, "train")
+
+    page.get_by_label("Epochs").first.fill("100")
+    page.get_by_role("button", name="Train baseline").click()
+    expect(status).to_contain_text("Epoch", timeout=90_000)
+    page.wait_for_timeout(6000)  # past the server's keep-alive timeout (the original hang)
+    page.get_by_role("button", name="Stop", exact=True).first.click()
+    expect(status).to_contain_text("Stopped", timeout=30_000)
+    expect(status).to_contain_text(baseline)  # the previous baseline's figures are back
+    expect(page.locator("#model_data-figures")).to_contain_text(baseline)
+    expect(page.locator("#current-model input")).to_have_value(re.compile("CNN on digits"))
+    from studio.tabs.jobs import manager
+
+    store = manager(ctx).store
+    for _ in range(40):  # the job ends within the isolation's grace period
+        if not [j for j in store.list(status="running") if j.kind == "train"]:
+            break
+        page.wait_for_timeout(500)
+    newest = next(j for j in store.list(limit=20) if j.kind == "train")
+    assert newest.status == "cancelled"
+    assert _reports(ctx.root, "train") == before
+    context.close()

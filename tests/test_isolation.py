@@ -202,3 +202,33 @@ def test_cancel_is_heard_while_the_job_chatters():
     with pytest.raises(CancelledError):
         run_isolated(chatty, cb, limits=SMALL)
     assert time.monotonic() - start < 10
+
+
+def test_a_job_does_not_hold_the_servers_connections_open():
+    """A closed server connection must really close while a job runs (a forked child keeping
+    it open made the browser send Stop into a socket nobody read); the job's pipe still works."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    conn, _ = server.accept()
+
+    def work(cb):
+        def is_open(fd: int) -> bool:
+            try:
+                os.fstat(fd)
+                return True
+            except OSError:
+                return False
+
+        cb.progress(0.5, "checked")
+        return {fd: is_open(fd) for fd in (server.fileno(), conn.fileno())}
+
+    try:
+        assert run_isolated(work) == {server.fileno(): False, conn.fileno(): False}
+        conn.close()  # the server's close reaches the client: EOF, not a hang
+        client.settimeout(5)
+        assert client.recv(1) == b""
+    finally:
+        for sock in (client, conn, server):
+            sock.close()

@@ -55,7 +55,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                      elem_classes=["run-status"])
                 curve = gr.Plot(label="Training curve")
                 table = gr.Dataframe(pd.DataFrame(columns=["figure", "value"]),
-                                     label="Measured figures", interactive=False)
+                                     label="Measured figures", interactive=False,
+                                     elem_id="model_data-figures")
 
         def on_show(request: gr.Request):
             return show_current(ctx, request)
@@ -91,9 +92,13 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             record = {"model": fam, "data": Path(str(source)).name, **config.to_dict()}
             job = tracked(ctx, request, "train", record, work)
             with keep_previous_on_failure(previous) as restore:
+                shown = 0.0
                 for kind, payload in stream(job):
                     if kind == "metrics":
                         history.append(payload)
+                        if time.monotonic() - shown < 1.0:  # a redraw per second is enough
+                            continue
+                        shown = time.monotonic()
                         yield (f"{RUNNING} Epoch {payload['epoch']}/{config.epochs}: val "
                                f"accuracy {payload['val_accuracy']:.3f} · "
                                f"{time.monotonic() - started:.0f} s elapsed"), \
@@ -142,8 +147,15 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         use_event = use_btn.click(on_use, [model_file, dataset, data_file, label_column],
                                   [status, table], api_name="use_model",
                                   show_progress_on=[status], **ctx.engine())
-        stop_button(ctx, stop_btn, [train_event, use_event], status, "stop_train",
-                    ("train", "benchmark"))
+        stopped = stop_button(
+            ctx, stop_btn, [train_event, use_event], status, "stop_train",
+            ("train", "benchmark"), text="nothing was saved for this run; your current model "
+            "is unchanged.", previous=lambda request: show_current(ctx, request)[0])
+        def on_stopped(request: gr.Request):
+            return show_current(ctx, request)[1:]  # the curve streamed so far goes
+
+        stopped.then(on_stopped, None, [curve, table], api_visibility="private",
+                     show_progress="hidden")
         tab.select(on_show, None, [status, curve, table], api_visibility="private")
         if shell is not None:
             shell.on_current(on_show, [], [status, curve, table])
