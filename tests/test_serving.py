@@ -127,8 +127,44 @@ def test_every_bundle_that_serves_carries_a_container_recipe(baseline_dir, tmp_p
     copied = re.search(r"^COPY serve.py (.+) \./$", docker, re.M).group(1).split()
     assert set(copied) <= names and "model.onnx" in copied
     assert "onnxruntime" in reqs and "torch" not in reqs
-    compile(serve, "serve.py", "exec")
     assert "from core" not in serve and "import torch" not in serve
+    _serve_py_answers(bundle, tmp_path / "container")
+
+
+def _serve_py_answers(bundle, folder):
+    """The bundle's serve.py runs alone (no studio on the path) and answers /predict."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from core.serving._serve import free_port
+
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(folder)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([sys.executable, "serve.py", "--port", str(port)], cwd=folder,
+                            env=env, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, "serve.py exited"
+                time.sleep(0.2)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict", method="POST",
+            data=json.dumps({"inputs": [[[[0.0] * 8] * 8]]}).encode(),
+            headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(req, timeout=10).read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert len(answer["outputs"][0]) == 10 and len(answer["predictions"]) == 1
 
 
 def test_deploy_tab_runs_an_ab_endpoint_and_links_devices(baseline_dir, tmp_path):

@@ -159,9 +159,11 @@ def connect_device(ctx: StudioContext, request: Any) -> tuple[str, str]:
     copy = ctx.session_dir(request) / "agent" / "agent.py"
     copy.parent.mkdir(exist_ok=True)
     shutil.copyfile(agent_module.__file__, copy)
-    host = (getattr(request, "headers", None) or {}).get("host", "STUDIO_HOST:7860")
+    headers = getattr(request, "headers", None) or {}
+    host = headers.get("host", "STUDIO_HOST:7860")
+    scheme = headers.get("x-forwarded-proto", "http").split(",")[0].strip()  # a Space: https
     text = (f"On the device (it needs Python with `onnxruntime` and `numpy` only):\n\n"
-            f"```\npython agent.py --server http://{host} --token {token}\n```\n"
+            f"```\npython agent.py --server {scheme}://{host} --token {token}\n```\n"
             "It downloads this workspace's ONNX variants, times them with the studio's "
             "protocol and sends the figures back; press **Refresh devices** afterwards. "
             "Keep the token private: it reads this workspace's ONNX models.")
