@@ -14,6 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_PROXY", "localhost,127.0.0.1")
 # The studio's record of its own TorchScript/.pt2 files: a throwaway one for the tests.
 os.environ.setdefault("STUDIO_TRUST_STORE", tempfile.mkdtemp(prefix="studio-trust-"))
+# torch INT8 programs are measured uncompiled unless a test asks (torch.compile takes 15-60 s
+# per batch size here); tests/test_pt2e.py compiles once.
+os.environ.setdefault("STUDIO_TORCH_COMPILE", "0")
 
 FAST_MEASURE = {"budget_s": 0.02, "memory": False}
 

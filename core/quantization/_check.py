@@ -2,7 +2,7 @@
 
 A method refuses an input kind it cannot handle before any work, and its artifact is
 checked afterwards for quantized operators (ONNX QDQ / QLinear / integer / n-bit nodes,
-FP16 weights; torch ``quantized::`` ops or low-precision weights).
+FP16 weights; PT2E quantize/dequantize ops in a ``.pt2`` graph, or low-precision weights).
 """
 
 from __future__ import annotations
@@ -72,29 +72,32 @@ def _onnx_evidence(path: Path) -> str | None:
     return f"{len(low)} half-precision weight tensor(s)" if low else None
 
 
-def _torchscript_evidence(path: Path) -> str | None:
+_PT2_QUANT_NAMESPACES = ("quantized_decomposed", "onednn", "torchao")
+
+
+def _export_evidence(path: Path) -> str | None:
+    """Quantize/dequantize (PT2E) or oneDNN quantized ops in a .pt2 graph, or half weights."""
     import torch
 
-    module = torch.jit.load(str(path), map_location="cpu")
-    ops, low = set(), 0
-    for node in module.inlined_graph.nodes():
-        kind = node.kind()
-        if kind.startswith("quantized::"):
-            ops.add(kind)
-        elif kind == "prim::Constant" and node.outputsSize() == 1 and \
-                node.output().type().kind() == "TensorType" and node.hasAttribute("value"):
-            low += node.t("value").dtype in (torch.float16, torch.bfloat16)
-    low += sum(t.dtype in (torch.float16, torch.bfloat16)
-               for t in [*module.parameters(), *module.buffers()])
+    from core.artifacts._inspect import load_pt2_safely
+
+    program = load_pt2_safely(path)
+    ops = sorted({str(n.target) for n in program.graph.nodes if n.op == "call_function"
+                  and str(n.target).split(".")[0] in _PT2_QUANT_NAMESPACES})
     if ops:
-        return f"quantized operators {sorted(ops)}"
+        return f"quantized operators {ops}"
+    tensors = [*program.state_dict.values(), *program.constants.values()]
+    low = sum(isinstance(t, torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16)
+              for t in tensors)
     return f"{low} half-precision weight tensor(s)" if low else None
 
 
 def quantization_evidence(path: str | Path) -> str | None:
     """What in the artifact shows it was quantized, or None when nothing does."""
     path = Path(path)
-    return _onnx_evidence(path) if path.suffix == ".onnx" else _torchscript_evidence(path)
+    if path.suffix == ".onnx":
+        return _onnx_evidence(path)
+    return _export_evidence(path) if path.suffix == ".pt2" else None
 
 
 _NOTHING_TO_DO = {
@@ -104,9 +107,8 @@ _NOTHING_TO_DO = {
     "ort-int4": "it quantizes MatMul/Gemm weights only and found none",
     "ort-fp16": "no weight was converted to float16",
     "torch-dynamic-int8": "it quantizes nn.Linear modules and found none",
-    "torch-static-int8": "torch.fx found no Conv/Linear module to quantize (a torch.export or "
-                         "FX graph has none)",
-    "torch-qat-int8": "torch.fx found no Conv/Linear module to quantize",
+    "torch-static-int8": "X86InductorQuantizer found no Conv2d/Linear layer to quantize",
+    "torch-qat-int8": "X86InductorQuantizer found no Conv2d/Linear layer to quantize",
 }
 
 

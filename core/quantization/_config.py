@@ -122,15 +122,30 @@ class OrtInt4Config(QuantizationConfig):
 
 
 @dataclass(frozen=True)
-class TorchDynamicInt8Config(QuantizationConfig):
-    """PyTorch dynamic INT8 of the Linear layers (TorchScript artifact)."""
+class _TorchInt8Config(QuantizationConfig):
+    """torch INT8 (torchao PT2E): ``compile`` measures the program the way it is fast, through
+    ``torch.compile`` (inductor); False measures it uncompiled (much slower, no compile wait).
+    None (default): compile, unless the environment sets ``STUDIO_TORCH_COMPILE=0``."""
+
+    compile: bool | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.compile is not None:
+            _flag("compile", self.compile)
+
+
+@dataclass(frozen=True)
+class TorchDynamicInt8Config(_TorchInt8Config):
+    """PyTorch dynamic INT8 of the Linear layers (torchao PT2E, torch.export .pt2 artifact)."""
 
     method: ClassVar[str] = "torch-dynamic-int8"
 
 
 @dataclass(frozen=True)
-class TorchStaticInt8Config(QuantizationConfig):
-    """PyTorch post-training static INT8 (FX graph mode), calibrated on the train split."""
+class TorchStaticInt8Config(_TorchInt8Config):
+    """PyTorch post-training static INT8 (torchao PT2E, X86InductorQuantizer), calibrated on
+    the train split. Every ``backend`` value runs the same x86 (oneDNN) recipe."""
 
     method: ClassVar[str] = "torch-static-int8"
     uses_calibration: ClassVar[bool] = True
@@ -143,7 +158,7 @@ class TorchStaticInt8Config(QuantizationConfig):
 
 
 @dataclass(frozen=True)
-class TorchQatInt8Config(QuantizationConfig):
+class TorchQatInt8Config(_TorchInt8Config):
     """PyTorch quantization-aware training: fine-tune with fake quantization, then convert."""
 
     method: ClassVar[str] = "torch-qat-int8"
@@ -165,13 +180,13 @@ class TorchQatInt8Config(QuantizationConfig):
 
 @dataclass(frozen=True)
 class TorchFp16Config(QuantizationConfig):
-    """PyTorch FP16 weights and compute (TorchScript artifact)."""
+    """PyTorch FP16 weights and compute (torch.export .pt2 artifact)."""
 
     method: ClassVar[str] = "torch-fp16"
 
 
 @dataclass(frozen=True)
 class TorchBf16Config(QuantizationConfig):
-    """PyTorch BF16 weights and compute (TorchScript artifact)."""
+    """PyTorch BF16 weights and compute (torch.export .pt2 artifact)."""
 
     method: ClassVar[str] = "torch-bf16"

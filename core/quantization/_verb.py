@@ -59,19 +59,29 @@ def _resolve(config: QuantizationConfig | str | None, method: str | None) -> Qua
     return config
 
 
-def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None = None) -> Any:
-    """The quantized artifact ready to run: an ORT session or a TorchScript module."""
+def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None = None,
+                  compile_for: tuple[int, ...] | None = None,
+                  input_shape: tuple[int, ...] | None = None) -> Any:
+    """The quantized artifact ready to run: an ORT session or the ``.pt2`` program's module.
+
+    With ``compile_for`` (batch sizes) and ``input_shape`` the program is compiled by
+    ``torch.compile`` (inductor, freezing) at those batch sizes, each compile timed
+    (``.compile_s``); ``.compile_error`` says why it runs uncompiled if inductor cannot.
+    """
     path = Path(path)
     if path.suffix == ".onnx":
         from core.measure import ort_session
 
         return ort_session(path, threads=threads, output_name=output_name)
-    import torch
+    from core.artifacts import load_model
 
-    from core.artifacts._trust import check_model_code_allowed
+    module = load_model(path).model  # the studio's own file (recorded), or trusted
+    if not compile_for or path.suffix != ".pt2":
+        return module
+    from core.quantization._pt2e import compile_program
 
-    check_model_code_allowed(path, "torchscript")  # the studio's own file, or trusted
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    return compile_program(module, input_shape=tuple(input_shape or ()),
+                           batch_sizes=compile_for, threads=threads)
 
 
 def _val_split(data: Any) -> str:
@@ -212,8 +222,9 @@ def quantize(
     """Quantize a model (nn.Module or run folder) and write a measured run folder.
 
     The baseline is the FP32 input model; the result is the quantized artifact itself
-    (``model.onnx`` for ort-* methods, TorchScript ``model.pt`` for torch-* methods), loaded
-    back from disk and timed side by side with the baseline. With ``config.tolerance`` the
+    (``model.onnx`` for ort-* methods, a ``torch.export`` ``model.pt2`` for torch-* methods,
+    INT8 ones compiled by ``torch.compile`` unless ``compile=False``), loaded back from disk
+    and timed side by side with the baseline. With ``config.tolerance`` the
     most sensitive layers stay in float until the validation accuracy drop is within it.
     ``output_name`` names the class-scores output of a several-output ONNX model file.
     """
@@ -286,15 +297,16 @@ def quantize(
         if "parity" in source.cache:
             extra["fp32_onnx_parity_max_abs_diff"] = source.cache["parity"]
         warnings += q.warnings
-        if spec.artifact.endswith(".pt"):
-            warnings.append(f"{cfg.method} has no ONNX form: the artifact is TorchScript "
-                            "(model.pt), to be run with PyTorch.")
+        if spec.artifact.endswith(".pt2"):
+            warnings.append(f"{cfg.method} has no ONNX form: the artifact is a torch.export "
+                            "program (model.pt2), to be run with PyTorch.")
         artifact = tmp / spec.artifact
         result_files = move_onnx(q.path, artifact) if artifact.suffix == ".onnx" else \
             [q.path.replace(artifact)]
         _write_meta(tmp, data, fp32, cfg, output_name=inp.output_name)
         result = load_artifact(artifact, threads=int((measure_options or {}).get("threads", 1)),
-                               output_name=inp.output_name)
+                               output_name=inp.output_name, **_compile_options(
+                                   cfg, data, measure_options, cb))
         cb.progress(0.8, "Measuring baseline and result side by side")
         # An ORT variant is also timed against ORT FP32 of the same weights: the runtime
         # alone is often most of the speed-up, and INT8 can lose to it (no VNNI).
@@ -310,7 +322,7 @@ def quantize(
             label=f"The {cfg.method} model", measure_options=measure_options,
             callbacks=sub_callbacks(cb, 0.8, 1.0), references=references,
         )
-        if _amend(report, q.info, cfg):
+        if _amend(report, q.info, cfg) | _program_figures(report, q.info, result):
             write_report(tmp, report)
     cb.progress(1.0, "Done")
     return RunResult(Path(out_dir), report)
@@ -335,6 +347,56 @@ def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationCon
             f"{int8_dot_text()}; ISA: {isa_text()}.")
         changed = True
     return changed
+
+
+COMPILE_ENV = "STUDIO_TORCH_COMPILE"  # "0": torch INT8 measured uncompiled by default (tests)
+
+
+def _compile_options(cfg: QuantizationConfig, data: Any, measure_options: Any,
+                     cb: Callbacks) -> dict[str, Any]:
+    """Compile torch INT8 programs for the measured batch sizes (how they are fast)."""
+    import os
+
+    wanted = getattr(cfg, "compile", False)
+    if wanted is None:
+        wanted = os.environ.get(COMPILE_ENV, "1").strip() != "0"
+    if not wanted:
+        return {}
+    sizes = tuple((measure_options or {}).get("batch_sizes") or (1, 64))
+    cb.progress(0.78, f"Compiling the INT8 program (torch.compile, batch {sizes})")
+    return {"compile_for": sizes, "input_shape": tuple(data.input_shape)}
+
+
+def _program_figures(report: dict[str, Any], info: Mapping[str, Any], result: Any) -> bool:
+    """A .pt2 result: weights counted from the program; compile time apart from latency."""
+    from core.quantization._pt2e import HOW_TO_RUN
+
+    res = report.get("result") or {}
+    if "pt2e" not in info and "dtype" not in info:
+        return False
+    if "params" in info:
+        res["params"], res["nonzero_params"] = info["params"], info["nonzero_params"]
+        res.setdefault("extra", {})["params_counted_from"] = (
+            "the saved torch.export program's weight tensors (INT8 and float)")
+    if "pt2e" not in info:
+        return True
+    compiled = getattr(result, "compiled", False)
+    entry = {"compiled": compiled, "backend": "inductor", "freezing": True,
+             "seconds_by_batch": dict(getattr(result, "compile_s", {})),
+             "how_to_run": HOW_TO_RUN}
+    res["compile_s"] = round(sum(entry["seconds_by_batch"].values()), 3) if compiled else None
+    report.setdefault("quantization", {})["compile"] = entry
+    error = getattr(result, "compile_error", None)
+    if error is not None:
+        entry["error"] = error
+        report["warnings"].append(
+            f"torch.compile was not available here ({error}); the INT8 program was measured "
+            "uncompiled, which is much slower than it runs compiled (often slower than FP32).")
+    elif not compiled:
+        report["warnings"].append(
+            "The INT8 program was measured uncompiled (compile=False); compiled with "
+            "torch.compile (inductor) it is much faster.")
+    return True
 
 
 def _onnx_entry(inp: _Input) -> dict[str, Any]:

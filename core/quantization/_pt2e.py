@@ -1,0 +1,242 @@
+"""torch INT8 through torchao's PT2E flow, and the compiled form users run it in.
+
+export (batch dynamic) -> ``prepare_pt2e`` / ``prepare_qat_pt2e`` with ``X86InductorQuantizer``
+-> calibrate or fine-tune -> ``convert_pt2e`` -> export again and save as ``torch.export``
+``.pt2``. PT2E graphs are fast only once lowered by ``torch.compile`` (inductor, freezing):
+uncompiled they run quantize/dequantize in float and are slower than FP32 (MEASURED.md), so
+``CompiledProgram`` compiles the loaded program once per deployment batch size and times the
+compile separately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from typing import Any, Iterator, Sequence
+
+from core.errors import StudioError, UnsupportedModelError
+
+__all__ = ["HOW_TO_RUN", "compile_program", "export_program", "pt2e_quantize",
+           "split_reused_modules"]
+
+HOW_TO_RUN = ("import torch, torchao; torch._inductor.config.freezing = True; "
+              "m = torch.compile(torch.export.load('model.pt2').module()); "
+              "with torch.inference_mode(): m(x)")
+MODES = ("static", "dynamic", "qat")
+
+
+@contextlib.contextmanager
+def _torchao_import_quiet() -> Iterator[None]:
+    """torchao logs a warning per GPU-only extension it cannot load on a CPU build: noise."""
+    logger = logging.getLogger("torchao")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def _pt2e() -> Any:
+    """torchao's PT2E entry points (imported lazily: torchao imports torch._dynamo)."""
+    try:
+        with _torchao_import_quiet(), warnings.catch_warnings():
+            # torchao 0.18 registers an Enum with torch.compile the deprecated way (its bug).
+            warnings.filterwarnings("ignore", message=".*register_constant.*")
+            from torchao.quantization import pt2e
+            from torchao.quantization.pt2e import quantize_pt2e
+            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+    except ImportError:
+        raise StudioError("torch INT8 methods need torchao (pip install 'torchao>=0.18'); "
+                          "it is not installed.") from None
+    return pt2e, quantize_pt2e, x86
+
+
+def export_program(model: Any, example: Any, *, what: str = "the model") -> Any:
+    """``torch.export`` with a dynamic batch axis; a clear error when the model cannot."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    except Exception as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UnsupportedModelError(
+            f"torch.export could not export {what} with a dynamic batch ({why}). Write the "
+            "forward without Python control flow on values and without the batch size as a "
+            "number (x.flatten(1), not x.reshape(len(x), -1)), or use an ort-* method.") from None
+
+
+def split_reused_modules(gm: Any) -> int:
+    """Give each call of a module used more than once (e.g. one ``nn.ReLU`` applied after two
+    convolutions) its own source, so X86InductorQuantizer sees one partition per call.
+
+    Only the graph's provenance metadata changes (what the quantizer matches patterns on);
+    the computation, and so every output, stays the same. Returns the calls renamed.
+    """
+    by_source: dict[str, list[Any]] = {}
+    for node in gm.graph.nodes:
+        stack = node.meta.get("source_fn_stack") if node.op == "call_function" else None
+        if stack:
+            by_source.setdefault(stack[-1][0], []).append(node)
+    renamed = 0
+    for name, nodes in by_source.items():
+        calls = {n.target for n in nodes}
+        chained = any(user in nodes for n in nodes for user in n.users)
+        if len(nodes) < 2 or len(calls) != 1 or chained:
+            continue  # one call, or one module whose call is several nodes
+        for k, node in enumerate(nodes[1:], start=1):
+            stack = list(node.meta["source_fn_stack"])
+            stack[-1] = (f"{name}__call{k}", stack[-1][1])
+            node.meta["source_fn_stack"] = stack
+            renamed += 1
+    return renamed
+
+
+def _quantizer(x86: Any, mode: str, chosen: Sequence[str], excluded: Sequence[str],
+               layerwise: bool) -> Any:
+    config = x86.get_default_x86_inductor_quantization_config(
+        is_qat=mode == "qat", is_dynamic=mode == "dynamic")
+    quantizer = x86.X86InductorQuantizer()
+    if layerwise:  # only the chosen layers (e.g. per-layer sensitivity)
+        for name in chosen:
+            quantizer.set_module_name_qconfig(name, config)
+        return quantizer
+    quantizer.set_global(config)
+    for name in excluded:  # kept in float
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
+
+
+def _drop_unused_weights(gm: Any) -> None:
+    """convert_pt2e folds weights into INT8 constants; the float originals it leaves behind
+    would double the saved file."""
+    gm.graph.eliminate_dead_code()
+    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
+        if name not in used:
+            owner, _, attr = name.rpartition(".")
+            module = gm.get_submodule(owner) if owner else gm
+            delattr(module, attr)
+    gm.recompile()
+
+
+def pt2e_quantize(model: Any, example: Any, *, mode: str, chosen: Sequence[str],
+                  all_layers: Sequence[str], layerwise: bool = False, calibrate: Any = None,
+                  fine_tune: Any = None) -> tuple[Any, dict[str, Any]]:
+    """The quantized ``ExportedProgram`` of ``model`` and what was done.
+
+    ``calibrate(module)`` feeds calibration batches (static); ``fine_tune(module)`` trains the
+    fake-quantized module in place (QAT). ``chosen`` layers are quantized; the others in
+    ``all_layers`` stay float. ``layerwise``: only the chosen layers' own patterns (the
+    global recipe, which also quantizes pooling and matmuls, otherwise).
+    """
+    import torch
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    pt2e, qpt2e, x86 = _pt2e()
+    model.train(mode == "qat")
+    gm = export_program(model, example).module()
+    renamed = split_reused_modules(gm)
+    excluded = [name for name in all_layers if name not in chosen]
+    quantizer = _quantizer(x86, mode, chosen, excluded, layerwise)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="torchao")  # its own deprecation notes
+        if mode == "qat":
+            prepared = qpt2e.prepare_qat_pt2e(gm, quantizer)
+            pt2e.allow_exported_model_train_eval(prepared)  # the train loop calls .train()
+            fine_tune(prepared)
+            prepared.eval()
+        else:
+            prepared = qpt2e.prepare_pt2e(gm, quantizer)
+            if calibrate is not None:
+                with torch.no_grad():
+                    calibrate(prepared)
+        converted = qpt2e.convert_pt2e(prepared)
+    _drop_unused_weights(converted)
+    program = export_program(converted, example, what="the quantized model")
+    return program, {"reused_module_calls_split": renamed, "quantizer": "X86InductorQuantizer",
+                     "flow": "torchao PT2E", "mode": mode}
+
+
+def compile_program(module: Any, *, input_shape: Sequence[int], batch_sizes: Sequence[int],
+                    threads: int = 1) -> Any:
+    """``module`` compiled by inductor (freezing) at each batch size, each compile timed."""
+    return _compiled_class()(module, input_shape=input_shape, batch_sizes=batch_sizes,
+                             threads=threads)
+
+
+def _compiled_class() -> type:
+    import torch
+
+    class CompiledProgram(torch.nn.Module):
+        """A loaded ``.pt2`` program run through ``torch.compile`` at fixed batch sizes.
+
+        Other batch sizes are cut into chunks of the largest size (the last one padded), so
+        evaluation never triggers a new compile. ``compile_s`` holds seconds per batch size;
+        ``compile_error`` says why it runs uncompiled when inductor is unavailable.
+        """
+
+        def __init__(self, module: Any, *, input_shape: Sequence[int],
+                     batch_sizes: Sequence[int], threads: int) -> None:
+            super().__init__()
+            self.program = module
+            self.sizes = sorted({int(b) for b in batch_sizes})
+            self.compile_s: dict[str, float] = {}
+            self.compile_error: str | None = None
+            # Not a submodule: its weights are the program's (counted once).
+            object.__setattr__(self, "_compiled", torch.compile(module, dynamic=False))
+            self._warm(tuple(input_shape), threads)
+            if self._compiled is not None:  # from now on only the compiled sizes, no recompile
+                object.__setattr__(self, "_compiled", torch._dynamo.run(self._compiled))
+
+        def _warm(self, shape: tuple[int, ...], threads: int) -> None:
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)  # inductor fixes its thread count when it compiles
+            try:
+                for size in self.sizes:
+                    start = time.perf_counter()
+                    # freezing (weights as constants, INT8 convs prepacked for oneDNN); as a
+                    # torch.compile option instead it fails on onednn.qconv_prepack (2.13).
+                    with torch._inductor.config.patch(freezing=True), torch.inference_mode():
+                        self._compiled(torch.zeros(size, *shape))
+                    self.compile_s[str(size)] = round(time.perf_counter() - start, 3)
+            except Exception as exc:  # no C compiler, or inductor cannot lower a pattern
+                self.compile_error = (str(exc).strip().splitlines() or
+                                      [type(exc).__name__])[0][:200]
+                object.__setattr__(self, "_compiled", None)
+            finally:
+                torch.set_num_threads(before)
+
+        @property
+        def compiled(self) -> bool:
+            return self._compiled is not None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self._compiled is None or _flop_counting():
+                return self.program(x)
+            n = len(x)
+            if n in self.sizes:
+                return self._compiled(x)
+            big = self.sizes[-1]
+            parts = []
+            for i in range(0, n, big):
+                chunk = x[i : i + big]
+                size = next(s for s in self.sizes if s >= len(chunk))
+                if size != len(chunk):
+                    pad = chunk[-1:].expand(size - len(chunk), *chunk.shape[1:])
+                    chunk = torch.cat([chunk, pad])
+                parts.append(self._compiled(chunk)[: min(big, n - i)])
+            return torch.cat(parts)
+
+    return CompiledProgram
+
+
+def _flop_counting() -> bool:
+    """A dispatch mode (e.g. the MAC counter) is active: run the plain graph for it."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode() is not None
