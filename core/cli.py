@@ -134,10 +134,12 @@ def _cmd_train(args: argparse.Namespace) -> Path:
     from core.models import count_parameters, model_kwargs_for_data
     from core.runs import train_baseline
     from core.training import TrainConfig
+    from core.training._cli import train_options
 
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                       weight_decay=args.weight_decay, optimizer=args.optimizer,
-                      warmup_epochs=args.warmup_epochs, seed=args.seed)
+                      warmup_epochs=args.warmup_epochs, seed=args.seed,
+                      **train_options(args))
     model_kwargs = parse_model_kwargs(args.model_kwargs, args.model_config)
     data = _dataset(args)
     # the model factory checks the kwargs (names, widths, limits) before any training
@@ -395,6 +397,7 @@ def _action(p: argparse.ArgumentParser, dest: str) -> argparse.Action:
 def _add_train(sub: Any) -> None:
     from core.models import list_families
     from core.training import TrainConfig
+    from core.training._cli import add_train_options
     from core.training._train import OPTIMIZERS
 
     p = sub.add_parser(
@@ -422,6 +425,7 @@ def _add_train(sub: Any) -> None:
                    choices=list(OPTIMIZERS), help="optimiser")
     p.add_argument("--warmup-epochs", type=int, default=config_default(cfg, "warmup_epochs"),
                    help="epochs of linear learning-rate warm-up")
+    add_train_options(p)
     add_common(p)
     _action(p, "seed").default = config_default(cfg, "seed")
     p.set_defaults(func=_cmd_train)

@@ -86,7 +86,7 @@ def train_baseline(
             result_files=[tmp / "model.safetensors"], seed=config.seed,
             config={"model": model, "model_kwargs": net.spec().kwargs, **config.to_dict()},
             extra={"training": result.to_dict(), "onnx_parity_max_abs_diff": saved["onnx_parity"]},
-            measure_options=measure_options, callbacks=cb,
+            measure_options=measure_options, callbacks=cb, warnings=result.warnings,
         )
     return report
 

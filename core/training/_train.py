@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,16 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 @dataclass(frozen=True)
 class TrainConfig(Config):
-    """How to train: epochs, learning rate, batch size, optimiser, seed."""
+    """How to train: epochs, learning rate, batch size, optimiser, seed, and training options.
+
+    ``precision``: ``fp32``, or ``bf16`` (bfloat16 autocast where the CPU computes it natively;
+    elsewhere fp32 and a warning). ``grad_accum_steps``: optimiser step every N batches (an
+    N× larger effective batch). ``grad_checkpointing``: recompute block activations in the
+    backward pass (built-in vit/mlp). ``label_smoothing``: cross-entropy's. ``mixup_alpha`` /
+    ``cutmix_alpha``: Beta(α, α) mixing of each batch (cutmix: images only; both: one of
+    the two per batch). ``lr_schedule``: cosine, constant, step (×``lr_gamma`` every
+    ``lr_step_epochs``, default epochs/3) or onecycle.
+    """
 
     epochs: int = 10
     lr: float = 0.01
@@ -28,6 +38,15 @@ class TrainConfig(Config):
     optimizer: str = "adam"
     warmup_epochs: int = 0
     seed: int = 0
+    precision: str = "fp32"
+    grad_accum_steps: int = 1
+    grad_checkpointing: bool = False
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    lr_schedule: str = "cosine"
+    lr_step_epochs: int | None = None
+    lr_gamma: float = 0.1
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, low=1, high=10_000, kind=int)
@@ -38,20 +57,56 @@ class TrainConfig(Config):
         check_range("seed", self.seed, low=0, kind=int)
         if self.optimizer not in OPTIMIZERS:
             raise InvalidParameterError("optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
+        self._check_options()
+
+    def _check_options(self) -> None:
+        from core.training._options import LR_SCHEDULES, PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise InvalidParameterError("precision", f"one of {list(PRECISIONS)}", self.precision)
+        check_range("grad_accum_steps", self.grad_accum_steps, low=1, high=1024, kind=int)
+        if not isinstance(self.grad_checkpointing, bool):
+            raise InvalidParameterError("grad_checkpointing", "true or false",
+                                        self.grad_checkpointing)
+        check_range("label_smoothing", self.label_smoothing, low=0, high=1, high_inclusive=False)
+        check_range("mixup_alpha", self.mixup_alpha, low=0, high=100)
+        check_range("cutmix_alpha", self.cutmix_alpha, low=0, high=100)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InvalidParameterError("lr_schedule", f"one of {list(LR_SCHEDULES)}",
+                                        self.lr_schedule)
+        if self.lr_step_epochs is not None:
+            check_range("lr_step_epochs", self.lr_step_epochs, low=1, high=self.epochs, kind=int)
+        check_range("lr_gamma", self.lr_gamma, low=0, high=1, low_inclusive=False)
+        if self.lr_schedule == "onecycle" and self.warmup_epochs:
+            raise InvalidParameterError("warmup_epochs", "0 with lr_schedule 'onecycle' (it "
+                                        "warms up by itself)", self.warmup_epochs)
+
+    @property
+    def mixes(self) -> bool:
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Per-epoch history, final test metrics and wall time."""
+    """Per-epoch history (with the learning rate), final test metrics, wall time, the time of
+    each epoch's pass, the peak memory growth while training and any warnings (e.g. bf16 not
+    native here)."""
 
     history: list[dict[str, float]]
     metrics: Metrics
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        per_epoch = self.epoch_seconds
         return {"history": self.history, "metrics": self.metrics.to_dict(),
-                "seconds": self.seconds, "config": self.config}
+                "seconds": self.seconds, "epoch_seconds": per_epoch,
+                "seconds_per_epoch": float(np.median(per_epoch)) if per_epoch else None,
+                "peak_memory_mb": self.peak_memory_mb, "warnings": list(self.warnings),
+                "config": self.config}
 
 
 def seed_everything(seed: int) -> None:
@@ -86,8 +141,9 @@ def train(
     BatchNorm statistics or keep a checkpoint).
     """
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
+
+    from core.training._options import PeakRSS, gradient_checkpointing, precision_context
 
     config = config or TrainConfig()
     cb = Callbacks.ensure(callbacks)
@@ -96,57 +152,137 @@ def train(
     if len(X) == 0:
         raise InvalidParameterError("train split", "non-empty", 0)
     _check_model_matches(model, data)
+    _check_options_fit(config, data, loss_fn)
     loader = DataLoader(
         TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
         batch_size=config.batch_size, shuffle=True,
         generator=torch.Generator().manual_seed(config.seed),
     )
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9,
-                              weight_decay=config.weight_decay)
-    else:
-        cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        opt = cls(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * len(loader)
-    warm = config.warmup_epochs * len(loader)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm)
-                                                                         / max(steps - warm, 1))))
-    loss_fn = loss_fn or (lambda m, xb, yb: F.cross_entropy(m(xb), yb))
+    autocast, warnings = precision_context(config.precision)
+    step = _Stepper(model, config, len(loader), loss_fn, autocast, after_step)
     history: list[dict[str, float]] = []
+    seconds: list[float] = []
     start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        total, count = 0.0, 0
-        for xb, yb in loader:
-            cb.check()
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model, xb, yb)
-            if not torch.isfinite(loss):
-                raise InvalidParameterError("lr", "small enough to keep the loss finite "
-                                            "(training diverged)", config.lr)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if after_step is not None:
-                after_step(model)
-            total += loss.item() * len(yb)
-            count += len(yb)
-        if after_epoch is not None:
-            after_epoch(model)
-        model.eval()
-        val = evaluate(model, data, "val") if len(data.y_val) else None
-        row = {"epoch": epoch, "train_loss": total / count,
-               "val_loss": val.loss if val else float("nan"),
-               "val_accuracy": val.accuracy if val else float("nan")}
-        history.append(row)
-        cb.metrics(row)
-        cb.progress(epoch / config.epochs, f"Epoch {epoch}/{config.epochs}: "
-                    f"loss {row['train_loss']:.3f}, val acc {row['val_accuracy']:.3f}")
+    with PeakRSS() as peak, gradient_checkpointing(model, config.grad_checkpointing):
+        for epoch in range(1, config.epochs + 1):
+            row = _epoch(model, data, loader, step, epoch, cb, after_epoch, seconds)
+            history.append(row)
+            cb.metrics(row)
+            cb.progress(epoch / config.epochs, f"Epoch {epoch}/{config.epochs}: "
+                        f"loss {row['train_loss']:.3f}, val acc {row['val_accuracy']:.3f}")
     model.eval()
     return TrainResult(history, evaluate(model, data, "test"), time.perf_counter() - start,
-                       config.to_dict())
+                       config.to_dict(), peak.peak_mb, warnings, seconds)
+
+
+def _check_options_fit(config: TrainConfig, data: Any, loss_fn: LossFn | None) -> None:
+    """Options that need the default loss or image data, refused clearly otherwise."""
+    if loss_fn is not None:
+        for name in ("label_smoothing", "mixup_alpha", "cutmix_alpha"):
+            if getattr(config, name):
+                raise InvalidParameterError(name, "0 when the method supplies its own loss "
+                                            "(distillation, QAT, movement pruning)",
+                                            getattr(config, name))
+    if config.cutmix_alpha and getattr(data, "kind", "image") != "image":
+        raise InvalidParameterError("cutmix_alpha", "0 for tabular data (CutMix pastes image "
+                                    "patches; mixup_alpha mixes any inputs)",
+                                    config.cutmix_alpha)
+
+
+class _Stepper:
+    """One batch: forward (autocast), loss (label smoothing, mixup/cutmix), backward, and an
+    optimiser + scheduler step every ``grad_accum_steps`` batches."""
+
+    def __init__(self, model: Any, config: TrainConfig, batches: int,
+                 loss_fn: LossFn | None, autocast: Callable[[], Any],
+                 after_step: Callable[[Any], None] | None) -> None:
+        import torch
+
+        from core.training._options import make_scheduler
+
+        self.model, self.config, self.autocast, self.after_step = model, config, autocast, \
+            after_step
+        self.opt = _optimizer(model, config)
+        self.accum = config.grad_accum_steps
+        self.sched = make_scheduler(self.opt, config, math.ceil(batches / self.accum))
+        self.loss_fn = loss_fn
+        self.rng = np.random.default_rng(config.seed)
+        self.pending = 0
+        self.torch = torch
+
+    def loss(self, xb: Any, yb: Any) -> Any:
+        import torch.nn.functional as F
+
+        c = self.config
+        with self.autocast():
+            if self.loss_fn is not None:
+                return self.loss_fn(self.model, xb, yb).float()
+            if c.mixes:
+                from core.training._options import mix_batch
+
+                xb, ya, yb2, lam = mix_batch(xb, yb, mixup=c.mixup_alpha, cutmix=c.cutmix_alpha,
+                                             rng=self.rng)
+                out = self.model(xb).float()
+                return lam * F.cross_entropy(out, ya, label_smoothing=c.label_smoothing) + \
+                    (1 - lam) * F.cross_entropy(out, yb2, label_smoothing=c.label_smoothing)
+            out = self.model(xb).float()
+            return F.cross_entropy(out, yb, label_smoothing=c.label_smoothing)
+
+    def __call__(self, xb: Any, yb: Any, last: bool) -> float:
+        if self.pending == 0:
+            self.opt.zero_grad(set_to_none=True)
+        loss = self.loss(xb, yb)
+        if not self.torch.isfinite(loss):
+            raise InvalidParameterError("lr", "small enough to keep the loss finite "
+                                        "(training diverged)", self.config.lr)
+        (loss / self.accum).backward()
+        self.pending += 1
+        if self.pending == self.accum or last:
+            if self.pending < self.accum:  # a short last group: average over what it has
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(self.accum / self.pending)
+            self.opt.step()
+            self.sched.step()
+            self.pending = 0
+            if self.after_step is not None:
+                self.after_step(self.model)
+        return float(loss.item())
+
+
+def _optimizer(model: Any, config: TrainConfig) -> Any:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9,
+                               weight_decay=config.weight_decay)
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _epoch(model: Any, data: Any, loader: Any, step: _Stepper, epoch: int, cb: Callbacks,
+           after_epoch: Callable[[Any], None] | None, seconds: list[float]
+           ) -> dict[str, float]:
+    """One pass over the loader (its time appended to ``seconds``), then validation; the row
+    of the history."""
+    started = time.perf_counter()
+    model.train()
+    total, count = 0.0, 0
+    n = len(loader)
+    for i, (xb, yb) in enumerate(loader):
+        cb.check()
+        total += step(xb, yb, last=i == n - 1) * len(yb)
+        count += len(yb)
+    seconds.append(time.perf_counter() - started)
+    if after_epoch is not None:
+        after_epoch(model)
+    model.eval()
+    val = evaluate(model, data, "val") if len(data.y_val) else None
+    return {"epoch": epoch, "train_loss": total / count,
+            "val_loss": val.loss if val else float("nan"),
+            "val_accuracy": val.accuracy if val else float("nan"),
+            "lr": float(step.opt.param_groups[0]["lr"])}
 
 
 def _check_model_matches(model: Any, data: Any) -> None:

@@ -22,7 +22,9 @@ SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "nsga2")
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
 # Each objective has one direction: accuracy up, latency and size down.
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "latency": "minimize", "size": "minimize"}
-TRAIN_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "warmup_epochs")
+TRAIN_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "warmup_epochs",
+              "precision", "grad_accum_steps", "grad_checkpointing", "label_smoothing",
+              "mixup_alpha", "cutmix_alpha", "lr_schedule", "lr_step_epochs", "lr_gamma")
 # Architecture keys that are not constructor arguments; ``arch_kwargs`` turns them into widths.
 ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "cnn": ("depth", "width", "width_growth", "head_width"),
