@@ -102,12 +102,15 @@ def test_agent_round_trip_on_loopback(studio_api, baseline_dir, tmp_path):
                     {"run_id": "nope", "latency_ms": {"1": {"p50": 1, "p95": 1}}}, token=token)
     assert unknown[0] == 404
 
-    # core.compare ranks the variants by this device's latency, with its manifest.
-    from core.compare import compare
+    # studio compare --device (core.compare's device=) ranks the variants by this device's
+    # latency, with its manifest.
+    from core.cli import run
 
-    result = compare([root / "runs" / r for r in runs], out_dir=tmp_path / "cmp",
-                     measure_options={"budget_s": 0.02, "memory": False}, device=device)
-    section = result.report["device"]
+    (tmp_path / "device.json").write_text(json.dumps(device))
+    assert run(["compare", *(str(root / "runs" / r) for r in runs), "--device",
+                str(tmp_path / "device.json"), "--budget", "0.02", "--no-memory",
+                "--out", str(tmp_path / "cmp")]) == 0
+    section = json.loads((tmp_path / "cmp" / "report.json").read_text())["device"]
     by_b1 = sorted(runs, key=lambda r: device["figures"][r]["latency_ms"]["1"]["p50"])
     assert section["ranking"] == by_b1 and section["missing"] == []
     assert section["manifest"]["name"] == "test-device"

@@ -19,6 +19,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--baseline", default=None, help="run id to take deltas against")
     p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    p.add_argument("--device", type=Path, default=None,
+                   help="a device record .json (GET /api/devices, one entry): also rank the "
+                        "variants by the latency measured on that device (default: none)")
     add_common(p, data=False)
     p.set_defaults(func=_cmd_compare)
 
@@ -30,8 +33,12 @@ def _cmd_compare(args: argparse.Namespace) -> Path:
     result = compare(args.runs, out_dir=args.out, baseline=args.baseline,
                      callbacks=progress_callbacks("compare"),
                      measure_options={"threads": args.threads, "budget_s": args.budget,
-                                      "memory": not args.no_memory})
+                                      "memory": not args.no_memory}, device=args.device)
     print_table(result.report)
+    if result.report.get("device"):
+        from core.serving import ranking_markdown
+
+        print(ranking_markdown(result.report["device"]))
     print(f"report: {args.out / 'report.json'} (also report.html, report.md, comparison.csv)")
     return args.out
 
