@@ -62,6 +62,8 @@ def openapi_schema() -> dict[str, Any]:
 def _schema_name(schema: dict[str, Any] | None) -> str:
     if not schema:
         return ""
+    if "anyOf" in schema:  # e.g. an optional header: string or null
+        return " or ".join(_schema_name(s) for s in schema["anyOf"])
     ref = schema.get("$ref") or (schema.get("items") or {}).get("$ref", "")
     return ref.rsplit("/", 1)[-1] if ref else schema.get("type", "")
 
