@@ -347,6 +347,8 @@ def _check_user_model_data(args: argparse.Namespace) -> None:
     """A user's model file comes with --data: only a studio run folder records its data."""
     if not hasattr(args, "data") or args.data is not None:
         return
+    if args.verb in _OWN_CONFIG_VERBS and getattr(args, "config", None) is not None:
+        return  # tune: its config file may name the data
     for name in ("model", "teacher"):
         value = getattr(args, name, None)
         if value is None:
