@@ -186,13 +186,13 @@ def test_deploy_tab_runs_an_ab_endpoint_and_links_devices(baseline_dir, tmp_path
         assert "A/B test" in text and "127.0.0.1" in text
         with pytest.raises(StudioError, match="already serves"):
             deploy.start_endpoint(ctx, request, "train-x", None, 0.5, 0)
-        assert "with their labels" in deploy.send_test_traffic(ctx, request, "train-x", 40)
+        assert "with their labels" in deploy.send_test_traffic(ctx, request, "train-x", 30)
         report = deploy.endpoint_of(ctx, request).get_json("/ab/report")
     finally:
         assert deploy.stop_endpoint(ctx, request) == "Endpoint stopped."
     per = report["variants"]
-    assert sum(v["requests"] for v in per.values()) == 40
-    assert sum(v["labelled_rows"] for v in per.values()) == 40
+    assert sum(v["requests"] for v in per.values()) == 30
+    assert sum(v["labelled_rows"] for v in per.values()) == 30
     assert "**latency**" in deploy.ab_markdown(report)
     with pytest.raises(StudioError, match="No endpoint"):
         deploy.endpoint_of(ctx, request)

@@ -4,12 +4,11 @@ and connect devices that time the workspace's variants where they will run."""
 from __future__ import annotations
 
 import atexit
+import http.client
 import json
 import secrets
 import shutil
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,24 +99,28 @@ def send_test_traffic(ctx: StudioContext, request: Any, run_id: str, count: int)
     X, y = data_from_report(read_report(ctx.find_run(request, run_id))).split("test")
     count = max(1, min(int(count), 2000))
     ab = len(proc.get_json("/readyz")["models"]) == 2
-    for i in range(count):
-        j = i % len(X)
-        rid = f"ui-{secrets.token_hex(6)}"
-        _post(proc.url + "/predict", {"inputs": X[j:j + 1].tolist()}, rid)
-        if ab:
-            _post(proc.url + "/feedback", {"request_id": rid, "label": int(y[j])}, None)
+    conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=30)  # keep-alive
+    try:
+        for i in range(count):
+            j = i % len(X)
+            rid = f"ui-{secrets.token_hex(6)}"
+            _post(conn, "/predict", {"inputs": X[j:j + 1].tolist()}, rid)
+            if ab:
+                _post(conn, "/feedback", {"request_id": rid, "label": int(y[j])}, None)
+    finally:
+        conn.close()
     return f"Sent {count} test request(s)" + (" with their labels." if ab else ".")
 
 
-def _post(url: str, body: dict[str, Any], request_id: str | None) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+def _post(conn: Any, route: str, body: dict[str, Any], request_id: str | None) -> None:
+    headers = {"Content-Type": "application/json"}
     if request_id:
-        req.add_header("X-Request-Id", request_id)
-    try:
-        urllib.request.urlopen(req, timeout=30).read()
-    except urllib.error.HTTPError as exc:
-        raise StudioError(f"The endpoint answered {exc.code}: {exc.read()[:200]!r}") from None
+        headers["X-Request-Id"] = request_id
+    conn.request("POST", route, body=json.dumps(body).encode(), headers=headers)
+    resp = conn.getresponse()
+    payload = resp.read()
+    if resp.status != 200:
+        raise StudioError(f"The endpoint answered {resp.status}: {payload[:200]!r}")
 
 
 def ab_markdown(report: dict[str, Any]) -> str:
