@@ -216,3 +216,19 @@ def test_serve_model_cli_refuses_what_it_cannot_serve(tmp_path):
     assert "run folder or .onnx" in errors[0] and str(tmp_path) not in "".join(errors)
     assert run(["serve-model", str(tmp_path), "--share-b", "1.5", "--ab-with", str(pt)],
                err=errors.append) == 2
+
+
+def test_deploy_tab_is_wired_in_the_app(client):
+    """Through the app: Connect a device gives a command and agent.py; no device yet; starting
+    without a variant is refused with one clear message."""
+    from pathlib import Path
+
+    from gradio_client.exceptions import AppError
+
+    command, agent_file = client.predict(api_name="/connect_device")
+    assert "python agent.py --server http" in command and "--token " in command
+    assert "def run_agent" in Path(agent_file).read_text()
+    frame, _choice = client.predict(api_name="/list_devices")
+    assert frame["data"] == []
+    with pytest.raises(AppError, match="Pick a variant"):
+        client.predict(None, None, 0.5, 0, api_name="/start_endpoint")
