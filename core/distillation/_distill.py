@@ -163,14 +163,13 @@ def distill(
     ``RunResult``.
     """
     import torch
-    import torch.nn.functional as F
 
     from core.artifacts import save_model, staging, write_run
     from core.measure import evaluate, metrics_from_logits, ort_session, predict_logits
     from core.models import is_builtin
     from core.registry import get_method
     from core.runs import RunResult
-    from core.training import train
+    from core.training import distillation_loss, train
 
     config = config or DistillConfig()
     if not isinstance(config, DistillConfig):
@@ -202,18 +201,9 @@ def distill(
 
     def loss_fn(net: Any, xb: Any, idx: Any) -> Any:
         logits = net(xb)
-        y = labels[idx]
-        lab = y >= 0
-        n = len(idx)
-        loss = logits.sum() * 0.0
-        if alpha < 1 and bool(lab.any()):
-            loss = loss + (1 - alpha) * F.cross_entropy(logits[lab], y[lab],
-                                                        reduction="sum") / n
-        probs = method.teacher_probs(xb, idx)
-        if probs is not None and alpha > 0:
-            log_q = F.log_softmax(logits / T, dim=1)
-            kl = (probs * (torch.log(probs.clamp_min(1e-12)) - log_q)).sum(dim=1)
-            loss = loss + alpha * T * T * kl.sum() / n
+        probs = method.teacher_probs(xb, idx)  # always: some methods hook the teacher here
+        loss = distillation_loss(logits, None, labels[idx], alpha=alpha, temperature=T,
+                                 teacher_probs=probs)
         term = method.extra_loss(xb, idx, logits)
         if term is not None and method.beta > 0:
             loss = loss + method.beta * term

@@ -49,17 +49,30 @@ def recalibrate_batchnorm(model: Any, X: np.ndarray, *, rows: int = BN_ROWS,
 
 
 def distillation_loss(logits: Any, teacher_logits: Any, labels: Any, *, alpha: float,
-                      temperature: float) -> Any:
-    """Hinton's loss: ``(1-α)·CE(labels) + α·T²·KL(teacher_T ‖ student_T)``."""
+                      temperature: float, teacher_probs: Any = None) -> Any:
+    """Hinton's loss: ``(1-α)·CE(labels) + α·T²·KL(teacher_T ‖ student_T)``, each averaged
+    over the whole batch.
+
+    The teacher is given as logits, or as temperature-softened probabilities
+    (``teacher_probs``, e.g. several teachers averaged); with neither, only the label term.
+    Rows labelled -1 (unlabelled transfer data) count in the soft term only.
+    """
     import torch.nn.functional as F
 
-    hard = F.cross_entropy(logits, labels)
-    if alpha <= 0:
-        return hard
-    soft = F.kl_div(F.log_softmax(logits / temperature, dim=1),
-                    F.log_softmax(teacher_logits / temperature, dim=1),
-                    reduction="batchmean", log_target=True)
-    return (1 - alpha) * hard + alpha * temperature ** 2 * soft
+    n = max(len(logits), 1)
+    loss = logits.sum() * 0.0  # keeps the graph when no term applies
+    if alpha < 1 and bool((labels >= 0).any()):
+        loss = loss + (1 - alpha) * F.cross_entropy(logits, labels, ignore_index=-1,
+                                                    reduction="sum") / n
+    if alpha <= 0 or (teacher_logits is None and teacher_probs is None):
+        return loss
+    log_q = F.log_softmax(logits / temperature, dim=1)
+    if teacher_probs is not None:
+        soft = F.kl_div(log_q, teacher_probs, reduction="sum") / n
+    else:
+        soft = F.kl_div(log_q, F.log_softmax(teacher_logits / temperature, dim=1),
+                        reduction="sum", log_target=True) / n
+    return loss + alpha * temperature ** 2 * soft
 
 
 @dataclass(frozen=True)
