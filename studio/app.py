@@ -22,6 +22,7 @@ TABS: list[tuple[str, str]] = [
     ("studio.tabs.deploy", "build_deploy_tab"),
     ("studio.tabs.jobs", "build_jobs_tab"),
     ("studio.tabs.scalability", "build_scalability_tab"),
+    ("studio.tabs.continual", "build_continual_tab"),
 ]
 
 TITLE = "Optimization Studio"

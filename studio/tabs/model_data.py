@@ -20,6 +20,7 @@ from studio.charts import training_curve, variant_row
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
+from studio.train_options import train_option_config, train_option_widgets, training_note
 from studio.uploads import store_data_upload, store_model_upload
 from studio.widgets import progress_line, run_stop_buttons, stop_button
 
@@ -42,6 +43,7 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
                 lr = gr.Number(0.01, label="Learning rate", minimum=1e-6, maximum=10)
                 train_btn, stop_btn = run_stop_buttons("Train baseline")
+                options = train_option_widgets()
                 with gr.Accordion("Your own data or model", open=False):
                     data_file = gr.File(label="Data: .csv with a label column, or .npz with "
                                         "X and y", file_types=[".csv", ".npz"], height=110)
@@ -75,9 +77,11 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 return str(path)
             return name
 
-        def on_train(name, fam, upload, column, n_epochs, rate, request: gr.Request):
+        def on_train(name, fam, upload, column, n_epochs, rate, precision, accum, ckpt, smooth,
+                     mixup, cutmix, schedule, request: gr.Request):
             source = call(lambda: resolve_data(request, name, upload, column))
-            config = call(lambda: TrainConfig(epochs=int(n_epochs), lr=float(rate)))
+            opts = train_option_config(precision, accum, ckpt, smooth, mixup, cutmix, schedule)
+            config = call(lambda: TrainConfig(epochs=int(n_epochs), lr=float(rate), **opts))
             run_dir = ctx.new_run_dir(request, "train")
             history: list[dict[str, float]] = []
 
@@ -141,7 +145,7 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 raise restore[0].error
 
         train_event = train_btn.click(
-            on_train, [dataset, family, data_file, label_column, epochs, lr],
+            on_train, [dataset, family, data_file, label_column, epochs, lr, *options],
             [status, curve, table], api_name="train_baseline", show_progress_on=[status],
             **ctx.engine())
         use_event = use_btn.click(on_use, [model_file, dataset, data_file, label_column],
@@ -232,7 +236,7 @@ def _summary(verb: str, run_id: str, report: dict[str, Any]) -> str:
     parity = report.get("onnx_parity_max_abs_diff")
     if parity is not None:
         text += f" ONNX export parity: max |Δ| = {parity:.2e}."
-    return text
+    return text + training_note(report)
 
 
 def _model_label() -> str:
