@@ -126,7 +126,7 @@ class ModelCompressor:
         from core.quantization import load_artifact
 
         if read_report(model).get("operation") == "quantize":
-            for name in ("model.pt", "model.onnx"):
+            for name in ("model.pt2", "model.pt", "model.onnx"):
                 if (Path(model) / name).is_file():
                     return load_artifact(Path(model) / name)
         return load_model(model).model

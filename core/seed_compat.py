@@ -120,7 +120,7 @@ class SeedRunResult(RunResult):
         from core.quantization import load_artifact
 
         if self.report.get("operation") == "quantize":
-            for name in ("model.pt", "model.onnx"):
+            for name in ("model.pt2", "model.pt", "model.onnx"):
                 if (self.run_dir / name).is_file():
                     return load_artifact(self.run_dir / name)
         loaded = load_model(self.run_dir)

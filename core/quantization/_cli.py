@@ -81,7 +81,7 @@ def _cmd_quantize(args: argparse.Namespace) -> Path:
         "per_channel": args.per_channel, "quant_types": args.quant_types,
         "quantize_conv": args.quantize_conv, "block_size": args.block_size,
         "symmetric": False if args.asymmetric else None, "backend": args.backend,
-        "epochs": args.epochs, "lr": args.lr, "tolerance": args.tolerance,
+        "epochs": args.epochs, "lr": args.lr, "compile": args.compile, "tolerance": args.tolerance,
         "sensitivity": args.sensitivity, "seed": args.seed,
     }
     config = make_config(args.method, options)

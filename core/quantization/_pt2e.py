@@ -69,30 +69,39 @@ def export_program(model: Any, example: Any, *, what: str = "the model") -> Any:
             "number (x.flatten(1), not x.reshape(len(x), -1)), or use an ort-* method.") from None
 
 
-def split_reused_modules(gm: Any) -> int:
-    """Give each call of a module used more than once (e.g. one ``nn.ReLU`` applied after two
-    convolutions) its own source, so X86InductorQuantizer sees one partition per call.
+def split_reused_modules(gm: Any, model: Any) -> int:
+    """Give each call of a parameterless module used more than once (e.g. one ``nn.ReLU``
+    applied after two convolutions) its own name, so X86InductorQuantizer sees one partition
+    per call (else: "Input partition has more than one output node").
 
-    Only the graph's provenance metadata changes (what the quantizer matches patterns on);
-    the computation, and so every output, stays the same. Returns the calls renamed.
+    Only provenance metadata changes (``nn_module_stack``, what the quantizer groups by; the
+    export marks the k-th call ``@k``); the computation, so every output, stays the same.
+    Returns the number of calls renamed.
     """
-    by_source: dict[str, list[Any]] = {}
+    renamed: set[tuple[str, str]] = set()
     for node in gm.graph.nodes:
-        stack = node.meta.get("source_fn_stack") if node.op == "call_function" else None
-        if stack:
-            by_source.setdefault(stack[-1][0], []).append(node)
-    renamed = 0
-    for name, nodes in by_source.items():
-        calls = {n.target for n in nodes}
-        chained = any(user in nodes for n in nodes for user in n.users)
-        if len(nodes) < 2 or len(calls) != 1 or chained:
-            continue  # one call, or one module whose call is several nodes
-        for k, node in enumerate(nodes[1:], start=1):
-            stack = list(node.meta["source_fn_stack"])
-            stack[-1] = (f"{name}__call{k}", stack[-1][1])
-            node.meta["source_fn_stack"] = stack
-            renamed += 1
-    return renamed
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        if not stack:
+            continue
+        key, (fqn, cls) = list(stack.items())[-1]
+        call = key.rpartition("@")[2] if "@" in key else ""
+        if not call.isdigit() or _has_weights(model, fqn):
+            continue
+        node.meta["nn_module_stack"] = {**stack, key: (f"{fqn}@{call}", cls)}
+        source = node.meta.get("source_fn_stack")
+        if source:
+            node.meta["source_fn_stack"] = [*source[:-1], (f"{source[-1][0]}@{call}",
+                                                           source[-1][1])]
+        renamed.add((fqn, call))
+    return len(renamed)
+
+
+def _has_weights(model: Any, fqn: str) -> bool:
+    try:
+        module = model.get_submodule(fqn)
+    except AttributeError:
+        return True  # unknown: leave it as it is
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
 def _quantizer(x86: Any, mode: str, chosen: Sequence[str], excluded: Sequence[str],
@@ -140,7 +149,7 @@ def pt2e_quantize(model: Any, example: Any, *, mode: str, chosen: Sequence[str],
     pt2e, qpt2e, x86 = _pt2e()
     model.train(mode == "qat")
     gm = export_program(model, example).module()
-    renamed = split_reused_modules(gm)
+    renamed = split_reused_modules(gm, model)
     excluded = [name for name in all_layers if name not in chosen]
     quantizer = _quantizer(x86, mode, chosen, excluded, layerwise)
     with warnings.catch_warnings():

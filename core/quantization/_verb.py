@@ -61,12 +61,14 @@ def _resolve(config: QuantizationConfig | str | None, method: str | None) -> Qua
 
 def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None = None,
                   compile_for: tuple[int, ...] | None = None,
-                  input_shape: tuple[int, ...] | None = None) -> Any:
+                  input_shape: tuple[int, ...] | None = None,
+                  compile_threads: int | None = None) -> Any:
     """The quantized artifact ready to run: an ORT session or the ``.pt2`` program's module.
 
     With ``compile_for`` (batch sizes) and ``input_shape`` the program is compiled by
     ``torch.compile`` (inductor, freezing) at those batch sizes, each compile timed
-    (``.compile_s``); ``.compile_error`` says why it runs uncompiled if inductor cannot.
+    (``.compile_s``) with ``compile_threads`` (inductor fixes the count it compiles for);
+    ``.compile_error`` says why it runs uncompiled if inductor cannot.
     """
     path = Path(path)
     if path.suffix == ".onnx":
@@ -81,7 +83,7 @@ def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None
     from core.quantization._pt2e import compile_program
 
     return compile_program(module, input_shape=tuple(input_shape or ()),
-                           batch_sizes=compile_for, threads=threads)
+                           batch_sizes=compile_for, threads=compile_threads or threads)
 
 
 def _val_split(data: Any) -> str:
@@ -362,9 +364,14 @@ def _compile_options(cfg: QuantizationConfig, data: Any, measure_options: Any,
         wanted = os.environ.get(COMPILE_ENV, "1").strip() != "0"
     if not wanted:
         return {}
-    sizes = tuple((measure_options or {}).get("batch_sizes") or (1, 64))
+    from core.measure._target import resolve_target
+
+    opts = dict(measure_options or {})
+    target = resolve_target(batch_sizes=opts.get("batch_sizes"), threads=opts.get("threads"))
+    sizes = tuple(target.batch_sizes)
     cb.progress(0.78, f"Compiling the INT8 program (torch.compile, batch {sizes})")
-    return {"compile_for": sizes, "input_shape": tuple(data.input_shape)}
+    return {"compile_for": sizes, "input_shape": tuple(data.input_shape),
+            "compile_threads": target.thread_counts[0]}
 
 
 def _program_figures(report: dict[str, Any], info: Mapping[str, Any], result: Any) -> bool:
