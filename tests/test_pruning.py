@@ -94,9 +94,15 @@ def test_method_contract(method, baseline_dir, digits, tmp_path):
     params, nonzero = _count(weights)
     res, base = report["result"], report["baseline"]
     assert (res["params"], res["nonzero_params"]) == (params, nonzero)
-    artifact = out / ("model.safetensors" if method.startswith("structured") else
-                      "model.sparse.npz")
+    # structured: the deployable model.onnx is the size (safetensors listed separately);
+    # unstructured: the compact sparse weights are the download
+    artifact = out / ("model.onnx" if method.startswith("structured") else "model.sparse.npz")
     assert res["size_bytes"] == artifact.stat().st_size
+    if method.startswith("structured"):
+        formats = report["pruning"]["formats_bytes"]
+        assert formats == {"onnx": artifact.stat().st_size,
+                           "safetensors": (out / "model.safetensors").stat().st_size}
+        assert base["size_bytes"] == (baseline_dir / "model.onnx").stat().st_size
     assert res["accuracy"] == pytest.approx(evaluate(loaded.model, digits, "test").accuracy)
     again = measure(loaded.model, digits, files=[artifact], **FAST)
     assert (again.params, again.nonzero_params, again.size_bytes) == \

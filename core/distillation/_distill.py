@@ -12,7 +12,12 @@ import numpy as np
 from core.callbacks import Callbacks
 from core.distillation._config import DistillConfig
 from core.distillation._methods import Setup
-from core.distillation._student import build_student, check_student
+from core.distillation._student import (
+    build_student,
+    check_student,
+    converted_student,
+    onnx_student,
+)
 from core.distillation._transfer import build_transfer_set
 from core.errors import InvalidParameterError, UnsupportedModelError
 
@@ -75,7 +80,7 @@ def _open_model(model: Any, data: Any) -> dict[str, Any]:
         report = read_report(path) if path.is_dir() else None
         loaded = load_model(path)
         return {"model": loaded.model, "files": loaded.files(), "meta": loaded.meta,
-                "kind": loaded.kind, "data": _resolve_data(data, report),
+                "kind": loaded.kind, "data": _resolve_data(data, report), "loaded": loaded,
                 "parent": path.name if report is not None else None, "path": str(path)}
     if model is None:
         raise InvalidParameterError("teacher", "a model, run folder or model file", None)
@@ -108,6 +113,9 @@ def _student(config: DistillConfig, student: Any, teacher: dict[str, Any], data:
     seed_everything(config.seed)
     given = student if student is not None else config.student
     if given is None:
+        if teacher["kind"] == "onnx" and config.family is None and not _builtin_meta(teacher):
+            return onnx_student(teacher.get("loaded"), data, width=config.width,
+                                depth=config.depth, seed=config.seed)
         model = build_student(teacher["model"] if teacher["kind"] != "onnx" else None, data,
                               width=config.width, depth=config.depth, family=config.family,
                               teacher_meta=teacher["meta"])
@@ -115,12 +123,23 @@ def _student(config: DistillConfig, student: Any, teacher: dict[str, Any], data:
                       f"{config.depth:g})"
     if isinstance(given, (str, Path)):
         loaded = load_model(given)
+        if loaded.kind == "onnx":
+            return converted_student(loaded, what="student"), f"given: {Path(given).name} " \
+                "(ONNX, converted to a trainable torch module)"
         if loaded.kind != "builtin":
             raise UnsupportedModelError(
                 f"The student '{given}' is {loaded.kind}; a student must be trainable: a "
                 "built-in run folder (model.json + model.safetensors).")
         return loaded.model, f"given: {given}"
     return copy.deepcopy(given), f"given: {type(given).__name__}"
+
+
+def _builtin_meta(teacher: dict[str, Any]) -> bool:
+    """Whether an ONNX teacher's run folder records a built-in family (its own or its
+    source model's), from which a student can be scaled."""
+    meta = teacher["meta"] or {}
+    return any(m.get("family") and m.get("kwargs")
+               for m in (meta, meta.get("source_model") or {}))
 
 
 def _label_only_epochs(config: DistillConfig, n_transfer: int, n_labelled: int) -> int:

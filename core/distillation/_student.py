@@ -80,6 +80,71 @@ def build_student(teacher: Any, data: Any, *, width: float, depth: float,
     return build_model(spec.family, **scaled_spec(spec, width=width, depth=depth).kwargs)
 
 
+def converted_student(loaded: Any, *, what: str) -> Any:
+    """An ONNX model (a LoadedModel) as a trainable torch module (onnx2torch, checked
+    against ONNX Runtime), or one clear refusal naming why."""
+    from core.artifacts import trainable_module
+    from core.artifacts._convert_modules import FixedBatch
+    from core.errors import StudioError
+
+    if loaded is None:
+        raise UnsupportedModelError(
+            f"The {what} is an ONNX Runtime session without its file; pass the .onnx path so "
+            "it can be converted to a trainable torch module, or give a student.")
+    try:
+        module = trainable_module(loaded)
+    except StudioError as exc:
+        raise UnsupportedModelError(
+            f"The {what} cannot be trained: {exc} Give a student (--student run folder, or "
+            "--family cnn|mlp|vit).") from None
+    if isinstance(module, FixedBatch):
+        raise UnsupportedModelError(
+            f"The {what} is an ONNX graph whose batch size is fixed in its shapes, so it "
+            "cannot be trained as a torch module. Export it with a dynamic batch, or give a "
+            "student (--family cnn|mlp|vit).")
+    return module
+
+
+def onnx_student(loaded: Any, data: Any, *, width: float, depth: float,
+                 seed: int) -> tuple[Any, str]:
+    """The student for an ONNX teacher: the teacher's own architecture (converted to torch)
+    with ``1 − width`` of its channels/neurons removed by structured pruning (Torch-Pruning;
+    the kept weights are its start), or at width 1 the same architecture freshly initialized.
+    ``depth`` < 1 cannot apply to an arbitrary graph."""
+    import torch
+
+    from core.pruning import PruningConfig
+    from core.pruning._structured import StructuredPruner
+
+    if depth != 1.0:
+        raise InvalidParameterError(
+            "depth", "1.0 for an ONNX teacher (its layers cannot be dropped; use --width, or "
+            "--family cnn|mlp|vit)", depth)
+    module = converted_student(loaded, what="teacher")
+    if width > 0.95:  # less than the smallest pruning step (5 %): the same width
+        torch.manual_seed(seed)
+        for layer in module.modules():  # a fresh start ("born-again" student)
+            if layer is not module and hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+        return module, ("the teacher's architecture (ONNX, converted to torch), same width, "
+                        "freshly initialized")
+    cfg = PruningConfig(method="structured-l2", sparsity=round(1.0 - width, 6),
+                        finetune_epochs=0, seed=seed)
+    example = torch.from_numpy(data.X_train[:2])
+    try:
+        StructuredPruner(module, example, cfg).step(data)
+        with torch.no_grad():
+            module.eval()(example)
+    except Exception as exc:
+        text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UnsupportedModelError(
+            f"A student at width {width:g} cannot be cut from this ONNX teacher's converted "
+            f"graph ({text}). Give --width 1 (its own architecture), a student "
+            "(--student), or a family (--family cnn|mlp|vit).") from None
+    return module, (f"the teacher's architecture (ONNX, converted to torch) at width "
+                    f"{width:g}: channels/neurons removed by structured pruning (L2)")
+
+
 def check_student(student: Any, data: Any, num_classes: int) -> None:
     """The student must take the data's inputs and output the teacher's classes."""
     import torch

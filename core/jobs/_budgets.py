@@ -100,7 +100,8 @@ def _quantize(config: dict[str, Any], resolve: Callable[..., Any]) -> None:
 
 def _prune(config: dict[str, Any], resolve: Callable[..., Any]) -> None:
     cfg = config["config"]
-    epochs = int(cfg.get("finetune_epochs", 0)) * int(cfg.get("steps", 1))
+    ft = cfg.get("finetune_epochs")  # None/absent: chosen per model, at most 10 epochs
+    epochs = int(10 if ft is None else ft) * int(cfg.get("steps", 1))
     if epochs:
         _samples("finetune_epochs", epochs, _job_facts(config, resolve),
                  cfg.get("finetune_epochs"), f"{cfg.get('steps', 1)} steps × fine-tune")
@@ -154,7 +155,8 @@ def _auto(config: dict[str, Any], resolve: Callable[..., Any]) -> None:
 
 def _step_epochs(kind: str, options: Mapping[str, Any]) -> int:
     if kind == "prune":
-        return int(options.get("finetune_epochs", 1)) * int(options.get("steps", 1))
+        epochs = options.get("finetune_epochs", 1)
+        return int(10 if epochs is None else epochs) * int(options.get("steps", 1))
     if kind in ("train", "finetune"):
         return int(options.get("epochs", 10))
     if kind == "distill":

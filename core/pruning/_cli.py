@@ -33,16 +33,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="fraction removed: channels per layer (structured) or weights "
                         "(unstructured), 0.05–0.95")
     p.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES),
-                   help="prune at once, or in --steps growing steps (cubic) with fine-tuning")
+                   help="prune at once (default), in --steps growing steps (gradual: cubic), "
+                        "or linearly from --start-epoch to --end-epoch (linear), each step "
+                        "followed by fine-tuning")
     p.add_argument("--steps", type=int, default=None,
                    help="pruning steps of the gradual (cubic) schedule (default 3)")
-    p.add_argument("--finetune-epochs", type=int, default=PruningConfig.finetune_epochs,
+    p.add_argument("--start-epoch", type=int, default=PruningConfig.start_epoch,
+                   help="linear schedule: sparsity 0 up to this epoch (default "
+                        f"{PruningConfig.start_epoch})")
+    p.add_argument("--end-epoch", type=int, default=PruningConfig.end_epoch,
+                   help="linear schedule: full --sparsity from this epoch on (default "
+                        f"{PruningConfig.end_epoch})")
+    p.add_argument("--frequency", type=int, default=PruningConfig.frequency,
+                   help="linear schedule: epochs between pruning steps (default "
+                        f"{PruningConfig.frequency})")
+    p.add_argument("--finetune-epochs", type=int, default=None,
                    help="fine-tuning epochs after each pruning step (0: none; the best "
-                        "validated epoch is kept, including none)")
-    p.add_argument("--lr", type=float, default=PruningConfig.lr, help="fine-tuning learning rate")
-    p.add_argument("--distill-alpha", type=float, default=0.0,
+                        "validated epoch is kept, including none; default: chosen per model, "
+                        "5, or 10 with attention layers)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="fine-tuning learning rate (default: chosen per model: 0.005, 0.002 "
+                        "with attention layers, halved above 1 M parameters)")
+    p.add_argument("--distill-alpha", type=float, default=None,
                    help="weight of the unpruned model's soft targets in the fine-tune loss "
-                        "(0: labels only)")
+                        "(0: labels only; default: chosen per model, 0 today)")
     p.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     p.add_argument("--round-to", type=int, default=None,
                    help="keep channel counts a multiple of this (structured)")
@@ -65,6 +79,7 @@ def _cmd_prune(args: argparse.Namespace) -> Path:
     steps = args.steps if args.steps is not None else (3 if args.schedule == "gradual" else 1)
     cfg = PruningConfig(
         method=args.method, sparsity=args.sparsity, schedule=args.schedule, steps=steps,
+        start_epoch=args.start_epoch, end_epoch=args.end_epoch, frequency=args.frequency,
         finetune_epochs=args.finetune_epochs, lr=args.lr, batch_size=args.batch_size,
         distill_alpha=args.distill_alpha,
         round_to=args.round_to, attention=args.attention, seed=args.seed,

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.config import Config
 from core.errors import InvalidParameterError, check_range
 from core.training._train import OPTIMIZERS
 
-SCHEDULES = ("oneshot", "gradual")
+SCHEDULES = ("oneshot", "gradual", "linear")
 ATTENTION_MODES = ("heads", "head-dims")
 STRUCTURED = ("structured-l1", "structured-l2", "structured-taylor")
 UNSTRUCTURED = ("l1-unstructured", "global-magnitude", "random-unstructured",
                 "taylor-unstructured", "movement")
 SPARSITY_LOW, SPARSITY_HIGH = 0.05, 0.95
+AUTO_OPTIONS = ("finetune_epochs", "lr", "optimizer", "weight_decay", "distill_alpha")
 
 
 @dataclass(frozen=True)
@@ -26,22 +28,31 @@ class PruningConfig(Config):
     Every fine-tune first re-estimates BatchNorm statistics and keeps its best validated
     epoch (0 = the pruned model before fine-tuning). ``distill_alpha > 0`` adds the unpruned
     model's soft targets (temperature ``distill_temperature``) to the fine-tune loss.
+    ``finetune_epochs``, ``lr``, ``optimizer``, ``weight_decay`` and ``distill_alpha`` left at
+    None are chosen per
+    model (``core.training.finetune_defaults``: size, attention, depthwise convolutions) and
+    recorded in the report. ``schedule="linear"`` ramps the sparsity linearly: 0 up to
+    ``start_epoch``, ``sparsity`` from ``end_epoch`` on, a pruning step every ``frequency``
+    epochs in between (each followed by ``finetune_epochs`` of fine-tuning).
     """
 
     method: str = "structured-l2"
     sparsity: float = 0.5
     schedule: str = "oneshot"
     steps: int = 1
-    finetune_epochs: int = 5
-    lr: float = 0.005
+    finetune_epochs: int | None = None
+    lr: float | None = None
     batch_size: int = 64
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    distill_alpha: float = 0.0
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    distill_alpha: float | None = None
     distill_temperature: float = 4.0
     round_to: int | None = None
     ignore: tuple[str, ...] = ()
     attention: str = "heads"
+    start_epoch: int = 0
+    end_epoch: int = 3
+    frequency: int = 1
     score_batches: int = 4
     seed: int = 0
 
@@ -60,13 +71,25 @@ class PruningConfig(Config):
         check_range("steps", self.steps, low=1, high=50, kind=int)
         if self.schedule == "gradual" and self.steps < 2:
             raise InvalidParameterError("steps", "≥ 2 for the gradual schedule", self.steps)
-        check_range("finetune_epochs", self.finetune_epochs, low=0, high=1000, kind=int)
-        check_range("lr", self.lr, low=0, high=10, low_inclusive=False)
+        check_range("start_epoch", self.start_epoch, low=0, high=1000, kind=int)
+        check_range("end_epoch", self.end_epoch, low=1, high=1000, kind=int)
+        if self.schedule == "linear" and self.end_epoch <= self.start_epoch:
+            raise InvalidParameterError("end_epoch", f"greater than start_epoch "
+                                        f"({self.start_epoch}) for the linear schedule",
+                                        self.end_epoch)
+        check_range("frequency", self.frequency, low=1, high=1000, kind=int)
+        if self.finetune_epochs is not None:
+            check_range("finetune_epochs", self.finetune_epochs, low=0, high=1000, kind=int)
+        if self.lr is not None:
+            check_range("lr", self.lr, low=0, high=10, low_inclusive=False)
         check_range("batch_size", self.batch_size, low=1, high=65_536, kind=int)
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidParameterError("optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
-        check_range("weight_decay", self.weight_decay, low=0, high=1)
-        check_range("distill_alpha", self.distill_alpha, low=0, high=1)
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise InvalidParameterError("optimizer", f"one of {list(OPTIMIZERS)} (or None: "
+                                        "chosen per model)", self.optimizer)
+        if self.weight_decay is not None:
+            check_range("weight_decay", self.weight_decay, low=0, high=1)
+        if self.distill_alpha is not None:
+            check_range("distill_alpha", self.distill_alpha, low=0, high=1)
         check_range("distill_temperature", self.distill_temperature, low=0, high=100,
                     low_inclusive=False)
         if self.round_to is not None:
@@ -78,7 +101,8 @@ class PruningConfig(Config):
                                         self.attention)
         check_range("score_batches", self.score_batches, low=1, high=10_000, kind=int)
         check_range("seed", self.seed, low=0, kind=int)
-        if self.method == "movement" and self.finetune_epochs < 1:
+        if self.method == "movement" and self.finetune_epochs is not None \
+                and self.finetune_epochs < 1:
             raise InvalidParameterError(
                 "finetune_epochs", "≥ 1 for movement pruning (its scores are gathered while "
                 "fine-tuning)", self.finetune_epochs)
@@ -87,11 +111,33 @@ class PruningConfig(Config):
     def structured(self) -> bool:
         return self.method in STRUCTURED
 
+    def for_model(self, model: Any) -> tuple["PruningConfig", dict[str, Any]]:
+        """This config with its None fine-tune options filled for ``model``, and a record of
+        what was chosen (``chosen_for_model``) or given."""
+        from core.training import finetune_defaults
+
+        defaults = finetune_defaults(model)
+        chosen = {k: getattr(defaults, "epochs" if k == "finetune_epochs" else k)
+                  for k in AUTO_OPTIONS if getattr(self, k) is None}
+        record = {"given": {k: getattr(self, k) for k in AUTO_OPTIONS if k not in chosen},
+                  "chosen_for_model": chosen, "reason": defaults.reason}
+        return self.replace(**chosen), record
+
     def targets(self) -> list[float]:
-        """The sparsity reached after each step (cubic schedule for ``gradual``)."""
+        """The sparsity reached after each step (cubic for ``gradual``, linear by epoch for
+        ``linear``)."""
         if self.schedule == "oneshot":
             return [float(self.sparsity)]
+        if self.schedule == "linear":
+            return [linear_schedule(self.sparsity, self.start_epoch, self.end_epoch, e)
+                    for e in self.pruning_epochs()]
         return cubic_schedule(self.sparsity, self.steps)[1:]
+
+    def pruning_epochs(self) -> list[int]:
+        """The epochs at which the linear schedule prunes (every ``frequency``, last at
+        ``end_epoch``)."""
+        epochs = list(range(self.start_epoch + self.frequency, self.end_epoch, self.frequency))
+        return [*epochs, self.end_epoch]
 
 
 def cubic_schedule(target: float, steps: int) -> list[float]:
@@ -99,3 +145,13 @@ def cubic_schedule(target: float, steps: int) -> list[float]:
 
     Also a Torch-Pruning ``iterative_pruning_ratio_scheduler`` (same signature)."""
     return [float(target) * (1.0 - (1.0 - i / steps) ** 3) for i in range(steps + 1)]
+
+
+def linear_schedule(target: float, start_epoch: int, end_epoch: int, epoch: int) -> float:
+    """Sparsity at ``epoch`` of a linear ramp: 0 until ``start_epoch``, ``target`` from
+    ``end_epoch`` on, ``target · (epoch − start) / (end − start)`` in between."""
+    if epoch <= start_epoch:
+        return 0.0
+    if epoch >= end_epoch:
+        return float(target)
+    return float(target) * (epoch - start_epoch) / (end_epoch - start_epoch)

@@ -63,6 +63,7 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
     from core.pruning._unstructured import MaskedPruner
 
     cb = Callbacks.ensure(callbacks)
+    cfg, finetune_choice = cfg.for_model(model)
     targets = cfg.targets()
     movement = cfg.method == "movement"
     rounds = len(targets) + (1 if movement else 0)
@@ -127,7 +128,8 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
             cb.metrics({**row, "phase": "step"})
     cb.progress(span, "Pruning done")
     model.eval()
-    return {"targets": targets, "history": history, "accuracy_before_finetune": before_ft,
+    return {"targets": targets, "history": history, "finetune_options": finetune_choice,
+            "accuracy_before_finetune": before_ft,
             "finetune": finetunes, "finetune_kept_epoch": finetunes[-1]["chosen_epoch"]
             if finetunes else None,
             "width_attributes_updated": dict(getattr(pruner, "synced", {}) or {})}

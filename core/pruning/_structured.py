@@ -125,8 +125,7 @@ class StructuredPruner:
                     model, example, importance=importance_for(cfg.method),
                     pruning_ratio=cfg.sparsity, ignored_layers=ignored,
                     iterative_steps=steps,
-                    iterative_pruning_ratio_scheduler=(
-                        cubic_schedule if cfg.schedule == "gradual" else _linear),
+                    iterative_pruning_ratio_scheduler=_scheduler(cfg),
                     round_to=round_to, **kwargs)
             if self.blocks and cfg.attention == "heads":
                 self.pruner.per_step_head_pruning_ratio = head_step_ratios(
@@ -210,6 +209,15 @@ def head_step_ratios(heads: int, cfg: PruningConfig) -> list[float]:
 
 def _linear(target: float, steps: int) -> list[float]:
     return [target * i / steps for i in range(steps + 1)]
+
+
+def _scheduler(cfg: PruningConfig) -> Callable[[float, int], list[float]]:
+    """Torch-Pruning's per-step ratio scheduler for ``cfg``'s schedule."""
+    if cfg.schedule == "gradual":
+        return cubic_schedule
+    if cfg.schedule == "linear":
+        return lambda target, steps: [0.0, *cfg.targets()]
+    return _linear
 
 
 def check_forward(model: nn.Module, data: Any) -> None:

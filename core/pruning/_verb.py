@@ -190,6 +190,21 @@ def _baseline_onnx(model: Any, data: Any, folder: Path) -> list[Path]:
     return onnx_files(folder / "baseline.onnx")
 
 
+def _formats(deployable: list[Path], *native: Path) -> dict[str, int]:
+    """Every saved format's bytes: the deployable ONNX (with external data) and the others."""
+    names = {".safetensors": "safetensors", ".pt2": "torch.export", ".pt": "torchscript"}
+    out = {"onnx": sum(f.stat().st_size for f in deployable)}
+    out.update({names[f.suffix]: f.stat().st_size for f in native if f.is_file()})
+    return out
+
+
+def _builtin_baseline_onnx(source: Any, original: Any, data: Any, scratch: Path) -> list[Path]:
+    """The unpruned built-in model's ONNX bytes: its run folder's model.onnx, else exported."""
+    if isinstance(source, (str, Path)) and (Path(source) / "model.onnx").is_file():
+        return onnx_files(Path(source) / "model.onnx")
+    return _baseline_onnx(original, data, scratch)
+
+
 def _refusal(kind: str, method: str) -> str | None:
     """Why ``method`` cannot prune a model of this kind, or None when it can."""
     if kind == "onnx":
@@ -249,10 +264,12 @@ def prune(
     if reason:
         raise UnsupportedModelError(reason)
     _check_fits(original, dataset)
+    cfg, finetune_choice = cfg.for_model(original)  # None options chosen for this model
     working = _copy(original)
     for p in working.parameters():
         p.requires_grad_(True)
     log = method.fn(working, dataset, cfg, _sub(cb, 0.0, 1.0, metrics=True))
+    log["finetune_options"] = finetune_choice
     layers = layer_table(original, working)
     notes: list[str] = []
     extra: dict[str, Any] = {}
@@ -264,9 +281,14 @@ def prune(
 
             final, diff = materialise(working, dataset)
             saved = save_model(final, tmp, data=dataset)
-            files = [tmp / "model.safetensors"]
+            files = onnx_files(tmp / "model.onnx")  # the deployable artifact is the size
             extra.update(widths_after=builtin_widths(final), materialise_max_abs_diff=diff,
-                         onnx_parity_max_abs_diff=saved["onnx_parity"])
+                         onnx_parity_max_abs_diff=saved["onnx_parity"],
+                         formats_bytes=_formats(files, tmp / "model.safetensors"))
+            notes.append("The size is model.onnx's bytes (the deployable artifact); "
+                         "model.safetensors is the same model for torch, listed separately.")
+            base_files = _builtin_baseline_onnx(model_or_run_dir, original, dataset,
+                                                Path(scratch))
         elif kind == "builtin":
             final = working
             saved = save_model(final, tmp, data=dataset, extra_meta={"weights": SPARSE_FILE})

@@ -2,12 +2,16 @@
 
 from core.measure import Metrics, evaluate
 from core.training._finetune import (
+    FinetuneDefaults,
     FinetuneResult,
     distillation_loss,
     finetune,
+    finetune_defaults,
+    model_traits,
     recalibrate_batchnorm,
 )
 from core.training._train import TrainConfig, TrainResult, seed_everything, train
 
-__all__ = ["FinetuneResult", "Metrics", "TrainConfig", "TrainResult", "distillation_loss",
-           "evaluate", "finetune", "recalibrate_batchnorm", "seed_everything", "train"]
+__all__ = ["FinetuneDefaults", "FinetuneResult", "Metrics", "TrainConfig", "TrainResult",
+           "distillation_loss", "evaluate", "finetune", "finetune_defaults", "model_traits",
+           "recalibrate_batchnorm", "seed_everything", "train"]

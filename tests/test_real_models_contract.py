@@ -1,0 +1,111 @@
+"""Issue 13's contract for an uploaded ONNX model beyond pruning: QAT refuses with one clear
+message before any work; distillation trains a student of the user's own architecture
+(converted with onnx2torch) or refuses clearly; fine-tune defaults follow the architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from core.data import load_dataset
+from core.errors import StudioError, UnsupportedModelError
+from tests.helpers import zoo
+
+FAST = {"budget_s": 0.02, "memory": False}
+
+
+@pytest.fixture(scope="module")
+def user_onnx(tmp_path_factory):
+    """A user's small digits CNN, trained briefly, exported with torch 2.13's defaults
+    (dynamo exporter: model.onnx + model.onnx.data)."""
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10))
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    X, y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
+    for _ in range(40):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(X), y).backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("user") / "net.onnx"
+    torch.onnx.export(net.eval(), (torch.from_numpy(data.X_test[:1]),), str(path))
+    return path, data
+
+
+def _ort_accuracy(onnx_path, data) -> float:
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {sess.get_inputs()[0].name: data.X_test})[0]
+    return float((logits.argmax(1) == data.y_test).mean())
+
+
+def test_qat_on_an_onnx_upload_refuses_before_any_work(user_onnx, tmp_path):
+    from core.quantization import quantize
+
+    path, data = user_onnx
+    with pytest.raises(UnsupportedModelError, match="torch-qat-int8.*ONNX.*ort-static-int8"):
+        quantize(path, data, "torch-qat-int8", out_dir=tmp_path / "q", measure_options=FAST)
+    assert not (tmp_path / "q").exists()
+
+
+def test_distillation_from_an_onnx_teacher_trains_its_own_architecture(user_onnx, tmp_path):
+    from core.distillation import DistillConfig, distill
+
+    path, data = user_onnx
+    run = distill(path, data, DistillConfig(width=1.0, epochs=2), out_dir=tmp_path / "d",
+                  measure_options=FAST)
+    rep = run.report
+    student = rep["distillation"]["student"]
+    assert "converted" in student["origin"]
+    graph = onnx.load(str(path)).graph
+    teacher_params = sum(int(np.prod(i.dims)) for i in graph.initializer
+                         if i.data_type == onnx.TensorProto.FLOAT)
+    assert student["params"] == teacher_params  # the teacher's architecture, same width
+    # the shipped ONNX scores what the report says (ONNX Runtime alone)
+    assert abs(_ort_accuracy(tmp_path / "d" / "model.onnx", data)
+               - rep["result"]["accuracy"]) <= 0.001
+    assert rep["result"]["accuracy"] > 0.3  # it learned (2 epochs from a fresh start)
+
+
+def test_a_narrower_student_of_an_onnx_teacher_works_or_refuses_clearly(user_onnx, tmp_path):
+    from core.distillation import DistillConfig, distill
+
+    path, data = user_onnx
+    try:
+        run = distill(path, data, DistillConfig(width=0.5, epochs=1), out_dir=tmp_path / "d",
+                      measure_options=FAST)
+    except StudioError as exc:
+        assert "width 0.5" in str(exc) and "--family" in str(exc)
+        assert "/" not in str(exc).split("(")[0]  # no server paths
+        assert not (tmp_path / "d").exists()
+        return
+    assert run.report["distillation"]["student"]["params"] < run.report["baseline"]["params"]
+
+
+def test_an_onnx_student_file_is_converted_and_trained(user_onnx, tmp_path):
+    from core.distillation import DistillConfig, distill
+
+    path, data = user_onnx
+    run = distill(path, data, DistillConfig(epochs=1), student=str(path),
+                  out_dir=tmp_path / "s", measure_options=FAST)
+    assert "ONNX, converted" in run.report["distillation"]["student"]["origin"]
+    assert (tmp_path / "s" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("build, lr, epochs", [
+    (lambda: zoo.vit_like(image_size=16, patch_size=4), 0.002, 10),
+    (lambda: zoo.resnet_like(), 0.005, 5),
+    (lambda: zoo.mobilenet_v3_like(width=16), 0.005, 5),
+])
+def test_finetune_defaults_follow_the_architecture(build, lr, epochs):
+    from core.pruning import PruningConfig
+
+    cfg, record = PruningConfig().for_model(build())
+    assert (cfg.lr, cfg.finetune_epochs) == (lr, epochs)
+    assert record["chosen_for_model"]["lr"] == lr and record["reason"]
+    given, _ = PruningConfig(lr=0.01, finetune_epochs=1).for_model(build())
+    assert (given.lr, given.finetune_epochs) == (0.01, 1)  # what the user gives is kept
