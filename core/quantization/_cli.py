@@ -58,6 +58,9 @@ def add_parser(subparsers: Any) -> None:
                         f"{method_default(TorchQatInt8Config, 'epochs')}")
     p.add_argument("--lr", type=float, default=None,
                    help=f"torch-qat-int8 learning rate {method_default(TorchQatInt8Config, 'lr')}")
+    p.add_argument("--no-compile", dest="compile", action="store_false", default=None,
+                   help="torch-* INT8: time the program uncompiled (much slower, no compile "
+                        "wait; default: torch.compile, unless STUDIO_TORCH_COMPILE=0)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="max validation accuracy drop; keeps the most sensitive layers in "
                         "float (default: none, every layer quantized)")
