@@ -281,7 +281,7 @@ def create_app(ctx: Any = None, demo: Any = None) -> Any:
     app.add_middleware(UploadQuota, quota_bytes=int(ctx.upload_quota_mb * 2**20))
     return gr.mount_gradio_app(app, demo, path="/", allowed_paths=kw["allowed_paths"],
                                max_file_size=kw["max_file_size"],
-                               ssr_mode=False, theme=kw.get("theme"))
+                               ssr_mode=False, theme=kw.get("theme"), css=kw.get("css"))
 
 
 def serve(app: Any, host: str, port: int) -> None:

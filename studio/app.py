@@ -26,6 +26,9 @@ TABS: list[tuple[str, str]] = [
 ]
 
 TITLE = "Optimization Studio"
+# A failed run's "Error" pill sits in the status box's top-right corner: make room for it
+# so it never covers the headline ("Failed — …").
+STUDIO_CSS = ".run-status:has(.error) { padding-top: 2.2rem !important; }"
 
 
 def build_app(ctx: StudioContext | None = None):
@@ -62,6 +65,7 @@ def launch_kwargs(ctx: StudioContext, host: str | None = None, port: int | None 
         "max_file_size": int(ctx.upload_limit_mb * 2**20),  # refused before it is stored
         "ssr_mode": False,
         "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"]),
+        "css": STUDIO_CSS,
     }
 
 

@@ -247,10 +247,27 @@ class StudioContext:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def variant_choices(self, request: Any) -> list[tuple[str, str]]:
-        """Dropdown choices ``(friendly label, run id)`` for this workspace's variants."""
+        """Dropdown choices ``(friendly label, run id)`` for this workspace's variants (the
+        user's own names where given)."""
+        from studio.names import custom_names
+
         reports = self.reports(request)
-        names = {p.name: r for p, r in reports}
-        return [(variant_label(r, names), p.name) for p, r in reports]
+        by_id = {p.name: r for p, r in reports}
+        own = custom_names(self.session_dir(request))
+        return [(variant_label(r, by_id, own.get(p.name)), p.name) for p, r in reports]
+
+    def rename(self, request: Any, run_id: str, name: str) -> str:
+        """Name a variant of this workspace ("" restores the derived name)."""
+        from studio.names import set_custom_name
+
+        path = self.find_run(request, run_id)
+        return set_custom_name(self.session_dir(request), path.name, name)
+
+    def display_name(self, request: Any, path: Path, report: dict[str, Any]) -> str:
+        """What the user calls this variant: their own name, else the derived one."""
+        from studio.names import custom_names, display_name
+
+        return display_name(report, path.name, custom_names(self.session_dir(request)))
 
 
 def describe(report: dict[str, Any]) -> str:
@@ -261,8 +278,10 @@ def describe(report: dict[str, Any]) -> str:
     return f"{text} (acc {acc:.3f})" if isinstance(acc, float) else text
 
 
-def variant_label(report: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
-    """A picker label: the friendly name, indented by lineage depth, accuracy, time made."""
+def variant_label(report: dict[str, Any], reports: dict[str, dict[str, Any]],
+                  own_name: str | None = None) -> str:
+    """A picker label: the user's or the friendly name, indented by lineage depth, accuracy,
+    time made."""
     from studio.names import friendly_name
 
     depth, parent = 0, report.get("parent")
@@ -273,7 +292,7 @@ def variant_label(report: dict[str, Any], reports: dict[str, dict[str, Any]]) ->
     extra = " · ".join(x for x in (f"acc {acc:.3f}" if isinstance(acc, float) else "", made)
                        if x)
     indent = "  " * max(depth - 1, 0) + ("↳ " if depth else "")
-    return f"{indent}{friendly_name(report)}" + (f"  ({extra})" if extra else "")
+    return f"{indent}{own_name or friendly_name(report)}" + (f"  ({extra})" if extra else "")
 
 
 Handler = Callable[..., Any]

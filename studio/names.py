@@ -73,3 +73,30 @@ def custom_names(session_dir: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+MAX_NAME = 60
+
+
+def set_custom_name(session_dir: Path, run_id: str, name: str) -> str:
+    """Give a variant of this workspace a name of the user's own ("" restores the derived
+    one); returns the name kept. Control characters are dropped, the length is bounded."""
+    from core.errors import InvalidParameterError
+
+    clean = " ".join("".join(ch if ch.isprintable() else " " for ch in str(name or "")).split())
+    if len(clean) > MAX_NAME:
+        raise InvalidParameterError("name", f"at most {MAX_NAME} characters", len(clean))
+    names = custom_names(session_dir)
+    if clean:
+        names[run_id] = clean
+    else:
+        names.pop(run_id, None)
+    tmp = session_dir / f".{NAMES_FILE}.tmp"
+    tmp.write_text(json.dumps(names, ensure_ascii=False, indent=1))
+    tmp.replace(session_dir / NAMES_FILE)
+    return clean
+
+
+def display_name(report: dict[str, Any], run_id: str, names: dict[str, str]) -> str:
+    """The user's name for a variant if it has one, else the derived friendly name."""
+    return names.get(run_id) or friendly_name(report)

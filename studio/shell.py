@@ -81,6 +81,10 @@ def build_bar(ctx: StudioContext) -> Shell:
         shell.current = gr.Dropdown(
             [], label="Current model (every tab starts from it)", scale=4,
             elem_id="current-model", interactive=True)
+        with gr.Column(scale=2, min_width=200):
+            rename_box = gr.Textbox(label="Rename the current model (Enter; empty: the "
+                                    "derived name)", max_length=60, elem_id="rename-model",
+                                    max_lines=1)
         with gr.Column(scale=2, min_width=220):
             with gr.Accordion("Workspace", open=False, elem_id="workspace-box"):
                 gr.Markdown("Your work is kept on the server under a private key stored in "
@@ -93,6 +97,7 @@ def build_bar(ctx: StudioContext) -> Shell:
                     open_btn = gr.Button("Open workspace", size="sm")
                     new_btn = gr.Button("New workspace", size="sm", elem_id="new-workspace")
     shell.key_box, shell.open_btn, shell.new_btn = key_box, open_btn, new_btn
+    shell.rename_box = rename_box
     return shell
 
 
@@ -108,6 +113,12 @@ def wire(shell: Shell, demo: Any, tabs: Any) -> None:
         if run_id:
             call(lambda: ctx.set_current(request, run_id))
 
+    def on_rename(name: str, run_id: str, request: gr.Request):
+        if not run_id:
+            raise gr.Error("No current model yet: train or upload one first.")
+        call(lambda: ctx.rename(request, run_id, name))
+        return "", current_update(ctx, request)
+
     def on_new(request: gr.Request):
         return ctx.bind_workspace(request, None)
 
@@ -121,8 +132,10 @@ def wire(shell: Shell, demo: Any, tabs: Any) -> None:
     bound = demo.load(on_bind, [shell.workspace], [shell.workspace, shell.key_box,
                                                    shell.current], api_visibility="private")
     picked = shell.current.input(on_pick, [shell.current], None, api_visibility="private")
+    renamed = shell.rename_box.submit(on_rename, [shell.rename_box, shell.current],
+                                      [shell.rename_box, shell.current], api_name="rename")
     for fn, inputs, outputs in shell.hooks:
-        for event in (bound, picked):
+        for event in (bound, picked, renamed):
             event.then(fn, inputs, outputs, api_visibility="private")
     demo.load(None, None, None, js=LEAVE_GUARD_JS)
     def on_tab(request: gr.Request):

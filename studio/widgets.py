@@ -99,3 +99,50 @@ def run_stop_buttons(label: str, stop_label: str = "Stop") -> tuple[Any, Any]:
 
     with gr.Row():
         return gr.Button(label, variant="primary"), gr.Button(stop_label, variant="stop")
+
+
+def run_kind(folder: Any) -> str:
+    """The model kind of a run folder, read from its files without loading it (the order of
+    ``core.artifacts.load_model``): builtin, onnx, torchscript or export."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    if (folder / "model.json").is_file() and any(
+            (folder / n).is_file() for n in ("model.safetensors", "model.sparse.npz")):
+        return "builtin"
+    for name, kind in (("model.onnx", "onnx"), ("model.pt", "torchscript"),
+                       ("model.pt2", "export")):
+        if (folder / name).is_file():
+            return kind
+    return "builtin"
+
+
+def applicable(area: str, kind: str) -> list[str]:
+    """The registered methods of ``area`` that apply to a model of ``kind``."""
+    from core.registry import list_methods
+
+    if area == "quantization":
+        from core.quantization import applicable_methods
+
+        # None apply to a .pt2 program: all stay listed, and the run's refusal says to
+        # export the model to ONNX (an empty picker would explain nothing).
+        return applicable_methods(kind) or list(list_methods(area))
+    if area == "pruning" and kind in ("torchscript", "export"):
+        from core.pruning import STRUCTURED  # structured pruning rewrites Python modules
+
+        return [m for m in list_methods(area) if m not in STRUCTURED]
+    return list(list_methods(area))
+
+
+def follow_methods(ctx: StudioContext, variant: Any, method: Any, area: str) -> None:
+    """Offer in ``method`` only the methods that apply to the picked (or current) model."""
+    def on_variant(choice: Any, chosen: str, request: gr.Request):
+        try:
+            folder = ctx.find_run(request, choice) if choice else ctx.current(request)
+        except Exception:  # an unknown id is refused with its message when the run starts
+            return gr.skip()
+        names = applicable(area, run_kind(folder) if folder is not None else "builtin")
+        return gr.update(choices=names, value=chosen if chosen in names else names[0])
+
+    variant.change(on_variant, [variant, method], [method], api_visibility="private",
+                   show_progress="hidden")

@@ -39,9 +39,15 @@ def test_remeasure_all_exports_recipe_and_jobs(client):
 
 def test_auto_tab_picks_and_explains(client):
     client.predict("digits", "cnn", None, "label", 2, 0.01, api_name="/train_baseline")
-    status, explanation, table, _chart, files = client.predict(
-        None, "size", 0.05, 1, ["ort-fp32", "ort-static-int8"], api_name="/auto")
+    job = client.submit(None, "size", 0.05, 1, ["ort-fp32", "ort-static-int8"],
+                        api_name="/auto")
+    status, explanation, table, _chart, files = job.result()
     assert "Done" in status and "Why the others lost" in explanation
+    # Candidates appear one by one while Auto runs, before the final table.
+    live = [out[2] for out in job.outputs()[:-1]
+            if isinstance(out[2], dict) and out[2].get("data")]
+    assert [row[0] for row in live[0]["data"]] == ["ort-fp32"]
+    assert {row[0] for row in live[-1]["data"]} == {"ort-fp32", "ort-static-int8"}
     candidates = {row[0] for row in table["data"]}
     assert {"baseline", "ort-fp32", "ort-static-int8"} <= candidates
     assert any(_path(f).endswith(".zip") for f in files)

@@ -122,3 +122,55 @@ def test_friendly_names_say_what_a_variant_is_and_never_show_a_path(report, name
     from studio.names import friendly_name
 
     assert friendly_name(report) == name
+
+
+def test_a_renamed_variant_shows_its_name_in_every_picker_and_only_in_its_workspace(tmp_path):
+    from core.errors import StudioError
+    from studio.widgets import variant_update
+
+    ctx = StudioContext(tmp_path)
+    me, other = "me", "someone-else"
+    _run(ctx, me, "train-base", **TRAIN)
+    _run(ctx, me, "quantize-new", operation="quantize", method="ort-static-int8",
+         config={"calibration": "entropy"}, parent="train-base")
+    assert ctx.rename(me, "quantize-new", "  Phone\tbuild\x07v2 ") == "Phone build v2"
+    labels = dict((v, label) for label, v in variant_update(ctx, me)["choices"])
+    assert labels["quantize-new"].startswith("↳ Phone build v2")
+    assert labels["train-base"].startswith("CNN on digits")
+    report = json.loads((ctx.find_run(me, "quantize-new") / "report.json").read_text())
+    assert ctx.display_name(me, ctx.find_run(me, "quantize-new"), report) == "Phone build v2"
+
+    ctx.rename(me, "quantize-new", "")  # empty: the derived name again
+    labels = dict((v, label) for label, v in variant_update(ctx, me)["choices"])
+    assert labels["quantize-new"].startswith("↳ INT8 (static, entropy)")
+    with pytest.raises(StudioError, match="name"):
+        ctx.rename(me, "train-base", "x" * 61)
+    with pytest.raises(NotFoundError):
+        ctx.rename(other, "train-base", "mine now")
+
+
+@pytest.mark.parametrize("files, kind", [
+    (("model.json", "model.safetensors", "model.onnx"), "builtin"),
+    (("model.json", "model.sparse.npz"), "builtin"),
+    (("model.json", "model.onnx"), "onnx"),
+    (("model.pt",), "torchscript"),
+    (("model.pt2",), "export"),
+])
+def test_pickers_offer_only_the_methods_that_apply_to_the_model(tmp_path, files, kind):
+    from core.pruning import STRUCTURED
+    from core.quantization import method_kinds
+    from core.registry import list_methods
+    from studio.widgets import applicable, run_kind
+
+    for name in files:
+        (tmp_path / name).write_bytes(b"")
+    assert run_kind(tmp_path) == kind
+    quant = applicable("quantization", kind)
+    fits = [m for m in list_methods("quantization") if kind in method_kinds(m)]
+    # a .pt2 program fits none: all stay listed and the run says to export it to ONNX
+    assert quant == (fits or list(list_methods("quantization")))
+    if kind in ("onnx", "torchscript"):  # the torch-* methods need the eager module
+        assert not any(m.startswith("torch") for m in quant)
+    prune = applicable("pruning", kind)
+    assert prune and (set(prune) & set(STRUCTURED)) == (
+        set() if kind in ("torchscript", "export") else set(STRUCTURED))

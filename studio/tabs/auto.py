@@ -55,6 +55,16 @@ def candidates_frame(report: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def live_row(event: dict[str, Any]) -> dict[str, Any]:
+    """A candidate as soon as it has run (before the side-by-side measurement)."""
+    drop = event.get("val_drop")
+    return {"candidate": event["name"],
+            "state": "failed" if event.get("error") else "ran — measured at the end",
+            "val accuracy": _r(event.get("val_accuracy"), 4),
+            "val drop (pt)": _r(100 * drop, 2) if isinstance(drop, (int, float)) else None,
+            "note": event.get("error") or event.get("why") or ""}
+
+
 def _r(value: Any, digits: int = 2) -> Any:
     return round(value, digits) if isinstance(value, (int, float)) else None
 
@@ -168,9 +178,13 @@ def build_auto_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             started = time.monotonic()
             job = tracked(ctx, request, "auto", {"input": picked.name if picked else None,
                                                  **cfg.to_dict()}, work)
+            live: list[dict[str, Any]] = []
             for kind, payload in stream(job):
                 if kind == "progress":
                     yield (progress_line(payload, started), *skip)
+                elif kind == "metrics" and payload.get("event") == "candidate":
+                    live.append(live_row(payload))
+                    yield (gr.skip(), gr.skip(), pd.DataFrame(live), gr.skip(), gr.skip())
                 elif kind == "done":
                     rep = payload.report
                     info = rep["auto"]

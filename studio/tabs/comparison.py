@@ -15,7 +15,6 @@ from core.artifacts import make_bundle, new_run_id
 from core.compare import COLUMNS, lineage_graph, metric_bars
 from studio.charts import comparison_charts, named_rows, size_latency_scatter, variant_row
 from studio.context import StudioContext
-from studio.names import friendly_name
 from studio.runner import call, stream
 from studio.tabs.deploy import device_ranking_box
 from studio.tabs.jobs import tracked
@@ -89,7 +88,8 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
 
         def on_refresh(request: gr.Request):
             runs, _left = comparable_runs(ctx, request)
-            rows = [variant_row(p.name, json_report(p)) for p in runs]
+            rows = [variant_row(p.name, rep := json_report(p),
+                                name=ctx.display_name(request, p, rep)) for p in runs]
             return (pd.DataFrame(rows), size_latency_scatter(rows), variant_update(ctx, request))
 
         def on_remeasure(request: gr.Request):
@@ -112,7 +112,8 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     yield (progress_line(payload, started), *skip)
                 elif kind == "done":
                     rep = payload.report
-                    names = {p.name: friendly_name(json_report(p)) for p in runs}
+                    names = {p.name: ctx.display_name(request, p, json_report(p))
+                             for p in runs}
                     rows = named_rows(rep["rows"], names)
                     current = ctx.current(request)
                     sl, al = comparison_charts(rows, current.name if current else None)

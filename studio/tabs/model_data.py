@@ -67,7 +67,7 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             if not upload:
                 return gr.skip(), gr.skip()
             data = call(lambda: load_dataset(upload, label_column=column or "label"))
-            return data_preview(data, column), gr.update(value="mlp")
+            return data_preview(data, column or "label"), gr.update(value=suggested_family(data))
 
         def resolve_data(request: gr.Request, name: str, upload: str | None, column: str):
             if upload:
@@ -111,7 +111,7 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                         yield progress_line(payload, started), gr.skip(), gr.skip()
                     elif kind == "done":
                         ctx.set_current(request, run_dir.name)
-                        yield (_summary("Trained", run_dir.name, payload),
+                        yield (_summary("Trained", run_dir.name, payload) + NEXT_STEP,
                                training_curve(history), figures_table(payload, run_dir.name))
             if restore:
                 yield restore[0]
@@ -138,7 +138,7 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                         yield progress_line(payload, started), gr.skip()
                     elif kind == "done":
                         ctx.set_current(request, run_dir.name)
-                        yield (_summary("Measured", run_dir.name, payload),
+                        yield (_summary("Measured", run_dir.name, payload) + NEXT_STEP,
                                figures_table(payload, run_dir.name))
             if restore:
                 yield restore[0][0], restore[0][2]
@@ -171,6 +171,10 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
 
 
 RUNNING = "▶"
+NEXT_STEP = ("\n\n> **Next step:** open **Auto** and press *Optimise*: it tries pruning, INT8 "
+             "and their combinations on this model, measures them side by side and picks the "
+             "best within 1 point of accuracy. Or try one method in **Quantization** or "
+             "**Pruning**.")
 
 
 class Restore(tuple):
@@ -197,8 +201,6 @@ def keep_previous_on_failure(previous: tuple[Any, ...]) -> Iterator[list[Any]]:
 
 def show_current(ctx: StudioContext, request: Any) -> tuple[Any, Any, Any]:
     """Status, training curve and figures of the workspace's current model."""
-    from studio.names import friendly_name
-
     current = ctx.current(request)
     if current is None:
         return ("No model yet: press **Train baseline** (digits + a small CNN, seconds), or "
@@ -206,7 +208,7 @@ def show_current(ctx: StudioContext, request: Any) -> tuple[Any, Any, Any]:
     report = json.loads((current / "report.json").read_text())
     history = (report.get("training") or {}).get("history") or []
     verb = "Trained" if report.get("operation") == "train" else "Measured"
-    head = f"Current model: **{friendly_name(report)}**.\n\n"
+    head = f"Current model: **{ctx.display_name(request, current, report)}**.\n\n"
     try:
         text = head + _summary(verb, current.name, report)
     except (KeyError, TypeError):
@@ -221,10 +223,18 @@ def data_preview(data: Any, column: str) -> str:
 
     rows = len(data.y_train) + len(data.y_val) + len(data.y_test)
     features = int(np.prod(data.X_train.shape[1:]))
+    family = suggested_family(data)
+    why = "image-shaped inputs" if family == "cnn" else "tabular data"
     return (f"**Preview**: {rows:,} rows, {features} feature column(s), "
             f"{len(data.class_names)} classes ({', '.join(map(str, data.class_names[:8]))}"
             f"{'…' if len(data.class_names) > 8 else ''}), label column `{column}`. "
-            "Suggested model family: **mlp** (tabular data); press Train baseline.")
+            f"Suggested model family: **{family}** ({why}; picked above). This file is used "
+            "instead of the Data set picker while it is chosen; press Train baseline.")
+
+
+def suggested_family(data: Any) -> str:
+    """cnn for image-shaped inputs (channels × height × width), mlp for feature rows."""
+    return "cnn" if len(data.X_train.shape) >= 4 and "cnn" in list_families() else "mlp"
 
 
 def _summary(verb: str, run_id: str, report: dict[str, Any]) -> str:

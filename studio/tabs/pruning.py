@@ -20,6 +20,7 @@ from studio.tabs.jobs import job_config, tracked
 from studio.widgets import (
     INPUT_LABEL,
     follow_current,
+    follow_methods,
     input_note,
     method_summary,
     progress_line,
@@ -130,7 +131,18 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
             f"({ratios.get('size_reduction') or 0:.2f}× smaller); speed-up "
             f"{speed_label(ratios.get('speedup_b1'))} at batch 1 and "
             f"{speed_label(ratios.get('speedup_b64'))} at batch 64.")
-    return text + warnings_markdown(report)
+    return text + _finetune_note(report) + warnings_markdown(report)
+
+
+def _finetune_note(report: dict[str, Any]) -> str:
+    """What fine-tuning the engine chose for this model (when the user left it empty)."""
+    options = (report.get("pruning") or {}).get("finetune_options") or {}
+    chosen = options.get("chosen_for_model") or {}
+    if not chosen:
+        return ""
+    what = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, (int, float))
+                     else f"{k.replace('_', ' ')} {v}" for k, v in chosen.items())
+    return f" Fine-tune chosen for this model ({options.get('reason', '')}): {what}."
 
 
 
@@ -148,18 +160,21 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 variant = gr.Dropdown([], label=INPUT_LABEL, allow_custom_value=True)
                 method = gr.Dropdown(methods, value=default, label="Method")
                 method_help = gr.Markdown(method_summary("pruning", default))
-                sparsity = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
+                # 30 % by default: on the default digits CNN (5 fine-tune epochs at 0.005)
+                # 50 % cost 0.8 pt, 30 % 0.3 pt with a real speed-up (measured, one seed).
+                sparsity = gr.Slider(0.05, 0.95, value=0.3, step=0.05,
                                      label="Target sparsity (fraction removed)")
-                epochs = gr.Slider(0, 20, value=2, step=1,
-                                   label="Fine-tune epochs after each step")
+                epochs = gr.Number(None, label="Fine-tune epochs after each step (empty: "
+                                   "chosen per model, 5 for a small CNN)", minimum=0,
+                                   maximum=200, precision=0)
                 run_btn, stop_btn = run_stop_buttons("Prune")
                 with gr.Accordion("More options: schedule, learning rate, layers",
                                   open=False):
                     schedule = gr.Radio(list(SCHEDULES), value="oneshot", label="Schedule")
                     steps = gr.Slider(1, 10, value=3, step=1,
                                       label="Steps (gradual: cubic schedule toward the target)")
-                    lr = gr.Number(0.002, label="Fine-tune learning rate", minimum=1e-6,
-                                   maximum=1)
+                    lr = gr.Number(None, label="Fine-tune learning rate (empty: chosen per "
+                                   "model, 0.005 for a small CNN)", minimum=1e-6, maximum=1)
                     round_to = gr.Number(0, label="Round channel counts to a multiple of "
                                          "(0 = off; structured)", minimum=0, precision=0)
                     attention = gr.Radio(list(ATTENTION_MODES), value="heads",
@@ -182,7 +197,8 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             n_steps = int(n_steps) if sched == "gradual" else 1
             config = call(lambda: PruningConfig(
                 method=name, sparsity=float(target), schedule=sched, steps=n_steps,
-                finetune_epochs=int(n_epochs), lr=float(rate),
+                finetune_epochs=None if n_epochs in (None, "") else int(n_epochs),
+                lr=None if rate in (None, "", 0) else float(rate),
                 round_to=int(rounding) if rounding else None, attention=attn,
                 ignore=tuple(s.strip() for s in (skip or "").split(",") if s.strip())))
             src = call(lambda: ctx.find_run(request, choice)) if choice else None
@@ -213,6 +229,7 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                            layer_chart(info.get("layers", []), config.structured), str(zipped))
 
         follow_current(shell, tab, on_select, [variant])
+        follow_methods(ctx, variant, method, "pruning")
         method.change(lambda m: method_summary("pruning", m), [method], [method_help],
                       api_visibility="private")
         event = run_btn.click(

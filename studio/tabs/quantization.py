@@ -22,6 +22,7 @@ from studio.tabs.jobs import job_config, tracked
 from studio.widgets import (
     INPUT_LABEL,
     follow_current,
+    follow_methods,
     input_note,
     progress_line,
     run_stop_buttons,
@@ -280,6 +281,7 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                            size_latency_chart(rows), str(zipped))
 
         follow_current(shell, tab, on_select, [variant])
+        follow_methods(ctx, variant, method, "quantization")
         method.change(_method_help, [method], [method_help], api_visibility="private")
         event = run_btn.click(
             on_run, [variant, method, calibration, calib_size, per_channel, tolerance,

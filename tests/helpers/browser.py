@@ -33,3 +33,32 @@ def screenshot_dir() -> Path:
     path = Path(os.environ.get("STUDIO_SCREENSHOTS", "test-artifacts/screenshots"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# Pairs of visible Plotly text elements (ticks, titles, legend, bar labels, annotations) whose
+# boxes overlap by more than 2 px each way, in the charts under `root` (a CSS selector).
+OVERLAP_JS = """(root) => {
+  const sel = 'text.xtitle, text.ytitle, text.gtitle, text.legendtext, .xtick text, .ytick text,'
+    + ' text.bartext, text.textpoint, .annotation-text, text.annotation-text';
+  const out = [];
+  for (const plot of document.querySelectorAll(root + ' .js-plotly-plot')) {
+    if (!plot.offsetParent) continue;  // a chart in a hidden tab
+    const boxes = Array.from(plot.querySelectorAll(sel))
+      .filter((el) => (el.textContent || '').trim() && el.getBBox().width > 0)
+      .map((el) => ({text: el.textContent.trim(), r: el.getBoundingClientRect()}));
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i].r, b = boxes[j].r;
+        const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+        const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        if (w > 2 && h > 2) out.push([boxes[i].text, boxes[j].text]);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def overlapping_chart_text(page, root: str = "body") -> list[list[str]]:
+    """Text of the charts under ``root`` that overprints other text (empty when none)."""
+    return page.evaluate(OVERLAP_JS, root)
