@@ -604,7 +604,8 @@ def _export_fixed_batch(module: torch.nn.Module, path: str | Path, example: torc
     module.eval()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # the tracer's guesses about Python values (the converted graph is verified after)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17,
                               input_names=["input"], output_names=["logits"])
     except Exception as exc:

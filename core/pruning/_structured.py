@@ -22,6 +22,13 @@ def _tp():
     return tp
 
 
+def _quiet_torch_pruning() -> None:
+    """Inside catch_warnings: Torch-Pruning's note on each op it treats as element-wise (a
+    fact about the user's model, one per op; any real failure shows in check_forward)."""
+    warnings.filterwarnings("ignore", message=r"\[Warning\] Unknown operation",
+                            module="torch_pruning")
+
+
 def importance_for(method: str) -> Any:
     tp = _tp()
     if method == "structured-l1":
@@ -120,7 +127,7 @@ class StructuredPruner:
         steps = len(cfg.targets())
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                _quiet_torch_pruning()
                 self.pruner = tp.pruner.MetaPruner(
                     model, example, importance=importance_for(cfg.method),
                     pruning_ratio=cfg.sparsity, ignored_layers=ignored,
@@ -142,7 +149,7 @@ class StructuredPruner:
             self.grad_fn(self.model)
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                _quiet_torch_pruning()
                 self.pruner.step()
         except Exception as exc:
             raise UnsupportedModelError(

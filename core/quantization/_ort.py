@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -27,13 +26,12 @@ WEIGHT_OPS = ("Conv", "MatMul", "Gemm")
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence ORT's quantization logging and warnings while it works."""
+    """Silence ORT's quantization logging and prints while it works (warnings still show)."""
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         logger.setLevel(level)

@@ -69,7 +69,9 @@ def export_default(model: Any, path: str | Path, example: Any) -> Path:
     weights in ``<path>.data`` and the batch dimension fixed at ``example``'s."""
     torch = _torch()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # a user's export, made as users make it: torch's own notes about it are not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(model, (example,), str(path), verbose=False)
     return Path(path)
 
@@ -78,7 +80,10 @@ def export_fixed_batch(model: Any, path: str | Path, example: Any) -> Path:
     """The legacy exporter without dynamic axes: one file, batch fixed at ``example``'s."""
     torch = _torch()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # a user's legacy export (what many ONNX files out there come from): torch's
+        # deprecation of that exporter is not ours to fix
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17)
     return Path(path)
 
