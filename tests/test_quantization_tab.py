@@ -40,7 +40,7 @@ def test_quantize_tab_runs_compares_and_bundles(client, studio_server):
     assert [r[table["headers"].index("method")] for r in table["data"]] == [
         "FP32 baseline", "ort-static-int8", "torch-dynamic-int8"]
     with zipfile.ZipFile(bundle) as zf:
-        assert "model.pt" in zf.namelist()
+        assert "model.pt2" in zf.namelist()
     # Every run is a job of this session, listed in the Jobs tab.
     jobs, _ = client.predict(api_name="/list_jobs")
     kinds = [(r[jobs["headers"].index("kind")], r[jobs["headers"].index("status")])

@@ -134,7 +134,7 @@ def test_phase4_quantize_model_qat(seed_env, train_loader):
     assert metrics["compression_ratio"] == pytest.approx(
         metrics["original_size_mb"] / metrics["compressed_size_mb"])
     assert metrics["compression_ratio"] > 2.0  # INT8 weights: ~4x on 135k parameters
-    assert metrics["compressed_size_mb"] * 2**20 == (result.run_dir / "model.pt").stat().st_size
+    assert metrics["compressed_size_mb"] * 2**20 == (result.run_dir / "model.pt2").stat().st_size
     x = torch.from_numpy(np.zeros((3, 9), np.float32))
     assert quantized_model(x).shape == (3, 4)
 

@@ -382,11 +382,36 @@ def model_card(report: Mapping[str, Any]) -> str:
               f"{env.get('onnxruntime')}.", ""]
     if report.get("warnings"):
         lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
-    lines += ["## Use it", "", "```python", "import numpy as np, onnxruntime as ort",
-              "sess = ort.InferenceSession('model.onnx')  # model.onnx.data, if any, beside it",
-              "feed = {sess.get_inputs()[0].name: x.astype(np.float32)}",
-              f"scores = sess.run({[output] if output else None}, feed)[0]", "```", ""]
+    files = {Path(a.get("path", "")).name for a in report.get("artifacts") or []}
+    lines += ["## Use it", ""]
+    if "model.onnx" in files or "model.pt2" not in files:
+        lines += ["```python", "import numpy as np, onnxruntime as ort",
+                  "sess = ort.InferenceSession('model.onnx')  # model.onnx.data beside it, if any",
+                  "feed = {sess.get_inputs()[0].name: x.astype(np.float32)}",
+                  f"scores = sess.run({[output] if output else None}, feed)[0]", "```", ""]
+    if "model.pt2" in files:
+        lines += _pt2_usage(report)
     return "\n".join(lines)
+
+
+def _pt2_usage(report: Mapping[str, Any]) -> list[str]:
+    """How to run a torch.export program; INT8 (PT2E) ones compiled, as they were measured."""
+    compiled = ((report.get("quantization") or {}).get("compile") or {})
+    lines = ["```python", "import torch"]
+    if compiled:
+        lines += ["import torchao  # registers the INT8 (quantize/dequantize) operators",
+                  "torch._inductor.config.freezing = True",
+                  "model = torch.compile(torch.export.load('model.pt2').module())"]
+    else:
+        lines += ["model = torch.export.load('model.pt2').module()"]
+    lines += ["with torch.inference_mode():", "    scores = model(x)", "```", ""]
+    if compiled:
+        seconds = compiled.get("seconds_by_batch") or {}
+        lines += ["The INT8 program is fast only compiled (uncompiled it runs quantize/dequantize "
+                  "in float). The first call at each batch size compiles"
+                  + (f" ({', '.join(f'batch {b}: {s:.1f} s' for b, s in seconds.items())} "
+                     "here)" if seconds else "") + "; the latencies above exclude it.", ""]
+    return lines
 
 
 def _public_text(path: Path, run_dir: Path) -> str | None:

@@ -65,17 +65,31 @@ def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
         if is_builtin(model):
             save_model(model, tmp, data=dataset)
             files = [tmp / "model.safetensors"]
-        else:  # TorchScript keeps it loadable as torch; the module itself feeds the steps
-            example = torch.from_numpy(dataset.X_test[:1])
-            torch.jit.save(torch.jit.trace(model, example, check_trace=False),
-                           str(tmp / "model.pt"))
-            files = [tmp / "model.pt"]
+        else:  # a torch.export program keeps it loadable as torch; the module feeds the steps
+            files, notes = _save_program(model, dataset, tmp)
         write_run(tmp, operation="benchmark", method=None, config={"model": type(model).__name__},
                   data=dataset, result_model=model, result_files=files, callbacks=cb,
-                  measure_options=mopts)
+                  measure_options=mopts, **({"warnings": notes} if notes else {}))
     family = model.family if is_builtin(model) else None
     return {"dir": out, "start": out if is_builtin(model) else model, "data": dataset,
             "family": family}
+
+
+def _save_program(model: Any, dataset: Any, tmp: Path) -> tuple[list[Path], list[str]]:
+    """The module as a torch.export ``model.pt2`` (batch dynamic), recorded as studio-made."""
+    import torch
+
+    from core.artifacts._trust import record_studio_made
+    from core.errors import UnsupportedModelError
+    from core.quantization._pt2e import export_program
+
+    try:
+        program = export_program(model, torch.from_numpy(dataset.X_test[:2]))
+    except UnsupportedModelError as exc:
+        return [], [f"{exc} The size is that of its weights serialized in memory."]
+    torch.export.save(program, str(tmp / "model.pt2"))
+    record_studio_made([tmp / "model.pt2"])
+    return [tmp / "model.pt2"], []
 
 
 def _ratio_text(value: float | None, what: str) -> str:
@@ -432,10 +446,6 @@ def auto(
                 entry["error"] = str(exc)
                 shutil.rmtree(cands / cand.name, ignore_errors=True)
             results.append(entry)
-            cb.metrics({"event": "candidate", "name": cand.name, "why": cand.why,
-                        "val_accuracy": None if "val_drop" not in entry else
-                        base_val - entry["val_drop"], "val_drop": entry.get("val_drop"),
-                        "error": entry.get("error")})  # shown live by the Auto tab
             return entry
 
         for i, cand in enumerate(runnable):

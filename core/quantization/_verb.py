@@ -331,13 +331,13 @@ def quantize(
 
 
 def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationConfig) -> bool:
-    """Add what measure_many cannot know: TorchScript weight counts, the INT8 ISA note."""
+    """Add what measure_many cannot know: weight counts it could not read, the INT8 ISA note."""
     changed = False
     res = report.get("result") or {}
     if "params" in info and not res.get("params"):
         res["params"], res["nonzero_params"] = info["params"], info["nonzero_params"]
         res.setdefault("extra", {})["params_counted_from"] = (
-            "the quantized module before TorchScript export (TorchScript hides packed weights)")
+            "the quantized module before it was saved")
         changed = True
     from core.measure import FASTER, int8_dot_product, int8_dot_text, isa_text
 
