@@ -55,3 +55,17 @@ class Callbacks:
     @classmethod
     def ensure(cls, callbacks: "Callbacks | None") -> "Callbacks":
         return callbacks if callbacks is not None else cls()
+
+    def sub(self, lo: float, hi: float, prefix: str = "", *, metrics: bool = True,
+            tag: dict[str, Any] | None = None) -> "Callbacks":
+        """Callbacks for a sub-task: its progress 0..1 lands in ``lo..hi`` of this one, its
+        messages prefixed, the same cancel token; its metrics are forwarded (with ``tag``'s
+        fields added) unless ``metrics=False``."""
+
+        def on_progress(fraction: float, message: str) -> None:
+            self.progress(lo + (hi - lo) * fraction, prefix + message)
+
+        on_metrics = None
+        if metrics:
+            on_metrics = self.metrics if not tag else (lambda d: self.metrics({**d, **tag}))
+        return Callbacks(on_progress=on_progress, on_metrics=on_metrics, cancel=self.cancel)

@@ -59,11 +59,6 @@ class ReplayBuffer:
         return {str(int(k)): int(v) for k, v in zip(labels, n)}
 
 
-def _sub(cb: Callbacks, lo: float, hi: float, prefix: str) -> Callbacks:
-    return Callbacks(on_progress=lambda f, m: cb.progress(lo + f * (hi - lo), prefix + m),
-                     on_metrics=None, cancel=cb.cancel)
-
-
 def _accuracy(model: Any, X: np.ndarray, y: np.ndarray) -> float:
     from core.measure import predict_logits
 
@@ -110,11 +105,14 @@ class ContinualTrainer:
         train_rows = (task.X_train, task.y_train) if replay is None else (
             np.concatenate([task.X_train, replay[0]]), np.concatenate([task.y_train, replay[1]]))
         seen = merge_tasks(self.tasks, train=train_rows, name=f"tasks 1-{k}")
-        seconds = self._fit(seen, k, epochs, lr, _sub(cb, 0.0, 0.6, f"Task {k}: "))
-        sparsity = self._prune(k, seen, _sub(cb, 0.6, 0.8, f"Task {k}: pruning — "))
+        seconds = self._fit(seen, k, epochs, lr,
+                            cb.sub(0.0, 0.6, f"Task {k}: ", metrics=False))
+        sparsity = self._prune(k, seen,
+                               cb.sub(0.6, 0.8, f"Task {k}: pruning — ", metrics=False))
         self.buffer.add(task.X_train, task.y_train)
         cb.progress(0.8, f"Task {k}: saving its artifact")
-        deployed, files = self._deploy(k, seen, _sub(cb, 0.8, 0.95, f"Task {k}: "))
+        deployed, files = self._deploy(k, seen,
+                                       cb.sub(0.8, 0.95, f"Task {k}: ", metrics=False))
         self.deployed[f"task_{k}"] = (deployed, files)
         row = [_accuracy(deployed, t.X_test, t.y_test) for t in self.tasks]
         self.matrix.append(row + [None] * (self.n_tasks - len(row)))

@@ -24,18 +24,6 @@ from core.errors import InvalidParameterError, UnsupportedModelError
 OPERATION = "distill"
 
 
-def _sub(cb: Callbacks, lo: float, hi: float, tag: str | None = None) -> Callbacks:
-    """Callbacks mapping a sub-task's progress into [lo, hi] and tagging its metrics."""
-
-    def progress(f: float, m: str) -> None:
-        cb.progress(lo + f * (hi - lo), f"{tag}: {m}" if tag else m)
-
-    def metrics(d: dict[str, Any]) -> None:
-        cb.metrics({**d, "student": tag} if tag else d)
-
-    return Callbacks(on_progress=progress, on_metrics=metrics, cancel=cb.cancel)
-
-
 class _Trainee:
     """Builds an nn.Module holding the student and the method's trainable extras."""
 
@@ -233,9 +221,10 @@ def distill(
     with staging(out_dir, overwrite=overwrite,
                  inputs=[teacher, student, *teachers]) as tmp:
         try:
-            extra_modules = method.prepare(_sub(cb, 0.02, 0.06))
+            extra_modules = method.prepare(cb.sub(0.02, 0.06))
             trainee = _Trainee.wrap(model, extra_modules)
-            kd = train(trainee, data, tcfg, callbacks=_sub(cb, 0.06, 0.5, "kd"),
+            kd = train(trainee, data, tcfg, callbacks=cb.sub(0.06, 0.5, "kd: ",
+                                                             tag={"student": "kd"}),
                        loss_fn=loss_fn, after_step=method.after_step,
                        train_split=(transfer.X, np.arange(len(transfer.labels))))
         finally:
@@ -244,7 +233,8 @@ def distill(
         lo_split = transfer.labelled_split()
         lo_epochs = _label_only_epochs(config, len(transfer.labels), len(lo_split[1]))
         lo = train(label_only, data, config.train_config(lo_epochs),
-                   callbacks=_sub(cb, 0.5, 0.82, "label-only"), train_split=lo_split)
+                   callbacks=cb.sub(0.5, 0.82, "label-only: ", tag={"student": "label-only"}),
+                   train_split=lo_split)
         cb.progress(0.83, "Saving the students")
         saved = save_model(model, tmp, data=data)
         # A user's own nn.Module has no safetensors form here: its ONNX is its artifact.
@@ -302,7 +292,7 @@ def distill(
             baseline_model=t["model"], baseline_files=teacher_files, seed=config.seed,
             warnings=warnings, parent=parent or t["parent"], extra=extra_report,
             label="The distilled student", measure_options=measure_options,
-            callbacks=_sub(cb, 0.85, 1.0),
+            callbacks=cb.sub(0.85, 1.0),
         )
     cb.progress(1.0, "Done")
     return RunResult(out_dir, report)

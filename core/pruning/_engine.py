@@ -34,13 +34,6 @@ _SUMMARIES = {
 }
 
 
-def _sub(cb: Callbacks, start: float, span: float, prefix: str = "", *,
-         metrics: bool = False) -> Callbacks:
-    """Callbacks that map a child's 0..1 progress into ``start .. start + span``."""
-    return Callbacks(on_progress=lambda f, m: cb.progress(start + span * f, prefix + m),
-                     on_metrics=cb.metrics if metrics else None, cancel=cb.cancel)
-
-
 def _val_accuracy(model: nn.Module, data: Any) -> float:
     split = "val" if len(data.y_val) else "test"
     return float(evaluate(model, data, split).accuracy)
@@ -93,7 +86,8 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
                              seed=cfg.seed + k)
         res = run_finetune(model, data, tc, teacher=teacher, distill_alpha=cfg.distill_alpha,
                            temperature=cfg.distill_temperature, after_step=after_step,
-                           callbacks=_sub(cb, k * per + per / 2, per / 2, label))
+                           callbacks=cb.sub(k * per + per / 2, (k + 1) * per, label,
+                                            metrics=False))
         finetunes.append({"step": k + 1, **res.to_dict()})
 
     before_ft = None

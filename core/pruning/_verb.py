@@ -18,7 +18,7 @@ from core.artifacts._trust import record_studio_made
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, StudioError, UnsupportedModelError
 from core.pruning._config import PruningConfig
-from core.pruning._engine import _sub, layer_table
+from core.pruning._engine import layer_table
 from core.registry import get_method
 from core.runs import RunResult
 
@@ -268,7 +268,7 @@ def prune(
     working = _copy(original)
     for p in working.parameters():
         p.requires_grad_(True)
-    log = method.fn(working, dataset, cfg, _sub(cb, 0.0, 1.0, metrics=True))
+    log = method.fn(working, dataset, cfg, cb.sub(0.0, 1.0))
     log["finetune_options"] = finetune_choice
     layers = layer_table(original, working)
     notes: list[str] = []
@@ -332,7 +332,8 @@ def prune(
             baseline_files=base_files, seed=cfg.seed, warnings=notes,
             parent=parent or run_parent, label=f"Pruned model ({cfg.method})",
             extra={"pruning": {**log, "layers": layers, "kind": kind, **extra}},
-            measure_options=measure_options, callbacks=_sub(cb, 0.85, 0.15, "Measuring: "),
+            measure_options=measure_options,
+            callbacks=cb.sub(0.85, 1.0, "Measuring: ", metrics=False),
         )
     cb.progress(1.0, "Done")
     return RunResult(Path(out_dir), report)

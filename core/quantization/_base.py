@@ -9,7 +9,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from core.callbacks import Callbacks
 from core.errors import UnsupportedModelError
 from core.registry import register_method
 
@@ -120,15 +119,6 @@ def method_spec(name: str) -> MethodSpec:
 
     get_method(AREA, name)  # raises the "one of [...]" error for unknown names
     return _SPECS[name]
-
-
-def sub_callbacks(cb: Callbacks, low: float, high: float, prefix: str = "") -> Callbacks:
-    """Callbacks mapping progress 0..1 into ``low..high`` of ``cb`` (same cancel token)."""
-
-    def on_progress(frac: float, msg: str) -> None:
-        cb.progress(low + frac * (high - low), f"{prefix}{msg}")
-
-    return Callbacks(on_progress=on_progress, on_metrics=cb.on_metrics, cancel=cb.cancel)
 
 
 def copy_file(src: Path, dst: Path) -> Path:

@@ -13,7 +13,7 @@ from core.artifacts._onnx import move_onnx
 from core.artifacts._trust import record_studio_made
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
-from core.quantization._base import AREA, MethodSpec, Source, method_spec, sub_callbacks
+from core.quantization._base import AREA, MethodSpec, Source, method_spec
 from core.quantization._check import check_applies, require_quantized
 from core.quantization._config import QuantizationConfig
 
@@ -262,7 +262,7 @@ def quantize(
         if layerwise:
             layers = spec.layers(source, cfg)
             for i, layer in enumerate(layers):
-                sub = sub_callbacks(cb, 0.05 + 0.45 * i / max(len(layers), 1),
+                sub = cb.sub(0.05 + 0.45 * i / max(len(layers), 1),
                                     0.05 + 0.45 * (i + 1) / max(len(layers), 1),
                                     f"Sensitivity {i + 1}/{len(layers)} ({layer}): ")
                 _, acc = _attempt(spec, source, cfg, data, include=[layer], exclude=[], cb=sub)
@@ -272,7 +272,7 @@ def quantize(
         kept = _named_float_layers(spec, source, cfg)
         lo = 0.5 if layerwise else 0.05
         q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=list(kept),
-                            cb=sub_callbacks(cb, lo, lo + 0.1))
+                            cb=cb.sub(lo, lo + 0.1))
         steps = [{"kept_float": list(kept), "val_accuracy": q_val, "drop": fp32_val - q_val}]
         if cfg.tolerance is not None:
             order = [s["layer"] for s in sorted(sens, key=lambda s: s["delta"])
@@ -282,7 +282,7 @@ def quantize(
                 cb.progress(min(0.6 + 0.02 * len(kept), 0.75),
                             f"Drop {fp32_val - q_val:.4f} > tolerance: {kept[-1]} stays float")
                 q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=kept,
-                                    cb=sub_callbacks(cb, 0.6, 0.75))
+                                    cb=cb.sub(0.6, 0.75))
                 steps.append({"kept_float": list(kept), "val_accuracy": q_val,
                               "drop": fp32_val - q_val})
             met = fp32_val - q_val <= cfg.tolerance + 1e-12
@@ -322,7 +322,7 @@ def quantize(
             baseline_files=baseline_files, seed=cfg.seed, warnings=warnings,
             parent=parent or input_id, extra={"quantization": extra, **_onnx_entry(inp)},
             label=f"The {cfg.method} model", measure_options=measure_options,
-            callbacks=sub_callbacks(cb, 0.8, 1.0), references=references,
+            callbacks=cb.sub(0.8, 1.0), references=references,
         )
         if _amend(report, q.info, cfg) | _program_figures(report, q.info, result):
             write_report(tmp, report)

@@ -288,16 +288,12 @@ def trial_row(t: Any, objectives: Sequence[str], space: SearchSpace | None = Non
 
 def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str],
                 directions: Sequence[str]) -> list[Mapping[str, Any]]:
-    """Non-dominated rows (all objectives turned into minimisation)."""
-    sign = [-1.0 if d == "maximize" else 1.0 for d in directions]
-    pts = [[s * r["values"][o] for s, o in zip(sign, objectives)] for r in rows]
-    front = []
-    for i, p in enumerate(pts):
-        dominated = any(all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
-                        for j, q in enumerate(pts) if j != i)
-        if not dominated:
-            front.append(rows[i])
-    return front
+    """Non-dominated trials (core.compare.pareto_front on their objective values)."""
+    from core.compare import pareto_front
+
+    senses = [(o, "max" if d == "maximize" else "min") for o, d in zip(objectives, directions)]
+    values = [dict(r["values"] or {}) for r in rows]
+    return [rows[i] for i in pareto_front(values, senses)]
 
 
 def summarize(study: Any, config: TuneConfig, space: SearchSpace | None = None
