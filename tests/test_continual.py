@@ -126,3 +126,14 @@ def test_cli_bad_value_exits_2_naming_the_parameter(tmp_path):
     code = run(["continual", "--replay-size", "-5", "--out", str(tmp_path / "x")],
                err=errors.append)
     assert code == 2 and "replay_size" in errors[0] and not (tmp_path / "x").exists()
+
+
+def test_rest_job_kind_validates_before_queueing():
+    from core.jobs import KINDS
+
+    kind = KINDS["continual"]
+    assert kind.validate({"config": {"n_tasks": 3}}, None)["config"]["n_tasks"] == 3
+    with pytest.raises(InvalidParameterError, match="'sequence'"):  # no server paths in a job
+        kind.validate({"config": {"sequence": "files", "files": ["a.csv", "b.csv"]}}, None)
+    with pytest.raises(InvalidParameterError, match="'replay_size'"):
+        kind.validate({"config": {"replay_size": -1}}, None)

@@ -95,7 +95,10 @@ def _source(value: str, resolve: Resolver, field: str) -> str:
 
 
 # --- train ------------------------------------------------------------------------------------
-_TRAIN = {"model", "data", "epochs", "lr", "batch_size", "seed", "model_kwargs"}
+_TRAIN_FIELDS = ("epochs", "lr", "batch_size", "seed", "precision", "grad_accum_steps",
+                 "grad_checkpointing", "label_smoothing", "mixup_alpha", "cutmix_alpha",
+                 "lr_schedule", "lr_step_epochs", "lr_gamma")
+_TRAIN = {"model", "data", "model_kwargs", *_TRAIN_FIELDS}
 
 
 def _v_train(config: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
@@ -106,8 +109,7 @@ def _v_train(config: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
     model = config.get("model", "cnn")
     if model not in list_families():
         raise InvalidParameterError("model", f"one of {list_families()}", model)
-    tc = TrainConfig(**{k: config[k] for k in ("epochs", "lr", "batch_size", "seed")
-                        if k in config})
+    tc = TrainConfig(**{k: config[k] for k in _TRAIN_FIELDS if k in config})
     kwargs = config.get("model_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise InvalidParameterError("model_kwargs", "an object of model widths", kwargs)
@@ -245,6 +247,30 @@ def _r_scale(config, out_dir, cb, resolve, mopts):
                  callbacks=cb, measure_options=mopts)
 
 
+# --- continual --------------------------------------------------------------------------------
+def _v_continual(config, resolve):
+    from core.continual import ContinualConfig, build_tasks
+    from core.limits import check_limit
+
+    _only(config, {"config"}, "continual")
+    cfg = ContinualConfig.from_dict(config.get("config") or {})
+    if cfg.sequence not in ("split-digits", "permuted-digits"):
+        raise InvalidParameterError("sequence", "a built-in sequence ('split-digits' or "
+                                    "'permuted-digits') in an API job", cfg.sequence)
+    rows = sum(len(t.y_train) for t in build_tasks(cfg).tasks)
+    total = (cfg.epochs + cfg.finetune_epochs) * (rows + cfg.n_tasks * min(cfg.replay_size, rows))
+    check_limit("epochs", total, "train_samples", value=cfg.epochs,
+                detail=f"at most {total:,} samples over {cfg.n_tasks} tasks with replay")
+    return {"config": cfg.to_dict()}
+
+
+def _r_continual(config, out_dir, cb, resolve, mopts):
+    from core.continual import ContinualConfig, continual
+
+    return continual(None, None, ContinualConfig.from_dict(config["config"]), out_dir=out_dir,
+                     callbacks=cb, measure_options=mopts)
+
+
 # --- compare ----------------------------------------------------------------------------------
 def _v_compare(config, resolve):
     _only(config, {"inputs", "baseline"}, "compare")
@@ -355,6 +381,8 @@ _ALL = [
             "core.federated"),
     JobKind("tune", "run a hyper-parameter study (resumable after an interruption)", _v_tune,
             _r_tune, "core.tuning"),
+    JobKind("continual", "learn a task sequence with replay, optimizing after each task",
+            _v_continual, _r_continual, "core.continual"),
 ]
 
 
