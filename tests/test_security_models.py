@@ -329,7 +329,10 @@ def test_cli_refuses_with_exit_2_and_one_line(trap, hostile, tmp_path):
 
 def test_cli_trust_model_runs_a_plain_pt2_and_torchscript(tmp_path, capsys, monkeypatch):
     """Without --trust-model both are refused (exit 2); with it both are measured."""
+    from core.artifacts import load_model
     from core.cli import run
+    from core.data import load_dataset
+    from core.measure import evaluate
 
     monkeypatch.setattr("core.cli._measure_options",
                         lambda args: {**FAST_MEASURE, "threads": 1})
@@ -342,7 +345,11 @@ def test_cli_trust_model_runs_a_plain_pt2_and_torchscript(tmp_path, capsys, monk
         assert run(args, err=lambda _m: None) == 2
         assert run([*args, "--trust-model"]) == 0, capsys.readouterr().err
         result = json.loads((out / "report.json").read_text())["result"]
-        assert result["size_bytes"] == path.stat().st_size and result["accuracy"] >= 0
+        assert result["size_bytes"] == path.stat().st_size
+        # measured on the model itself: the figure equals an independent evaluation
+        model = load_model(path, trust_model=True).model
+        assert result["accuracy"] == pytest.approx(
+            evaluate(model, load_dataset("digits"), "test").accuracy, abs=1e-9)
 
 
 def test_a_verb_honours_the_opt_in_and_reopens_its_own_torch_artifacts(tmp_path, digits):
