@@ -90,6 +90,10 @@ def test_a_wrong_model_kwarg_is_refused_before_training(tmp_path):
     code = run(["train", "--model-kwargs", "chanels=8,16", "--out", str(out)],
                err=errors.append)
     assert code == 2 and len(errors) == 1 and "chanels" in errors[0], errors
+    widths = tmp_path / "widths.yaml"
+    widths.write_text("channels: [4, 8]\nkernel: 5\n")
+    code = run(["train", "--model-config", str(widths), "--out", str(out)], err=errors.append)
+    assert code == 2 and len(errors) == 2 and "kernel" in errors[1], errors
     assert not out.exists()
 
 
