@@ -25,8 +25,12 @@ class TorchInput:
     run_id: str | None
 
 
-def open_torch_input(model: Any, data: Any, *, operation: str) -> TorchInput:
-    """An nn.Module, a run folder or a model file opened as a torch module with its data."""
+def open_torch_input(model: Any, data: Any, *, operation: str,
+                     convert_onnx: bool = False) -> TorchInput:
+    """An nn.Module, a run folder or a model file opened as a torch module with its data;
+    with ``convert_onnx`` an ONNX model becomes a trainable torch module (onnx2torch, checked
+    against ONNX Runtime) instead of being refused. Its size is its ONNX bytes when it has an
+    ONNX file (the deployable artifact, like the result's)."""
     import torch
 
     from core.data import Dataset, load_dataset
@@ -47,12 +51,22 @@ def open_torch_input(model: Any, data: Any, *, operation: str) -> TorchInput:
             from core.artifacts import load_model
 
             loaded, run_id = load_model(path), None
-        if loaded.kind == "onnx":
+        files = [Path(f) for f in loaded.files()]
+        if loaded.kind == "onnx" and convert_onnx:
+            from core.artifacts import trainable_module
+
+            module = trainable_module(loaded)
+        elif loaded.kind == "onnx":
             raise UnsupportedModelError(
                 f"{operation} rewrites torch modules; this model is ONNX. ONNX Runtime applies "
                 "its own graph fusions when it loads a model.")
-        files = [Path(f) for f in loaded.files()]
-        module = loaded.model
+        else:
+            module = loaded.model
+        onnx = path / "model.onnx" if path.is_dir() else None
+        if onnx is not None and onnx.is_file():
+            from core.artifacts._onnx import onnx_files
+
+            files = onnx_files(onnx)
     else:
         module, files, run_id = model, [], None
     if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
@@ -63,6 +77,23 @@ def open_torch_input(model: Any, data: Any, *, operation: str) -> TorchInput:
     return TorchInput(module.eval(), ds, files, run_id)
 
 
+def _as_plain_module(model: Any) -> Any:
+    """A built-in model whose layers were rewritten (factorized, fused), wrapped as a plain
+    module: it is saved as model.onnx, not as its family's safetensors, which no longer fit."""
+    import torch
+
+    class Rewritten(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+            self.input_shape = getattr(inner, "input_shape", None)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    return Rewritten(model)
+
+
 def write_torch_variant(tmp: Path, *, operation: str, method: str, config: Mapping[str, Any],
                         inp: TorchInput, result_model: Any, seed: int = 0,
                         warnings: Sequence[str] = (), parent: str | None = None,
@@ -71,7 +102,10 @@ def write_torch_variant(tmp: Path, *, operation: str, method: str, config: Mappi
                         callbacks: Any = None) -> dict[str, Any]:
     """Save the rewritten module as model.onnx + model.json and measure it beside the input."""
     from core.artifacts import save_model, write_run
+    from core.models import is_builtin
 
+    if is_builtin(result_model):  # rewritten layers: no longer the family's own widths
+        result_model = _as_plain_module(result_model)
     saved = save_model(result_model, tmp, data=inp.data,
                        extra_meta={operation: {"method": method, "config": dict(config)}})
     return write_run(

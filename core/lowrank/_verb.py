@@ -68,7 +68,8 @@ def factorize(model_or_run: Any, data: Any = None, config: Any = None, *,
 
     cfg = _resolve(config, overrides)
     cb = Callbacks.ensure(callbacks)
-    inp = open_torch_input(model_or_run, data, operation="Low-rank factorization")
+    inp = open_torch_input(model_or_run, data, operation="Low-rank factorization",
+                           convert_onnx=True)
     seed_everything(cfg.seed)
     cb.progress(0.05, "Factorizing")
     model, info = factorize_model(inp.model, cfg.rank_ratio, cfg.layers or None)

@@ -1,4 +1,5 @@
-"""Recipes as data: an ordered list of steps (train, prune, finetune, distill, quantize, export).
+"""Recipes as data: an ordered list of steps (train, prune, finetune, distill, factorize, fuse,
+quantize, export).
 
 YAML form::
 
@@ -9,6 +10,8 @@ YAML form::
       - train: {epochs: 10}
       - prune: {method: structured-l2, sparsity: 0.5, finetune_epochs: 3}
       - finetune: {epochs: 2, lr: 0.002}
+      - factorize: {rank_ratio: 0.5, finetune_epochs: 2}   # low-rank, then fine-tuned
+      - fuse: {patterns: [conv-bn-relu]}
       - quantize: {method: ort-static-int8}
       - export: {}
 """
@@ -25,7 +28,8 @@ from core.errors import InvalidParameterError, check_range
 
 __all__ = ["STEP_KINDS", "Recipe", "Step", "step_config"]
 
-STEP_KINDS = ("train", "prune", "finetune", "distill", "quantize", "export")
+STEP_KINDS = ("train", "prune", "finetune", "distill", "factorize", "fuse", "quantize",
+              "export")
 _DISTILL_PATHS = ("student", "teachers", "unlabelled")
 
 
@@ -55,6 +59,14 @@ def step_config(step: Step) -> Any:
         from core.distillation import DistillConfig
 
         return DistillConfig.from_dict(opts)
+    if step.kind == "factorize":
+        from core.lowrank import LowRankConfig
+
+        return LowRankConfig.from_dict(opts)
+    if step.kind == "fuse":
+        from core.fusion import FusionConfig
+
+        return FusionConfig.from_dict(opts)
     if step.kind == "quantize":
         from core.quantization import make_config
 

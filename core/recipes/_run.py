@@ -170,6 +170,15 @@ def _run_step(step: Step, index: int, source: Any, recipe: Recipe, data: Any, ou
         from core.distillation import distill
 
         return distill(source, data, cfg, out_dir=out_dir, callbacks=cb, measure_options=mopts)
+    if step.kind == "factorize":
+        from core.lowrank import factorize
+
+        return factorize(source, data, cfg, out_dir=out_dir, callbacks=cb,
+                         measure_options=mopts)
+    if step.kind == "fuse":
+        from core.fusion import fuse
+
+        return fuse(source, data, cfg, out_dir=out_dir, callbacks=cb, measure_options=mopts)
     if step.kind == "quantize":
         from core.quantization import quantize
 
@@ -276,7 +285,8 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path, model: Any = None, data: 
 
 
 _OP_TO_STEP = {"train": "train", "prune": "prune", "finetune": "finetune",
-               "distill": "distill", "quantize": "quantize", "export": "export"}
+               "distill": "distill", "quantize": "quantize", "export": "export",
+               "factorize": "factorize", "fuse": "fuse"}
 
 
 def recipe_from_lineage(run_dir: str | Path, *, search: Any = (), name: str | None = None

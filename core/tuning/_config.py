@@ -33,7 +33,7 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
 }
 # The compression recipe: pruning then quantization of a trained model, both measured.
 RECIPE_KEYS = ("sparsity", "pruning_method", "finetune_epochs", "quantization_method",
-               "calibration", "per_channel")
+               "calibration", "per_channel", "fusion_method", "rank_ratio")
 DEFAULT_RECIPE_SPACE: dict[str, Any] = {
     "sparsity": {"type": "float", "low": 0.1, "high": 0.7},
     "pruning_method": ["none", "structured-l2", "structured-l1"],
@@ -194,7 +194,8 @@ def _check_recipe_space(space: SearchSpace) -> None:
     """Recipe choices must name registered pruning/quantization methods (or 'none')."""
     from core.registry import list_methods
 
-    for key, area in (("pruning_method", "pruning"), ("quantization_method", "quantization")):
+    for key, area in (("pruning_method", "pruning"), ("quantization_method", "quantization"),
+                      ("fusion_method", "fusion")):
         if key not in space:
             continue
         known = ["none", *list_methods(area)]
@@ -202,6 +203,12 @@ def _check_recipe_space(space: SearchSpace) -> None:
         bad = [c for c in dim.choices if c not in known] if dim.kind == "categorical" else [key]
         if bad:
             raise InvalidParameterError(f"space.{key}", f"a list of choices among {known}",
+                                        bad[0])
+    if "rank_ratio" in space and space["rank_ratio"].kind == "categorical":
+        bad = [c for c in space["rank_ratio"].choices if c != "none" and not (
+            isinstance(c, (int, float)) and not isinstance(c, bool) and 0 < c <= 1)]
+        if bad:
+            raise InvalidParameterError("space.rank_ratio", "choices in (0, 1] or 'none'",
                                         bad[0])
 
 

@@ -46,7 +46,8 @@ def check_recipe_base(base_dir: Path, data: Any, space: SearchSpace) -> None:
 
 
 class RecipeObjective(StudyObjective):
-    """Prune (optional) then quantize (optional) the base run; score the final run folder.
+    """Prune, fuse, factorize and quantize (each optional) the base run; score the final run
+    folder.
 
     Every figure comes from the measured run folders that ``prune``/``quantize`` write
     (accuracy on the test split, p50 latency at batch 1, size of the artifact on disk).
@@ -59,6 +60,31 @@ class RecipeObjective(StudyObjective):
         self.base_dir, self.trials_dir, self.cb = Path(base_dir), Path(trials_dir), callbacks
         self.measure = {"budget_s": config.latency_budget_s, "memory": False,
                         "threads": threads}
+
+    def _rewrite(self, params: Mapping[str, Any], src: Path, folder: Path, inner: Callbacks,
+                 steps: list[dict[str, Any]], info: dict[str, Any]) -> Path:
+        """The optional fusion and low-rank steps (after pruning, before quantization)."""
+        from core.fusion import FusionConfig, fuse
+        from core.lowrank import LowRankConfig, factorize
+
+        if params.get("fusion_method", "none") != "none":
+            fcfg = FusionConfig(seed=self.config.seed)
+            fuse(src, self.data, fcfg, out_dir=folder / "fused", callbacks=inner,
+                 measure_options=self.measure)
+            src = folder / "fused"
+            steps.append({"operation": "fuse", **fcfg.to_dict()})
+        ratio = params.get("rank_ratio", "none")
+        if ratio not in ("none", None) and float(ratio) < 1.0:
+            finetune = int(params.get("finetune_epochs", 1))
+            lcfg = LowRankConfig(rank_ratio=float(ratio), finetune_epochs=finetune,
+                                 seed=self.config.seed)
+            factorize(src, self.data, lcfg, out_dir=folder / "factorized", callbacks=inner,
+                      measure_options=self.measure)
+            src = folder / "factorized"
+            steps.append({"operation": "factorize", **lcfg.to_dict()})
+            info["epochs_planned"] += finetune
+            info["epochs_run"] += finetune
+        return src
 
     def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
         from core.artifacts import read_report
@@ -83,6 +109,7 @@ class RecipeObjective(StudyObjective):
             src = folder / "pruned"
             steps.append({"operation": "prune", **pcfg.to_dict()})
             info["epochs_run"] = finetune
+        src = self._rewrite(params, src, folder, inner, steps, info)
         quant = params.get("quantization_method", "none")
         if quant != "none":
             options = {"calibration": params.get("calibration"), "seed": cfg.seed,
