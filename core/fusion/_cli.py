@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> None:
     q = subparsers.add_parser(
         "factorize", help="low-rank (truncated SVD) factorization of Linear/Conv2d layers",
         description="Factorize layers at --rank-ratio, fine-tune, and measure beside the input.")
-    q.add_argument("--model", required=True, help="built-in run folder (or .pt/.pt2)")
+    q.add_argument("--model", required=True,
+                   help="run folder, .onnx (converted to torch with onnx2torch) or .pt/.pt2")
     q.add_argument("--rank-ratio", type=float, default=config_default(LowRankConfig, "rank_ratio"),
                    help="kept rank as a fraction of each layer's full rank")
     q.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
