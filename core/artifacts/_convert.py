@@ -606,6 +606,7 @@ def _export_fixed_batch(module: torch.nn.Module, path: str | Path, example: torc
         with warnings.catch_warnings():
             # the tracer's guesses about Python values (the converted graph is verified after)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # legacy exporter: 15-32x faster here than dynamo=True (see core/artifacts/_save.py)
             torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17,
                               input_names=["input"], output_names=["logits"])
     except Exception as exc:

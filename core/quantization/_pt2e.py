@@ -29,22 +29,28 @@ MODES = ("static", "dynamic", "qat")
 
 @contextlib.contextmanager
 def _torchao_import_quiet() -> Iterator[None]:
-    """torchao logs a warning per GPU-only extension it cannot load on a CPU build: noise."""
-    logger = logging.getLogger("torchao")
-    before = logger.level
-    logger.setLevel(logging.ERROR)
+    """Importing torchao 0.18 on CPU logs one warning per GPU-only extension it cannot load
+    ("Failed to load ..._C_mxfp8...") and one about its own Enum registration with torch's
+    pytree: noise about torchao's build, not about the user's model."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(before)
+        for lg, level in zip(loggers, before):
+            lg.setLevel(level)
 
 
 def _pt2e() -> Any:
     """torchao's PT2E entry points (imported lazily: torchao imports torch._dynamo)."""
     try:
         with _torchao_import_quiet(), warnings.catch_warnings():
-            # torchao 0.18 registers an Enum with torch.compile the deprecated way (its bug).
-            warnings.filterwarnings("ignore", message=".*register_constant.*")
+            # torchao's import decorates with torch.jit.script_method (deprecated upstream; not
+            # ours to fix, and nothing the studio scripts).
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated",
+                                    category=DeprecationWarning)
             from torchao.quantization import pt2e
             from torchao.quantization.pt2e import quantize_pt2e
             from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
@@ -113,7 +119,12 @@ def _quantizer(x86: Any, mode: str, chosen: Sequence[str], excluded: Sequence[st
         for name in chosen:
             quantizer.set_module_name_qconfig(name, config)
         return quantizer
-    quantizer.set_global(config)
+    if mode == "dynamic":  # Linear layers only (the global recipe would take convolutions)
+        import torch
+
+        quantizer.set_module_type_qconfig(torch.nn.Linear, config)
+    else:
+        quantizer.set_global(config)
     for name in excluded:  # kept in float
         quantizer.set_module_name_qconfig(name, None)
     return quantizer
@@ -152,19 +163,17 @@ def pt2e_quantize(model: Any, example: Any, *, mode: str, chosen: Sequence[str],
     renamed = split_reused_modules(gm, model)
     excluded = [name for name in all_layers if name not in chosen]
     quantizer = _quantizer(x86, mode, chosen, excluded, layerwise)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="torchao")  # its own deprecation notes
-        if mode == "qat":
-            prepared = qpt2e.prepare_qat_pt2e(gm, quantizer)
-            pt2e.allow_exported_model_train_eval(prepared)  # the train loop calls .train()
-            fine_tune(prepared)
-            prepared.eval()
-        else:
-            prepared = qpt2e.prepare_pt2e(gm, quantizer)
-            if calibrate is not None:
-                with torch.no_grad():
-                    calibrate(prepared)
-        converted = qpt2e.convert_pt2e(prepared)
+    if mode == "qat":
+        prepared = qpt2e.prepare_qat_pt2e(gm, quantizer)
+        pt2e.allow_exported_model_train_eval(prepared)  # the train loop calls .train()
+        fine_tune(prepared)
+        prepared.eval()
+    else:
+        prepared = qpt2e.prepare_pt2e(gm, quantizer)
+        if calibrate is not None:
+            with torch.no_grad():
+                calibrate(prepared)
+    converted = qpt2e.convert_pt2e(prepared)
     _drop_unused_weights(converted)
     program = export_program(converted, example, what="the quantized model")
     return program, {"reused_module_calls_split": renamed, "quantizer": "X86InductorQuantizer",
@@ -210,7 +219,12 @@ def _compiled_class() -> type:
                     start = time.perf_counter()
                     # freezing (weights as constants, INT8 convs prepacked for oneDNN); as a
                     # torch.compile option instead it fails on onednn.qconv_prepack (2.13).
-                    with torch._inductor.config.patch(freezing=True), torch.inference_mode():
+                    with torch._inductor.config.patch(freezing=True), torch.inference_mode(), \
+                            warnings.catch_warnings():
+                        # inductor 2.13's oneDNN lowering copies a tensor with torch.tensor()
+                        # (its own code, harmless): not the user's to act on.
+                        warnings.filterwarnings("ignore", message="To copy construct from a "
+                                                "tensor", category=UserWarning)
                         self._compiled(torch.zeros(size, *shape))
                     self.compile_s[str(size)] = round(time.perf_counter() - start, 3)
             except Exception as exc:  # no C compiler, or inductor cannot lower a pattern
