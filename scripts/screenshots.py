@@ -30,7 +30,7 @@ TABS = [
     ("Distillation", "distillation", "distillation-tab", "Distil",
      {"Epochs (each student)": "3"}),
     ("Tuning", "tuning", "tuning-tab", "Run study", {"Trials": "4", "Epochs per trial": "2"}),
-    ("Comparison", "comparison", "comparison-tab", "Refresh", {}),
+    ("Comparison", "comparison-all", "comparison-tab", "Refresh", {}),
     ("Auto", "auto", "auto-tab", "Optimise", {"Fine-tuning epochs": "1"}),
     ("Jobs", "jobs", "jobs-tab", "Reload jobs list", {}),
     ("Scalability", "scalability", "scalability-tab", "Run",

@@ -68,7 +68,10 @@ def step_curve(history: Sequence[dict[str, Any]]) -> go.Figure:
                              mode="lines+markers", name="after fine-tuning"))
     fig.add_trace(go.Bar(x=steps, y=[h.get("sparsity") for h in history], name="sparsity",
                          opacity=0.25, yaxis="y2"))
-    fig.update_layout(title="Validation accuracy per pruning step", xaxis_title="step",
+    fig.update_layout(title="Validation accuracy per pruning step",
+                      # ticks at the steps only: an autorange's "−0.5" met the y axis's "0"
+                      xaxis={"title": "step", "tickmode": "array", "tickvals": steps,
+                             "range": [min(steps, default=0) - 0.5, max(steps, default=0) + 0.5]},
                       yaxis={"title": "accuracy", "range": [0, 1.02]},
                       yaxis2={"title": "sparsity", "overlaying": "y", "side": "right",
                               "range": [0, 1]},

@@ -36,22 +36,43 @@ def screenshot_dir() -> Path:
 
 
 # Pairs of visible Plotly text elements (ticks, titles, legend, bar labels, annotations) whose
-# boxes overlap by more than 2 px each way, in the charts under `root` (a CSS selector).
+# drawn boxes overlap by more than 2 px, in the charts under `root` (a CSS selector). A box is
+# the text's own box turned as the text is (rotated tick labels), compared by separating axes.
 OVERLAP_JS = """(root) => {
   const sel = 'text.xtitle, text.ytitle, text.gtitle, text.legendtext, .xtick text, .ytick text,'
-    + ' text.bartext, text.textpoint, .annotation-text, text.annotation-text';
+    + ' text.bartext, text.textpoint, .annotation-text';
+  const corners = (el) => {
+    const b = el.getBBox(), m = el.getScreenCTM();
+    return [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height],
+            [b.x, b.y + b.height]].map(([x, y]) => [m.a * x + m.c * y + m.e,
+                                                     m.b * x + m.d * y + m.f]);
+  };
+  const apart = (p, q) => {  // a separating axis with a gap or an overlap under 2 px
+    for (const poly of [p, q]) {
+      for (let i = 0; i < 4; i++) {
+        const [x1, y1] = poly[i], [x2, y2] = poly[(i + 1) % 4];
+        const len = Math.hypot(x2 - x1, y2 - y1) || 1;
+        const nx = -(y2 - y1) / len, ny = (x2 - x1) / len;
+        const pr = (pts) => pts.map(([x, y]) => x * nx + y * ny);
+        const a = pr(p), b = pr(q);
+        const overlap = Math.min(Math.max(...a), Math.max(...b))
+          - Math.max(Math.min(...a), Math.min(...b));
+        if (overlap <= 2) return true;
+      }
+    }
+    return false;
+  };
   const out = [];
   for (const plot of document.querySelectorAll(root + ' .js-plotly-plot')) {
     if (!plot.offsetParent) continue;  // a chart in a hidden tab
     const boxes = Array.from(plot.querySelectorAll(sel))
-      .filter((el) => (el.textContent || '').trim() && el.getBBox().width > 0)
-      .map((el) => ({text: el.textContent.trim(), r: el.getBoundingClientRect()}));
+      .filter((el) => (el.textContent || '').trim() && el.getBBox().width > 0
+              && getComputedStyle(el).visibility !== 'hidden'
+              && getComputedStyle(el).opacity !== '0')
+      .map((el) => ({text: el.textContent.trim(), c: corners(el)}));
     for (let i = 0; i < boxes.length; i++) {
       for (let j = i + 1; j < boxes.length; j++) {
-        const a = boxes[i].r, b = boxes[j].r;
-        const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
-        const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
-        if (w > 2 && h > 2) out.push([boxes[i].text, boxes[j].text]);
+        if (!apart(boxes[i].c, boxes[j].c)) out.push([boxes[i].text, boxes[j].text]);
       }
     }
   }
