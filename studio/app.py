@@ -16,6 +16,7 @@ TABS: list[tuple[str, str]] = [
     ("studio.tabs.quantization", "build_quantization_tab"),
     ("studio.tabs.pruning", "build_pruning_tab"),
     ("studio.tabs.distillation", "build_distillation_tab"),
+    ("studio.tabs.edge", "build_edge_tab"),
     ("studio.tabs.tuning", "build_tuning_tab"),
     ("studio.tabs.comparison", "build_comparison_tab"),
     ("studio.tabs.auto", "build_auto_tab"),
