@@ -113,7 +113,8 @@ def finetune_defaults(model: Any) -> FinetuneDefaults:
     Small plain and depthwise CNNs: Adam at 0.005 for 5 epochs (lower rates recovered less:
     ResNet-like −3.3 pt at 0.002, MobileNetV3-like −2.5 pt at 0.002 vs +1.1 pt at 0.005).
     Attention: 0.005 wrecked a pruned ViT (−9.2 pt); 0.002 for 10 epochs recovered it
-    (+2.5 pt; 5 epochs were not enough: −3.6 pt). Above 1 M parameters the rate is halved.
+    (+2.5 pt; 5 epochs were not enough: −3.6 pt). Above 1 M parameters the rate is halved:
+    a precaution for larger nets that no measurement here has checked yet.
     """
     traits = model_traits(model)
     large = traits["params"] > LARGE_PARAMS
