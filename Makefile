@@ -39,10 +39,12 @@ constraints: install
 MIN_VENV ?= .venv-min
 SMOKE ?= tests/test_foundation.py tests/test_measure_verdict.py tests/test_distillation_loss.py \
 	tests/test_pruning_criteria.py
+# The CPU index: the oldest torch exists on PyPI only as a CUDA build (~3 GB with its wheels).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 test-min:
 	test -x $(MIN_VENV)/bin/python || python3 -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip install -q --disable-pip-version-check \
-		-c constraints-min.txt -e ".[dev,tuning]"
+		--extra-index-url $(TORCH_CPU_INDEX) -c constraints-min.txt -e ".[dev,tuning]"
 	$(MIN_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps \
 		-c constraints-min.txt "onnx2torch>=1.5.15,<1.6"
 	$(MIN_VENV)/bin/python -m pytest -q $(SMOKE)
