@@ -61,7 +61,7 @@ def run_tab(page, label: str, panel_id: str | None, button: str | None,
         return
     panel = page.locator(f"#{panel_id}")
     for name, value in fields.items():
-        panel.get_by_label(name, exact=True).first.fill(value)
+        panel.get_by_label(name).first.fill(value)
     panel.get_by_role("button", name=button, exact=True).first.click()
     deadline = time.monotonic() + timeout_s
     page.wait_for_timeout(1500)

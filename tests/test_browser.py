@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.browser import MARKS, open_studio, screenshot_dir
+from tests.helpers.browser import MARKS, open_studio, overlapping_chart_text, screenshot_dir
 
 pytestmark = MARKS
 
@@ -112,6 +112,9 @@ def test_each_tab_default_action(page, studio_server):
         page.wait_for_timeout(1500)  # let the last streamed update render
         page.screenshot(path=str(screenshot_dir() / f"{elem_id.removesuffix('-tab')}.png"),
                         full_page=True)
+        _no_overlapping_chart_text(page, f"#{elem_id}")
+        if operation == "prune":
+            _pruning_labels_match_the_layers(page, ctx.root)
     page.get_by_role("tab", name="Comparison").click()
     before = _reports(ctx.root, "compare")
     page.locator("#comparison-tab").get_by_role("button", name="Re-measure all").click()
@@ -119,6 +122,26 @@ def test_each_tab_default_action(page, studio_server):
     page.locator("#comparison-tab .js-plotly-plot").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(screenshot_dir() / "comparison-all.png"), full_page=True)
+
+
+def _no_overlapping_chart_text(page, root: str) -> None:
+    """No chart text overprints other text, on a desktop (1440×900) and a phone (390×844)."""
+    for size in ({"width": 1440, "height": 900}, {"width": 390, "height": 844}):
+        page.set_viewport_size(size)
+        page.wait_for_timeout(700)  # Plotly relayouts on resize
+        assert overlapping_chart_text(page, root) == [], (root, size)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def _pruning_labels_match_the_layers(page, root: Path) -> None:
+    """The pruning chart's bar labels are the newest prune run's layer widths (before→after)."""
+    import json
+
+    newest = max(root.rglob("prune-*/report.json"), key=lambda p: p.stat().st_mtime)
+    layers = json.loads(newest.read_text())["pruning"]["layers"]
+    shown = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '#pruning-tab .js-plotly-plot text.bartext')).map((el) => el.textContent.trim())""")
+    assert shown == [f"{r['width_before']}→{r['width_after']}" for r in layers]
 
 
 def test_workspace_survives_reload_and_restart_but_not_another_browser(pw, studio_server,

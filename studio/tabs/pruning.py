@@ -149,6 +149,21 @@ def _finetune_note(report: dict[str, Any]) -> str:
 
 
 
+AUTO = "auto"
+
+
+def _auto_or(value: Any, kind: type, name: str) -> Any:
+    """None for "auto" (or empty): the engine chooses per model; else the number."""
+    from core.errors import InvalidParameterError
+
+    if value is None or str(value).strip().lower() in ("", AUTO):
+        return None
+    try:
+        return kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(name, f"'{AUTO}' or a number", value) from None
+
+
 def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("pruning")
     default = "structured-l2" if "structured-l2" in methods else methods[0]
@@ -167,17 +182,20 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 # 50 % cost 0.8 pt, 30 % 0.3 pt with a real speed-up (measured, one seed).
                 sparsity = gr.Slider(0.05, 0.95, value=0.3, step=0.05,
                                      label="Target sparsity (fraction removed)")
-                epochs = gr.Number(None, label="Fine-tune epochs after each step (empty: "
-                                   "chosen per model, 5 for a small CNN)", minimum=0,
-                                   maximum=200, precision=0)
+                # "auto": the engine's per-model choice (a Number cannot stay empty: the
+                # browser sent 0, i.e. no fine-tuning).
+                epochs = gr.Dropdown([AUTO, "0", "1", "2", "3", "5", "10", "20"], value=AUTO,
+                                     allow_custom_value=True, label="Fine-tune epochs after "
+                                     "each step (auto: chosen per model, 5 for a small CNN)")
                 run_btn, stop_btn = run_stop_buttons("Prune")
                 with gr.Accordion("More options: schedule, learning rate, layers",
                                   open=False):
                     schedule = gr.Radio(list(SCHEDULES), value="oneshot", label="Schedule")
                     steps = gr.Slider(1, 10, value=3, step=1,
                                       label="Steps (gradual: cubic schedule toward the target)")
-                    lr = gr.Number(None, label="Fine-tune learning rate (empty: chosen per "
-                                   "model, 0.005 for a small CNN)", minimum=1e-6, maximum=1)
+                    lr = gr.Dropdown([AUTO, "0.001", "0.002", "0.005", "0.01"], value=AUTO,
+                                     allow_custom_value=True, label="Fine-tune learning rate "
+                                     "(auto: chosen per model, 0.005 for a small CNN)")
                     round_to = gr.Number(0, label="Round channel counts to a multiple of "
                                          "(0 = off; structured)", minimum=0, precision=0)
                     attention = gr.Radio(list(ATTENTION_MODES), value="heads",
@@ -200,8 +218,8 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             n_steps = int(n_steps) if sched == "gradual" else 1
             config = call(lambda: PruningConfig(
                 method=name, sparsity=float(target), schedule=sched, steps=n_steps,
-                finetune_epochs=None if n_epochs in (None, "") else int(n_epochs),
-                lr=None if rate in (None, "", 0) else float(rate),
+                finetune_epochs=_auto_or(n_epochs, int, "finetune_epochs"),
+                lr=_auto_or(rate, float, "lr"),
                 round_to=int(rounding) if rounding else None, attention=attn,
                 ignore=tuple(s.strip() for s in (skip or "").split(",") if s.strip())))
             src = call(lambda: ctx.find_run(request, choice)) if choice else None
