@@ -361,7 +361,7 @@ def _check_user_model_data(args: argparse.Namespace) -> None:
                 "its data", None)
 
 
-def _add_builtin_verbs(sub: Any) -> None:
+def _add_builtin_verbs(sub: Any, *, train: bool = True) -> None:
     """serve, models, datasets, methods, completion, train and benchmark."""
     p = sub.add_parser("serve", help="open the studio in a browser")
     p.add_argument("--host", default=None,
@@ -382,7 +382,8 @@ def _add_builtin_verbs(sub: Any) -> None:
     p.add_argument("shell", nargs="?", default="bash", choices=["bash", "zsh", "fish", "tcsh"],
                    help="shell to complete in")
     p.set_defaults(func=_cmd_completion)
-    _add_train(sub)
+    if train:  # its --model choices import core.models, hence torch (seconds)
+        _add_train(sub)
     p = sub.add_parser("benchmark", help="measure a model under the protocol")
     p.add_argument("--model", required=True, help="run folder, .onnx, .pt or .pt2")
     add_output_name(p)
@@ -487,8 +488,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         epilog="Every verb takes --help, --json (one JSON object on stdout) and --config "
                "FILE.yaml. Completion: eval \"$(studio completion bash)\".")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    _add_builtin_verbs(sub)
-    for name in _areas_for(argv, set(sub.choices)):
+    area_verb = bool(argv) and argv[0] in VERB_AREAS  # e.g. quantize: no train parser
+    _add_builtin_verbs(sub, train=not area_verb)
+    for name in _areas_for(argv, set(sub.choices) | {"train"}):
         importlib.import_module(name).add_parser(sub)
     _add_generic_options(sub)
     return parser

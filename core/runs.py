@@ -11,7 +11,6 @@ from core.artifacts import LoadedModel, load_model, read_report, save_model, sta
 from core.callbacks import Callbacks
 from core.data import Dataset, dataset_from_spec, load_dataset
 from core.errors import InvalidParameterError
-from core.models import model_for_data
 from core.training import TrainConfig, seed_everything, train
 
 __all__ = [
@@ -77,6 +76,8 @@ def train_baseline(
     dataset = data if isinstance(data, Dataset) else load_dataset(data, seed=config.seed)
     cb = Callbacks.ensure(callbacks)
     seed_everything(config.seed)
+    from core.models import model_for_data  # torch: imported only where a model is built
+
     net = model_for_data(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
     with staging(out_dir, overwrite=overwrite) as tmp:
         result = train(net, dataset, config, callbacks=cb)

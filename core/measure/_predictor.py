@@ -82,8 +82,12 @@ class Predictor:
     def pinned_threads(self) -> Iterator[None]:
         """Run torch with this predictor's thread count under the process-wide measurement
         lock (the count is process-wide), then restore the global setting."""
-        from core.measure._lock import torch_threads
+        from core.measure._lock import measurement_lock, torch_threads
 
+        if self.kind == "onnx":  # its threads are fixed in the session: no torch to import
+            with measurement_lock():
+                yield
+            return
         with torch_threads(self.threads):
             yield
 
