@@ -144,7 +144,7 @@ def main() -> None:
     args = ap.parse_args()
     data = digits_3x32()
     peak = peaks()
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = _earlier(args)  # a --models subset replaces only those models
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -160,6 +160,21 @@ def main() -> None:
                 "peaks_gmacs": {k: peak[k] for k in ("fp32", "int8", "engines", "threads_all")}
                 if peak else None,
                 "models": results, "wall_s": time.perf_counter() - started})
+
+
+def _earlier(args: Any) -> dict[str, Any]:
+    """The other models' figures from an earlier run with the same protocol (else none)."""
+    import json
+
+    from benchmarks._common import RESULTS
+
+    try:
+        old = json.loads((RESULTS / "engines.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    same = old.get("protocol", {}).get("budget_s") == args.budget and \
+        old.get("protocol", {}).get("epochs") == args.epochs
+    return dict(old.get("models") or {}) if same else {}
 
 
 def _print(name: str, res: dict[str, Any]) -> None:

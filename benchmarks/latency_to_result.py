@@ -178,19 +178,23 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per comparison")
-    ap.add_argument("--skip-app", action="store_true", help="only the quantize comparison")
+    ap.add_argument("--only", choices=("quantize", "app"), default=None,
+                    help="run one of the two comparisons (default: both)")
     args = ap.parse_args()
+    quant = app = None
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        quant = quantize_side_by_side(scratch, args.rounds)
-        print(f"studio quantize {quant['median_s']['studio']:.2f} s vs by hand "
-              f"{quant['median_s']['by_hand']:.2f} s: {quant['ratio_median']:.2f}x")
-        app = None if args.skip_app else app_side_by_side(scratch, args.rounds)
+        if args.only in (None, "quantize"):
+            quant = quantize_side_by_side(scratch, args.rounds)
+            print(f"studio quantize {quant['median_s']['studio']:.2f} s vs by hand "
+                  f"{quant['median_s']['by_hand']:.2f} s: {quant['ratio_median']:.2f}x")
+        if args.only in (None, "app"):
+            app = app_side_by_side(scratch, args.rounds)
         if app:
             print(f"app cold start {app['cold_start_ratio']:.2f}x, idle RSS "
                   f"{app['idle_rss_ratio']:.2f}x of a bare Gradio app: {app['median']}")
-    write_result("latency_to_result", {"quantize": quant, "app": app,
-                                       "rounds": args.rounds})
+    write_result(f"latency_to_result{'_' + args.only if args.only else ''}",
+                 {"quantize": quant, "app": app, "rounds": args.rounds})
 
 
 if __name__ == "__main__":
