@@ -15,7 +15,8 @@ from core.recipes._recipe import Recipe, Step, step_config
 
 __all__ = ["ParityError", "check_parity", "execute_steps", "recipe_from_lineage", "run_recipe"]
 
-MODEL_FILES = ("model.json", "model.safetensors", "model.sparse.npz", "model.onnx", "model.pt",
+MODEL_FILES = ("model.json", "model.safetensors", "model.sparse.npz", "model.onnx",
+               "model.onnx.data", "model.pt",
                "model.pt2")
 
 
@@ -116,6 +117,7 @@ def _export(src: Any, data: Any, out_dir: Path, cb: Callbacks,
     import torch
 
     from core.artifacts import export_onnx, load_model, staging, write_run
+    from core.artifacts._onnx import onnx_files
     from core.measure import ort_session
     from core.runs import RunResult
 
@@ -130,7 +132,9 @@ def _export(src: Any, data: Any, out_dir: Path, cb: Callbacks,
             base_model, base_files = (_torch_form(src) if src.is_dir() else None), base.files()
             base_model = base_model if base_model is not None else base.model
             if onnx.suffix == ".onnx" and onnx.is_file():
-                shutil.copyfile(onnx, tmp / "model.onnx")
+                from core.artifacts._onnx import copy_onnx
+
+                copy_onnx(onnx, tmp / "model.onnx")  # with its external data, if any
             else:
                 export_onnx(base_model, tmp / "model.onnx",
                             torch.from_numpy(data.X_test[:1]), check_inputs=data.X_test[:64])
@@ -144,7 +148,7 @@ def _export(src: Any, data: Any, out_dir: Path, cb: Callbacks,
         report = write_run(
             tmp, operation="export", method="onnxruntime", config={}, data=data,
             result_model=ort_session(tmp / "model.onnx", threads=threads),
-            result_files=[tmp / "model.onnx"], baseline_model=base_model,
+            result_files=onnx_files(tmp / "model.onnx"), baseline_model=base_model,
             baseline_files=base_files, parent=parent_id, label="The ONNX Runtime model",
             measure_options=mopts, callbacks=_sub(cb, 0.1, 1.0))
     return RunResult(Path(out_dir), report)
