@@ -292,7 +292,10 @@ def main() -> None:
                         help="fewer training epochs, 1 fine-tune epoch, no auto (a smoke run)")
     parser.add_argument("--models", default="mobilenet_v3_small,resnet18,vit",
                         help="comma-separated subset (default: all three)")
+    parser.add_argument("--name", default=None,
+                        help="result file name (default: real_models, or real_models_quick)")
     args = parser.parse_args()
+    result_name = args.name or ("real_models_quick" if args.quick else "real_models")
     from tests.helpers import zoo
 
     start = time.perf_counter()
@@ -306,12 +309,12 @@ def main() -> None:
                 models.append(one_model(name.strip(), data, npz, work, quick=args.quick))
             except Exception as exc:  # noqa: BLE001 - one model's failure is a result too
                 models.append({"model": name.strip(), "error": f"{type(exc).__name__}: {exc}"})
-            write_result("real_models_quick" if args.quick else "real_models",
-                         {"quick": args.quick, "partial": True, "models": models})
+            write_result(result_name, {"quick": args.quick, "partial": True,
+                                       "models": models})
     payload = {"quick": args.quick, "seconds": time.perf_counter() - start,
                "protocol": "CLI subprocesses; ORT 1 thread, batch 64, interleaved A/B rounds",
                "goals": GOALS, "models": models, "verdicts": verdicts(models)}
-    write_result("real_models_quick" if args.quick else "real_models", payload)
+    write_result(result_name, payload)
 
 
 if __name__ == "__main__":
