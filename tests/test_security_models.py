@@ -353,8 +353,8 @@ def test_cli_trust_model_runs_a_plain_pt2_and_torchscript(tmp_path, capsys, monk
 
 
 def test_a_verb_honours_the_opt_in_and_reopens_its_own_torch_artifacts(tmp_path, digits):
-    """A torch-* quantization writes TorchScript; the studio reopens its own file without the
-    opt-in, but the same bytes given from elsewhere after a trusted run still need it."""
+    """A torch-* quantization writes a torch.export .pt2; the studio reopens its own file
+    without the opt-in, but other bytes given from elsewhere still need it."""
     from core.artifacts import load_model
     from core.quantization import quantize
     from core.runs import open_variant
@@ -362,10 +362,10 @@ def test_a_verb_honours_the_opt_in_and_reopens_its_own_torch_artifacts(tmp_path,
     net = _Net().eval()
     result = quantize(net, digits, "torch-dynamic-int8", out_dir=tmp_path / "q",
                       measure_options=FAST_MEASURE)
-    artifact = Path(result.run_dir) / "model.pt"
+    artifact = Path(result.run_dir) / "model.pt2"
     assert artifact.is_file()
-    assert open_variant(result.run_dir).loaded.kind == "torchscript"
-    changed = tmp_path / "changed.pt"
+    assert open_variant(result.run_dir).loaded.kind == "export"
+    changed = tmp_path / "changed.pt2"
     changed.write_bytes(artifact.read_bytes() + b"\0")  # other bytes: not the studio's own
     with pytest.raises(StudioError, match="--trust-model"):
         load_model(changed)
