@@ -62,6 +62,7 @@ def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
         raise InvalidParameterError("data", "a Dataset (or a built-in name) for a module", None)
     model.eval()
     with staging(out) as tmp:
+        notes: list[str] = []
         if is_builtin(model):
             save_model(model, tmp, data=dataset)
             files = [tmp / "model.safetensors"]
