@@ -447,6 +447,10 @@ def auto(
                 entry["error"] = str(exc)
                 shutil.rmtree(cands / cand.name, ignore_errors=True)
             results.append(entry)
+            cb.metrics({"event": "candidate", "name": cand.name, "why": cand.why,
+                        "val_accuracy": None if "val_drop" not in entry else
+                        base_val - entry["val_drop"], "val_drop": entry.get("val_drop"),
+                        "error": entry.get("error")})  # shown live by the Auto tab
             return entry
 
         for i, cand in enumerate(runnable):
