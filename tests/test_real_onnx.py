@@ -116,6 +116,17 @@ def test_bundle_of_an_external_data_model_runs_elsewhere(models, digits, tmp_pat
                                                               abs=1e-3)
 
 
+def test_auto_ships_the_winner_with_its_external_data(models, digits, tmp_path):
+    from core.auto import AutoConfig, auto
+
+    out = tmp_path / "auto"
+    report = auto(models["default_export"], digits, AutoConfig(candidates=("ort-fp32",)),
+                  out_dir=out, measure_options=FAST_MEASURE).report
+    # The output folder is the winner: it loads with onnxruntime alone and scores as reported.
+    X, y = digits.split("test")
+    assert zoo.ort_accuracy(out, X, y) == pytest.approx(report["result"]["accuracy"], abs=1e-3)
+
+
 def test_external_data_missing_or_outside_its_folder_is_one_clear_error(models, tmp_path):
     import shutil
 

@@ -14,8 +14,8 @@ from core.errors import CancelledError, InvalidParameterError, StudioError
 
 __all__ = ["auto", "choose", "reselect"]
 
-MODEL_FILES = ("model.json", "model.safetensors", "model.sparse.npz", "model.onnx", "model.pt",
-               "model.pt2")
+MODEL_FILES = ("model.json", "model.safetensors", "model.sparse.npz", "model.onnx",
+               "model.onnx.data", "model.pt", "model.pt2")
 
 
 def _sub(cb: Callbacks, lo: float, hi: float, prefix: str = "") -> Callbacks:
