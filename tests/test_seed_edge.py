@@ -76,10 +76,14 @@ def test_auto_optimizer_device_and_seed_results(seed_env, health):
                 target_metric='balanced',  # 'speed', 'size', 'accuracy', 'balanced'
                 device='cuda'
             )
+    from core.training import TrainConfig, train
+
+    model = HealthMonitorNet(9, [64, 32], 4)  # a seed user brings a trained model
+    train(model, health, TrainConfig(epochs=10, lr=0.01))
     optimizer = AutoOptimizer(target_metric='balanced', device='cpu',
                               candidates=("ort-dynamic-int8", "ort-fp32"))
     results = optimizer.optimize_model(
-        model=HealthMonitorNet(9, [64, 32], 4),
+        model=model,
         train_loader=_loader(health.X_train, health.y_train),
         test_loader=_loader(health.X_test, health.y_test)
     )
