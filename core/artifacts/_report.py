@@ -437,9 +437,18 @@ def public_report(value: Any) -> Any:
         return {k: public_report(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [public_report(v) for v in value]
-    if isinstance(value, str) and len(value) > 1 and os.path.isabs(value) and "\n" not in value:
+    if isinstance(value, str) and _server_path(value):
         return Path(value).name
     return value
+
+
+def _server_path(text: str) -> bool:
+    """An absolute path on this machine: its top folder exists (ONNX node names such as
+    '/features/features.0/Conv' look absolute too and must stay whole)."""
+    if len(text) < 2 or "\n" in text or not os.path.isabs(text):
+        return False
+    top = Path(text).parts[:2]
+    return len(top) == 2 and Path(*top).exists()
 
 
 def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path:

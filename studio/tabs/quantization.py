@@ -125,6 +125,16 @@ def sensitivity_chart(sens: Sequence[dict[str, Any]], title: str = "") -> go.Fig
     return fig
 
 
+def layer_choices(sens: Sequence[dict[str, Any]], keep: Sequence[str] | None = None
+                  ) -> list[tuple[str, str]]:
+    """The sensitivity chart's layers as (label, name) choices, most harmed first; the names
+    already kept in float stay selectable."""
+    ranked = sorted(sens, key=lambda s: s["delta"])
+    choices = [(f"{s['layer']} ({100 * s['delta']:+.2f} pt)", s["layer"]) for s in ranked]
+    named = {name for _, name in choices}
+    return choices + [(name, name) for name in keep or () if name not in named]
+
+
 def size_latency_chart(rows: Sequence[dict[str, Any]], batch: str = "64") -> Any:
     """Size on disk vs p50 latency for the baseline and each quantized variant (hover for
     the figures; the fastest within tolerance starred)."""
@@ -203,6 +213,10 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     allow_custom_value=True,
                     label="Tolerance: max accuracy drop (0.01 = 1 point); the most sensitive "
                           "layers stay in float until the drop is within it")
+                keep_float = gr.Dropdown(
+                    [], value=[], multiselect=True, allow_custom_value=True,
+                    label="Keep in float (mixed precision by layer): pick from the sensitivity "
+                          "chart's layers, most sensitive first, or type a layer name")
                 run_btn, stop_btn = run_stop_buttons("Quantize")
                 with gr.Accordion("More options: calibration, sensitivity, kernels",
                                   open=False):
@@ -235,7 +249,7 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             return variant_update(ctx, request)
 
         def on_run(choice, name, calib, size, channel, tol, sens, types, block, kernels,
-                   epochs, rate, request: gr.Request):
+                   epochs, rate, keep=None, request: gr.Request = None):
             options = {"calibration": calib,
                        "calibration_size": call(lambda: _calibration_size(size)),
                        "per_channel": bool(channel),
@@ -243,7 +257,9 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                        "sensitivity": bool(sens), "quant_types": types,
                        "block_size": int(block), "backend": kernels, "epochs": int(epochs),
                        "lr": float(rate)}
-            if not call(lambda: is_layerwise(name)):  # whole-model casts and QAT
+            if call(lambda: is_layerwise(name)):
+                options["exclude"] = list(keep or [])
+            else:  # whole-model casts and QAT
                 options.update(tolerance=None, sensitivity=False)
             config = call(lambda: make_config(name, options, strict=False))
             src = call(lambda: ctx.find_run(request, choice)) if choice else None
@@ -255,19 +271,18 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 return quantize(source, None, config, out_dir=run_dir, callbacks=cb,
                                 measure_options=ctx.measure_options)
 
-            yield input_note(ctx, request, src), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield input_note(ctx, request, src), *[gr.skip()] * 5
             started = time.monotonic()
             job = tracked(ctx, request, "quantize", {**job_config(src, config), "method": name},
                           work)
             for kind, payload in stream(job):
                 if kind == "progress":
-                    yield progress_line(payload, started), gr.skip(), gr.skip(), gr.skip(), \
-                        gr.skip()
+                    yield progress_line(payload, started), *[gr.skip()] * 5
                 elif kind == "metrics" and "sensitivity_delta" in payload:
                     sens_rows.append({"layer": payload["layer"],
                                       "delta": payload["sensitivity_delta"]})
                     yield gr.skip(), gr.skip(), sensitivity_chart(sens_rows), gr.skip(), \
-                        gr.skip()
+                        gr.skip(), gr.skip()
                 elif kind == "done":
                     report = payload.report
                     reports = [(p.name, r) for p, r in ctx.reports(request)]
@@ -278,15 +293,18 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     zipped = call(lambda: make_bundle(run_dir))
                     yield (_summary(report, run_dir.name), pd.DataFrame(rows, columns=COLUMNS),
                            sensitivity_chart(sens_all) if sens_all else None,
-                           size_latency_chart(rows), str(zipped))
+                           size_latency_chart(rows), str(zipped),
+                           gr.update(choices=layer_choices(sens_all, keep)) if sens_all
+                           else gr.skip())
 
         follow_current(shell, tab, on_select, [variant])
         follow_methods(ctx, variant, method, "quantization")
         method.change(_method_help, [method], [method_help], api_visibility="private")
         event = run_btn.click(
             on_run, [variant, method, calibration, calib_size, per_channel, tolerance,
-                     sensitivity, quant_types, block_size, backend, qat_epochs, qat_lr],
-            [status, table, sens_plot, scatter, bundle], api_name="quantize",
+                     sensitivity, quant_types, block_size, backend, qat_epochs, qat_lr,
+                     keep_float],
+            [status, table, sens_plot, scatter, bundle, keep_float], api_name="quantize",
             show_progress_on=[status], **ctx.engine())
         stop_button(ctx, stop_btn, event, status, "stop_quantize", ("quantize",))
         gr.Button("Refresh variants", size="sm").click(on_select, None, [variant],
