@@ -78,6 +78,10 @@ def test_auto_picks_within_tolerance_and_explains(baseline_dir, tmp_path):
     eligible = [c for c in table.values() if c["val_drop"] <= cfg.tolerance + 1e-12]
     pool = [c for c in eligible if c["pareto"]] or eligible
     assert win["p50_b64"] == min(c["p50_b64"] for c in pool)
+    # Where the baseline spends its time, from the layer profiler, named in the explanation.
+    hot = info["where_time_goes"]["layers"]
+    assert hot and all(h["share"] >= 0.10 for h in hot)
+    assert hot[0]["layer"] in info["explanation"]
     assert info["winner"] in info["explanation"] and "faster at batch 64" in \
         info["explanation"] or info["winner"] == "baseline"
     losers = {entry["name"]: entry["why_lost"] for entry in info["losers"]}

@@ -503,6 +503,10 @@ def auto(
         deployment = resolve_target(**{k: mopts.get(k) for k in TARGET_KEYS})
         win, explanation, losers = _decide(table, failed + skipped, cfg.target, cfg.tolerance,
                                            deployment)
+        hotspots = where_time_goes(base_model if hasattr(base_model, "named_modules")
+                                   else base["dir"], dataset)
+        if hotspots["layers"]:
+            explanation += " " + hotspots["text"]
         # The winner's recipe, replayable with `studio run`.
         win_steps = next((e["steps"] for e in measured if e["name"] == win["name"]), [])
         recipe_dict: dict[str, Any] = {"name": f"auto-{cfg.target}-{win['name']}",
@@ -538,6 +542,7 @@ def auto(
                          "per_batch": pick_per_batch(table, cfg.target, cfg.tolerance,
                                                      deployment),
                          "selection_split": split, "winner": win["name"],
+                         "where_time_goes": hotspots,
                          "explanation": explanation, "losers": losers,
                          "hardware": {k: hardware.get(k) for k in
                                       ("cpu", "isa", "cores", "memory_gb", "cuda")},
@@ -553,6 +558,24 @@ def auto(
         write_report(tmp, report)
     cb.progress(1.0, "Done")
     return RunResult(out_dir, report)
+
+
+def where_time_goes(model: Any, data: Any, threshold: float = 0.10) -> dict[str, Any]:
+    """The baseline's layers above ``threshold`` of its forward time (core.profiling, batch 1):
+    where pruning and quantization can pay. Empty, with the reason, where it cannot profile."""
+    from core.profiling import profile
+
+    try:
+        prof = profile(model, data, runs=20, warmup=3, budget_s=0.1)
+    except Exception as exc:  # an explanation only: never a reason to fail the search
+        return {"layers": [], "text": "", "error": f"{type(exc).__name__}: {exc}"}
+    hot = prof.find_bottlenecks(threshold)
+    layers = [{"layer": lay.name, "kind": lay.kind, "share": lay.share,
+               "time_ms": lay.time_ms} for lay in hot]
+    named = ", ".join(f"{lay.name} ({lay.kind}) {100 * lay.share:.0f} %" for lay in hot[:4])
+    text = (f"Where the baseline spends its time (layer profile, batch 1): {named}; "
+            "these layers are where pruning and INT8 can pay.") if hot else ""
+    return {"layers": layers, "text": text, "threshold": threshold}
 
 
 def _row_view(r: Mapping[str, Any]) -> dict[str, Any]:
