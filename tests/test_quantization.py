@@ -356,6 +356,12 @@ def test_cli_quantize(baseline_dir, tmp_path, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["calibration"] == "percentile" and report["config"]["per_channel"]
     code = run(["quantize", "--model", str(baseline_dir), "--method", "ort-static-int8",
+                "--keep-float", "features.0", "--out", str(tmp_path / "mixed")],
+               err=errors.append)
+    assert code == 0, errors
+    mixed = json.loads((tmp_path / "mixed" / "report.json").read_text())
+    assert mixed["quantization"]["kept_float"] == ["/features/features.0/Conv"]
+    code = run(["quantize", "--model", str(baseline_dir), "--method", "ort-static-int8",
                 "--calibration-size", "0", "--out", str(tmp_path / "bad")], err=errors.append)
     assert code == 2 and "calibration_size" in errors[-1] and "[1, " in errors[-1]
     code = run(["quantize", "--model", str(baseline_dir), "--method", "ort-fp16",

@@ -64,6 +64,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--tolerance", type=float, default=None,
                    help="max validation accuracy drop; keeps the most sensitive layers in "
                         "float (default: none, every layer quantized)")
+    p.add_argument("--keep-float", dest="exclude", nargs="+", default=None, metavar="LAYER",
+                   help="layers kept in float (mixed precision by layer): a layer's name as "
+                        "the sensitivity report lists it, or its module's (e.g. features.0) "
+                        "(default: none)")
     p.add_argument("--sensitivity", action="store_true", default=None,
                    help="measure the accuracy change of quantizing each layer alone")
     add_common(p)
@@ -85,7 +89,7 @@ def _cmd_quantize(args: argparse.Namespace) -> Path:
         "quantize_conv": args.quantize_conv, "block_size": args.block_size,
         "symmetric": False if args.asymmetric else None, "backend": args.backend,
         "epochs": args.epochs, "lr": args.lr, "compile": args.compile, "tolerance": args.tolerance,
-        "sensitivity": args.sensitivity, "seed": args.seed,
+        "sensitivity": args.sensitivity, "seed": args.seed, "exclude": args.exclude,
     }
     config = make_config(args.method, options)
     data = args.data
