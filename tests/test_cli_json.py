@@ -118,3 +118,20 @@ def test_a_usage_error_with_json_is_a_json_error(capsys):
     code, obj, err = _json_run(["train", "--epochs", "many", "--out", "x"], capsys)
     assert code == 2 and obj["ok"] is False and "--epochs" in obj["error"]["message"]
     assert "usage:" in err
+
+
+@pytest.mark.parametrize("verb", [
+    ["prune", "--method", "l1-unstructured", "--sparsity", "0.5", "--finetune-epochs", "1"],
+    ["profile", "--runs", "5"],
+    ["fuse"],
+    ["factorize", "--rank-ratio", "0.5", "--finetune-epochs", "1"],
+])
+def test_each_model_verb_json_matches_its_report(verb, baseline_dir, tmp_path, capsys):
+    out = tmp_path / verb[0]
+    code, obj, err = _json_run([verb[0], "--model", str(baseline_dir), *verb[1:],
+                                "--out", str(out)], capsys)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert obj["ok"] is True and Path(obj["report"]) == out / "report.json"
+    for key in FIGURES:
+        assert obj.get(key) == report.get(key), key
