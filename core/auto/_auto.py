@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,11 +17,6 @@ __all__ = ["auto", "choose", "reselect"]
 
 MODEL_FILES = ("model.json", "model.safetensors", "model.sparse.npz", "model.onnx",
                "model.onnx.data", "model.pt", "model.pt2")
-
-
-def _sub(cb: Callbacks, lo: float, hi: float, prefix: str = "") -> Callbacks:
-    return Callbacks(on_progress=lambda f, m: cb.progress(lo + (hi - lo) * f, prefix + m),
-                     on_metrics=cb.on_metrics, cancel=cb.cancel)
 
 
 def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
@@ -360,6 +356,215 @@ def reselect(report: Mapping[str, Any], target: str, tolerance: float | None = N
             "per_batch": pick_per_batch(table, target, tol, dep)}
 
 
+def _coerce_config(config: AutoConfig | Mapping[str, Any] | None) -> AutoConfig:
+    if config is None:
+        return AutoConfig()
+    cfg = AutoConfig.from_dict(dict(config)) if isinstance(config, Mapping) else config
+    if not isinstance(cfg, AutoConfig):
+        raise InvalidParameterError("config", "an AutoConfig", type(cfg).__name__)
+    return cfg
+
+
+@dataclass
+class _Search:
+    """One auto search: the staging folder, the baseline, and every candidate run so far."""
+
+    tmp: Path
+    cb: Callbacks
+    base: dict[str, Any]
+    step_opts: dict[str, Any]
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from core.artifacts import load_model
+        from core.measure import evaluate
+
+        self.dataset = self.base["data"]
+        self.split = "val" if len(self.dataset.y_val) else "test"
+        start = self.base["start"]
+        self.base_model = start if not isinstance(start, (str, Path)) else \
+            load_model(self.base["dir"]).model
+        self.base_val = evaluate(self.base_model, self.dataset, self.split).accuracy
+
+    @property
+    def cands(self) -> Path:
+        return self.tmp / "candidates"
+
+    def measured(self) -> list[dict[str, Any]]:
+        return [e for e in self.results if "dir" in e]
+
+    def _run_steps(self, cand: Candidate, sub: Callbacks, entry: dict[str, Any]) -> None:
+        """Run ``cand``'s steps into ``entry``; steps shared with an earlier candidate (e.g.
+        the same prune + fine-tune) are not run twice: start from that one's step folder."""
+        from core.artifacts import load_model
+        from core.measure import evaluate
+        from core.recipes import Recipe, execute_steps
+
+        k, shared = _shared_prefix(cand.steps, self.results)
+        start = shared["dirs"][k - 1] if k else self.base["start"]
+        recipe = Recipe.from_dict({"name": cand.name, "model": "input",
+                                   "data": self.dataset.spec.source, "steps": cand.steps[k:]})
+        done = execute_steps(recipe, data=self.dataset, steps_dir=self.cands / cand.name,
+                             start=start, callbacks=sub, measure_options=self.step_opts,
+                             prefix=f"{cand.name}-")
+        entry["parity"] = (shared["parity"][:k] if k else []) + [d["parity"] for d in done]
+        entry["dirs"] = (shared["dirs"][:k] if k else []) + [Path(d["run_dir"]) for d in done]
+        entry["step_dirs"] = [str(d.relative_to(self.tmp)) for d in entry["dirs"]]
+        if k:
+            entry["reused_steps_from"] = shared["name"]
+        entry["dir"] = entry["dirs"][-1]
+        acc = evaluate(load_model(entry["dir"]).model, self.dataset, self.split).accuracy
+        entry["val_drop"] = self.base_val - acc
+
+    def run_candidate(self, cand: Candidate, sub: Callbacks) -> dict[str, Any]:
+        """Run one candidate (a failure is recorded, not raised) and report it live."""
+        entry: dict[str, Any] = {"name": cand.name, "why": cand.why, "steps": cand.steps}
+        try:
+            self._run_steps(cand, sub, entry)
+        except CancelledError:
+            raise
+        except StudioError as exc:
+            entry["error"] = str(exc)
+            shutil.rmtree(self.cands / cand.name, ignore_errors=True)
+        self.results.append(entry)
+        self.cb.metrics({"event": "candidate", "name": cand.name, "why": cand.why,
+                         "val_accuracy": None if "val_drop" not in entry else
+                         self.base_val - entry["val_drop"], "val_drop": entry.get("val_drop"),
+                         "error": entry.get("error")})  # shown live by the Auto tab
+        return entry
+
+    def run_all(self, runnable: list[Candidate]) -> None:
+        for i, cand in enumerate(runnable):
+            lo, hi = 0.12 + 0.5 * i / len(runnable), 0.12 + 0.5 * (i + 1) / len(runnable)
+            self.run_candidate(cand, self.cb.sub(lo, hi, f"{cand.name}: "))
+
+    def refine(self, cfg: AutoConfig) -> None:
+        """Sparsity search: bisect between the strongest pruning within the tolerance and the
+        mildest one beyond it (validation accuracy), for the targets that want it."""
+        for r in range(cfg.refine if cfg.target != "accuracy" else 0):
+            mid = _next_sparsity(self.results, cfg.tolerance)
+            if mid is None:
+                break
+            ft = next(e["steps"][0]["prune"]["finetune_epochs"] for e in self.results
+                      if e["steps"] and "prune" in e["steps"][0])
+            tag = f"prune{round(mid * 100)}-ft"
+            why = (f"sparsity search round {r + 1}: between the strongest pruning within the "
+                   f"tolerance and the mildest beyond it")
+            for suffix, tail in (("int8", STATIC_INT8), ("ort", EXPORT)):
+                cand = Candidate(f"{tag}-{suffix}", [*prune_steps(mid, ft), tail], why)
+                lo = 0.62 + 0.1 * (2 * r + (suffix == "ort")) / (2 * max(cfg.refine, 1))
+                self.run_candidate(cand, self.cb.sub(lo, lo + 0.05, f"{cand.name}: "))
+
+    def side_by_side(self, cfg: AutoConfig, mopts: Mapping[str, Any]
+                     ) -> tuple[Any, list[dict[str, Any]]]:
+        """Re-measure the baseline and every measured candidate in one comparison; the
+        comparison and its rows with validation accuracy, drop and balanced score."""
+        from core.compare import compare
+
+        base, measured = self.base, self.measured()
+        self.cb.progress(0.72, "Measuring every variant side by side")
+        eager = {} if isinstance(base["start"], (str, Path)) else \
+            {Path(base["dir"]).name: base["start"]}  # time the eager module, not TorchScript
+        comp = compare([base["dir"], *(e["dir"] for e in measured)],
+                       out_dir=self.tmp / "comparison", data=self.dataset,
+                       callbacks=self.cb.sub(0.72, 0.95, "Comparison: "),
+                       measure_options=mopts, title=f"Auto-optimizer ({cfg.target})",
+                       models=eager)
+        named = [("baseline", {"dir": base["dir"], "why": "the input model (torch FP32)"}),
+                 *((e["name"], e) for e in measured)]
+        return comp, self._table(named, comp.report["rows"])
+
+    def _table(self, named: list[tuple[str, dict[str, Any]]], rows: list[dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+        from core.artifacts import load_model
+        from core.measure import evaluate
+
+        table: list[dict[str, Any]] = []
+        for (name, e), row in zip(named, rows):
+            acc = evaluate(load_model(e["dir"]).model, self.dataset, self.split).accuracy
+            run_dir = Path(e["dir"])
+            table.append({**row, "name": name, "ok": True, "val_accuracy": acc,
+                          "why": e.get("why"), "steps": e.get("steps"),
+                          "run_dir": str(run_dir.relative_to(self.tmp))
+                          if run_dir.is_relative_to(self.tmp) else str(run_dir)})
+        base_row = table[0]
+        for r in table:
+            r["val_drop"] = base_row["val_accuracy"] - r["val_accuracy"]
+            r["balanced_score"] = math.sqrt((r.get("speedup_b64") or 0)
+                                            * (r.get("size_reduction") or 0))
+        return table
+
+
+def _winner_recipe(cfg: AutoConfig, model: Any, search: _Search, win: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+    """The winner's recipe, replayable with `studio run`."""
+    base = search.base
+    win_steps = next((e["steps"] for e in search.measured() if e["name"] == win["name"]), [])
+    recipe: dict[str, Any] = {"name": f"auto-{cfg.target}-{win['name']}",
+                              "data": search.dataset.spec.source, "steps": []}
+    if base.get("train"):
+        t = base["train"]
+        recipe.update(model=t["model"], model_kwargs=t["model_kwargs"])
+        recipe["steps"].append({"train": {"epochs": t["epochs"], "seed": t["seed"]}})
+    else:
+        recipe["model"] = str(base["dir"]) if isinstance(model, (str, Path)) else \
+            "(a Python module)"
+    recipe["steps"] += [*win_steps] + ([] if win_steps[-1:] == [EXPORT] else [EXPORT])
+    return recipe
+
+
+def _copy_winner_files(search: _Search, win: Mapping[str, Any]) -> list[str]:
+    """Copy the winner's model files into the run folder; their names."""
+    win_dir = Path(search.base["dir"]) if win["name"] == "baseline" else \
+        next(e["dir"] for e in search.measured() if e["name"] == win["name"])
+    files = []
+    for name in MODEL_FILES:
+        if (win_dir / name).is_file():
+            shutil.copyfile(win_dir / name, search.tmp / name)
+            files.append(name)
+    return files
+
+
+def _auto_section(cfg: AutoConfig, search: _Search, proposals: list[Candidate],
+                  table: list[dict[str, Any]], deployment: Any, hardware: Mapping[str, Any],
+                  decision: tuple[dict[str, Any], str, list[dict[str, Any]]],
+                  hotspots: dict[str, Any]) -> dict[str, Any]:
+    """The report's ``auto`` section: the pick, why, and every candidate's figures."""
+    win, explanation, losers = decision
+    return {"target": cfg.target, "tolerance": cfg.tolerance,
+            "deployment": deployment.to_dict(),
+            "per_batch": pick_per_batch(table, cfg.target, cfg.tolerance, deployment),
+            "selection_split": search.split, "winner": win["name"],
+            "where_time_goes": hotspots,
+            "explanation": explanation, "losers": losers,
+            "hardware": {k: hardware.get(k) for k in ("cpu", "isa", "cores", "memory_gb",
+                                                      "cuda")},
+            "candidates": [_row_view(r) for r in table],
+            "failed": [{"name": e["name"], "error": e["error"]}
+                       for e in search.results if "error" in e],
+            "skipped": [{"name": c.name, "reason": c.skipped} for c in proposals if c.skipped],
+            "comparison": "comparison/report.html"}
+
+
+def _explain(cfg: AutoConfig, search: _Search, proposals: list[Candidate],
+             table: list[dict[str, Any]], deployment: Any
+             ) -> tuple[tuple[dict[str, Any], str, list[dict[str, Any]]], dict[str, Any]]:
+    """The decision (winner, explanation with where the baseline spends its time, losers)
+    and the layer hotspots."""
+    failed = [{"name": e["name"], "error": e["error"], "why": e["why"]}
+              for e in search.results if "error" in e]
+    skipped = [{"name": c.name, "skipped": c.skipped, "why": c.why}
+               for c in proposals if c.skipped]
+    win, explanation, losers = _decide(table, failed + skipped, cfg.target, cfg.tolerance,
+                                       deployment)
+    base_model = search.base_model
+    hotspots = where_time_goes(base_model if hasattr(base_model, "named_modules")
+                               else search.base["dir"], search.dataset)
+    if hotspots["layers"]:
+        explanation += " " + hotspots["text"]
+    return (win, explanation, losers), hotspots
+
+
 def auto(
     model: Any,
     data: Any = None,
@@ -383,153 +588,35 @@ def auto(
     """
     import yaml
 
-    from core.artifacts import build_report, file_entry, load_model, staging, write_report
-    from core.compare import compare
-    from core.measure import Measurement, environment_manifest, evaluate
+    from core.artifacts import build_report, file_entry, staging, write_report
+    from core.measure import Measurement, environment_manifest
     from core.measure._target import TARGET_KEYS, resolve_target
-    from core.recipes import Recipe, execute_steps
     from core.runs import RunResult
 
-    if config is None:
-        cfg = AutoConfig()
-    elif isinstance(config, Mapping):
-        cfg = AutoConfig.from_dict(dict(config))
-    else:
-        cfg = config
-    if not isinstance(cfg, AutoConfig):
-        raise InvalidParameterError("config", "an AutoConfig", type(cfg).__name__)
+    cfg = _coerce_config(config)
     cb = Callbacks.ensure(callbacks)
     mopts = dict(measure_options or {})
     step_opts = {**mopts, "budget_s": min(0.05, mopts.get("budget_s", 0.05)), "memory": False}
     hardware = environment_manifest(threads=mopts.get("threads", 1))
     out_dir = Path(out_dir)
     with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:
-        cands = tmp / "candidates"
         cb.progress(0.0, "Baseline")
-        base = _baseline(model, data, cfg, cands / "baseline", _sub(cb, 0.0, 0.12, "Baseline: "),
-                         step_opts)
-        dataset = base["data"]
+        base = _baseline(model, data, cfg, tmp / "candidates" / "baseline",
+                         cb.sub(0.0, 0.12, "Baseline: "), step_opts)
         proposals = propose(hardware, family=base["family"],
                             finetune_epochs=cfg.finetune_epochs, only=cfg.candidates)
-        runnable = [c for c in proposals if not c.skipped]
-        results: list[dict[str, Any]] = []
-        split = "val" if len(dataset.y_val) else "test"
-        base_model = base["start"] if not isinstance(base["start"], (str, Path)) else \
-            load_model(base["dir"]).model
-        base_val = evaluate(base_model, dataset, split).accuracy
-
-        def run_candidate(cand: Candidate, sub: Callbacks) -> dict[str, Any]:
-            entry: dict[str, Any] = {"name": cand.name, "why": cand.why, "steps": cand.steps}
-            try:
-                # Steps shared with an earlier candidate (e.g. the same prune + fine-tune)
-                # are not run twice: start from that candidate's step folder.
-                k, shared = _shared_prefix(cand.steps, results)
-                start = shared["dirs"][k - 1] if k else base["start"]
-                recipe = Recipe.from_dict({"name": cand.name, "model": "input",
-                                           "data": dataset.spec.source,
-                                           "steps": cand.steps[k:]})
-                done = execute_steps(recipe, data=dataset, steps_dir=cands / cand.name,
-                                     start=start, callbacks=sub, measure_options=step_opts,
-                                     prefix=f"{cand.name}-")
-                entry["parity"] = (shared["parity"][:k] if k else []) + \
-                    [d["parity"] for d in done]
-                entry["dirs"] = (shared["dirs"][:k] if k else []) + \
-                    [Path(d["run_dir"]) for d in done]
-                entry["step_dirs"] = [str(d.relative_to(tmp)) for d in entry["dirs"]]
-                if k:
-                    entry["reused_steps_from"] = shared["name"]
-                entry["dir"] = entry["dirs"][-1]
-                acc = evaluate(load_model(entry["dir"]).model, dataset, split).accuracy
-                entry["val_drop"] = base_val - acc
-            except CancelledError:
-                raise
-            except StudioError as exc:
-                entry["error"] = str(exc)
-                shutil.rmtree(cands / cand.name, ignore_errors=True)
-            results.append(entry)
-            cb.metrics({"event": "candidate", "name": cand.name, "why": cand.why,
-                        "val_accuracy": None if "val_drop" not in entry else
-                        base_val - entry["val_drop"], "val_drop": entry.get("val_drop"),
-                        "error": entry.get("error")})  # shown live by the Auto tab
-            return entry
-
-        for i, cand in enumerate(runnable):
-            lo, hi = 0.12 + 0.5 * i / len(runnable), 0.12 + 0.5 * (i + 1) / len(runnable)
-            run_candidate(cand, _sub(cb, lo, hi, f"{cand.name}: "))
-        # Sparsity search: bisect between the strongest pruning within the tolerance and
-        # the mildest one beyond it (validation accuracy), for the targets that want it.
-        refined: list[dict[str, Any]] = []
-        for r in range(cfg.refine if cfg.target != "accuracy" else 0):
-            mid = _next_sparsity(results, cfg.tolerance)
-            if mid is None:
-                break
-            ft = next(e["steps"][0]["prune"]["finetune_epochs"] for e in results
-                      if e["steps"] and "prune" in e["steps"][0])
-            tag = f"prune{round(mid * 100)}-ft"
-            why = (f"sparsity search round {r + 1}: between the strongest pruning within the "
-                   f"tolerance and the mildest beyond it")
-            for suffix, tail in (("int8", STATIC_INT8), ("ort", EXPORT)):
-                cand = Candidate(f"{tag}-{suffix}", [*prune_steps(mid, ft), tail], why)
-                lo = 0.62 + 0.1 * (2 * r + (suffix == "ort")) / (2 * max(cfg.refine, 1))
-                refined.append(run_candidate(cand, _sub(cb, lo, lo + 0.05, f"{cand.name}: ")))
-        measured = [e for e in results if "dir" in e]
-        cb.progress(0.72, "Measuring every variant side by side")
-        eager = {} if isinstance(base["start"], (str, Path)) else \
-            {Path(base["dir"]).name: base["start"]}  # time the eager module, not TorchScript
-        comp = compare([base["dir"], *(e["dir"] for e in measured)], out_dir=tmp / "comparison",
-                       data=dataset, callbacks=_sub(cb, 0.72, 0.95, "Comparison: "),
-                       measure_options=mopts, title=f"Auto-optimizer ({cfg.target})",
-                       models=eager)
-        rows = comp.report["rows"]
-        named = [("baseline", {"dir": base["dir"], "why": "the input model (torch FP32)"}),
-                 *((e["name"], e) for e in measured)]
-        table: list[dict[str, Any]] = []
-        for (name, e), row in zip(named, rows):
-            acc = evaluate(load_model(e["dir"]).model, dataset, split).accuracy
-            run_dir = Path(e["dir"])
-            table.append({**row, "name": name, "ok": True, "val_accuracy": acc,
-                          "why": e.get("why"), "steps": e.get("steps"),
-                          "run_dir": str(run_dir.relative_to(tmp))
-                          if run_dir.is_relative_to(tmp) else str(run_dir)})
-        base_row = table[0]
-        for r in table:
-            r["val_drop"] = base_row["val_accuracy"] - r["val_accuracy"]
-            r["balanced_score"] = math.sqrt((r.get("speedup_b64") or 0)
-                                            * (r.get("size_reduction") or 0))
-        failed = [{"name": e["name"], "error": e["error"], "why": e["why"]}
-                  for e in results if "error" in e]
-        skipped = [{"name": c.name, "skipped": c.skipped, "why": c.why}
-                   for c in proposals if c.skipped]
+        search = _Search(tmp, cb, base, step_opts)
+        search.run_all([c for c in proposals if not c.skipped])
+        search.refine(cfg)
+        comp, table = search.side_by_side(cfg, mopts)
         deployment = resolve_target(**{k: mopts.get(k) for k in TARGET_KEYS})
-        win, explanation, losers = _decide(table, failed + skipped, cfg.target, cfg.tolerance,
-                                           deployment)
-        hotspots = where_time_goes(base_model if hasattr(base_model, "named_modules")
-                                   else base["dir"], dataset)
-        if hotspots["layers"]:
-            explanation += " " + hotspots["text"]
-        # The winner's recipe, replayable with `studio run`.
-        win_steps = next((e["steps"] for e in measured if e["name"] == win["name"]), [])
-        recipe_dict: dict[str, Any] = {"name": f"auto-{cfg.target}-{win['name']}",
-                                       "data": dataset.spec.source, "steps": []}
-        if base.get("train"):
-            t = base["train"]
-            recipe_dict.update(model=t["model"], model_kwargs=t["model_kwargs"])
-            recipe_dict["steps"].append({"train": {"epochs": t["epochs"], "seed": t["seed"]}})
-        else:
-            recipe_dict["model"] = str(base["dir"]) if isinstance(model, (str, Path)) else \
-                "(a Python module)"
-        recipe_dict["steps"] += [*win_steps] + ([] if win_steps[-1:] == [EXPORT] else [EXPORT])
-        recipe_yaml = yaml.safe_dump(recipe_dict, sort_keys=False)
+        decision, hotspots = _explain(cfg, search, proposals, table, deployment)
+        win = decision[0]
+        recipe_yaml = yaml.safe_dump(_winner_recipe(cfg, model, search, win), sort_keys=False)
         (tmp / "recipe.yaml").write_text(recipe_yaml)
-        win_dir = Path(base["dir"]) if win["name"] == "baseline" else \
-            next(e["dir"] for e in measured if e["name"] == win["name"])
-        files = []
-        for name in MODEL_FILES:
-            if (win_dir / name).is_file():
-                shutil.copyfile(win_dir / name, tmp / name)
-                files.append(name)
+        files = _copy_winner_files(search, win)
         variants = comp.report["variants"]
-        base_m = Measurement.from_dict(variants[base_row["variant"]]["measurement"])
+        base_m = Measurement.from_dict(variants[table[0]["variant"]]["measurement"])
         win_m = Measurement.from_dict(variants[win["variant"]]["measurement"])
         artifacts = [file_entry(tmp / f, tmp) for f in files + ["recipe.yaml"]]
         report = build_report(
@@ -537,24 +624,11 @@ def auto(
             baseline=base_m, result=win_m, artifacts=artifacts,
             environment=comp.report["environment"], warnings=comp.report["warnings"],
             parent=parent, extra={
-                "auto": {"target": cfg.target, "tolerance": cfg.tolerance,
-                         "deployment": deployment.to_dict(),
-                         "per_batch": pick_per_batch(table, cfg.target, cfg.tolerance,
-                                                     deployment),
-                         "selection_split": split, "winner": win["name"],
-                         "where_time_goes": hotspots,
-                         "explanation": explanation, "losers": losers,
-                         "hardware": {k: hardware.get(k) for k in
-                                      ("cpu", "isa", "cores", "memory_gb", "cuda")},
-                         "candidates": [_row_view(r) for r in table],
-                         "failed": [{"name": e["name"], "error": e["error"]}
-                                    for e in results if "error" in e],
-                         "skipped": [{"name": c.name, "reason": c.skipped}
-                                     for c in proposals if c.skipped],
-                         "comparison": "comparison/report.html"},
+                "auto": _auto_section(cfg, search, proposals, table, deployment, hardware,
+                                      decision, hotspots),
                 "recipe_yaml": recipe_yaml,
             })
-        report["data"] = dataset.spec.to_dict()
+        report["data"] = search.dataset.spec.to_dict()
         write_report(tmp, report)
     cb.progress(1.0, "Done")
     return RunResult(out_dir, report)

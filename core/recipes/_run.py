@@ -24,11 +24,6 @@ class ParityError(StudioError):
     """A step's artifacts disagree (e.g. ONNX Runtime vs torch): the recipe stops."""
 
 
-def _sub(cb: Callbacks, lo: float, hi: float, prefix: str = "") -> Callbacks:
-    return Callbacks(on_progress=lambda f, m: cb.progress(lo + (hi - lo) * f, prefix + m),
-                     on_metrics=cb.on_metrics, cancel=cb.cancel)
-
-
 def _torch_form(run_dir: Path) -> Any:
     """The run's torch form (built-in weights, TorchScript or torch.export), or None."""
     from core.artifacts import load_model
@@ -95,7 +90,7 @@ def _finetune(src: Any, data: Any, cfg: Any, out_dir: Path, cb: Callbacks,
                                     "artifact; put it before 'quantize'.")
     model = copy.deepcopy(base)
     with staging(out_dir) as tmp:
-        result = train(model, data, cfg, callbacks=_sub(cb, 0.0, 0.8))
+        result = train(model, data, cfg, callbacks=cb.sub(0.0, 0.8))
         saved = save_model(model, tmp, data=data)
         report = write_run(
             tmp, operation="finetune", method=None, config=cfg.to_dict(), data=data,
@@ -103,7 +98,7 @@ def _finetune(src: Any, data: Any, cfg: Any, out_dir: Path, cb: Callbacks,
             baseline_files=files, seed=cfg.seed, parent=parent, label="The fine-tuned model",
             extra={"training": result.to_dict(),
                    "onnx_parity_max_abs_diff": saved["onnx_parity"]},
-            measure_options=mopts, callbacks=_sub(cb, 0.8, 1.0))
+            measure_options=mopts, callbacks=cb.sub(0.8, 1.0))
     return RunResult(Path(out_dir), report)
 
 
@@ -150,7 +145,7 @@ def _export(src: Any, data: Any, out_dir: Path, cb: Callbacks,
             result_model=ort_session(tmp / "model.onnx", threads=threads),
             result_files=onnx_files(tmp / "model.onnx"), baseline_model=base_model,
             baseline_files=base_files, parent=parent_id, label="The ONNX Runtime model",
-            measure_options=mopts, callbacks=_sub(cb, 0.1, 1.0))
+            measure_options=mopts, callbacks=cb.sub(0.1, 1.0))
     return RunResult(Path(out_dir), report)
 
 
@@ -212,7 +207,7 @@ def execute_steps(recipe: Recipe, *, data: Any, steps_dir: str | Path, start: An
     for i, step in enumerate(runnable):
         label = f"Step {i + 1}/{len(runnable)} ({step.kind}): "
         out = steps_dir / f"{prefix}{i + 1:02d}-{step.kind}"
-        sub = _sub(cb, i / n, (i + 0.9) / n, label)
+        sub = cb.sub(i / n, (i + 0.9) / n, label)
         if source is None and step.kind != "train":
             raise StudioError("The recipe needs a model to start from: a 'train' first step, "
                               "or a run folder / model file as 'model'.")
@@ -259,7 +254,7 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path, model: Any = None, data: 
     out_dir = Path(out_dir)
     with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:
         steps = execute_steps(recipe, data=dataset, steps_dir=tmp / "steps", start=start,
-                              callbacks=_sub(cb, 0.0, 0.9), measure_options=measure_options)
+                              callbacks=cb.sub(0.0, 0.9), measure_options=measure_options)
         final = Path(steps[-1]["run_dir"])
         for name in MODEL_FILES:
             if (final / name).is_file():
@@ -281,7 +276,7 @@ def run_recipe(recipe: Recipe, *, out_dir: str | Path, model: Any = None, data: 
             result_model=result.model, result_files=result.files(), baseline_model=base_model,
             baseline_files=base_files, label=f"The recipe '{recipe.name}' result",
             extra={"recipe": {"steps": steps, "final_step": steps[-1]["run_id"]}},
-            measure_options=measure_options, callbacks=_sub(cb, 0.92, 0.99))
+            measure_options=measure_options, callbacks=cb.sub(0.92, 0.99))
         if recipe.steps[-1].kind == "export":
             make_bundle(tmp, tmp / "bundle.zip")
     cb.progress(1.0, "Done")
