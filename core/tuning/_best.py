@@ -43,7 +43,7 @@ def train_best(
     from core.artifacts import load_model, read_report, save_model, staging, write_run
     from core.models import model_for_data
     from core.runs import data_from_report
-    from core.training import TrainConfig, train
+    from core.training import TrainConfig, seed_everything, train
 
     report = read_report(study_run_dir)
     if report.get("operation") != "tune" or "study" not in report:
@@ -59,6 +59,7 @@ def train_best(
     model_kwargs = dict(row.get("model_kwargs") or {})
     tcfg = TrainConfig.from_dict(row.get("train_config") or {})
     cb = Callbacks.ensure(callbacks)
+    seed_everything(tcfg.seed)  # the trial's initial weights: it retrains to the same model
     net = model_for_data(family, data.input_shape, data.num_classes, **model_kwargs)
     base_model, base_files, parent = None, [], Path(study_run_dir).name
     if baseline is not None:

@@ -128,7 +128,7 @@ class TrialObjective(StudyObjective):
 
         from core.measure import serialized_size
         from core.models import model_for_data
-        from core.training import TrainConfig, train
+        from core.training import TrainConfig, seed_everything, train
 
         cfg = self.config
         params = self.space.suggest(trial)
@@ -138,6 +138,7 @@ class TrialObjective(StudyObjective):
         info["model_kwargs"] = _jsonable(model_kw)
         info["train_config"] = _jsonable(train_kw)
         tcfg = TrainConfig(**train_kw)
+        seed_everything(tcfg.seed)  # the same initial weights as train_best and a baseline
         model = model_for_data(self.family, self.data.input_shape, self.data.num_classes,
                                **model_kw)
         epochs = tcfg.epochs if "accuracy" in cfg.objectives else 0
