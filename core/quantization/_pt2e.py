@@ -4,8 +4,8 @@ export (batch dynamic) -> ``prepare_pt2e`` / ``prepare_qat_pt2e`` with ``X86Indu
 -> calibrate or fine-tune -> ``convert_pt2e`` -> export again and save as ``torch.export``
 ``.pt2``. PT2E graphs are fast only once lowered by ``torch.compile`` (inductor, freezing):
 uncompiled they run quantize/dequantize in float and are slower than FP32 (MEASURED.md), so
-``CompiledProgram`` compiles the loaded program once per deployment batch size and times the
-compile separately.
+``CompiledProgram`` compiles the loaded program once per deployment batch size and thread count
+and times the compile separately (latency is timed on the warm compiled graphs only).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ __all__ = ["HOW_TO_RUN", "compile_program", "export_program", "pt2e_quantize",
            "split_reused_modules"]
 
 HOW_TO_RUN = ("import torch, torchao; torch._inductor.config.freezing = True; "
-              "m = torch.compile(torch.export.load('model.pt2').module()); "
-              "with torch.inference_mode(): m(x)")
+              "m = torch.compile(torch.export.load('model.pt2').module(), dynamic=False); "
+              "with torch.inference_mode(): m(x)  # the first call per batch size and "
+              "thread count compiles; time the later ones")
 MODES = ("static", "dynamic", "qat")
 
 
@@ -181,81 +182,142 @@ def pt2e_quantize(model: Any, example: Any, *, mode: str, chosen: Sequence[str],
 
 
 def compile_program(module: Any, *, input_shape: Sequence[int], batch_sizes: Sequence[int],
-                    threads: int = 1) -> Any:
-    """``module`` compiled by inductor (freezing) at each batch size, each compile timed."""
+                    threads: int | Sequence[int] = 1) -> Any:
+    """``module`` compiled by inductor (freezing) at each batch size and thread count, each
+    compile timed (``.compile_s``, not part of any latency)."""
+    counts = (threads,) if isinstance(threads, int) else tuple(threads)
     return _compiled_class()(module, input_shape=input_shape, batch_sizes=batch_sizes,
-                             threads=threads)
+                             threads=counts)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _compiled_class() -> type:
     import torch
 
     class CompiledProgram(torch.nn.Module):
-        """A loaded ``.pt2`` program run through ``torch.compile`` at fixed batch sizes.
+        """A loaded ``.pt2`` program run through ``torch.compile`` at fixed batch sizes and
+        thread counts, as inference (``torch.inference_mode``).
 
-        Other batch sizes are cut into chunks of the largest size (the last one padded), so
-        evaluation never triggers a new compile. ``compile_s`` holds seconds per batch size;
-        ``compile_error`` says why it runs uncompiled when inductor is unavailable.
+        dynamo guards each compiled graph on the batch size, torch's thread count, grad mode
+        and whether the input is an inference tensor; a call that misses every guard would
+        silently recompile or (with recompiles off) run the plain graph. So every target
+        (batch, threads) is compiled up front, calls run under ``fail_on_recompile``, and a
+        call no compiled graph fits runs uncompiled and is counted in ``uncompiled_calls``.
+        Other batch sizes are cut into chunks of the compiled sizes (the last one padded).
+        ``compile_s`` holds seconds per batch size (``"64"``; ``"64@2t"`` for a later thread
+        count); ``compile_error`` says why it runs uncompiled when inductor is unavailable.
         """
 
         def __init__(self, module: Any, *, input_shape: Sequence[int],
-                     batch_sizes: Sequence[int], threads: int) -> None:
+                     batch_sizes: Sequence[int], threads: Sequence[int]) -> None:
             super().__init__()
             self.program = module
             self.sizes = sorted({int(b) for b in batch_sizes})
+            self.threads = list(dict.fromkeys(int(t) for t in threads)) or [1]
             self.compile_s: dict[str, float] = {}
             self.compile_error: str | None = None
+            self.uncompiled_calls = 0
+            # dynamic=False: a second batch size compiled with automatic dynamic shapes fails
+            # in inductor 2.13's INT8 conv lowering (assert_size_stride); one graph per size.
             # Not a submodule: its weights are the program's (counted once).
             object.__setattr__(self, "_compiled", torch.compile(module, dynamic=False))
-            self._warm(tuple(input_shape), threads)
-            if self._compiled is not None:  # from now on only the compiled sizes, no recompile
-                object.__setattr__(self, "_compiled", torch._dynamo.run(self._compiled))
-
-        def _warm(self, shape: tuple[int, ...], threads: int) -> None:
-            before = torch.get_num_threads()
-            torch.set_num_threads(threads)  # inductor fixes its thread count when it compiles
-            try:
-                for size in self.sizes:
-                    start = time.perf_counter()
-                    # freezing (weights as constants, INT8 convs prepacked for oneDNN); as a
-                    # torch.compile option instead it fails on onednn.qconv_prepack (2.13).
-                    with torch._inductor.config.patch(freezing=True), torch.inference_mode(), \
-                            warnings.catch_warnings():
-                        # inductor 2.13's oneDNN lowering copies a tensor with torch.tensor()
-                        # (its own code, harmless): not the user's to act on.
-                        warnings.filterwarnings("ignore", message="To copy construct from a "
-                                                "tensor", category=UserWarning)
-                        self._compiled(torch.zeros(size, *shape))
-                    self.compile_s[str(size)] = round(time.perf_counter() - start, 3)
-            except Exception as exc:  # no C compiler, or inductor cannot lower a pattern
-                self.compile_error = (str(exc).strip().splitlines() or
-                                      [type(exc).__name__])[0][:200]
-                object.__setattr__(self, "_compiled", None)
-            finally:
-                torch.set_num_threads(before)
+            _warm(self, tuple(input_shape))
 
         @property
         def compiled(self) -> bool:
             return self._compiled is not None
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self._compiled is None or _flop_counting():
-                return self.program(x)
-            n = len(x)
-            if n in self.sizes:
-                return self._compiled(x)
-            big = self.sizes[-1]
-            parts = []
-            for i in range(0, n, big):
-                chunk = x[i : i + big]
-                size = next(s for s in self.sizes if s >= len(chunk))
-                if size != len(chunk):
-                    pad = chunk[-1:].expand(size - len(chunk), *chunk.shape[1:])
-                    chunk = torch.cat([chunk, pad])
-                parts.append(self._compiled(chunk)[: min(big, n - i)])
-            return torch.cat(parts)
+        forward = _forward
 
     return CompiledProgram
+
+
+def _warm(cp: Any, shape: tuple[int, ...]) -> None:
+    """Compile ``cp`` at every (thread count, batch size); None and the reason on failure."""
+    import torch
+
+    from core.measure._lock import torch_threads
+
+    graphs = len(cp.threads) * len(cp.sizes)  # one graph each; dynamo keeps 8 by default
+    limit = torch._dynamo.config.patch(recompile_limit=max(graphs, 8))
+    try:
+        with limit:
+            _warm_all(cp, shape, torch_threads)
+    except Exception as exc:  # no C compiler, or inductor cannot lower a pattern
+        cp.compile_error = _first_line(exc)
+        object.__setattr__(cp, "_compiled", None)
+
+
+def _warm_all(cp: Any, shape: tuple[int, ...], torch_threads: Any) -> None:
+    for n, threads in enumerate(cp.threads):
+        with torch_threads(threads):  # inductor fixes the count in the code it generates
+            for size in cp.sizes:
+                key = str(size) if n == 0 else f"{size}@{threads}t"
+                cp.compile_s[key] = _compile_one(cp._compiled, size, shape)
+
+
+def _compile_one(compiled: Any, size: int, shape: tuple[int, ...]) -> float:
+    """Seconds of the first (compiling) call at one batch size."""
+    import torch
+
+    start = time.perf_counter()
+    # freezing (weights as constants, INT8 convs prepacked for oneDNN); as a torch.compile
+    # option instead it fails on onednn.qconv_prepack (2.13).
+    with torch._inductor.config.patch(freezing=True), torch.inference_mode(), \
+            warnings.catch_warnings():
+        # inductor 2.13's oneDNN lowering copies a tensor with torch.tensor() (its own code,
+        # harmless): not the user's to act on.
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor",
+                                category=UserWarning)
+        # made inside inference_mode like the Predictor's inputs: an inference tensor
+        compiled(torch.zeros(size, *shape))
+    return round(time.perf_counter() - start, 3)
+
+
+def _forward(cp: Any, x: Any) -> Any:
+    import torch
+
+    if cp._compiled is None or _flop_counting():
+        return cp.program(x)
+    with torch.inference_mode():
+        if not x.is_inference():
+            x = x.clone()  # an inference tensor, as the graphs were compiled for
+        if len(x) in cp.sizes:
+            return _run(cp, x)
+        return _in_chunks(cp, x)
+
+
+def _run(cp: Any, x: Any) -> Any:
+    """One compiled call; the plain graph (counted) when no compiled graph's guards fit."""
+    import torch
+
+    try:
+        with torch.compiler.set_stance("fail_on_recompile"):
+            return cp._compiled(x)
+    except RuntimeError as exc:
+        if "fail_on_recompile" not in str(exc):
+            raise
+    cp.uncompiled_calls += 1  # e.g. a thread count it was not compiled for
+    return cp.program(x)
+
+
+def _in_chunks(cp: Any, x: Any) -> Any:
+    """A batch of another size as chunks of the compiled sizes (the last one padded)."""
+    import torch
+
+    n, big = len(x), cp.sizes[-1]
+    parts = []
+    for i in range(0, n, big):
+        chunk = x[i : i + big]
+        size = next(s for s in cp.sizes if s >= len(chunk))
+        if size != len(chunk):
+            pad = chunk[-1:].expand(size - len(chunk), *chunk.shape[1:])
+            chunk = torch.cat([chunk, pad])
+        parts.append(_run(cp, chunk)[: min(big, n - i)])
+    return torch.cat(parts)
 
 
 def _flop_counting() -> bool:

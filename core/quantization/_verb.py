@@ -62,12 +62,12 @@ def _resolve(config: QuantizationConfig | str | None, method: str | None) -> Qua
 def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None = None,
                   compile_for: tuple[int, ...] | None = None,
                   input_shape: tuple[int, ...] | None = None,
-                  compile_threads: int | None = None) -> Any:
+                  compile_threads: int | tuple[int, ...] | None = None) -> Any:
     """The quantized artifact ready to run: an ORT session or the ``.pt2`` program's module.
 
     With ``compile_for`` (batch sizes) and ``input_shape`` the program is compiled by
     ``torch.compile`` (inductor, freezing) at those batch sizes, each compile timed
-    (``.compile_s``) with ``compile_threads`` (inductor fixes the count it compiles for);
+    (``.compile_s``) at each of ``compile_threads`` (inductor fixes the count it compiles for);
     ``.compile_error`` says why it runs uncompiled if inductor cannot.
     """
     path = Path(path)
@@ -371,7 +371,7 @@ def _compile_options(cfg: QuantizationConfig, data: Any, measure_options: Any,
     sizes = tuple(target.batch_sizes)
     cb.progress(0.78, f"Compiling the INT8 program (torch.compile, batch {sizes})")
     return {"compile_for": sizes, "input_shape": tuple(data.input_shape),
-            "compile_threads": target.thread_counts[0]}
+            "compile_threads": tuple(target.thread_counts)}
 
 
 def _program_figures(report: dict[str, Any], info: Mapping[str, Any], result: Any) -> bool:
@@ -390,6 +390,8 @@ def _program_figures(report: dict[str, Any], info: Mapping[str, Any], result: An
     compiled = getattr(result, "compiled", False)
     entry = {"compiled": compiled, "backend": "inductor", "freezing": True,
              "seconds_by_batch": dict(getattr(result, "compile_s", {})),
+             # calls no compiled graph fitted (run uncompiled): 0 when every timing was warm
+             "uncompiled_calls": getattr(result, "uncompiled_calls", 0),
              "how_to_run": HOW_TO_RUN}
     res["compile_s"] = round(sum(entry["seconds_by_batch"].values()), 3) if compiled else None
     report.setdefault("quantization", {})["compile"] = entry
