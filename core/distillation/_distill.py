@@ -146,6 +146,99 @@ def _fresh_fields(model: Any) -> dict[str, Any]:
     return {"params": params, "nonzero_params": nonzero}
 
 
+def _open_teachers(teacher: Any, teachers: Sequence[Any], data: Any, config: DistillConfig
+                   ) -> tuple[dict[str, Any], int, list[Any]]:
+    """The opened teacher, its class count, and the extra teachers' modules (checked)."""
+    t = _open_model(teacher, data)
+    data = t["data"]
+    classes = _check_teacher(t["model"], data, "teacher")
+    extra = []
+    for i, other in enumerate([*config.teachers, *teachers]):
+        o = _open_model(other, data)
+        _check_teacher(o["model"], data, f"teachers[{i}]")
+        extra.append(o["model"])
+    if extra and config.method != "multi-teacher":
+        raise InvalidParameterError("teachers", "empty unless the method is 'multi-teacher'",
+                                    [str(x) for x in config.teachers] or len(extra))
+    return t, classes, extra
+
+
+def _kd_loss(method: Any, labels: Any, config: DistillConfig) -> Any:
+    """The KD student's loss: the distillation loss plus the method's extra term."""
+    from core.training import distillation_loss
+
+    T, alpha = config.temperature, config.alpha
+
+    def loss_fn(net: Any, xb: Any, idx: Any) -> Any:
+        logits = net(xb)
+        probs = method.teacher_probs(xb, idx)  # always: some methods hook the teacher here
+        loss = distillation_loss(logits, None, labels[idx], alpha=alpha, temperature=T,
+                                 teacher_probs=probs)
+        term = method.extra_loss(xb, idx, logits)
+        if term is not None and method.beta > 0:
+            loss = loss + method.beta * term
+        return loss
+
+    return loss_fn
+
+
+def _train_kd(method: Any, model: Any, data: Any, config: DistillConfig, transfer: Any,
+              cb: Callbacks) -> Any:
+    """Train the KD student on the transfer set (with the method's trainable extras)."""
+    import torch
+
+    from core.training import train
+
+    loss_fn = _kd_loss(method, torch.from_numpy(transfer.labels), config)
+    try:
+        extra_modules = method.prepare(cb.sub(0.02, 0.06))
+        trainee = _Trainee.wrap(model, extra_modules)
+        kd = train(trainee, data, config.train_config(),
+                   callbacks=cb.sub(0.06, 0.5, "kd: ", tag={"student": "kd"}),
+                   loss_fn=loss_fn, after_step=method.after_step,
+                   train_split=(transfer.X, np.arange(len(transfer.labels))))
+    finally:
+        method.close()
+    model.eval()
+    return kd
+
+
+def _train_label_only(label_only: Any, data: Any, config: DistillConfig, transfer: Any,
+                      cb: Callbacks) -> tuple[Any, int, int]:
+    """Train the same student on the labelled rows only; its result, epochs and rows."""
+    from core.training import train
+
+    lo_split = transfer.labelled_split()
+    lo_epochs = _label_only_epochs(config, len(transfer.labels), len(lo_split[1]))
+    lo = train(label_only, data, config.train_config(lo_epochs),
+               callbacks=cb.sub(0.5, 0.82, "label-only: ", tag={"student": "label-only"}),
+               train_split=lo_split)
+    return lo, lo_epochs, len(lo_split[1])
+
+
+def _measured_form(tmp: Path, model: Any, teacher: dict[str, Any], warnings: list[str]
+                   ) -> tuple[Any, list[Path]]:
+    """The student as it is measured (ORT for an ONNX teacher) and its files."""
+    from core.measure import ort_session
+
+    if teacher["kind"] == "onnx":
+        warnings.append("The teacher is an ONNX model, so the student is measured as its "
+                        "model.onnx under ONNX Runtime too.")
+        return ort_session(tmp / "model.onnx"), [tmp / "model.onnx"]
+    return model, [tmp / "model.safetensors"] if (tmp / "model.safetensors").exists() \
+        else [tmp / "model.onnx"]
+
+
+def _outcome_warnings(gain: float, t_params: int | None, s_params: int, warnings: list[str]
+                      ) -> None:
+    if gain <= 0:
+        warnings.append(f"The distilled student is not more accurate than the label-only "
+                        f"student ({gain * 100:+.2f} pt on the test split).")
+    if t_params and s_params >= t_params:
+        warnings.append(f"The student has {s_params:,} parameters, not fewer than the "
+                        f"teacher's {t_params:,}.")
+
+
 def distill(
     teacher: Any,
     data: Any = None,
@@ -169,14 +262,11 @@ def distill(
     ``label_only/``, report.json with the teacher as the measured baseline) and returns a
     ``RunResult``.
     """
-    import torch
-
     from core.artifacts import save_model, staging, write_run
-    from core.measure import evaluate, metrics_from_logits, ort_session, predict_logits
+    from core.measure import evaluate, metrics_from_logits, predict_logits
     from core.models import is_builtin
     from core.registry import get_method
     from core.runs import RunResult
-    from core.training import distillation_loss, train
 
     config = config or DistillConfig()
     if not isinstance(config, DistillConfig):
@@ -184,17 +274,8 @@ def distill(
     cb = Callbacks.ensure(callbacks)
     out_dir = Path(out_dir)
     cb.progress(0.0, "Loading the teacher")
-    t = _open_model(teacher, data)
+    t, classes, extra = _open_teachers(teacher, teachers, data, config)
     data = t["data"]
-    classes = _check_teacher(t["model"], data, "teacher")
-    extra = []
-    for i, other in enumerate([*config.teachers, *teachers]):
-        o = _open_model(other, data)
-        _check_teacher(o["model"], data, f"teachers[{i}]")
-        extra.append(o["model"])
-    if extra and config.method != "multi-teacher":
-        raise InvalidParameterError("teachers", "empty unless the method is 'multi-teacher'",
-                                    [str(x) for x in config.teachers] or len(extra))
     model, origin = _student(config, student, t, data)
     check_student(model, data, classes)
     transfer = build_transfer_set(data, label_fraction=config.label_fraction,
@@ -203,38 +284,11 @@ def distill(
     method = get_method("distillation", config.method).fn(
         Setup(teacher=t["model"], student=model, data=data, config=config,
               transfer=transfer, extra_teachers=extra))
-    T, alpha = config.temperature, config.alpha
-    labels = torch.from_numpy(transfer.labels)
-
-    def loss_fn(net: Any, xb: Any, idx: Any) -> Any:
-        logits = net(xb)
-        probs = method.teacher_probs(xb, idx)  # always: some methods hook the teacher here
-        loss = distillation_loss(logits, None, labels[idx], alpha=alpha, temperature=T,
-                                 teacher_probs=probs)
-        term = method.extra_loss(xb, idx, logits)
-        if term is not None and method.beta > 0:
-            loss = loss + method.beta * term
-        return loss
-
-    tcfg = config.train_config()
     warnings: list[str] = []
     with staging(out_dir, overwrite=overwrite,
                  inputs=[teacher, student, *teachers]) as tmp:
-        try:
-            extra_modules = method.prepare(cb.sub(0.02, 0.06))
-            trainee = _Trainee.wrap(model, extra_modules)
-            kd = train(trainee, data, tcfg, callbacks=cb.sub(0.06, 0.5, "kd: ",
-                                                             tag={"student": "kd"}),
-                       loss_fn=loss_fn, after_step=method.after_step,
-                       train_split=(transfer.X, np.arange(len(transfer.labels))))
-        finally:
-            method.close()
-        model.eval()
-        lo_split = transfer.labelled_split()
-        lo_epochs = _label_only_epochs(config, len(transfer.labels), len(lo_split[1]))
-        lo = train(label_only, data, config.train_config(lo_epochs),
-                   callbacks=cb.sub(0.5, 0.82, "label-only: ", tag={"student": "label-only"}),
-                   train_split=lo_split)
+        kd = _train_kd(method, model, data, config, transfer, cb)
+        lo, lo_epochs, lo_rows = _train_label_only(label_only, data, config, transfer, cb)
         cb.progress(0.83, "Saving the students")
         saved = save_model(model, tmp, data=data)
         # A user's own nn.Module has no safetensors form here: its ONNX is its artifact.
@@ -243,29 +297,15 @@ def distill(
         lo_metrics = metrics_from_logits(predict_logits(label_only, data.X_test), data.y_test)
         kd_metrics = evaluate(model, data, "test")
         lo_files = [f for f in lo_saved["files"] if f.suffix in (".safetensors", ".onnx")]
-        teacher_files = list(t["files"])
-        if t["kind"] == "onnx":
-            result_model, result_files = ort_session(tmp / "model.onnx"), [tmp / "model.onnx"]
-            warnings.append("The teacher is an ONNX model, so the student is measured as its "
-                            "model.onnx under ONNX Runtime too.")
-        else:
-            result_model = model
-            result_files = [tmp / "model.safetensors"] if (tmp / "model.safetensors").exists() \
-                else [tmp / "model.onnx"]
+        result_model, result_files = _measured_form(tmp, model, t, warnings)
         gain = kd_metrics.accuracy - lo_metrics.accuracy
-        if gain <= 0:
-            warnings.append(f"The distilled student is not more accurate than the label-only "
-                            f"student ({gain * 100:+.2f} pt on the test split).")
         t_params = _fresh_fields(t["model"])["params"] if t["kind"] != "onnx" else None
-        s_params = _fresh_fields(model)["params"]
-        if t_params and s_params >= t_params:
-            warnings.append(f"The student has {s_params:,} parameters, not fewer than the "
-                            f"teacher's {t_params:,}.")
+        _outcome_warnings(gain, t_params, _fresh_fields(model)["params"], warnings)
         lo_entry = {
             "accuracy": lo_metrics.accuracy, "f1_macro": lo_metrics.f1_macro,
             "size_bytes": sum(f.stat().st_size for f in lo_files), **_fresh_fields(label_only),
             "history": lo.history, "path": "label_only", "epochs": lo_epochs,
-            "steps": lo_epochs * math.ceil(len(lo_split[1]) / config.batch_size),
+            "steps": lo_epochs * math.ceil(lo_rows / config.batch_size),
         }
         extra_report = {"distillation": {
             "student": {"origin": origin, "spec": model.spec().to_dict()
@@ -281,15 +321,15 @@ def distill(
             "gain": gain,
             "gain_pt": gain * 100,
             "transfer_set": transfer.summary(),
-            "method": {"name": config.method, "temperature": T, "alpha": alpha,
-                       **method.describe()},
+            "method": {"name": config.method, "temperature": config.temperature,
+                       "alpha": config.alpha, **method.describe()},
             "train_seconds": {"kd": kd.seconds, "label_only": lo.seconds},
             "onnx_parity_max_abs_diff": saved["onnx_parity"],
         }}
         report = write_run(
             tmp, operation=OPERATION, method=config.method, config=config.to_dict(),
-            data=data, result_model=result_model, result_files=result_files,
-            baseline_model=t["model"], baseline_files=teacher_files, seed=config.seed,
+            data=data, result_model=result_model, result_files=list(result_files),
+            baseline_model=t["model"], baseline_files=list(t["files"]), seed=config.seed,
             warnings=warnings, parent=parent or t["parent"], extra=extra_report,
             label="The distilled student", measure_options=measure_options,
             callbacks=cb.sub(0.85, 1.0),
