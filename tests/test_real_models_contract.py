@@ -6,41 +6,21 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
-from core.data import load_dataset
 from core.errors import StudioError, UnsupportedModelError
-from tests.helpers import zoo
-
-FAST = {"budget_s": 0.02, "memory": False}
+from tests.conftest import FAST_MEASURE as FAST
+from tests.helpers import onnx_zoo, zoo
 
 
 @pytest.fixture(scope="module")
-def user_onnx(tmp_path_factory):
+def user_onnx(tmp_path_factory, digits):
     """A user's small digits CNN, trained briefly, exported with torch 2.13's defaults
     (dynamo exporter: model.onnx + model.onnx.data)."""
-    data = load_dataset("digits")
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10))
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    X, y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
-    for _ in range(40):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(X), y).backward()
-        opt.step()
+    net = onnx_zoo.train_tiny(onnx_zoo.tiny_net(), digits.X_train, digits.y_train, epochs=6)
     path = tmp_path_factory.mktemp("user") / "net.onnx"
-    torch.onnx.export(net.eval(), (torch.from_numpy(data.X_test[:1]),), str(path))
-    return path, data
-
-
-def _ort_accuracy(onnx_path, data) -> float:
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    logits = sess.run(None, {sess.get_inputs()[0].name: data.X_test})[0]
-    return float((logits.argmax(1) == data.y_test).mean())
+    return onnx_zoo.export_default(net, path, torch.from_numpy(digits.X_test[:1])), digits
 
 
 def test_qat_on_an_onnx_upload_refuses_before_any_work(user_onnx, tmp_path):
@@ -66,7 +46,7 @@ def test_distillation_from_an_onnx_teacher_trains_its_own_architecture(user_onnx
                          if i.data_type == onnx.TensorProto.FLOAT)
     assert student["params"] == teacher_params  # the teacher's architecture, same width
     # the shipped ONNX scores what the report says (ONNX Runtime alone)
-    assert abs(_ort_accuracy(tmp_path / "d" / "model.onnx", data)
+    assert abs(onnx_zoo.ort_accuracy(tmp_path / "d", data.X_test, data.y_test)
                - rep["result"]["accuracy"]) <= 0.001
     assert rep["result"]["accuracy"] > 0.3  # it learned (2 epochs from a fresh start)
 
