@@ -352,11 +352,47 @@ def run_federated(
         torch.set_num_threads(threads)
 
 
+def _split_state(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The averaged state (trainable parameters and floating buffers, e.g. BatchNorm
+    statistics) and the buffers that stay fixed (integer ones)."""
+    state = _trainable_state(model)
+    buffers = {}
+    for k, v in model.named_buffers():
+        if v.is_floating_point():
+            state[k] = v.detach().clone()
+        else:
+            buffers[k] = v.detach().clone()
+    return state, buffers
+
+
+def _weighted_mean(impl: Any, state: dict[str, Any], data: _Data, plan: Any, counts: Any,
+                   chunk: int, lr: float, mu: float, cb: Callbacks
+                   ) -> tuple[dict[str, Any], list[tuple[float, int]]]:
+    """Train the round's participants chunk by chunk from ``state``; the row-count-weighted
+    mean of their parameters and each chunk's (loss, clients)."""
+    import torch
+
+    parts = plan.participants
+    weights = torch.from_numpy(counts.astype(np.float64))
+    total_w = float(weights.sum())
+    acc = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in state.items()}
+    losses = []
+    for c0 in range(0, len(parts), chunk):
+        ids = torch.from_numpy(parts[c0:c0 + chunk])
+        sl = slice(c0, c0 + chunk)
+        params, loss = impl.local_train(state, data.X[ids], data.y[ids], plan.index[sl],
+                                        plan.mask[sl], lr, mu, cb)
+        losses.append((loss, len(ids)))
+        w = weights[c0:c0 + chunk]
+        for k in acc:
+            acc[k] += torch.tensordot(w, params[k].double(), dims=1)
+        del params
+    return {k: (v / total_w).float() for k, v in acc.items()}, losses
+
+
 def _run(model: Any, clients: ClientSet, config: ScaleConfig, engine: str,
          model_bytes: int | None, cb: Callbacks,
          progress: Callable[[int, dict[str, Any]], None] | None) -> FedResult:
-    import torch
-
     from core.measure import serialized_size
 
     model = copy.deepcopy(model).float()
@@ -372,14 +408,7 @@ def _run(model: Any, clients: ClientSet, config: ScaleConfig, engine: str,
     chunk = _chunk_size(config, model, input_numel, clients.num_clients)
     impl = (_Vectorized if engine == "vectorized" else _Loop)(model, config, chunk)
     size = int(model_bytes if model_bytes is not None else serialized_size(model))
-    state = _trainable_state(model)
-    # The loop also averages floating buffers (BatchNorm statistics); integer ones stay fixed.
-    buffers = {}
-    for k, v in model.named_buffers():
-        if v.is_floating_point():
-            state[k] = v.detach().clone()
-        else:
-            buffers[k] = v.detach().clone()
+    state, buffers = _split_state(model)
     counts = data.n
     algo = config.algorithm
     lr = config.inner_lr if algo == "reptile" else config.lr
@@ -391,21 +420,7 @@ def _run(model: Any, clients: ClientSet, config: ScaleConfig, engine: str,
         t0 = time.perf_counter()
         plan = plan_round(config, counts, r)
         parts = plan.participants
-        weights = torch.from_numpy(counts[parts].astype(np.float64))
-        total_w = float(weights.sum())
-        acc = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in state.items()}
-        losses = []
-        for c0 in range(0, len(parts), chunk):
-            ids = torch.from_numpy(parts[c0:c0 + chunk])
-            sl = slice(c0, c0 + chunk)
-            params, loss = impl.local_train(state, data.X[ids], data.y[ids], plan.index[sl],
-                                            plan.mask[sl], lr, mu, cb)
-            losses.append((loss, len(ids)))
-            w = weights[c0:c0 + chunk]
-            for k in acc:
-                acc[k] += torch.tensordot(w, params[k].double(), dims=1)
-            del params
-        mean = {k: (v / total_w).float() for k, v in acc.items()}
+        mean, losses = _weighted_mean(impl, state, data, plan, counts[parts], chunk, lr, mu, cb)
         if algo == "reptile":
             state = {k: state[k] + config.outer_lr * (mean[k] - state[k]) for k in state}
         else:

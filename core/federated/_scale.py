@@ -169,6 +169,83 @@ def _run_engine(model: Any, clients: ClientSet, config: ScaleConfig, model_bytes
                          progress=progress)
 
 
+def _open_data(data: Any, config: ScaleConfig) -> Any:
+    """``None`` for synthetic clients, else the data set to partition."""
+    from core.data import load_dataset
+
+    if config.engine == "flower":  # say what to install before any work
+        from core.federated._flower import _import_flwr
+
+        _import_flwr()
+    if isinstance(data, str) and data != "synthetic":
+        return load_dataset(data, seed=config.seed)
+    return None if data == "synthetic" else data
+
+
+def _check_fits(model: Any, config: ScaleConfig, shape: tuple[int, ...]) -> None:
+    """The model takes the data's inputs, and every client count fits in memory."""
+    model_shape = tuple(getattr(model, "input_shape", ()) or ())
+    if model_shape and math.prod(model_shape) != math.prod(shape):
+        raise InvalidParameterError("model input shape", f"matching the data's {list(shape)}",
+                                    list(model_shape))
+    numel = math.prod(shape)
+    avail = _available_mb(config)
+    for count in config.client_counts:
+        need = estimate_memory_mb(model, config, count, numel)
+        if need > avail:
+            raise InvalidParameterError(
+                "client_counts", f"small enough to fit in memory: {count} clients need an "
+                f"estimated {need:,.0f} MB and {avail:,.0f} MB is available", count)
+
+
+def _count_row(count: int, config: ScaleConfig, res: FedResult, clients: ClientSet,
+               timing: dict[str, float], peak_mb: float, travel_bytes: int) -> dict[str, Any]:
+    """One client count's measured figures (the scalability table's row)."""
+    accs = [h["accuracy"] for h in res.history]
+    return {
+        "clients": count, "rounds": config.rounds, "engine": res.engine,
+        "chunk_size": res.chunk_size, "total_s": timing["total_s"],
+        "setup_s": timing["setup_s"],
+        "time_per_round_s": float(np.median(res.round_seconds)),
+        "time_per_round_p95_s": float(np.percentile(res.round_seconds, 95)),
+        "peak_memory_mb": peak_mb,
+        "final_accuracy": res.final_accuracy,
+        "best_accuracy": float(max(accs)),
+        "convergence_round": convergence_round(accs, config.convergence_tolerance),
+        "model_bytes": travel_bytes,
+        "bytes_per_round": int(np.median([h["bytes_up"] for h in res.history])),
+        "bytes_communicated": int(sum(h["bytes_up"] + h["bytes_down"]
+                                      for h in res.history)),
+        "participants_per_round": float(np.mean([h["participants"] for h in res.history])),
+        "local_accuracy": res.adaptation.get("local_accuracy"),
+        "adapted_accuracy": res.adaptation.get("adapted_accuracy"),
+        "partition": clients.stats(),
+    }
+
+
+def _run_count(model: Any, data: Any, config: ScaleConfig, count: int, ci: int,
+               setup: dict[str, Any], cb: Callbacks
+               ) -> tuple[dict[str, Any], FedResult, ClientSet]:
+    """Run the experiment at one client count (progress ``ci``/counts); its row, result and
+    clients. ``setup``: the data's ``shape``/``classes`` and the ``travel_bytes``."""
+    n_counts = len(config.client_counts)
+
+    def on_round(r: int, row: dict[str, Any]) -> None:
+        cb.progress((ci + r / config.rounds) / n_counts,
+                    f"{count} clients: round {r}/{config.rounds}")
+        cb.metrics({"clients": count, **row})
+
+    with _PeakRSS() as mem:
+        t0 = time.perf_counter()
+        clients = _make_clients(data, config, count, setup["shape"], setup["classes"])
+        setup_s = time.perf_counter() - t0
+        res = _run_engine(model, clients, config, setup["travel_bytes"], cb, on_round)
+        total = time.perf_counter() - t0
+    row = _count_row(count, config, res, clients, {"total_s": total, "setup_s": setup_s},
+                     mem.growth_mb, setup["travel_bytes"])
+    return row, res, clients
+
+
 def scale(
     model_or_run_dir: Any = "mlp",
     data: Any = None,
@@ -194,84 +271,34 @@ def scale(
     import torch
 
     from core.artifacts import save_model, staging, write_run
-    from core.data import load_dataset
     from core.measure import serialized_size
     from core.models import is_builtin
     from core.runs import RunResult
 
     config = config or ScaleConfig()
     cb = Callbacks.ensure(callbacks)
-    if config.engine == "flower":  # say what to install before any work
-        from core.federated._flower import _import_flwr
-
-        _import_flwr()
-    if isinstance(data, str) and data != "synthetic":
-        data = load_dataset(data, seed=config.seed)
-    elif data == "synthetic":
-        data = None
+    data = _open_data(data, config)
     model, travel_bytes, parent_id, data, notes = _resolve_model(model_or_run_dir, data, config)
     parent = parent or parent_id
     shape, classes = _shape_and_classes(data, config)
-    model_shape = tuple(getattr(model, "input_shape", ()) or ())
-    if model_shape and math.prod(model_shape) != math.prod(shape):
-        raise InvalidParameterError("model input shape", f"matching the data's {list(shape)}",
-                                    list(model_shape))
-    numel = math.prod(shape)
-    avail = _available_mb(config)
-    for count in config.client_counts:
-        need = estimate_memory_mb(model, config, count, numel)
-        if need > avail:
-            raise InvalidParameterError(
-                "client_counts", f"small enough to fit in memory: {count} clients need an "
-                f"estimated {need:,.0f} MB and {avail:,.0f} MB is available", count)
+    _check_fits(model, config, shape)
     if travel_bytes is None:
         travel_bytes = serialized_size(model)
+    setup = {"shape": shape, "classes": classes, "travel_bytes": travel_bytes}
     initial = copy.deepcopy(model.state_dict())
     if config.engine != "flower":  # first vmap/autograd call pays one-off set-up costs
         _warm_up(model, config, shape, classes)
     rows: list[dict[str, Any]] = []
     round_rows: list[dict[str, Any]] = []
     final_model, final_clients = None, None
-    n_counts = len(config.client_counts)
     for ci, count in enumerate(config.client_counts):
-        cb.progress(ci / n_counts, f"{count} clients: preparing")
+        cb.progress(ci / len(config.client_counts), f"{count} clients: preparing")
         model.load_state_dict(initial)
-
-        def on_round(r: int, row: dict[str, Any], ci: int = ci, count: int = count) -> None:
-            cb.progress((ci + r / config.rounds) / n_counts,
-                        f"{count} clients: round {r}/{config.rounds}")
-            cb.metrics({"clients": count, **row})
-
-        with _PeakRSS() as mem:
-            t0 = time.perf_counter()
-            clients = _make_clients(data, config, count, shape, classes)
-            setup = time.perf_counter() - t0
-            res = _run_engine(model, clients, config, travel_bytes, cb, on_round)
-            total = time.perf_counter() - t0
-        accs = [h["accuracy"] for h in res.history]
-        row = {
-            "clients": count, "rounds": config.rounds, "engine": res.engine,
-            "chunk_size": res.chunk_size, "total_s": total, "setup_s": setup,
-            "time_per_round_s": float(np.median(res.round_seconds)),
-            "time_per_round_p95_s": float(np.percentile(res.round_seconds, 95)),
-            "peak_memory_mb": mem.growth_mb,
-            "final_accuracy": res.final_accuracy,
-            "best_accuracy": float(max(accs)),
-            "convergence_round": convergence_round(accs, config.convergence_tolerance),
-            "model_bytes": travel_bytes,
-            "bytes_per_round": int(np.median([h["bytes_up"] for h in res.history])),
-            "bytes_communicated": int(sum(h["bytes_up"] + h["bytes_down"]
-                                          for h in res.history)),
-            "participants_per_round": float(np.mean([h["participants"] for h in res.history])),
-            "local_accuracy": res.adaptation.get("local_accuracy"),
-            "adapted_accuracy": res.adaptation.get("adapted_accuracy"),
-            "partition": clients.stats(),
-        }
+        row, res, final_clients = _run_count(model, data, config, count, ci, setup, cb)
         rows.append(row)
         round_rows += [{"clients": count, **h} for h in res.history]
         notes += [w for w in res.warnings if w not in notes]
         final_model = res.load_into(copy.deepcopy(model))
-        final_clients = clients
     cb.progress(0.97, "saving and measuring the final model")
     dataset = data if _is_dataset(data) else _synthetic_dataset(final_clients, config)
     summary = _summary(rows)
