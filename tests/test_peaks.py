@@ -36,6 +36,26 @@ def test_peaks_are_measured_once_and_cached_per_machine(cache, monkeypatch):
     assert len(calls) == 2 and len(list(cache.glob("peaks-*.json"))) == 2
 
 
+def test_peak_microbenchmark_waits_for_a_running_measurement(monkeypatch):
+    """It changes torch's process-wide thread count: only under the measurement lock."""
+    import threading
+
+    import torch
+
+    from core.measure import _peak, measurement_lock
+
+    monkeypatch.setattr(_peak, "_ROUNDS", 1)
+    before = torch.get_num_threads()
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (_peak.measure_peaks(), done.set()), daemon=True)
+    with measurement_lock():  # another timing runs in this process
+        worker.start()
+        assert not done.wait(1.0)  # the microbenchmark has not run meanwhile
+        assert torch.get_num_threads() == before
+    worker.join(60)
+    assert done.is_set() and torch.get_num_threads() == before
+
+
 def test_efficiency_is_the_share_of_the_matching_peak():
     from core.measure._efficiency import efficiency
 

@@ -116,6 +116,7 @@ def test_compiled_once_with_the_compile_time_apart(baseline_dir, tmp_path):
         assert any("torch.compile was not available" in w for w in report["warnings"])
         return
     assert entry["compiled"] and list(entry["seconds_by_batch"]) == ["16"]
+    assert entry["uncompiled_calls"] == 0  # every timed call ran the warm compiled graph
     assert report["result"]["compile_s"] == pytest.approx(entry["seconds_by_batch"]["16"])
     assert report["result"]["compile_s"] > 0
     assert list(report["result"]["latency_ms"]) == ["16"]

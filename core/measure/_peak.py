@@ -94,35 +94,42 @@ def _ort_gemm(int8: bool, threads: int) -> Callable[[], Any]:
 def _torch_fp32(threads: int) -> float:
     import torch
 
+    from core.measure._lock import torch_threads
+
     m, k, n = _GEMM
     a, b = torch.randn(m, k), torch.randn(k, n)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            return _best_rate(lambda: torch.mm(a, b), m * k * n)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads), torch.inference_mode():  # locked: the count is process-wide
+        return _best_rate(lambda: torch.mm(a, b), m * k * n)
 
 
 def measure_peaks() -> dict[str, Any]:
     """Run the GEMM microbenchmark now: ``{"fp32": {"1": GMAC/s, "all": ...}, "int8": ...}``."""
-    m, k, n = _GEMM
+    from core.measure._lock import measurement_lock
+
     cores = os.cpu_count() or 1
     out: dict[str, Any] = {"fp32": {}, "int8": {}, "engines": {}}
-    for label, threads in (("1", 1), ("all", cores)):
-        engines = {"ort-fp32": _best_rate(_ort_gemm(False, threads), m * k * n),
-                   "ort-int8": _best_rate(_ort_gemm(True, threads), m * k * n)}
-        try:
-            engines["torch-fp32"] = _torch_fp32(threads)
-        except ImportError:  # torch is optional for an ONNX-only install
-            pass
-        out["engines"][label] = engines
+    with measurement_lock():  # no other timing in this process meanwhile
+        for label, threads in (("1", 1), ("all", cores)):
+            out["engines"][label] = _engine_peaks(threads)
+    for label, engines in out["engines"].items():
         out["fp32"][label] = max(v for e, v in engines.items() if e.endswith("fp32"))
         out["int8"][label] = max(v for e, v in engines.items() if e.endswith("int8"))
+    m, k, n = _GEMM
     out["gemm"] = {"m": m, "k": k, "n": n, "rounds": _ROUNDS, "statistic": "best call"}
     out["threads_all"] = cores
     return out
+
+
+def _engine_peaks(threads: int) -> dict[str, float]:
+    """GMAC/s of each engine's GEMM at one thread count."""
+    m, k, n = _GEMM
+    engines = {"ort-fp32": _best_rate(_ort_gemm(False, threads), m * k * n),
+               "ort-int8": _best_rate(_ort_gemm(True, threads), m * k * n)}
+    try:
+        engines["torch-fp32"] = _torch_fp32(threads)
+    except ImportError:  # torch is optional for an ONNX-only install
+        pass
+    return engines
 
 
 def _cache_file(key: str) -> Path:
