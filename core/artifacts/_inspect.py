@@ -199,8 +199,11 @@ def _register_operator_libraries(zf: zipfile.ZipFile) -> None:
     """Define the operator namespaces a checked graph calls that torch does not load itself."""
     program = next(n for n in zf.namelist() if n.endswith("models/model.json"))
     if b"torch.ops.quantized_decomposed." in zf.read(program):
-        # The quantize/dequantize operators of PT2E INT8 graphs (torchao imports the same
-        # module); importing them needs neither torchao nor torch._dynamo (~15 s here).
+        # The quantize/dequantize operators of PT2E INT8 graphs. torch itself defines this
+        # operator library (Library("quantized_decomposed", "DEF")) in this module; torchao
+        # 0.18 has no public module of its own that defines it (its pt2e modules and
+        # inductor import this same one), and importing torchao costs ~15 s here. So this
+        # is an operator registration, not the deprecated torch.ao quantization flow.
         import torch.ao.quantization.fx._decomposed  # noqa: F401
 
 
