@@ -13,13 +13,16 @@ from core.errors import InvalidParameterError
 
 KINDS = ("float", "log-float", "int", "categorical")
 
-# Training hyper-parameters of a built-in model (digits-sized defaults).
+# Training hyper-parameters of a built-in model, around the default baseline (adam, lr 0.01, no
+# weight decay, no label smoothing, no dropout: every one inside, so a study can start from it).
+# Measured on digits + cnn, 10 trials × 10 epochs, TPE + Hyperband, the baseline as trial 0:
+# the best trial retrained to +1.1 pt test accuracy over the baseline (label smoothing ~0.14).
+# The earlier wide space (lr 1e-4..0.1, sgd, batch sizes) spent its few trials far from it.
 DEFAULT_PARAM_SPACE: dict[str, Any] = {
-    "lr": {"type": "float", "low": 1.0e-4, "high": 0.1, "log": True},
-    "weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0e-2, "log": True},
-    "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
-    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
-    "optimizer": {"type": "categorical", "choices": ["adam", "adamw", "sgd"]},
+    "lr": {"type": "float", "low": 3.0e-3, "high": 3.0e-2, "log": True},
+    "weight_decay": {"type": "categorical", "choices": [0.0, 1.0e-4, 1.0e-3]},
+    "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.3},
 }
 
 # The seeds' federated dimensions: tune them with ``core.federated.federated_objective``.
