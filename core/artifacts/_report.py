@@ -401,7 +401,10 @@ def _pt2_usage(report: Mapping[str, Any]) -> list[str]:
     if compiled:
         lines += ["import torchao  # registers the INT8 (quantize/dequantize) operators",
                   "torch._inductor.config.freezing = True",
-                  "model = torch.compile(torch.export.load('model.pt2').module())"]
+                  # one graph per batch size: automatic dynamic shapes fail in inductor
+                  # 2.13's INT8 conv lowering at a second batch size
+                  "model = torch.compile(torch.export.load('model.pt2').module(), "
+                  "dynamic=False)"]
     else:
         lines += ["model = torch.export.load('model.pt2').module()"]
     lines += ["with torch.inference_mode():", "    scores = model(x)", "```", ""]

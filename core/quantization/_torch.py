@@ -109,7 +109,7 @@ def _calibrator(rows: Any, cb: Callbacks, lo: float = 0.0, hi: float = 0.8) -> A
 
 
 _RUN_COMPILED = ("The INT8 program (model.pt2) is fast only when compiled: "
-                 "torch.compile(torch.export.load('model.pt2').module()) with "
+                 "torch.compile(torch.export.load('model.pt2').module(), dynamic=False) with "
                  "torch._inductor.config.freezing = True (and `import torchao` first).")
 
 
