@@ -247,6 +247,60 @@ def _free_batch_in_reshapes(model: Any, batch: int) -> None:
         node.input[1] = name
 
 
+def _constant_arrays(model: Any) -> dict[str, Any]:
+    """Initializers and Constant-node values by name, as numpy arrays."""
+    from onnx import numpy_helper
+
+    out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    out[node.output[0]] = numpy_helper.to_array(attr.t)
+    return out
+
+
+def _is_flatten(dims: list[int | None] | None, target: list[int], *, allowzero: bool) -> bool:
+    """Whether Reshape(x of shape ``dims``, ``target``) is ``flatten(x, 1)`` at that shape."""
+    if not dims or len(dims) < 3 or len(target) != 2:
+        return False
+    rest = dims[1:]
+    if any(d is None or d <= 0 for d in rest):
+        return False
+    first, second = target
+    copies_first = (first == 0 and not allowzero) or (bool(dims[0]) and first == dims[0])
+    if second == int(np.prod(rest)):
+        return first == -1 or copies_first
+    return second == -1 and copies_first
+
+
+def _flatten_reshapes(model: Any) -> None:
+    """A constant Reshape that flattens (N, C, H, W) into (N, C·H·W) becomes Flatten(axis=1),
+    i.e. ``nn.Flatten``: it runs at any batch and Torch-Pruning follows it into the classifier
+    (a target such as ``[-1, 512]``, what a fixed-batch export made dynamic holds, hard-codes
+    the width, so pruning the last convolution broke the classifier)."""
+    import onnx
+    from onnx import helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else None
+                        for d in vi.type.tensor_type.shape.dim]
+              for vi in [*inferred.graph.value_info, *inferred.graph.input]
+              if vi.type.tensor_type.HasField("shape")}
+    consts = _constant_arrays(model)
+    for index, node in enumerate(list(model.graph.node)):
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        target = consts[node.input[1]]
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        if target.ndim != 1 or not _is_flatten(shapes.get(node.input[0]), target.tolist(),
+                                               allowzero=allowzero):
+            continue
+        model.graph.node.remove(node)
+        model.graph.node.insert(index, helper.make_node(
+            "Flatten", [node.input[0]], list(node.output), name=node.name, axis=1))
+
+
 def _keep_output(model: Any, output_name: str, name: str) -> None:
     outputs = [o for o in model.graph.output if o.name == output_name]
     if not outputs:
@@ -393,6 +447,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     if output_name is not None:
         _keep_output(model, output_name, name)
     _drop_needless_allowzero(model)
+    _flatten_reshapes(model)
     _trim_empty_outputs(model)
     _unshare_identity_initializers(model)
     batch = _fixed_batch(model)
