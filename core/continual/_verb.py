@@ -15,6 +15,7 @@ from core.continual._tasks import TaskSequence, build_tasks, merge_tasks
 from core.data import Dataset
 from core.errors import InvalidParameterError, UnsupportedModelError
 from core.registry import register_method
+from core.training import check_model_fits
 
 __all__ = ["continual"]
 
@@ -69,23 +70,6 @@ def _model(model: Any, seq: TaskSequence, config: ContinualConfig) -> tuple[Any,
         return copy.deepcopy(model), None
     raise InvalidParameterError("model", "None (a built-in family), a run folder or an "
                                 "nn.Module", type(model).__name__)
-
-
-def _check_fits(net: Any, seq: TaskSequence) -> None:
-    import torch
-
-    first = seq.tasks[0]
-    net.eval()
-    with torch.no_grad():
-        try:
-            out = net(torch.from_numpy(first.X_train[:2]))
-        except RuntimeError as exc:
-            raise InvalidParameterError("model", f"able to take the tasks' inputs of shape "
-                                        f"{list(first.input_shape)} ({str(exc)[:120]})",
-                                        type(net).__name__) from None
-    if out.ndim != 2 or out.shape[1] != first.num_classes:
-        raise InvalidParameterError("model output", f"(batch, {first.num_classes}) logits for "
-                                    "the classes of all tasks", list(out.shape))
 
 
 def _save_final(trainer: ContinualTrainer, tmp: Path, data: Dataset) -> None:
@@ -216,7 +200,7 @@ def continual(
     cb.progress(0.0, "Building the task sequence")
     seq = _sequence(tasks, config)
     net, run_parent = _model(model, seq, config)
-    _check_fits(net, seq)
+    check_model_fits(net, seq.tasks[0], logits_for="the classes of all tasks")
     threads = int((measure_options or {}).get("threads", 1))
     everything = merge_tasks(seq.tasks, name="all tasks")
     with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:

@@ -125,20 +125,9 @@ def _copy(model: Any) -> Any:
 
 
 def _check_fits(model: Any, data: Any) -> None:
-    shape = getattr(model, "input_shape", None)
-    if shape and tuple(shape) != tuple(data.input_shape):
-        raise InvalidParameterError("model input shape",
-                                    f"equal to the data's {list(data.input_shape)}", list(shape))
-    with torch.no_grad():
-        try:
-            out = model.eval()(torch.from_numpy(data.X_train[:2]))
-        except RuntimeError as exc:
-            raise InvalidParameterError("model", f"able to take inputs of shape "
-                                        f"{list(data.input_shape)} ({str(exc)[:120]})",
-                                        type(model).__name__) from None
-    if out.ndim != 2 or out.shape[1] != data.num_classes:
-        raise InvalidParameterError("model output", f"(batch, {data.num_classes}) logits",
-                                    list(out.shape))
+    from core.training import check_model_fits  # the one rule, shared with train and continual
+
+    check_model_fits(model, data)
 
 
 def _save_native(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[Path], list[str]]:

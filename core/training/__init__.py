@@ -10,8 +10,14 @@ from core.training._finetune import (
     model_traits,
     recalibrate_batchnorm,
 )
-from core.training._train import TrainConfig, TrainResult, seed_everything, train
+from core.training._train import (
+    TrainConfig,
+    TrainResult,
+    check_model_fits,
+    seed_everything,
+    train,
+)
 
 __all__ = ["FinetuneDefaults", "FinetuneResult", "Metrics", "TrainConfig", "TrainResult",
-           "distillation_loss", "evaluate", "finetune", "finetune_defaults", "model_traits",
-           "recalibrate_batchnorm", "seed_everything", "train"]
+           "check_model_fits", "distillation_loss", "evaluate", "finetune", "finetune_defaults",
+           "model_traits", "recalibrate_batchnorm", "seed_everything", "train"]

@@ -151,7 +151,7 @@ def train(
     X, y = train_split if train_split is not None else data.split("train")
     if len(X) == 0:
         raise InvalidParameterError("train split", "non-empty", 0)
-    _check_model_matches(model, data)
+    check_model_fits(model, data)
     _check_options_fit(config, data, loss_fn)
     loader = DataLoader(
         TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
@@ -285,8 +285,9 @@ def _epoch(model: Any, data: Any, loader: Any, step: _Stepper, epoch: int, cb: C
             "lr": float(step.opt.param_groups[0]["lr"])}
 
 
-def _check_model_matches(model: Any, data: Any) -> None:
-    """Fail early, with shapes named, when a model does not fit the data."""
+def check_model_fits(model: Any, data: Any, *, logits_for: str | None = None) -> None:
+    """Fail early, with shapes named, when a model does not take the data's inputs or does not
+    return one logit per class (``logits_for`` says which classes, in the message)."""
     import torch
 
     shape = getattr(model, "input_shape", None)
@@ -299,7 +300,9 @@ def _check_model_matches(model: Any, data: Any) -> None:
             out = model(torch.from_numpy(data.X_train[:2]))
         except RuntimeError as exc:
             raise InvalidParameterError("model", f"able to take inputs of shape "
-                                        f"{list(data.input_shape)} ({exc})", type(model).__name__)
+                                        f"{list(data.input_shape)} ({str(exc)[:120]})",
+                                        type(model).__name__) from None
     if out.ndim != 2 or out.shape[1] != data.num_classes:
-        raise InvalidParameterError("model output", f"(batch, {data.num_classes}) logits",
-                                    list(out.shape))
+        rule = f"(batch, {data.num_classes}) logits" + (f" for {logits_for}" if logits_for
+                                                         else "")
+        raise InvalidParameterError("model output", rule, list(out.shape))
