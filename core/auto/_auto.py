@@ -445,7 +445,7 @@ class _Search:
             mid = _next_sparsity(self.results, cfg.tolerance)
             if mid is None:
                 break
-            ft = next(e["steps"][0]["prune"]["finetune_epochs"] for e in self.results
+            ft = next(e["steps"][0]["prune"].get("finetune_epochs") for e in self.results
                       if e["steps"] and "prune" in e["steps"][0])
             tag = f"prune{round(mid * 100)}-ft"
             why = (f"sparsity search round {r + 1}: between the strongest pruning within the "

@@ -15,9 +15,13 @@ CANDIDATE_NAMES = (
 )
 
 
-def prune_steps(sparsity: float, finetune_epochs: int) -> list[dict[str, Any]]:
-    return [{"prune": {"method": "structured-l2", "sparsity": float(sparsity),
-                       "finetune_epochs": int(finetune_epochs)}}]
+def prune_steps(sparsity: float, finetune_epochs: int | None) -> list[dict[str, Any]]:
+    """A structured-l2 step; without ``finetune_epochs`` the fine-tune (epochs, learning rate,
+    optimizer) is the pruned model's own default (``PruningConfig.for_model``)."""
+    step: dict[str, Any] = {"method": "structured-l2", "sparsity": float(sparsity)}
+    if finetune_epochs is not None:
+        step["finetune_epochs"] = int(finetune_epochs)
+    return [{"prune": step}]
 
 
 STATIC_INT8 = {"quantize": {"method": "ort-static-int8", "quant_types": "U8S8"}}
@@ -42,16 +46,17 @@ def _has(isa: list[str], *flags: str) -> bool:
     return any(f in isa for f in flags)
 
 
-def propose(hardware: Mapping[str, Any], *, family: str | None, finetune_epochs: int,
+def propose(hardware: Mapping[str, Any], *, family: str | None, finetune_epochs: int | None,
             only: tuple[str, ...] = ()) -> list[Candidate]:
-    """Candidates for this CPU/GPU and model; skipped ones carry the reason."""
+    """Candidates for this CPU/GPU and model; skipped ones carry the reason
+    (``finetune_epochs`` None: each pruned candidate fine-tunes with the model's defaults)."""
     isa = list(hardware.get("isa") or [])
     vnni = hardware.get("int8_dot_product", _has(isa, "avx512_vnni", "avx_vnni", "amx_int8"))
     int8_why = {True: "this CPU has VNNI/AMX INT8 dot-product instructions",
                 False: "INT8 halves memory traffic even without VNNI (measured, not assumed)",
                 None: "INT8 halves memory traffic; whether this CPU has VNNI/AMX is unknown "
                       "(measured, not assumed)"}[vnni]
-    ft = int(finetune_epochs)
+    ft = None if finetune_epochs is None else int(finetune_epochs)
     p50, p75 = prune_steps(0.5, ft), prune_steps(0.75, ft)
     out = [
         Candidate("ort-fp32", [EXPORT], "ONNX Runtime FP32 of the same weights: the graph "
@@ -78,7 +83,8 @@ def propose(hardware: Mapping[str, Any], *, family: str | None, finetune_epochs:
     if family is not None:
         out.append(Candidate(
             "distill50-int8", [{"distill": {"method": "soft-target", "width": 0.5,
-                                            "epochs": max(ft, 2)}}, STATIC_INT8],
+                                            "epochs": 5 if ft is None else max(ft, 2)}},
+                               STATIC_INT8],
             "a half-width student distilled from the model, then static INT8"))
     else:
         out.append(Candidate("distill50-int8", [], "", skipped="distillation needs a built-in "

@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> None:
                    help="largest validation-accuracy drop allowed (0.01 = 1 point)")
     p.add_argument("--finetune-epochs", type=int,
                    default=config_default(AutoConfig, "finetune_epochs"),
-                   help="fine-tuning epochs after pruning (pruned candidates)")
+                   help="fine-tuning epochs after pruning (pruned candidates; default: "
+                   "chosen per model, e.g. 5 for a CNN, 10 for a ViT)")
     p.add_argument("--train-epochs", type=int, default=config_default(AutoConfig, "train_epochs"),
                    help="epochs to train the baseline when --model is a family")
     p.add_argument("--candidates", default="",

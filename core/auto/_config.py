@@ -16,15 +16,16 @@ class AutoConfig(Config):
 
     ``tolerance`` is the largest validation-accuracy drop (absolute, e.g. 0.01 = 1 point)
     a candidate may have to be chosen. ``finetune_epochs`` is the fine-tuning budget after
-    structured pruning (and the distillation epochs); ``train_epochs`` trains the baseline
-    when the model is a family name. ``candidates`` restricts the proposals by name;
-    ``refine`` rounds of sparsity search bisect between the strongest structured pruning
-    within the tolerance and the mildest one beyond it.
+    structured pruning (and the distillation epochs); None: the model's own fine-tune
+    defaults (``core.training.finetune_defaults``: a ViT gets its own). ``train_epochs``
+    trains the baseline when the model is a family name. ``candidates`` restricts the
+    proposals by name; ``refine`` rounds of sparsity search bisect between the strongest
+    structured pruning within the tolerance and the mildest one beyond it.
     """
 
     target: str = "balanced"
     tolerance: float = 0.01
-    finetune_epochs: int = 5
+    finetune_epochs: int | None = None
     train_epochs: int = 10
     candidates: tuple[str, ...] = ()
     refine: int = 2
@@ -34,7 +35,8 @@ class AutoConfig(Config):
         if self.target not in TARGETS:
             raise InvalidParameterError("target", f"one of {list(TARGETS)}", self.target)
         check_range("tolerance", self.tolerance, low=0, high=1)
-        check_range("finetune_epochs", self.finetune_epochs, low=1, high=1000, kind=int)
+        if self.finetune_epochs is not None:
+            check_range("finetune_epochs", self.finetune_epochs, low=1, high=1000, kind=int)
         check_range("train_epochs", self.train_epochs, low=1, high=10_000, kind=int)
         check_range("refine", self.refine, low=0, high=5, kind=int)
         check_range("seed", self.seed, low=0, kind=int)
