@@ -102,6 +102,13 @@ class TuneConfig(Config):
     max_retry: int = 1
 
     def __post_init__(self) -> None:
+        self._check_choices()
+        self._check_numbers()
+        self._check_mappings()
+        self._check_space()
+
+    def _check_choices(self) -> None:
+        """Target, sampler, pruner and objectives are known names (objectives: a tuple)."""
         if self.target not in TARGETS:
             raise InvalidParameterError("target", f"one of {list(TARGETS)}", self.target)
         if self.sampler not in SAMPLERS:
@@ -118,6 +125,8 @@ class TuneConfig(Config):
             raise InvalidParameterError("sampler", "a multi-objective sampler (nsga2, tpe, gp, "
                                         "random, grid) when there are several objectives",
                                         self.sampler)
+
+    def _check_numbers(self) -> None:
         check_range("n_trials", self.n_trials, low=1, high=100_000, kind=int)
         if self.timeout_s is not None:
             check_range("timeout_s", self.timeout_s, low=0, low_inclusive=False)
@@ -131,6 +140,9 @@ class TuneConfig(Config):
             check_range("max_latency_ms", self.max_latency_ms, low=0, low_inclusive=False)
         if self.max_size_bytes is not None:
             check_range("max_size_bytes", self.max_size_bytes, low=1, kind=int)
+
+    def _check_mappings(self) -> None:
+        """The study name is non-empty; train/model/pruner options are mappings of known keys."""
         if self.study_name is not None and not str(self.study_name).strip():
             raise InvalidParameterError("study_name", "a non-empty name", self.study_name)
         for name in ("train", "model_kwargs", "pruner_options"):
@@ -141,6 +153,9 @@ class TuneConfig(Config):
         if unknown:
             raise InvalidParameterError("pruner_options", f"keys among {list(PRUNER_OPTIONS)}",
                                         unknown)
+
+    def _check_space(self) -> None:
+        """The search space names the model's or training's parameters (and is griddable)."""
         space = self.search_space()
         allowed = set(RECIPE_KEYS) if self.target == "recipe" else family_keys(self.model)
         bad = sorted(set(space.names) - allowed)

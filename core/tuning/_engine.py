@@ -146,6 +146,20 @@ def _max_epochs(config: TuneConfig) -> int:
     return int((config.train or {}).get("epochs", config.epochs))
 
 
+def _study_notes(config: TuneConfig, summary: Mapping[str, Any]) -> list[str]:
+    """The report's warnings: what the pruner and sampler could not do, no best trial."""
+    notes = []
+    if config.multi_objective and config.pruner not in ("none", "median"):
+        notes.append(f"Optuna cannot prune multi-objective trials: the '{config.pruner}' pruner "
+                     "was replaced by the studio's multi-objective median rule on accuracy.")
+    if config.constraints and config.sampler not in ("tpe", "gp", "nsga2"):
+        notes.append(f"The '{config.sampler}' sampler does not learn from constraints; "
+                     "infeasible trials are only filtered out of the best/Pareto set.")
+    if not summary["best"]:
+        notes.append("No feasible completed trial: no best trial to report.")
+    return notes
+
+
 def tune(
     model_or_run_dir: Any = None,
     data: Any = None,
@@ -218,15 +232,7 @@ def tune(
                    resumed=existed, finished_before=before, ran_this_time=len(ran),
                    trials_run=ran, seconds=seconds, family=family,
                    seconds_per_trial=seconds / len(ran) if ran else None)
-    notes = []
-    if config.multi_objective and config.pruner not in ("none", "median"):
-        notes.append(f"Optuna cannot prune multi-objective trials: the '{config.pruner}' pruner "
-                     "was replaced by the studio's multi-objective median rule on accuracy.")
-    if config.constraints and config.sampler not in ("tpe", "gp", "nsga2"):
-        notes.append(f"The '{config.sampler}' sampler does not learn from constraints; "
-                     "infeasible trials are only filtered out of the best/Pareto set.")
-    if not summary["best"]:
-        notes.append("No feasible completed trial: no best trial to report.")
+    notes = _study_notes(config, summary)
     cb.progress(1.0, "Writing the report")
     with staging(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
         export_trials_csv(study, tmp / "trials.csv", config)

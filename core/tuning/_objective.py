@@ -123,12 +123,10 @@ class TrialObjective(StudyObjective):
         ) if config.multi_objective and config.pruner != "none" \
             and "accuracy" in config.objectives else None
 
-    def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
-        import optuna
-
-        from core.measure import serialized_size
+    def _build(self, trial: Any, info: dict[str, Any]) -> tuple[Any, Any]:
+        """The trial's sampled TrainConfig and untrained model (recorded in ``info``)."""
         from core.models import model_for_data
-        from core.training import TrainConfig, seed_everything, train
+        from core.training import TrainConfig, seed_everything
 
         cfg = self.config
         params = self.space.suggest(trial)
@@ -141,29 +139,37 @@ class TrialObjective(StudyObjective):
         seed_everything(tcfg.seed)  # the same initial weights as train_best and a baseline
         model = model_for_data(self.family, self.data.input_shape, self.data.num_classes,
                                **model_kw)
-        epochs = tcfg.epochs if "accuracy" in cfg.objectives else 0
-        info["epochs_planned"] = epochs
-        info["epochs_run"] = 0
-        size = serialized_size(model)
-        info["size_bytes"] = size
-        own: dict[str, float] = {"size_bytes": float(size)}
-        limits = cfg.constraints
+        return tcfg, model
+
+    def _latency(self, model: Any) -> float:
+        return measure_latency_ms(model, self.data, budget_s=self.budget_s,
+                                  threads=self.threads, check=self.cb.check)
+
+    def _refuse_infeasible(self, model: Any, info: dict[str, Any], own: dict[str, float]
+                           ) -> None:
+        """Measured before training: an infeasible architecture costs no training."""
+        import optuna
+
+        limits = self.config.constraints
         need_latency_first = "latency_ms" in limits or (
             self.rule is not None and "latency_ms" in self.rule.others)
         if need_latency_first:
-            own["latency_ms"] = measure_latency_ms(model, self.data, budget_s=self.budget_s,
-                                                   threads=self.threads, check=self.cb.check)
+            own["latency_ms"] = self._latency(model)
             info["latency_ms"] = own["latency_ms"]
         if limits:
-            violations = [own.get(k, 0.0) - v for k, v in limits.items()]
-            info["constraints"] = violations
-            info["feasible"] = all(v <= 0 for v in violations)
+            violations = _record_constraints(own, limits, info)
             if any(v > 0 for v in violations):
-                # Measured before training: an infeasible architecture costs no training.
                 info["stopped"] = "infeasible"
                 raise optuna.TrialPruned(_infeasible_text(own, limits))
-        curve: list[float] = []
-        single = not cfg.multi_objective
+
+    def _epoch_hook(self, trial: Any, info: dict[str, Any], curve: list[float], epochs: int,
+                    own: Mapping[str, float]) -> Any:
+        """The per-epoch callback: record the validation curve; prune (single objective:
+        Optuna's pruner; several: the multi-objective median rule)."""
+        import optuna
+
+        single = not self.config.multi_objective
+        pruner = self.config.pruner
 
         def on_epoch(row: Mapping[str, Any]) -> None:
             step = int(row["epoch"])
@@ -171,7 +177,7 @@ class TrialObjective(StudyObjective):
             curve.append(acc)
             info["epochs_run"] = step
             info["val_curve"] = list(curve)
-            if single and cfg.pruner != "none":
+            if single and pruner != "none":
                 trial.report(acc, step)
                 if trial.should_prune():
                     info["stopped"] = "pruner"
@@ -182,28 +188,51 @@ class TrialObjective(StudyObjective):
                 raise optuna.TrialPruned(f"stopped at epoch {step} by the multi-objective "
                                          f"median rule (val acc {acc:.4f})")
 
+        return on_epoch
+
+    def _run(self, trial: Any, info: dict[str, Any]) -> float | Sequence[float]:
+        from core.measure import serialized_size
+        from core.training import train
+
+        cfg = self.config
+        tcfg, model = self._build(trial, info)
+        epochs = tcfg.epochs if "accuracy" in cfg.objectives else 0
+        info["epochs_planned"] = epochs
+        info["epochs_run"] = 0
+        size = serialized_size(model)
+        info["size_bytes"] = size
+        own: dict[str, float] = {"size_bytes": float(size)}
+        self._refuse_infeasible(model, info, own)
+        curve: list[float] = []
         test_acc = float("nan")
         if epochs:
-            inner = Callbacks(on_metrics=on_epoch, cancel=self.cb.cancel)
+            inner = Callbacks(on_metrics=self._epoch_hook(trial, info, curve, epochs, own),
+                              cancel=self.cb.cancel)
             result = train(model, self.data, tcfg, callbacks=inner)
             test_acc = result.metrics.accuracy
         info["test_accuracy"] = test_acc
         values: dict[str, float] = {"accuracy": curve[-1] if curve else float("nan"),
                                     "size": float(size)}
         if "latency" in cfg.objectives:
-            lat = measure_latency_ms(model, self.data, budget_s=self.budget_s,
-                                     threads=self.threads, check=self.cb.check)
+            lat = self._latency(model)
             info["latency_ms"] = lat
             values["latency"] = lat
             own["latency_ms"] = lat
-            if limits:  # the trained model's measurement decides feasibility
-                violations = [own.get(k, 0.0) - v for k, v in limits.items()]
-                info["constraints"] = violations
-                info["feasible"] = all(v <= 0 for v in violations)
+            if cfg.constraints:  # the trained model's measurement decides feasibility
+                _record_constraints(own, cfg.constraints, info)
         out = [values[o] for o in cfg.objectives]
         if any(isinstance(v, float) and math.isnan(v) for v in out):
             raise ValueError("the data set has no validation rows to score a trial")
-        return out[0] if single else out
+        return out[0] if not cfg.multi_objective else out
+
+
+def _record_constraints(own: Mapping[str, float], limits: Mapping[str, float],
+                        info: dict[str, Any]) -> list[float]:
+    """Each constraint's violation (> 0: broken), recorded with feasibility in ``info``."""
+    violations = [own.get(k, 0.0) - v for k, v in limits.items()]
+    info["constraints"] = violations
+    info["feasible"] = all(v <= 0 for v in violations)
+    return violations
 
 
 def _infeasible_text(own: Mapping[str, float], limits: Mapping[str, float]) -> str:

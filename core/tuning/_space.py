@@ -141,6 +141,14 @@ def _number(name: str, key: str, value: Any) -> float:
 
 
 def _dimension(name: str, spec: Any) -> Dimension:
+    spec, kind = _spec_and_kind(name, spec)
+    if kind == "categorical":
+        return _categorical(name, spec)
+    return _range(name, spec, kind)
+
+
+def _spec_and_kind(name: str, spec: Any) -> tuple[Mapping[str, Any], str]:
+    """The spec as a mapping (a list is a categorical) and its kind (aliases resolved)."""
     if isinstance(spec, (list, tuple)):
         spec = {"type": "categorical", "choices": list(spec)}
     if not isinstance(spec, Mapping):
@@ -156,34 +164,51 @@ def _dimension(name: str, spec: Any) -> Dimension:
             "categorical": "categorical", "choice": "categorical"}.get(kind, kind)
     if kind not in KINDS:
         raise InvalidParameterError(f"space.{name}.type", f"one of {list(KINDS)}", kind)
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, (list, tuple)) or not choices:
-            raise InvalidParameterError(f"space.{name}.choices", "a non-empty list", choices)
-        encoded = [_encode(c) for c in choices]
-        if len(set(map(repr, encoded))) != len(encoded):
-            raise InvalidParameterError(f"space.{name}.choices", "a list without duplicates",
-                                        list(choices))
-        return Dimension(name, kind, choices=tuple(choices))
+    return spec, kind
+
+
+def _categorical(name: str, spec: Mapping[str, Any]) -> Dimension:
+    choices = spec.get("choices")
+    if not isinstance(choices, (list, tuple)) or not choices:
+        raise InvalidParameterError(f"space.{name}.choices", "a non-empty list", choices)
+    encoded = [_encode(c) for c in choices]
+    if len(set(map(repr, encoded))) != len(encoded):
+        raise InvalidParameterError(f"space.{name}.choices", "a list without duplicates",
+                                    list(choices))
+    return Dimension(name, kind="categorical", choices=tuple(choices))
+
+
+def _step(name: str, spec: Mapping[str, Any]) -> float | None:
+    step = spec.get("step")
+    if step is not None:
+        step = _number(name, "step", step)
+        if step <= 0:
+            raise InvalidParameterError(f"space.{name}.step", "a positive number", step)
+    return step
+
+
+def _int_bounds(name: str, spec: Mapping[str, Any], low: float, high: float
+                ) -> tuple[int, int]:
+    for key, v in (("low", low), ("high", high)):
+        if float(v) != int(v):
+            raise InvalidParameterError(f"space.{name}.{key}", "an integer", v)
+    if spec.get("log"):
+        raise InvalidParameterError(f"space.{name}.log", "false for an int range "
+                                    "(use a categorical list of powers instead)", True)
+    return int(low), int(high)
+
+
+def _range(name: str, spec: Mapping[str, Any], kind: str) -> Dimension:
+    """A float, log-float or int range with its bounds and step checked."""
     if spec.get("log") and kind == "float":
         kind = "log-float"
     if "low" not in spec or "high" not in spec:
         raise InvalidParameterError(f"space.{name}", "a range with both 'low' and 'high'",
                                     dict(spec))
     low, high = _number(name, "low", spec["low"]), _number(name, "high", spec["high"])
-    step = spec.get("step")
-    if step is not None:
-        step = _number(name, "step", step)
-        if step <= 0:
-            raise InvalidParameterError(f"space.{name}.step", "a positive number", step)
+    step = _step(name, spec)
     if kind == "int":
-        for key, v in (("low", low), ("high", high)):
-            if float(v) != int(v):
-                raise InvalidParameterError(f"space.{name}.{key}", "an integer", v)
-        low, high = int(low), int(high)
-        if kind == "int" and spec.get("log"):
-            raise InvalidParameterError(f"space.{name}.log", "false for an int range "
-                                        "(use a categorical list of powers instead)", True)
+        low, high = _int_bounds(name, spec, low, high)
     if low > high:
         raise InvalidParameterError(f"space.{name}", f"a range with low ≤ high (high={high})",
                                     low)

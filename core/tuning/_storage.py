@@ -72,72 +72,98 @@ def _pg_driver() -> str:
     return "psycopg"
 
 
+def _journal_storage(url: str) -> Any:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    path = Path(url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        return optuna.storages.JournalStorage(backend)
+    except OSError as exc:
+        raise StorageError(f"Cannot open the journal file '{path}': {exc}.") from None
+
+
+def _sqlite_engine_kwargs(url: str) -> dict[str, Any]:
+    db = url.split(":///", 1)[1] if ":///" in url else ""
+    if not db or db == ":memory:":
+        return {"connect_args": {"timeout": 60}}
+    try:
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"Cannot create the folder for '{db}': {exc}.") from None
+    return {"creator": _sqlite_creator(db)}
+
+
+def _engine_kwargs(url: str) -> tuple[str, dict[str, Any]]:
+    """The SQLAlchemy URL (PostgreSQL with an installed driver) and its engine options:
+    connect timeouts, SQLite's waiting creator."""
+    if url.startswith("sqlite:"):
+        return url, _sqlite_engine_kwargs(url)
+    if url.startswith(("postgresql", "postgres")):
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        if url.startswith("postgresql://"):
+            url = "postgresql+" + _pg_driver() + url[len("postgresql"):]
+        return url, {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+                     "pool_pre_ping": True}
+    if url.startswith("mysql"):
+        return url, {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return url, {}
+
+
+def _heartbeat_kwargs(heartbeat_s: int | None, max_retry: int) -> dict[str, Any]:
+    """RDBStorage options: a heartbeat, and a retry of trials whose process died."""
+    import optuna
+
+    if not heartbeat_s:
+        return {}
+    kwargs: dict[str, Any] = {"heartbeat_interval": int(heartbeat_s),
+                              "grace_period": 2 * int(heartbeat_s)}
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if retry is not None:  # Optuna ≥ 4.9
+        kwargs["heartbeat_stale_trial_callback"] = retry(max_retry=max_retry)
+    else:
+        kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(
+            max_retry=max_retry)
+    return kwargs
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    import optuna
+
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as exc:
+            # Workers started together race to create the tables: try again.
+            text = str(exc).lower()
+            if attempt == 3 or not ("duplicate key" in text or "already exists" in text
+                                    or "database is locked" in text):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_storage(url: str, *, heartbeat_s: int | None = 10, max_retry: int = 1) -> Any:
     """An Optuna storage for ``url``; fails within a few seconds with a clear message.
 
     RDB storages (SQLite, PostgreSQL, MySQL) get a heartbeat: a trial whose process died
     is marked failed after ``2 × heartbeat_s`` and re-queued (``RetryFailedTrialCallback``).
     """
-    import optuna
-
     from core.tuning._search import _quiet
 
     _quiet()
     url = normalize_url(url)
     shown = mask_url(url)
     if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-        path = Path(url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1])
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-            return optuna.storages.JournalStorage(backend)
-        except OSError as exc:
-            raise StorageError(f"Cannot open the journal file '{path}': {exc}.") from None
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:"):
-        db = url.split(":///", 1)[1] if ":///" in url else ""
-        if db and db != ":memory:":
-            try:
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(f"Cannot create the folder for '{db}': {exc}.") from None
-        if db and db != ":memory:":
-            engine_kwargs["creator"] = _sqlite_creator(db)
-        else:
-            engine_kwargs["connect_args"] = {"timeout": 60}
-    elif url.startswith(("postgresql", "postgres")):
-        if url.startswith("postgres://"):
-            url = "postgresql://" + url[len("postgres://"):]
-        if url.startswith("postgresql://"):
-            url = "postgresql+" + _pg_driver() + url[len("postgresql"):]
-        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
-        engine_kwargs["pool_pre_ping"] = True
-    elif url.startswith("mysql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
-    kwargs: dict[str, Any] = {}
-    if heartbeat_s:
-        kwargs = {"heartbeat_interval": int(heartbeat_s), "grace_period": 2 * int(heartbeat_s)}
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-        if retry is not None:  # Optuna ≥ 4.9
-            kwargs["heartbeat_stale_trial_callback"] = retry(max_retry=max_retry)
-        else:
-            kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(
-                max_retry=max_retry)
+        return _journal_storage(url)
+    url, engine_kwargs = _engine_kwargs(url)
+    kwargs = _heartbeat_kwargs(heartbeat_s, max_retry)
     start = time.perf_counter()
     try:
-        for attempt in range(4):
-            try:
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-            except Exception as exc:
-                # Workers started together race to create the tables: try again.
-                text = str(exc).lower()
-                if attempt == 3 or not ("duplicate key" in text or "already exists" in text
-                                        or "database is locked" in text):
-                    raise
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return _rdb_storage(url, engine_kwargs, kwargs)
     except ModuleNotFoundError as exc:
         hint = "psycopg2-binary" if "psycopg" in str(exc) else exc.name
         raise StorageError(f"The storage '{shown}' needs the Python driver '{exc.name}': "
