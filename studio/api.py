@@ -114,11 +114,8 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     """The FastAPI app with the /api routes (no UI mounted). ``tokens_per_hour``: session
     tokens one address may get (default: STUDIO_TOKENS_PER_HOUR, else 30)."""
     from fastapi import FastAPI
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
 
-    from core.artifacts import make_bundle
-    from core.jobs import BusyError, JobNotFoundError, NotResumableError, get_manager
+    from core.jobs import get_manager
 
     manager = get_manager(root, measure_options=measure_options, workers=workers,
                           queue_limit=queue_limit, per_owner=per_owner)
@@ -135,6 +132,18 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     _add_upload_route(app, manager, owner, upload_limit_mb)
     _add_device_routes(app, manager, owner)
 
+    _add_error_handlers(app)
+    _add_job_routes(app, manager, owner)
+    return app
+
+
+def _add_error_handlers(app: Any) -> None:
+    """A StudioError is one clear message (404/429/409/422); a bad body names each field."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    from core.jobs import BusyError, JobNotFoundError, NotResumableError
+
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
         status = 404 if isinstance(exc, JobNotFoundError) else (
@@ -150,6 +159,14 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
             parts.append(f"{where or 'body'}: {err.get('msg')}")
         return JSONResponse({"detail": "; ".join(parts), "errors": exc.errors()},
                             status_code=422)
+
+
+def _add_job_routes(app: Any, manager: Any, owner: Any) -> None:
+    """The /api/kinds, /api/jobs (create, list, get, cancel, resume, artifacts) and
+    /api/metrics routes, each behind the session token."""
+    from fastapi.responses import FileResponse
+
+    from core.artifacts import make_bundle
 
     def view(job: Any) -> dict[str, Any]:
         d = job.to_dict()
@@ -202,8 +219,6 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     def metrics(who: str = Depends(owner)) -> dict[str, Any]:
         """Your completed/failed counts, mean duration and best accuracy."""
         return manager.metrics(who)
-
-    return app
 
 
 def _add_session_routes(app: Any, issuer: TokenIssuer) -> Any:
