@@ -94,6 +94,25 @@ def copy_onnx(src: str | Path, dst: str | Path) -> list[Path]:
     return [dst, dst.parent / f"{dst.name}.data"]
 
 
+def strip_debug_metadata(path: str | Path) -> int:
+    """Drop per-node debug records (torch's exporter writes each node's Python stack trace
+    and module path in ``metadata_props``; quantizers copy them) from an ONNX file in place;
+    they are not run. Returns the bytes saved (external data is left as it is)."""
+    import onnx
+
+    path = Path(path)
+    model = _graph(path)
+    nodes = [n for n in model.graph.node if len(n.metadata_props) or n.doc_string]
+    if not nodes:
+        return 0
+    before = path.stat().st_size
+    for node in nodes:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    onnx.save(model, str(path))
+    return before - path.stat().st_size
+
+
 def move_onnx(src: str | Path, dst: str | Path) -> list[Path]:
     """Move an ONNX model (and its external data) to ``dst``; returns the files written."""
     files = copy_onnx(src, dst)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from core.artifacts._onnx import move_onnx
+from core.artifacts._onnx import move_onnx, strip_debug_metadata
 from core.artifacts._trust import record_studio_made
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
@@ -101,6 +101,8 @@ def _attempt(spec: MethodSpec, source: Source, config: QuantizationConfig, data:
     """Quantize into scratch and return (Quantized, validation accuracy of the artifact)."""
     out = source.scratch / f"attempt-{uuid.uuid4().hex[:8]}{Path(spec.artifact).suffix}"
     q = spec.run(source, config, out, include=include, exclude=exclude, callbacks=cb)
+    if Path(q.path).suffix == ".onnx":  # the exporter's stack traces are not deployed
+        q.info["debug_metadata_bytes_removed"] = strip_debug_metadata(q.path)
     record_studio_made([Path(q.path)])  # written here: it loads back without the opt-in
     return q, _accuracy(load_artifact(q.path, output_name=source.output_name), data)
 
