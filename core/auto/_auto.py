@@ -374,6 +374,10 @@ class _Search:
     base: dict[str, Any]
     step_opts: dict[str, Any]
     results: list[dict[str, Any]] = field(default_factory=list)
+    dataset: Any = field(init=False)
+    split: str = field(init=False)  # where candidates are selected: "val" (or "test")
+    base_model: Any = field(init=False)
+    base_val: float = field(init=False)
 
     def __post_init__(self) -> None:
         from core.artifacts import load_model
