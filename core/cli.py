@@ -296,13 +296,21 @@ def data_help() -> str:
     return f"built-in data set ({', '.join(list_datasets())}), or a .csv or .npz file"
 
 
-def add_common(p: argparse.ArgumentParser, *, out: bool = True, data: bool = True) -> None:
-    """Options shared by verbs: --data, --label-column, --seed, --threads, --out."""
+def add_data(p: argparse.ArgumentParser, *, default: str | None = "digits",
+             help: str | None = None) -> None:
+    """--data, --label-column and --normalize; ``default=None``: a run folder's own data (a
+    model file needs --data); ``help`` replaces the --data text (default: ``data_help()``)."""
+    p.add_argument("--data", default=default, help=data_help() if help is None else help)
+    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
+    add_normalize(p)
+
+
+def add_common(p: argparse.ArgumentParser, *, out: bool = True, data: bool = True,
+               data_default: str | None = "digits", data_text: str | None = None) -> None:
+    """Options shared by verbs: --data, --label-column, --normalize (``add_data`` with
+    ``data_default`` and ``data_text``), --seed, the target options, --out."""
     if data:
-        p.add_argument("--data", default="digits", help=data_help())
-        p.add_argument("--label-column", default="label",
-                       help="label column of a .csv data file")
-        add_normalize(p)
+        add_data(p, default=data_default, help=data_text)
     p.add_argument("--seed", type=int, default=0,
                    help="random seed (splits, initialisation, sampling)")
     from core.measure._target import add_target_options
@@ -387,10 +395,9 @@ def _add_builtin_verbs(sub: Any, *, train: bool = True) -> None:
     p = sub.add_parser("benchmark", help="measure a model under the protocol")
     p.add_argument("--model", required=True, help="run folder, .onnx, .pt or .pt2")
     add_output_name(p)
-    add_common(p)
-    p.set_defaults(data=None, func=_cmd_benchmark)
-    _action(p, "data").help = data_help() + " (default: a run folder's own data; a model " \
-        "file needs --data)"
+    add_common(p, data_default=None, data_text=data_help() + " (default: a run folder's own "
+               "data; a model file needs --data)")
+    p.set_defaults(func=_cmd_benchmark)
 
 
 def _action(p: argparse.ArgumentParser, dest: str) -> argparse.Action:

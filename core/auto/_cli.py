@@ -35,11 +35,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--refine", type=int, default=config_default(AutoConfig, "refine"),
                    help="rounds of sparsity search around the tolerance (0 = none)")
     p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
-    add_common(p)
-    p.set_defaults(func=_cmd_auto, data=None)
-    next(a for a in p._actions if a.dest == "data").help = (
+    add_common(p, data_default=None, data_text=(
         f"{data_help()} (default: a run folder's own data; digits for a built-in family; a "
-        "model file needs --data)")
+        "model file needs --data)"))
+    p.set_defaults(func=_cmd_auto)
 
 
 def _cmd_auto(args: argparse.Namespace) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_common, add_normalize, config_default, data_help
+    from core.cli import add_common, add_data, config_default, data_help
     from core.distillation._config import BUDGETS, FAMILIES, DistillConfig
     from core.registry import list_methods
 
@@ -17,10 +17,7 @@ def add_parser(subparsers: Any) -> None:
         description="Distil a teacher into a student scaled by --width/--depth (or --student), "
                     "and train the same student on labels only; report both and the gain.")
     p.add_argument("--teacher", required=True, help="run folder, .onnx, .pt or .pt2")
-    p.add_argument("--data", default=None,
-                   help=data_help() + " (default: the teacher run's data)")
-    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
-    add_normalize(p)
+    add_data(p, default=None, help=data_help() + " (default: the teacher run's data)")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--student", default=None, help="a built-in run folder to train")
     who.add_argument("--width", type=float, default=config_default(DistillConfig, "width"),

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli import add_common, add_normalize, progress_callbacks
+from core.cli import add_common, add_data, progress_callbacks
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,10 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "fedmeta is an alias)")
     p.add_argument("--model", default="mlp",
                    help="built-in family (mlp: 9→[32,16]→4 on synthetic data) or a run folder")
-    p.add_argument("--data", default="synthetic",
-                   help="'synthetic' (seeded clients) or a built-in name/.csv/.npz to partition")
-    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
-    add_normalize(p)
+    add_data(p, default="synthetic",
+             help="'synthetic' (seeded clients) or a built-in name/.csv/.npz to partition")
     p.add_argument("--alpha", type=float, default=None,
                    help="Dirichlet alpha over labels (non-IID); omit for IID")
     opt("--feature-shift", "per-client shift of the input features (0: none)")

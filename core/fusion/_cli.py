@@ -20,8 +20,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", required=True, help="built-in run folder (or .pt/.pt2)")
     p.add_argument("--patterns", default=",".join(DEFAULT_PATTERNS),
                    help=f"comma-separated, of {', '.join(PATTERNS)}")
-    add_common(p)
-    p.set_defaults(data=None, func=_cmd_fuse)
+    add_common(p, data_default=None)
+    p.set_defaults(func=_cmd_fuse)
     q = subparsers.add_parser(
         "factorize", help="low-rank (truncated SVD) factorization of Linear/Conv2d layers",
         description="Factorize layers at --rank-ratio, fine-tune, and measure beside the input.")
@@ -36,8 +36,8 @@ def add_parser(subparsers: Any) -> None:
                         "state is kept)")
     q.add_argument("--lr", type=float, default=config_default(LowRankConfig, "lr"),
                    help="fine-tuning learning rate")
-    add_common(q)
-    q.set_defaults(data=None, func=_cmd_factorize)
+    add_common(q, data_default=None)
+    q.set_defaults(func=_cmd_factorize)
 
 
 def _data(args: argparse.Namespace) -> Any:

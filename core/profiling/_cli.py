@@ -19,8 +19,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--runs", type=int, default=50, help="profiled forwards (after warm-up)")
     p.add_argument("--threshold", type=float, default=0.05,
                    help="share of the time above which a layer is a bottleneck")
-    add_common(p)
-    p.set_defaults(data=None, func=_cmd_profile)
+    add_common(p, data_default=None)
+    p.set_defaults(func=_cmd_profile)
 
 
 def _cmd_profile(args: argparse.Namespace) -> Path:

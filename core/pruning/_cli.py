@@ -9,7 +9,7 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Define ``studio prune`` (method choices are read from the registry)."""
-    from core.cli import add_common, add_normalize
+    from core.cli import add_common, add_data
     from core.pruning._config import (
         ATTENTION_MODES,
         SCHEDULES,
@@ -23,10 +23,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Prune a model and measure it side by side with the original.")
     p.add_argument("--model", required=True,
                    help="a studio run folder, or a TorchScript .pt / torch.export .pt2 file")
-    p.add_argument("--data", default=None,
-                   help="built-in name, .csv or .npz (default: the run folder's data set)")
-    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
-    add_normalize(p)
+    add_data(p, default=None,
+             help="built-in name, .csv or .npz (default: the run folder's data set)")
     p.add_argument("--method", default="structured-l2", choices=list(STRUCTURED + UNSTRUCTURED),
                    help="registered pruning method (see `studio methods pruning`)")
     p.add_argument("--sparsity", type=float, default=0.5,

@@ -70,8 +70,8 @@ def add_parser(subparsers: Any) -> None:
                         "(default: none)")
     p.add_argument("--sensitivity", action="store_true", default=None,
                    help="measure the accuracy change of quantizing each layer alone")
-    add_common(p)
-    p.set_defaults(data=None, func=_cmd_quantize)
+    add_common(p, data_default=None)
+    p.set_defaults(func=_cmd_quantize)
 
 
 def _cmd_quantize(args: argparse.Namespace) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from core.cli import add_common, add_normalize
+    from core.cli import add_common, add_data
 
     p = subparsers.add_parser(
         "run", help="run a recipe (ordered steps) from a YAML file",
@@ -16,9 +16,7 @@ def add_parser(subparsers: Any) -> None:
                     "steps ONNX Runtime and torch outputs are compared and the run stops if "
                     "they diverge.")
     p.add_argument("recipe", type=Path, help="RECIPE.yaml")
-    p.add_argument("--data", default=None, help="override the recipe's data set")
-    p.add_argument("--label-column", default="label", help="label column of a .csv data file")
-    add_normalize(p)
+    add_data(p, default=None, help="override the recipe's data set")
     p.add_argument("--budget", type=float, default=0.4, help="timing seconds per variant/batch")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
     add_common(p, data=False)
