@@ -79,3 +79,46 @@ def test_recipe_study_compresses_the_sessions_own_baseline(client, studio_server
     studies = [json.loads(p.read_text()) for p in found]
     recipe = [r for r in studies if r["config"]["target"] == "recipe"]
     assert recipe and recipe[-1]["parent"].startswith("train-")  # the session's baseline
+
+
+def test_trial0_is_the_baseline_and_the_gain_is_said(tmp_path):
+    """Trial 0 of a hyper-parameter study repeats the baseline's settings (same weights: the
+    same test accuracy), train-best retrains a trial to the same model, and the headline says
+    what it gained against the baseline."""
+    from core.runs import train_baseline
+    from core.training import TrainConfig
+    from core.tuning import default_space, train_best, tune
+    from studio.tabs.tuning import (
+        baseline_params,
+        enqueue_trial0,
+        gain_text,
+        make_tune_config,
+        space_text,
+    )
+
+    space = default_space("hyperparameters", "cnn")
+    assert baseline_params(space, "cnn", None) == {
+        "lr": 0.01, "weight_decay": 0.0, "label_smoothing": 0.0, "dropout": 0.0}
+    assert baseline_params(space, "cnn", {"config": {"model": "cnn", "lr": 0.5}}) is None
+    assert baseline_params({"width": [8, 16]}, "cnn", {"config": {
+        "model": "cnn", "model_kwargs": {"channels": [16, 32]}}}) == {"width": 16}
+
+    base = tmp_path / "base"
+    report = train_baseline(base, model="mlp", data="wine", config=TrainConfig(epochs=2),
+                            measure_options={"budget_s": 0.02, "memory": False})
+    cfg = make_tune_config("hyperparameters", "mlp", "wine", space_text("hyperparameters",
+                           "mlp"), "random", "none", ["accuracy"], 2, None, 2, None, 0, "t0",
+                           f"sqlite:///{tmp_path / 's.db'}")
+    out = tmp_path / "study"
+    enqueue_trial0(cfg, out, baseline_params(cfg.space, "mlp", report))
+    rows = tune(None, None, cfg, out_dir=out).report["study"]["trials"]
+    assert rows[0]["test_accuracy"] == report["result"]["accuracy"]
+    best = train_best(out, out_dir=tmp_path / "best", trial=1, baseline=base,
+                      measure_options={"budget_s": 0.02, "memory": False}).report
+    assert best["result"]["accuracy"] == pytest.approx(rows[1]["test_accuracy"])
+    delta = 100 * (best["result"]["accuracy"] - report["result"]["accuracy"])
+    assert f"{delta:+.2f} pt" in gain_text(best, "MLP on wine") or delta == 0
+    same = {"result": {"accuracy": 0.9}, "baseline": {"accuracy": 0.9}}
+    assert "Same accuracy as B" in gain_text(same, "B")
+    assert "+1.00 pt accuracy over B" in gain_text(
+        {"result": {"accuracy": 0.91}, "baseline": {"accuracy": 0.9}}, "B")
