@@ -68,6 +68,12 @@ LIMITS: dict[str, Limit] = {
     "model_input": Limit("STUDIO_MAX_MODEL_INPUT", 4_000_000, "values",
                          "values in one sample of a model's declared input (ONNX input dims, "
                          "e.g. 3×224×224 = 150,528)"),
+    "serve_max_batch": Limit("STUDIO_SERVE_MAX_BATCH", 256, "rows",
+                             "rows in one prediction request to a served model (`studio "
+                             "serve-model --max-batch` wins)"),
+    "serve_max_body_mb": Limit("STUDIO_SERVE_MAX_BODY_MB", 16, "MB",
+                               "bytes of one prediction request body to a served model "
+                               "(`--max-body-mb` wins)", integer=False),
 }
 
 

@@ -12,7 +12,6 @@ from core.serving._endpoint import InputError, Limits, ModelRunner, parse_body
 from core.serving._protocol import protocol
 from core.serving._ranking import device_ranking, load_device, ranking_markdown
 from core.serving._serve import (
-    SERVE_LIMITS,
     EndpointProcess,
     EndpointServer,
     ServedVariant,
@@ -31,7 +30,6 @@ __all__ = [
     "InputError",
     "Limits",
     "ModelRunner",
-    "SERVE_LIMITS",
     "ServedVariant",
     "add_device_routes",
     "build_endpoint",

@@ -18,15 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidParameterError, ModelFileError, StudioError
-from core.limits import Limit
+from core.limits import get_limit
 from core.serving._endpoint import Limits, ModelRunner, add_error_handler, create_app
-
-# Per-request limits of an endpoint, read like core.limits (environment variable or default).
-SERVE_LIMITS: dict[str, Limit] = {
-    "max_batch": Limit("STUDIO_SERVE_MAX_BATCH", 256, "rows", "rows in one prediction request"),
-    "max_body_mb": Limit("STUDIO_SERVE_MAX_BODY_MB", 16, "MB",
-                         "bytes of one prediction request body", integer=False),
-}
 
 
 @dataclass(frozen=True)
@@ -72,8 +65,8 @@ def resolve_variant(path: str | Path) -> ServedVariant:
 def endpoint_limits(*, max_batch: int | None = None, max_body_mb: float | None = None
                     ) -> Limits:
     """Per-request limits: the arguments, else STUDIO_SERVE_MAX_BATCH / _MAX_BODY_MB."""
-    batch = SERVE_LIMITS["max_batch"].value() if max_batch is None else max_batch
-    body = SERVE_LIMITS["max_body_mb"].value() if max_body_mb is None else max_body_mb
+    batch = get_limit("serve_max_batch") if max_batch is None else max_batch
+    body = get_limit("serve_max_body_mb") if max_body_mb is None else max_body_mb
     if not isinstance(batch, int) or batch < 1:
         raise InvalidParameterError("max_batch", "an integer >= 1", batch)
     if not isinstance(body, (int, float)) or body <= 0:

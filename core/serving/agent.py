@@ -221,6 +221,7 @@ def run_agent(server: str, token: str, *, workdir: str | Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A deliberate copy of `studio agent`'s options (core/serving/_cli.py): runs without studio.
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", required=True, help="the studio's URL")
     p.add_argument("--token", required=True, help="a session token of the studio")
