@@ -7,6 +7,32 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+TITLE_CHARS = 34  # what a 14 px title line holds in a phone-wide chart (390 px screen)
+
+
+def fit_title(fig: Any, *, width: int = TITLE_CHARS) -> Any:
+    """Wrap a chart's title to lines that fit a phone-wide chart: a hint after " — " or in
+    brackets goes on a smaller line of its own; the top margin grows to hold the lines."""
+    import re
+    import textwrap
+
+    text = fig.layout.title.text if fig is not None else None
+    if not text or "<br>" in text:
+        return fig
+    main, hint = text, ""
+    found = re.match(r"^(.*?)\s+(?:—\s+(.+)|(\(.+\)))$", text)
+    if found:
+        main, hint = found.group(1), found.group(2) or found.group(3)
+    lines = textwrap.wrap(main, width)
+    lines += [f"<span style='font-size:11px'>{line}</span>"
+              for line in textwrap.wrap(hint, int(width * 1.25))]
+    top = 16 + 18 * len(lines) + 12
+    fig.update_layout(title={"text": "<br>".join(lines), "x": 0, "xanchor": "left",
+                             "y": 1, "yref": "container", "yanchor": "top",
+                             "pad": {"t": 10, "l": 8}, "font": {"size": 14}},
+                      margin={"t": max(top, fig.layout.margin.t or 0)})
+    return fig
+
 
 def training_curve(history: Sequence[dict[str, float]], title: str = "Training") -> go.Figure:
     """Train/val loss and val accuracy per epoch."""
@@ -21,7 +47,7 @@ def training_curve(history: Sequence[dict[str, float]], title: str = "Training")
     fig.update_xaxes(dtick=max(1, -(-len(epochs) // 10)), tick0=1)  # whole epochs only
     fig.update_yaxes(title_text="loss", secondary_y=False)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], secondary_y=True)
-    return fig
+    return fit_title(fig)
 
 
 def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64") -> Any:
@@ -159,7 +185,7 @@ def _tidy(fig: go.Figure, *, title: str, x_title: str, y_title: str, log_x: bool
     fig.update_yaxes(title_text=y_title, nticks=6, automargin=True,
                      type="log" if log_y else "linear", tickformat=".3~g",
                      **({"dtick": "D2"} if log_y else {}))
-    return fig
+    return fit_title(fig)
 
 
 def named_rows(rows: Sequence[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -13,7 +14,13 @@ import pandas as pd
 
 from core.artifacts import make_bundle, new_run_id
 from core.compare import COLUMNS, lineage_graph, metric_bars
-from studio.charts import comparison_charts, named_rows, size_latency_scatter, variant_row
+from studio.charts import (
+    comparison_charts,
+    fit_title,
+    named_rows,
+    size_latency_scatter,
+    variant_row,
+)
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.deploy import device_ranking_box
@@ -56,6 +63,100 @@ def comparable_runs(ctx: StudioContext, request: Any) -> tuple[list[Any], list[s
     return keep, left
 
 
+def _layout() -> SimpleNamespace:
+    """The tab's widgets: buttons, status, table, charts, exports and downloads."""
+    w = SimpleNamespace()
+    with gr.Row():
+        w.refresh = gr.Button("Refresh")
+        w.remeasure = gr.Button("Re-measure all", variant="primary")
+        w.stop = gr.Button("Stop", variant="stop")
+    w.status = gr.Markdown("", elem_classes=["run-status"])
+    w.table = gr.Dataframe(pd.DataFrame(columns=["name", "variant", "accuracy", "size (KB)"]),
+                           label="Variants (press Refresh)", interactive=False,
+                           max_height=400)
+    w.scatter = gr.Plot(label="Size vs latency")
+    with gr.Row():
+        w.acc_plot = gr.Plot(label="Accuracy vs latency")
+        w.lineage_plot = gr.Plot(label="Lineage")
+    w.bars = gr.Plot(label="Figures per variant")
+    w.exports = gr.File(label=EXPORT_LABEL, file_count="multiple")
+    with gr.Row():
+        w.variant = gr.Dropdown([], label="Variant to download", scale=3,
+                                allow_custom_value=True)
+        w.download_btn = gr.Button("Prepare bundle (.zip)", scale=1)
+        w.recipe_btn = gr.Button("Save as recipe", scale=1)
+    w.bundle = gr.File(label="Bundle: model files, report.json, model card, recipe")
+    w.recipe_file = gr.File(label="Recipe (replay with: studio run RECIPE.yaml --out DIR)")
+    return w
+
+
+def _remeasured(ctx: StudioContext, request: Any, runs: list[Path], rep: dict[str, Any],
+                out: Path, note: str) -> tuple[Any, ...]:
+    """The outputs of a finished re-measurement: status, table and the four charts, files."""
+    names = {p.name: ctx.display_name(request, p, json_report(p)) for p in runs}
+    rows = named_rows(rep["rows"], names)
+    current = ctx.current(request)
+    sl, al = comparison_charts(rows, current.name if current else None)
+    bar_rows = [{**r, "variant": f"{r['name']} · {r['variant'][-4:]}"} for r in rows]
+    files = [str(out / n) for n in ("report.html", "report.md", "comparison.csv",
+                                    "report.json")]
+    warn = "".join(f"\n- {w}" for w in rep["warnings"])
+    return (f"**Re-measured** {len(rep['rows'])} variant(s) in one run "
+            f"({rep['environment']['threads']} thread, {rep['environment']['cpu']}). Pareto "
+            f"front: {', '.join(rep['pareto'])}.{note}{warn}",
+            _display(rows), sl, al, fit_title(lineage_graph(rep["rows"])),
+            fit_title(metric_bars(bar_rows)), files)
+
+
+def _remeasure_handler(ctx: StudioContext) -> Any:
+    def on_remeasure(request: gr.Request):
+        from core.compare import compare
+
+        runs, left = comparable_runs(ctx, request)
+        if not runs:
+            raise gr.Error("No variants yet: train a baseline in Model & Data first.")
+        out = ctx.session_dir(request) / "comparisons" / new_run_id("compare")
+        note = (f" Left out (other data set): {', '.join(left)}." if left else "")
+        work = tracked(ctx, request, "compare", {"variants": [p.name for p in runs]},
+                       lambda cb: compare(runs, out_dir=out, callbacks=cb,
+                                          measure_options=ctx.measure_options,
+                                          title="Comparison of this session's variants"))
+        skip = (gr.skip(),) * 6
+        started = time.monotonic()
+        yield (f"▶ Re-measuring {len(runs)} variant(s) side by side…{note}", *skip)
+        for kind, payload in stream(work):
+            if kind == "progress":
+                yield (progress_line(payload, started), *skip)
+            elif kind == "done":
+                yield _remeasured(ctx, request, runs, payload.report, out, note)
+
+    return on_remeasure
+
+
+def _download_handlers(ctx: StudioContext) -> tuple[Any, Any]:
+    """(bundle of a variant, recipe that replays a variant's lineage)."""
+    def on_download(choice: str, request: gr.Request) -> str:
+        if not choice:
+            raise gr.Error("Pick a variant first.")
+        run_dir = call(lambda: ctx.find_run(request, choice))
+        return str(call(lambda: make_bundle(run_dir)))
+
+    def on_recipe(choice: str, request: gr.Request) -> str:
+        from core.recipes import recipe_from_lineage
+
+        if not choice:
+            raise gr.Error("Pick a variant first.")
+        run_dir = call(lambda: ctx.find_run(request, choice))
+        recipe = call(lambda: recipe_from_lineage(run_dir))
+        folder = ctx.session_dir(request) / "recipes"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"recipe-{run_dir.name}.yaml"
+        path.write_text(f"# studio run {path.name} --out DIR\n" + recipe.to_yaml())
+        return str(path)
+
+    return on_download, on_recipe
+
+
 def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Comparison", id="comparison", elem_id="comparison-tab") as tab:
         gr.Markdown("Every variant of this workspace made on the current model's data set. "
@@ -63,27 +164,7 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     "measured when each variant was made (against its parent); **Re-measure "
                     "all** times every variant again, side by side in one run under one "
                     "protocol, so that all ratios in the table are comparable.")
-        with gr.Row():
-            refresh = gr.Button("Refresh")
-            remeasure = gr.Button("Re-measure all", variant="primary")
-            stop = gr.Button("Stop", variant="stop")
-        status = gr.Markdown("", elem_classes=["run-status"])
-        table = gr.Dataframe(pd.DataFrame(columns=["name", "variant", "accuracy", "size (KB)"]),
-                             label="Variants (press Refresh)", interactive=False,
-                             max_height=400)
-        scatter = gr.Plot(label="Size vs latency")
-        with gr.Row():
-            acc_plot = gr.Plot(label="Accuracy vs latency")
-            lineage_plot = gr.Plot(label="Lineage")
-        bars = gr.Plot(label="Figures per variant")
-        exports = gr.File(label=EXPORT_LABEL, file_count="multiple")
-        with gr.Row():
-            variant = gr.Dropdown([], label="Variant to download", scale=3,
-                                  allow_custom_value=True)
-            download_btn = gr.Button("Prepare bundle (.zip)", scale=1)
-            recipe_btn = gr.Button("Save as recipe", scale=1)
-        bundle = gr.File(label="Bundle: model files, report.json, model card, recipe")
-        recipe_file = gr.File(label="Recipe (replay with: studio run RECIPE.yaml --out DIR)")
+        w = _layout()
         device_ranking_box(ctx, lambda request: comparable_runs(ctx, request)[0])
 
         def on_refresh(request: gr.Request):
@@ -92,68 +173,15 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                 name=ctx.display_name(request, p, rep)) for p in runs]
             return (pd.DataFrame(rows), size_latency_scatter(rows), variant_update(ctx, request))
 
-        def on_remeasure(request: gr.Request):
-            from core.compare import compare
-
-            runs, left = comparable_runs(ctx, request)
-            if not runs:
-                raise gr.Error("No variants yet: train a baseline in Model & Data first.")
-            out = ctx.session_dir(request) / "comparisons" / new_run_id("compare")
-            note = (f" Left out (other data set): {', '.join(left)}." if left else "")
-            work = tracked(ctx, request, "compare", {"variants": [p.name for p in runs]},
-                           lambda cb: compare(runs, out_dir=out, callbacks=cb,
-                                              measure_options=ctx.measure_options,
-                                              title="Comparison of this session's variants"))
-            skip = (gr.skip(),) * 6
-            started = time.monotonic()
-            yield (f"▶ Re-measuring {len(runs)} variant(s) side by side…{note}", *skip)
-            for kind, payload in stream(work):
-                if kind == "progress":
-                    yield (progress_line(payload, started), *skip)
-                elif kind == "done":
-                    rep = payload.report
-                    names = {p.name: ctx.display_name(request, p, json_report(p))
-                             for p in runs}
-                    rows = named_rows(rep["rows"], names)
-                    current = ctx.current(request)
-                    sl, al = comparison_charts(rows, current.name if current else None)
-                    bar_rows = [{**r, "variant": f"{r['name']} · {r['variant'][-4:]}"}
-                                for r in rows]
-                    files = [str(out / n) for n in ("report.html", "report.md",
-                                                    "comparison.csv", "report.json")]
-                    warn = "".join(f"\n- {w}" for w in rep["warnings"])
-                    yield (f"**Re-measured** {len(rep['rows'])} variant(s) in one run "
-                           f"({rep['environment']['threads']} thread, "
-                           f"{rep['environment']['cpu']}). Pareto front: "
-                           f"{', '.join(rep['pareto'])}.{note}{warn}",
-                           _display(rows), sl, al, lineage_graph(rep["rows"]),
-                           metric_bars(bar_rows), files)
-
-        def on_download(choice: str, request: gr.Request) -> str:
-            if not choice:
-                raise gr.Error("Pick a variant first.")
-            run_dir = call(lambda: ctx.find_run(request, choice))
-            return str(call(lambda: make_bundle(run_dir)))
-
-        def on_recipe(choice: str, request: gr.Request) -> str:
-            from core.recipes import recipe_from_lineage
-
-            if not choice:
-                raise gr.Error("Pick a variant first.")
-            run_dir = call(lambda: ctx.find_run(request, choice))
-            recipe = call(lambda: recipe_from_lineage(run_dir))
-            folder = ctx.session_dir(request) / "recipes"
-            folder.mkdir(exist_ok=True)
-            path = folder / f"recipe-{run_dir.name}.yaml"
-            path.write_text(f"# studio run {path.name} --out DIR\n" + recipe.to_yaml())
-            return str(path)
-
-        refresh.click(on_refresh, None, [table, scatter, variant], api_name="list_variants")
-        tab.select(on_refresh, None, [table, scatter, variant], api_visibility="private")
-        event = remeasure.click(
-            on_remeasure, None, [status, table, scatter, acc_plot, lineage_plot, bars, exports],
-            api_name="remeasure_all", show_progress_on=[status], **ctx.engine())
-        stop_button(ctx, stop, event, status, "stop_remeasure", ("compare",))
-        download_btn.click(on_download, [variant], [bundle], api_name="download_bundle")
-        recipe_btn.click(on_recipe, [variant], [recipe_file], api_name="save_recipe")
+        listed = [w.table, w.scatter, w.variant]
+        w.refresh.click(on_refresh, None, listed, api_name="list_variants")
+        tab.select(on_refresh, None, listed, api_visibility="private")
+        event = w.remeasure.click(
+            _remeasure_handler(ctx), None,
+            [w.status, w.table, w.scatter, w.acc_plot, w.lineage_plot, w.bars, w.exports],
+            api_name="remeasure_all", show_progress_on=[w.status], **ctx.engine())
+        stop_button(ctx, w.stop, event, w.status, "stop_remeasure", ("compare",))
+        on_download, on_recipe = _download_handlers(ctx)
+        w.download_btn.click(on_download, [w.variant], [w.bundle], api_name="download_bundle")
+        w.recipe_btn.click(on_recipe, [w.variant], [w.recipe_file], api_name="save_recipe")
     return tab
