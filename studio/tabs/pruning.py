@@ -14,6 +14,7 @@ from core.artifacts import make_bundle
 from core.measure import speed_label
 from core.pruning import ATTENTION_MODES, SCHEDULES, PruningConfig, prune
 from core.registry import list_methods
+from studio.charts import fit_title
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
@@ -77,7 +78,7 @@ def step_curve(history: Sequence[dict[str, Any]]) -> go.Figure:
                               "range": [0, 1]},
                       height=340, margin={"l": 50, "r": 50, "t": 50, "b": 40},
                       legend={"orientation": "h", "y": -0.25})
-    return fig
+    return fit_title(fig)
 
 
 def layer_chart(layers: Sequence[dict[str, Any]], structured: bool) -> go.Figure:
@@ -103,7 +104,7 @@ def layer_chart(layers: Sequence[dict[str, Any]], structured: bool) -> go.Figure
                       margin={"l": 60, "r": 20, "t": 60, "b": 90},
                       legend={"orientation": "h", "y": -0.3})
     fig.update_yaxes(nticks=6, rangemode="tozero")
-    return fig
+    return fit_title(fig)
 
 
 def layer_labels(layers: Sequence[dict[str, Any]], structured: bool

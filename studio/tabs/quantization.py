@@ -15,7 +15,7 @@ from core.measure import speed_label
 from core.quantization import is_layerwise, make_config, quantize
 from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
 from core.registry import get_method, list_methods
-from studio.charts import decision_scatter
+from studio.charts import decision_scatter, fit_title
 from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import job_config, tracked
@@ -122,7 +122,7 @@ def sensitivity_chart(sens: Sequence[dict[str, Any]], title: str = "") -> go.Fig
     fig.update_layout(title=title or "Per-layer sensitivity (validation accuracy change when "
                       "only this layer is quantized)", yaxis_title="accuracy change (pt)",
                       height=340, margin={"l": 50, "r": 20, "t": 50, "b": 90})
-    return fig
+    return fit_title(fig)
 
 
 def layer_choices(sens: Sequence[dict[str, Any]], keep: Sequence[str] | None = None
