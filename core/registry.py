@@ -1,4 +1,9 @@
-"""Method registry: UI dropdowns and CLI choices are read from here, never hard-coded."""
+"""Method registry: UI dropdowns and CLI choices are read from here, never hard-coded.
+
+One registry for every area: each method has its name, the callable that runs it, its
+config class (the verbs dispatch on the config's type) and an area-specific ``spec`` (how
+the area runs it: a quantization method's layer lister and artifact, a pruning criterion).
+"""
 
 from __future__ import annotations
 
@@ -7,31 +12,35 @@ from typing import Any, Callable
 
 from core.errors import InvalidParameterError
 
-__all__ = ["MethodInfo", "register_method", "get_method", "list_methods", "list_areas"]
+__all__ = ["MethodInfo", "register_method", "get_method", "list_methods", "list_areas",
+           "method_for_config"]
 
 _REGISTRY: dict[str, dict[str, "MethodInfo"]] = {}
+AREAS = ("quantization", "pruning", "distillation", "tuning", "federated", "fusion",
+         "lowrank", "continual")
 
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """A registered method: its area, name, the callable and its config class."""
+    """A registered method: its area, name, the callable, its config class and its spec."""
 
     area: str
     name: str
     fn: Callable[..., Any]
     config_cls: type | None
     summary: str
+    spec: Any = None  # the area's own description of how the method runs
 
 
 def register_method(
-    name: str, *, area: str, config: type | None = None, summary: str = ""
+    name: str, *, area: str, config: type | None = None, summary: str = "", spec: Any = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: ``@register_method("ort-static-int8", area="quantization", config=Cfg)``."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         doc = summary or (fn.__doc__ or "").strip().splitlines()[0:1]
         text = doc if isinstance(doc, str) else (doc[0] if doc else "")
-        _REGISTRY.setdefault(area, {})[name] = MethodInfo(area, name, fn, config, text)
+        _REGISTRY.setdefault(area, {})[name] = MethodInfo(area, name, fn, config, text, spec)
         return fn
 
     return decorate
@@ -55,8 +64,7 @@ def list_methods(area: str) -> list[str]:
 
 def list_areas() -> list[str]:
     """Areas that have at least one registered method."""
-    for area in ("quantization", "pruning", "distillation", "tuning", "federated", "fusion",
-                 "lowrank", "continual"):
+    for area in AREAS:
         _load_area(area)
     return sorted(_REGISTRY)
 
@@ -68,3 +76,20 @@ def get_method(area: str, name: str) -> MethodInfo:
     if name not in methods:
         raise InvalidParameterError("method", f"one of {sorted(methods)}", name)
     return methods[name]
+
+
+def method_for_config(area: str, config: Any) -> MethodInfo:
+    """The method a config object belongs to, found by its type (the config's class is
+    registered with exactly one method); a shared config class (one for several methods)
+    names its method in its ``method`` field."""
+    _load_area(area)
+    methods = _REGISTRY.get(area, {})
+    owners = [m for m in methods.values() if m.config_cls is type(config)]
+    if len(owners) == 1:
+        return owners[0]
+    named = methods.get(getattr(config, "method", None))  # a shared class, or a subclass
+    if named is not None and named.config_cls is not None and \
+            isinstance(config, named.config_cls):
+        return named
+    raise InvalidParameterError("config", f"a config of one of the {area} methods "
+                                f"{sorted(methods)}", type(config).__name__)

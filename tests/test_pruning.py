@@ -68,7 +68,8 @@ def _run(source, digits, tmp_path, name="p", **cfg):
 
 def test_every_method_is_registered():
     assert set(METHODS) == {
-        "structured-l1", "structured-l2", "structured-taylor", "l1-unstructured",
+        "structured-l1", "structured-l2", "structured-taylor", "structured-random",
+        "l1-unstructured",
         "global-magnitude", "random-unstructured", "taylor-unstructured", "movement"}
 
 

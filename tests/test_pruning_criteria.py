@@ -85,3 +85,79 @@ def test_unstructured_criteria_zero_different_weights(wine, tmp_path):
     assert not np.array_equal(masks["random-unstructured"], masks["taylor-unstructured"])
     other = (_pruned(wine, tmp_path / "s1", "random-unstructured", sparsity=0.5, seed=1) == 0)
     assert not np.array_equal(other.numpy(), masks["random-unstructured"])
+
+
+# --- criteria as importance objects, on one conv layer -------------------------------------------
+def _conv_net() -> torch.nn.Module:
+    """Conv 1→4 (3×3) → ReLU → pool → Linear 4→3, with hand-set kernels:
+    channel 0: one weight of 3 (smallest L1); 1: eight of 0.5 (smallest L2); 2: all 2;
+    3: all 2.5 but the head ignores it (zero column: no gradient, zero Taylor importance)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 3))
+    k = torch.full((4, 1, 3, 3), 0.01)
+    k[0, 0, 0, 0] = 3.0
+    k[1].view(-1)[:8] = 0.5
+    k[2] = 2.0
+    k[3] = 2.5
+    column = torch.tensor([0.1, -0.1, 0.05])
+    with torch.no_grad():
+        net[0].weight.copy_(k)
+        net[0].bias.zero_()
+        net[4].weight.copy_(torch.stack([column, column, column, torch.zeros(3)], dim=1))
+        net[4].bias.zero_()
+    return net
+
+
+def _removed_channel(method: str, seed: int = 0) -> int:
+    from types import SimpleNamespace
+
+    from core.pruning import PruningConfig
+    from core.pruning._structured import StructuredPruner, taylor_gradients
+
+    rng = np.random.default_rng(0)
+    data = SimpleNamespace(X_train=rng.random((32, 1, 5, 5), dtype=np.float32),
+                           y_train=rng.integers(0, 3, 32))
+    net = _conv_net()
+    before = net[0].weight.detach().clone()
+    cfg = PruningConfig(method=method, sparsity=0.25, finetune_epochs=0, seed=seed)
+    StructuredPruner(net, torch.from_numpy(data.X_train[:2]), cfg,
+                     taylor_gradients(data, cfg)).step(data)
+    after = net[0].weight.detach()
+    assert after.shape[0] == 3  # one of four channels removed, the head follows
+    kept = [i for i in range(4) if any(torch.equal(before[i], row) for row in after)]
+    return next(i for i in range(4) if i not in kept)
+
+
+def test_l1_l2_taylor_random_remove_different_conv_channels():
+    assert _removed_channel("structured-l1") == 0
+    assert _removed_channel("structured-l2") == 1
+    assert _removed_channel("structured-taylor") == 3
+    drawn = {_removed_channel("structured-random", seed) for seed in range(8)}
+    assert len(drawn) >= 2  # seeded draws, not a fixed ranking
+    assert _removed_channel("structured-random", 5) == _removed_channel("structured-random", 5)
+
+
+def test_a_new_criterion_is_one_class():
+    """A class registered with @criterion is a method: the config, registry and loop take it."""
+    from core.pruning import PruningConfig, StructuredCriterion, criterion, method_names
+    from core.pruning._criteria import tp_module
+    from core.registry import _REGISTRY, get_method
+
+    @criterion
+    class Fpgm(StructuredCriterion):
+        name = "structured-fpgm-test"
+        summary = "Geometric-median criterion (Torch-Pruning FPGMImportance)."
+
+        def importance(self, cfg):
+            return tp_module().importance.FPGMImportance()
+
+    try:
+        assert "structured-fpgm-test" in method_names(structured=True)
+        assert get_method("pruning", "structured-fpgm-test").summary.startswith("Geometric")
+        assert PruningConfig(method="structured-fpgm-test").structured
+        assert _removed_channel("structured-fpgm-test") in range(4)
+    finally:
+        _REGISTRY["pruning"].pop("structured-fpgm-test", None)

@@ -10,13 +10,8 @@ from typing import Any
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Define ``studio prune`` (method choices are read from the registry)."""
     from core.cli import add_common, add_data
-    from core.pruning._config import (
-        ATTENTION_MODES,
-        SCHEDULES,
-        STRUCTURED,
-        UNSTRUCTURED,
-        PruningConfig,
-    )
+    from core.pruning._config import ATTENTION_MODES, SCHEDULES, PruningConfig
+    from core.pruning._criteria import method_names
 
     p = subparsers.add_parser(
         "prune", help="prune a model (structured: smaller + faster; unstructured: smaller file)",
@@ -25,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="a studio run folder, or a TorchScript .pt / torch.export .pt2 file")
     add_data(p, default=None,
              help="built-in name, .csv or .npz (default: the run folder's data set)")
-    p.add_argument("--method", default="structured-l2", choices=list(STRUCTURED + UNSTRUCTURED),
+    p.add_argument("--method", default="structured-l2", choices=method_names(),
                    help="registered pruning method (see `studio methods pruning`)")
     p.add_argument("--sparsity", type=float, default=0.5,
                    help="fraction removed: channels per layer (structured) or weights "

@@ -11,9 +11,6 @@ from core.training._train import OPTIMIZERS
 
 SCHEDULES = ("oneshot", "gradual", "linear")
 ATTENTION_MODES = ("heads", "head-dims")
-STRUCTURED = ("structured-l1", "structured-l2", "structured-taylor")
-UNSTRUCTURED = ("l1-unstructured", "global-magnitude", "random-unstructured",
-                "taylor-unstructured", "movement")
 SPARSITY_LOW, SPARSITY_HIGH = 0.05, 0.95
 AUTO_OPTIONS = ("finetune_epochs", "lr", "optimizer", "weight_decay", "distill_alpha")
 
@@ -57,9 +54,7 @@ class PruningConfig(Config):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in STRUCTURED + UNSTRUCTURED:
-            raise InvalidParameterError("method", f"one of {list(STRUCTURED + UNSTRUCTURED)}",
-                                        self.method)
+        criterion = self.criterion  # an unknown name: the "one of [...]" error
         if not (isinstance(self.sparsity, (int, float)) and not isinstance(self.sparsity, bool)
                 and 0 < self.sparsity < 1):
             raise InvalidParameterError(
@@ -101,15 +96,18 @@ class PruningConfig(Config):
                                         self.attention)
         check_range("score_batches", self.score_batches, low=1, high=10_000, kind=int)
         check_range("seed", self.seed, low=0, kind=int)
-        if self.method == "movement" and self.finetune_epochs is not None \
-                and self.finetune_epochs < 1:
-            raise InvalidParameterError(
-                "finetune_epochs", "≥ 1 for movement pruning (its scores are gathered while "
-                "fine-tuning)", self.finetune_epochs)
+        criterion.check(self)
+
+    @property
+    def criterion(self) -> Any:
+        """The method's criterion (``core.pruning._criteria``): what it ranks by."""
+        from core.pruning._criteria import criterion_for
+
+        return criterion_for(self.method)
 
     @property
     def structured(self) -> bool:
-        return self.method in STRUCTURED
+        return self.criterion.structured
 
     def for_model(self, model: Any) -> tuple["PruningConfig", dict[str, Any]]:
         """This config with its None fine-tune options filled for ``model``, and a record of

@@ -1,4 +1,4 @@
-"""The pruning loop shared by every method: prune a step, measure, fine-tune, repeat."""
+"""The pruning loop shared by every criterion: prune a step, measure, fine-tune, repeat."""
 
 from __future__ import annotations
 
@@ -10,28 +10,9 @@ from torch import nn
 
 from core.callbacks import Callbacks
 from core.measure import evaluate
-from core.pruning._config import STRUCTURED, UNSTRUCTURED, PruningConfig
-from core.registry import register_method
+from core.pruning._config import PruningConfig
 from core.training import TrainConfig
 from core.training import finetune as run_finetune
-
-_SUMMARIES = {
-    "structured-l1": "Remove whole channels/neurons/heads with the lowest L1 norm (Torch-Pruning "
-                     "dependency graph); the model really gets smaller and faster.",
-    "structured-l2": "Remove whole channels/neurons/heads with the lowest L2 norm (Torch-Pruning "
-                     "dependency graph); the model really gets smaller and faster.",
-    "structured-taylor": "Remove whole channels/neurons/heads with the lowest first-order "
-                         "Taylor importance |grad × weight| (Torch-Pruning).",
-    "l1-unstructured": "Zero the smallest-magnitude weights of each layer; smaller download, "
-                       "same latency (dense kernels).",
-    "global-magnitude": "Zero the smallest-magnitude weights across all layers at once; "
-                        "smaller download, same latency.",
-    "random-unstructured": "Zero random weights of each layer (a baseline to compare against).",
-    "taylor-unstructured": "Zero the weights with the lowest |grad × weight| summed over a "
-                           "slice of the training data (global ranking).",
-    "movement": "Movement pruning: zero the weights moving towards zero while fine-tuning "
-                "(scores −Σ grad × weight gathered during training).",
-}
 
 
 def _val_accuracy(model: nn.Module, data: Any) -> float:
@@ -58,7 +39,7 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
     cb = Callbacks.ensure(callbacks)
     cfg, finetune_choice = cfg.for_model(model)
     targets = cfg.targets()
-    movement = cfg.method == "movement"
+    movement = cfg.criterion.scores_while_training  # scores gathered while fine-tuning
     rounds = len(targets) + (1 if movement else 0)
     per = span / max(rounds, 1)
     if cfg.structured:
@@ -137,20 +118,6 @@ def _teacher(model: nn.Module, cfg: PruningConfig) -> nn.Module | None:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
-
-
-def _register(name: str) -> None:
-    def method(model: nn.Module, data: Any, config: PruningConfig,
-               callbacks: Callbacks | None = None) -> dict[str, Any]:
-        """Prune in place along the config's schedule (see ``run_schedule``)."""
-        return run_schedule(model, data, config.replace(method=name), callbacks)
-
-    method.__name__ = name.replace("-", "_")
-    register_method(name, area="pruning", config=PruningConfig, summary=_SUMMARIES[name])(method)
-
-
-for _name in STRUCTURED + UNSTRUCTURED:
-    _register(_name)
 
 
 def layer_table(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:

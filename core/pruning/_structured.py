@@ -11,15 +11,7 @@ from torch import nn
 
 from core.errors import InvalidParameterError, UnsupportedModelError
 from core.pruning._config import PruningConfig, cubic_schedule
-
-
-def _tp():
-    try:
-        import torch_pruning as tp
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise UnsupportedModelError("Structured pruning needs Torch-Pruning: "
-                                    "pip install torch-pruning") from None
-    return tp
+from core.pruning._criteria import tp_module
 
 
 def _quiet_torch_pruning() -> None:
@@ -27,15 +19,6 @@ def _quiet_torch_pruning() -> None:
     fact about the user's model, one per op; any real failure shows in check_forward)."""
     warnings.filterwarnings("ignore", message=r"\[Warning\] Unknown operation",
                             module="torch_pruning")
-
-
-def importance_for(method: str) -> Any:
-    tp = _tp()
-    if method == "structured-l1":
-        return tp.importance.GroupMagnitudeImportance(p=1)
-    if method == "structured-l2":
-        return tp.importance.GroupMagnitudeImportance(p=2)
-    return tp.importance.GroupTaylorImportance()
 
 
 def output_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
@@ -102,8 +85,9 @@ class StructuredPruner:
 
     def __init__(self, model: nn.Module, example: torch.Tensor, cfg: PruningConfig,
                  grad_fn: Callable[[nn.Module], None] | None = None) -> None:
-        tp = _tp()
+        tp = tp_module()
         self.model, self.cfg, self.grad_fn = model, cfg, grad_fn
+        self.criterion = cfg.criterion
         head = output_layer(model)
         names = tuple(cfg.ignore) + ((head[0],) if head and head[0] not in cfg.ignore else ())
         ignored = _resolve_ignored(model, names)
@@ -129,7 +113,7 @@ class StructuredPruner:
             with warnings.catch_warnings():
                 _quiet_torch_pruning()
                 self.pruner = tp.pruner.MetaPruner(
-                    model, example, importance=importance_for(cfg.method),
+                    model, example, importance=self.criterion.importance(cfg),
                     pruning_ratio=cfg.sparsity, ignored_layers=ignored,
                     iterative_steps=steps,
                     iterative_pruning_ratio_scheduler=_scheduler(cfg),
@@ -144,8 +128,8 @@ class StructuredPruner:
                 "unstructured method, or a model built from standard layers.") from None
 
     def step(self, data: Any) -> None:
-        """Remove the next slice of channels (Taylor importance first gathers gradients)."""
-        if self.cfg.method == "structured-taylor" and self.grad_fn is not None:
+        """Remove the next slice of channels (a gradient criterion first gathers them)."""
+        if self.criterion.needs_gradients and self.grad_fn is not None:
             self.grad_fn(self.model)
         try:
             with warnings.catch_warnings():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
@@ -11,8 +10,6 @@ from torch.nn.utils import prune as tprune
 
 from core.errors import InvalidParameterError, UnsupportedModelError
 from core.pruning._config import PruningConfig
-
-GLOBAL = ("global-magnitude", "taylor-unstructured")  # movement ranks per layer
 
 
 def prunable_weights(model: nn.Module, ignore: tuple[str, ...] = ()) -> dict[str, nn.Parameter]:
@@ -37,51 +34,19 @@ class MaskedPruner:
     def __init__(self, model: nn.Module, cfg: PruningConfig, data: Any) -> None:
         self.model, self.cfg, self.data = model, cfg, data
         self.weights = prunable_weights(model, tuple(cfg.ignore))
+        self.criterion = cfg.criterion
         self.masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in self.weights.items()}
         self.movement = {n: torch.zeros_like(p) for n, p in self.weights.items()} \
-            if cfg.method == "movement" else None
-        self._gen = torch.Generator().manual_seed(cfg.seed)
-
-    # --- scores ---------------------------------------------------------------------------
-    def _scores(self) -> dict[str, torch.Tensor]:
-        method = self.cfg.method
-        if method in ("l1-unstructured", "global-magnitude"):
-            return {n: p.detach().abs() for n, p in self.weights.items()}
-        if method == "random-unstructured":
-            return {n: torch.rand(p.shape, generator=self._gen) + 1e-6
-                    for n, p in self.weights.items()}
-        if method == "taylor-unstructured":
-            return self._taylor()
-        assert self.movement is not None
-        # movement score S = -sum(grad * W): weights moving away from zero score high
-        live = torch.cat([s[self.masks[n]] for n, s in self.movement.items()])
-        low = float(live.min()) if live.numel() else 0.0
-        return {n: (s - low + 1e-6) for n, s in self.movement.items()}
-
-    def _taylor(self) -> dict[str, torch.Tensor]:
-        import torch.nn.functional as F
-
-        acc = {n: torch.zeros_like(p) for n, p in self.weights.items()}
-        X, y = self.data.X_train, self.data.y_train
-        bs = self.cfg.batch_size
-        self.model.eval()
-        for i in range(min(self.cfg.score_batches, math.ceil(len(y) / bs))):
-            self.model.zero_grad(set_to_none=True)
-            xb = torch.from_numpy(X[i * bs:(i + 1) * bs])
-            F.cross_entropy(self.model(xb), torch.from_numpy(y[i * bs:(i + 1) * bs])).backward()
-            for n, p in self.weights.items():
-                if p.grad is not None:
-                    acc[n] += (p.grad * p.detach()).abs()
-        self.model.zero_grad(set_to_none=True)
-        return {n: a + 1e-12 for n, a in acc.items()}
+            if self.criterion.scores_while_training else None
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # random criteria draw here
 
     # --- masks ----------------------------------------------------------------------------
     def prune_to(self, sparsity: float) -> None:
         """Zero the lowest-scored weights so that ``sparsity`` of them are zero (cumulative)."""
-        scores = self._scores()
+        scores = self.criterion.scores(self)
         for n in scores:  # already-pruned weights stay pruned: lowest possible score
             scores[n] = torch.where(self.masks[n], scores[n].float(), torch.zeros(()))
-        if self.cfg.method in GLOBAL:
+        if self.criterion.global_ranking:
             names = list(scores)
             flat = torch.cat([scores[n].reshape(-1) for n in names])
             mask = tprune.L1Unstructured(amount=float(sparsity)).compute_mask(
@@ -103,7 +68,7 @@ class MaskedPruner:
                 p.mul_(self.masks[n])
 
     def after_step(self) -> Callable[[nn.Module], None]:
-        """The training hook: gather movement scores (if any), then re-apply the masks."""
+        """The training hook: gather scores while training (movement), re-apply the masks."""
 
         def hook(model: nn.Module) -> None:
             if self.movement is not None:
