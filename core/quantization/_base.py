@@ -95,30 +95,29 @@ class MethodSpec:
     layerwise: bool = True
 
 
-_SPECS: dict[str, MethodSpec] = {}
-
-
 def quant_method(name: str, *, config: type, summary: str, layers: Callable[..., list[str]],
                  artifact: str, layerwise: bool = True) -> Callable:
-    """Register a method in the studio registry (area "quantization") with its layer lister.
+    """Register a method in the studio registry (area "quantization"), its ``MethodSpec`` as
+    the registry entry's ``spec``.
 
     The method is ``run(source, config, out_path, *, include=None, exclude=(), callbacks)``:
     quantize only ``include`` layers (all when None) minus ``exclude``, write ``out_path``.
     """
 
     def decorate(fn: Callable[..., Quantized]) -> Callable[..., Quantized]:
-        register_method(name, area=AREA, config=config, summary=summary)(fn)
-        _SPECS[name] = MethodSpec(name, fn, layers, artifact, layerwise)
-        return fn
+        spec = MethodSpec(name, fn, layers, artifact, layerwise)
+        return register_method(name, area=AREA, config=config, summary=summary, spec=spec)(fn)
 
     return decorate
 
 
-def method_spec(name: str) -> MethodSpec:
-    from core.registry import get_method
+def method_spec(method: str | Any) -> MethodSpec:
+    """How a method runs, from its name or its config (dispatched on the config's type)."""
+    from core.registry import get_method, method_for_config
 
-    get_method(AREA, name)  # raises the "one of [...]" error for unknown names
-    return _SPECS[name]
+    info = get_method(AREA, method) if isinstance(method, str) else \
+        method_for_config(AREA, method)
+    return info.spec
 
 
 def copy_file(src: Path, dst: Path) -> Path:

@@ -55,7 +55,7 @@ def _resolve(config: QuantizationConfig | str | None, method: str | None) -> Qua
     if not isinstance(config, QuantizationConfig) or not config.method:
         raise InvalidParameterError("config", "a quantization config (see make_config)",
                                     type(config).__name__)
-    method_spec(config.method)
+    method_spec(config)  # its type names a registered method
     return config
 
 
@@ -236,7 +236,7 @@ def quantize(
     from core.runs import RunResult
 
     cfg = _resolve(config, method)
-    spec = method_spec(cfg.method)
+    spec = method_spec(cfg)  # dispatched on the config's type
     cb = Callbacks.ensure(callbacks)
     inp = _open_input(model_or_run_dir, data, output_name)
     check_applies(cfg.method, inp.kind)  # before any work: one clear refusal
