@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import gradio as gr
@@ -11,9 +10,9 @@ import pandas as pd
 from core.continual import PRUNE_METHODS, ContinualConfig, continual, plot_efficiency_over_tasks
 from core.registry import list_methods
 from studio.context import StudioContext
-from studio.runner import call, stream
-from studio.tabs.jobs import job_config, tracked
-from studio.widgets import progress_line, run_stop_buttons, stop_button
+from studio.runner import call, first_only, job_events
+from studio.tabs.jobs import job_config
+from studio.widgets import run_stop_buttons, stop_button
 
 BUILTIN_SEQUENCES = ["split-digits", "permuted-digits"]
 NONE = "none"
@@ -101,13 +100,10 @@ def build_continual_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 return continual(None, None, config, out_dir=run_dir, callbacks=cb,
                                  measure_options=getattr(ctx, "measure_options", None))
 
-            skip = (gr.skip(),) * 4
-            yield ("▶ Starting…",) + skip
-            started = time.monotonic()
-            job = tracked(ctx, request, "continual", job_config(None, config), work)
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield (progress_line(payload, started),) + skip
+            record = job_config(None, config)
+            for kind, payload in job_events(ctx, request, "continual", record, work):
+                if kind == "status":
+                    yield first_only(payload, 5)
                 elif kind == "done":
                     report = payload.report
                     yield (summary_text(report, run_dir.name),

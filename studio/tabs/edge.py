@@ -3,8 +3,7 @@ and low-rank factorization, each run as a job and measured side by side with its
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
@@ -13,14 +12,13 @@ from core.fusion import DEFAULT_PATTERNS, PATTERNS, FusionConfig, fuse
 from core.lowrank import LowRankConfig, factorize
 from core.measure import speed_label
 from core.profiling import profile, profile_chart, write_profile
+from studio.charts import fit_title
 from studio.context import StudioContext
-from studio.runner import call, stream
-from studio.tabs.jobs import job_config, tracked
+from studio.runner import call, first_only, job_events, variant_job
 from studio.widgets import (
     INPUT_LABEL,
     follow_current,
     input_note,
-    progress_line,
     variant_update,
     warnings_markdown,
 )
@@ -91,6 +89,32 @@ def _layers(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
 
 
+def _profile(ctx: StudioContext, request: Any, choice: str | None, batch_size: int,
+             threshold: float) -> Iterator[tuple[Any, ...]]:
+    """Profile the chosen variant as a recorded job: status lines, then summary, chart, table."""
+    src = call(lambda: ctx.find_run(request, choice)) if choice else None
+    run_dir = ctx.new_run_dir(request, "profile")
+    options = {"batch_size": batch_size, "threshold": threshold}
+
+    def work(cb):
+        source = src or ctx.ensure_baseline(request, cb)
+        cb.progress(0.1, "Profiling")
+        prof = profile(source, batch_size=batch_size)
+        write_profile(prof, run_dir, threshold=threshold,
+                      model_name=getattr(source, "name", "model"))
+        return prof
+
+    record = {"input": getattr(src, "name", None), "config": options}
+    for kind, payload in job_events(ctx, request, "profile", record, work,
+                                    first=input_note(ctx, request, src)):
+        if kind == "status":
+            yield first_only(payload, 3)
+        elif kind == "done":
+            yield (profile_summary(payload, threshold),
+                   fit_title(profile_chart(payload, threshold=threshold)),
+                   layer_rows(payload, threshold))
+
+
 def build_edge_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     with gr.Tab("Edge", id="edge", elem_id="edge-tab") as tab:
         gr.Markdown("Where the time goes, layer by layer, and two rewrites for small devices: "
@@ -133,48 +157,17 @@ def build_edge_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             return variant_update(ctx, request)
 
         def on_profile(choice, size, limit, request: gr.Request):
-            src = call(lambda: ctx.find_run(request, choice)) if choice else None
-            run_dir = ctx.new_run_dir(request, "profile")
-            options = {"batch_size": int(size or 1), "threshold": float(limit)}
-
-            def work(cb):
-                source = src or ctx.ensure_baseline(request, cb)
-                cb.progress(0.1, "Profiling")
-                prof = profile(source, batch_size=options["batch_size"])
-                write_profile(prof, run_dir, threshold=options["threshold"],
-                              model_name=getattr(source, "name", "model"))
-                return prof
-
-            yield input_note(ctx, request, src), gr.skip(), gr.skip()
-            started = time.monotonic()
-            job = tracked(ctx, request, "profile", {"input": getattr(src, "name", None),
-                                                    "config": options}, work)
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield progress_line(payload, started), gr.skip(), gr.skip()
-                elif kind == "done":
-                    yield (profile_summary(payload, float(limit)),
-                           profile_chart(payload, threshold=float(limit)),
-                           layer_rows(payload, float(limit)))
+            yield from _profile(ctx, request, choice, int(size or 1), float(limit))
 
         def run_rewrite(choice, config, verb, label, request: gr.Request):
-            src = call(lambda: ctx.find_run(request, choice)) if choice else None
-            run_dir = ctx.new_run_dir(request, config.method)
-
-            def work(cb):
-                source = src or ctx.ensure_baseline(request, cb)
-                return verb(source, None, config, out_dir=run_dir, callbacks=cb,
-                            measure_options=getattr(ctx, "measure_options", None))
-
-            yield input_note(ctx, request, src), gr.skip()
-            started = time.monotonic()
-            job = tracked(ctx, request, label, job_config(src, config), work)
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield progress_line(payload, started), gr.skip()
+            for kind, payload in variant_job(ctx, request, choice, verb, config,
+                                             kind=config.method, label=label):
+                if kind == "status":
+                    yield first_only(payload, 2)
                 elif kind == "done":
-                    yield (result_summary(payload.report, run_dir.name),
-                           result_rows(payload.report, label))
+                    result, run_dir = payload
+                    yield (result_summary(result.report, run_dir.name),
+                           result_rows(result.report, label))
 
         def on_fuse(choice, chosen, request: gr.Request):
             config = call(lambda: FusionConfig(patterns=tuple(chosen or ())))

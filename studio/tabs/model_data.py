@@ -18,11 +18,10 @@ from core.runs import benchmark_model, train_baseline
 from core.training import TrainConfig
 from studio.charts import training_curve, variant_row
 from studio.context import StudioContext
-from studio.runner import call, stream
-from studio.tabs.jobs import tracked
+from studio.runner import call, first_only, job_events
 from studio.train_options import train_option_config, train_option_widgets, training_note
 from studio.uploads import store_data_upload, store_model_upload
-from studio.widgets import progress_line, run_stop_buttons, stop_button
+from studio.widgets import run_stop_buttons, stop_button
 
 
 def figures_table(report: dict[str, Any], run_id: str) -> pd.DataFrame:
@@ -69,80 +68,20 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             data = call(lambda: load_dataset(upload, label_column=column or "label"))
             return data_preview(data, column or "label"), gr.update(value=suggested_family(data))
 
-        def resolve_data(request: gr.Request, name: str, upload: str | None, column: str):
-            if upload:
-                path = store_data_upload(upload, ctx.session_dir(request) / "uploads",
-                                         limit_mb=ctx.upload_limit_mb)
-                load_dataset(path, label_column=column)  # validate now, with a clear message
-                return str(path)
-            return name
-
         def on_train(name, fam, upload, column, n_epochs, rate, precision, accum, ckpt, smooth,
                      mixup, cutmix, schedule, request: gr.Request):
-            source = call(lambda: resolve_data(request, name, upload, column))
+            source = call(lambda: _resolve_data(ctx, request, name, upload, column))
             opts = train_option_config(precision, accum, ckpt, smooth, mixup, cutmix, schedule)
             config = call(lambda: TrainConfig(epochs=int(n_epochs), lr=float(rate), **opts))
-            run_dir = ctx.new_run_dir(request, "train")
-            history: list[dict[str, float]] = []
-
-            def work(cb):
-                data = load_dataset(source, label_column=column, seed=config.seed)
-                return train_baseline(run_dir, model=fam, data=data, config=config,
-                                      callbacks=cb, measure_options=ctx.measure_options)
-
-            previous = show_current(ctx, request)
-            yield f"{RUNNING} Training {fam} on {Path(str(source)).stem}…", gr.skip(), gr.skip()
-            started = time.monotonic()
-            record = {"model": fam, "data": Path(str(source)).name, **config.to_dict()}
-            job = tracked(ctx, request, "train", record, work)
-            with keep_previous_on_failure(previous) as restore:
-                shown = 0.0
-                for kind, payload in stream(job):
-                    if kind == "metrics":
-                        history.append(payload)
-                        if time.monotonic() - shown < 1.0:  # a redraw per second is enough
-                            continue
-                        shown = time.monotonic()
-                        yield (f"{RUNNING} Epoch {payload['epoch']}/{config.epochs}: val "
-                               f"accuracy {payload['val_accuracy']:.3f} · "
-                               f"{time.monotonic() - started:.0f} s elapsed"), \
-                            training_curve(history), gr.skip()
-                    elif kind == "progress":
-                        yield progress_line(payload, started), gr.skip(), gr.skip()
-                    elif kind == "done":
-                        ctx.set_current(request, run_dir.name)
-                        yield (_summary("Trained", run_dir.name, payload) + NEXT_STEP,
-                               training_curve(history), figures_table(payload, run_dir.name))
-            if restore:
-                yield restore[0]
-                raise restore[0].error
+            yield from _train(ctx, request, fam, source, column, config)
 
         def on_use(upload, name, data_upload, column, request: gr.Request):
             if not upload:
                 raise gr.Error("Choose a model file first.")
             path = call(lambda: store_model_upload(upload, ctx.session_dir(request) / "uploads",
                                                    limit_mb=ctx.upload_limit_mb))
-            source = call(lambda: resolve_data(request, name, data_upload, column))
-            run_dir = ctx.new_run_dir(request, "benchmark")
-            previous = show_current(ctx, request)
-            yield f"{RUNNING} Measuring {path.name}…", gr.skip()
-            started = time.monotonic()
-            job = tracked(ctx, request, "benchmark", {"model": path.name,
-                                                      "data": Path(str(source)).name},
-                          lambda cb: benchmark_model(
-                              run_dir, model=path, data=load_dataset(source, label_column=column),
-                              callbacks=cb, measure_options=ctx.measure_options))
-            with keep_previous_on_failure(previous) as restore:
-                for kind, payload in stream(job):
-                    if kind == "progress":
-                        yield progress_line(payload, started), gr.skip()
-                    elif kind == "done":
-                        ctx.set_current(request, run_dir.name)
-                        yield (_summary("Measured", run_dir.name, payload) + NEXT_STEP,
-                               figures_table(payload, run_dir.name))
-            if restore:
-                yield restore[0][0], restore[0][2]
-                raise restore[0].error
+            source = call(lambda: _resolve_data(ctx, request, name, data_upload, column))
+            yield from _measure_upload(ctx, request, path, source, column)
 
         train_event = train_btn.click(
             on_train, [dataset, family, data_file, label_column, epochs, lr, *options],
@@ -168,6 +107,80 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         data_file.upload(on_preview, [data_file, label_column], [preview, family],
                          api_visibility="private")
     return tab
+
+
+def _resolve_data(ctx: StudioContext, request: Any, name: str, upload: str | None,
+                  column: str) -> str:
+    """The uploaded data file (stored and checked now, with a clear message), else ``name``."""
+    if upload:
+        path = store_data_upload(upload, ctx.session_dir(request) / "uploads",
+                                 limit_mb=ctx.upload_limit_mb)
+        load_dataset(path, label_column=column)
+        return str(path)
+    return name
+
+
+def _train(ctx: StudioContext, request: Any, fam: str, source: str, column: str,
+           config: TrainConfig) -> Iterator[tuple[Any, ...]]:
+    """Train the baseline as a recorded job: status and live curve (redrawn at most once a
+    second), then summary, curve and figures; a failure puts the previous model back."""
+    run_dir = ctx.new_run_dir(request, "train")
+    history: list[dict[str, float]] = []
+
+    def work(cb):
+        data = load_dataset(source, label_column=column, seed=config.seed)
+        return train_baseline(run_dir, model=fam, data=data, config=config,
+                              callbacks=cb, measure_options=ctx.measure_options)
+
+    previous = show_current(ctx, request)
+    record = {"model": fam, "data": Path(str(source)).name, **config.to_dict()}
+    first = f"{RUNNING} Training {fam} on {Path(str(source)).stem}…"
+    started, shown = time.monotonic(), 0.0
+    with keep_previous_on_failure(previous) as restore:
+        for kind, payload in job_events(ctx, request, "train", record, work, first=first):
+            if kind == "status":
+                yield first_only(payload, 3)
+            elif kind == "metrics":
+                history.append(payload)
+                if time.monotonic() - shown < 1.0:  # a redraw per second is enough
+                    continue
+                shown = time.monotonic()
+                yield (f"{RUNNING} Epoch {payload['epoch']}/{config.epochs}: val "
+                       f"accuracy {payload['val_accuracy']:.3f} · "
+                       f"{time.monotonic() - started:.0f} s elapsed"), \
+                    training_curve(history), gr.skip()
+            elif kind == "done":
+                ctx.set_current(request, run_dir.name)
+                yield (_summary("Trained", run_dir.name, payload) + NEXT_STEP,
+                       training_curve(history), figures_table(payload, run_dir.name))
+    if restore:
+        yield restore[0]
+        raise restore[0].error
+
+
+def _measure_upload(ctx: StudioContext, request: Any, path: Path, source: str, column: str
+                    ) -> Iterator[tuple[Any, ...]]:
+    """Measure an uploaded model as a recorded job; a failure puts the previous model back."""
+    run_dir = ctx.new_run_dir(request, "benchmark")
+    previous = show_current(ctx, request)
+    record = {"model": path.name, "data": Path(str(source)).name}
+
+    def work(cb):
+        return benchmark_model(run_dir, model=path, data=load_dataset(source, label_column=column),
+                               callbacks=cb, measure_options=ctx.measure_options)
+
+    with keep_previous_on_failure(previous) as restore:
+        for kind, payload in job_events(ctx, request, "benchmark", record, work,
+                                        first=f"{RUNNING} Measuring {path.name}…"):
+            if kind == "status":
+                yield first_only(payload, 2)
+            elif kind == "done":
+                ctx.set_current(request, run_dir.name)
+                yield (_summary("Measured", run_dir.name, payload) + NEXT_STEP,
+                       figures_table(payload, run_dir.name))
+    if restore:
+        yield restore[0][0], restore[0][2]
+        raise restore[0].error
 
 
 RUNNING = "▶"

@@ -3,7 +3,6 @@ one-shot or gradual with fine-tuning, measured side by side with the input model
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import gradio as gr
@@ -16,15 +15,12 @@ from core.pruning import ATTENTION_MODES, SCHEDULES, PruningConfig, prune
 from core.registry import list_methods
 from studio.charts import fit_title
 from studio.context import StudioContext
-from studio.runner import call, stream
-from studio.tabs.jobs import job_config, tracked
+from studio.runner import call, first_only, variant_job
 from studio.widgets import (
     INPUT_LABEL,
     follow_current,
     follow_methods,
-    input_note,
     method_summary,
-    progress_line,
     run_stop_buttons,
     stop_button,
     variant_update,
@@ -165,6 +161,16 @@ def _auto_or(value: Any, kind: type, name: str) -> Any:
         raise InvalidParameterError(name, f"'{AUTO}' or a number", value) from None
 
 
+def _done(result: Any, run_dir: Any, structured: bool) -> tuple[Any, ...]:
+    """The finished run: summary, per-step curve, results table, layer chart, bundle."""
+    report = result.report
+    info = report.get("pruning") or {}
+    zipped = call(lambda: make_bundle(run_dir))
+    return (_summary(report, run_dir.name), step_curve(info.get("history", [])),
+            pd.DataFrame(results_rows(report), columns=COLUMNS),
+            layer_chart(info.get("layers", []), structured), str(zipped))
+
+
 def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("pruning")
     default = "structured-l2" if "structured-l2" in methods else methods[0]
@@ -223,32 +229,15 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 lr=_auto_or(rate, float, "lr"),
                 round_to=int(rounding) if rounding else None, attention=attn,
                 ignore=tuple(s.strip() for s in (skip or "").split(",") if s.strip())))
-            src = call(lambda: ctx.find_run(request, choice)) if choice else None
-            run_dir = ctx.new_run_dir(request, "prune")
             history: list[dict[str, Any]] = []
-
-            def work(cb):
-                source = src or ctx.ensure_baseline(request, cb)
-                return prune(source, None, config, out_dir=run_dir, callbacks=cb,
-                             measure_options=getattr(ctx, "measure_options", None))
-
-            yield input_note(ctx, request, src), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            started = time.monotonic()
-            job = tracked(ctx, request, "prune", job_config(src, config), work)
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield progress_line(payload, started), gr.skip(), gr.skip(), gr.skip(), \
-                        gr.skip()
+            for kind, payload in variant_job(ctx, request, choice, prune, config, kind="prune"):
+                if kind == "status":
+                    yield first_only(payload, 5)
                 elif kind == "metrics" and "step" in payload and "sparsity" in payload:
                     history.append(payload)
                     yield gr.skip(), step_curve(history), gr.skip(), gr.skip(), gr.skip()
                 elif kind == "done":
-                    report = payload.report
-                    info = report.get("pruning") or {}
-                    zipped = call(lambda: make_bundle(run_dir))
-                    yield (_summary(report, run_dir.name), step_curve(info.get("history", [])),
-                           pd.DataFrame(results_rows(report), columns=COLUMNS),
-                           layer_chart(info.get("layers", []), config.structured), str(zipped))
+                    yield _done(*payload, config.structured)
 
         follow_current(shell, tab, on_select, [variant])
         follow_methods(ctx, variant, method, "pruning")

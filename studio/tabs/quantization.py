@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import gradio as gr
@@ -17,14 +16,11 @@ from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
 from core.registry import get_method, list_methods
 from studio.charts import decision_scatter, fit_title
 from studio.context import StudioContext
-from studio.runner import call, stream
-from studio.tabs.jobs import job_config, tracked
+from studio.runner import call, first_only, variant_job
 from studio.widgets import (
     INPUT_LABEL,
     follow_current,
     follow_methods,
-    input_note,
-    progress_line,
     run_stop_buttons,
     stop_button,
     variant_update,
@@ -197,6 +193,22 @@ def _tolerance(value: Any) -> float | None:
                                     value) from None
 
 
+def _done(ctx: StudioContext, request: Any, result: Any, run_dir: Any, config: Any,
+          keep: Any) -> tuple[Any, ...]:
+    """The finished run: summary, this input's variants, sensitivity, size vs latency, bundle
+    and the "Keep in float" choices (most harmed layers first)."""
+    report = result.report
+    reports = [(p.name, r) for p, r in ctx.reports(request)]
+    tol_value = config.tolerance if config.tolerance is not None else DEFAULT_TOLERANCE
+    rows = results_rows(reports, report.get("parent"), tol_value)
+    sens_all = (report.get("quantization") or {}).get("sensitivity") or []
+    zipped = call(lambda: make_bundle(run_dir))
+    return (_summary(report, run_dir.name), pd.DataFrame(rows, columns=COLUMNS),
+            sensitivity_chart(sens_all) if sens_all else None, size_latency_chart(rows),
+            str(zipped),
+            gr.update(choices=layer_choices(sens_all, keep)) if sens_all else gr.skip())
+
+
 def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
     methods = list_methods("quantization")
     with gr.Tab("Quantization", id="quantization", elem_id="quantization-tab") as tab:
@@ -262,40 +274,18 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             else:  # whole-model casts and QAT
                 options.update(tolerance=None, sensitivity=False)
             config = call(lambda: make_config(name, options, strict=False))
-            src = call(lambda: ctx.find_run(request, choice)) if choice else None
-            run_dir = ctx.new_run_dir(request, "quantize")
             sens_rows: list[dict[str, Any]] = []
-
-            def work(cb):
-                source = src or ctx.ensure_baseline(request, cb)
-                return quantize(source, None, config, out_dir=run_dir, callbacks=cb,
-                                measure_options=ctx.measure_options)
-
-            yield input_note(ctx, request, src), *[gr.skip()] * 5
-            started = time.monotonic()
-            job = tracked(ctx, request, "quantize", {**job_config(src, config), "method": name},
-                          work)
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield progress_line(payload, started), *[gr.skip()] * 5
+            for kind, payload in variant_job(ctx, request, choice, quantize, config,
+                                             kind="quantize", record={"method": name}):
+                if kind == "status":
+                    yield first_only(payload, 6)
                 elif kind == "metrics" and "sensitivity_delta" in payload:
                     sens_rows.append({"layer": payload["layer"],
                                       "delta": payload["sensitivity_delta"]})
                     yield gr.skip(), gr.skip(), sensitivity_chart(sens_rows), gr.skip(), \
                         gr.skip(), gr.skip()
                 elif kind == "done":
-                    report = payload.report
-                    reports = [(p.name, r) for p, r in ctx.reports(request)]
-                    tol_value = config.tolerance if config.tolerance is not None \
-                        else DEFAULT_TOLERANCE
-                    rows = results_rows(reports, report.get("parent"), tol_value)
-                    sens_all = (report.get("quantization") or {}).get("sensitivity") or []
-                    zipped = call(lambda: make_bundle(run_dir))
-                    yield (_summary(report, run_dir.name), pd.DataFrame(rows, columns=COLUMNS),
-                           sensitivity_chart(sens_all) if sens_all else None,
-                           size_latency_chart(rows), str(zipped),
-                           gr.update(choices=layer_choices(sens_all, keep)) if sens_all
-                           else gr.skip())
+                    yield _done(ctx, request, *payload, config, keep)
 
         follow_current(shell, tab, on_select, [variant])
         follow_methods(ctx, variant, method, "quantization")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import gradio as gr
@@ -11,9 +10,9 @@ import pandas as pd
 from core.federated import ScaleConfig, scale
 from core.registry import list_methods
 from studio.context import StudioContext
-from studio.runner import call, stream
-from studio.tabs.jobs import job_config, tracked
-from studio.widgets import follow_current, progress_line, run_stop_buttons, stop_button
+from studio.runner import call, first_only, job_events
+from studio.tabs.jobs import job_config
+from studio.widgets import follow_current, run_stop_buttons, stop_button
 
 SYNTHETIC = "mlp 9→[32, 16]→4 on seeded synthetic clients"
 COLUMNS = ["clients", "engine", "total_s", "time_per_round_s", "peak_memory_mb",
@@ -153,14 +152,10 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                              callbacks=cb, parent=src.name if src is not None else None,
                              measure_options=getattr(ctx, "measure_options", None))
 
-            skip = (gr.skip(),) * 6
-            yield ("▶ Starting…",) + skip
-            started = time.monotonic()
             last = 0
-            job = tracked(ctx, request, "scale", job_config(src, config), work)
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield (progress_line(payload, started),) + skip
+            for kind, payload in job_events(ctx, request, "scale", job_config(src, config), work):
+                if kind == "status":
+                    yield first_only(payload, 7)
                 elif kind == "metrics":
                     history.setdefault(payload["clients"], []).append(
                         (payload["round"], payload["accuracy"]))
@@ -168,14 +163,7 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                         yield (gr.skip(),) * 3 + (accuracy_chart(history),) + (gr.skip(),) * 3
                     last = payload["round"]
                 elif kind == "done":
-                    report = payload.report
-                    rows = report["scalability"]["results"]
-                    t, m, c = scaling_charts(rows)
-                    frame = scale_frame(rows)
-                    paths = [str(run_dir / n) for n in
-                             ("report.json", "scalability.csv", "rounds.csv")]
-                    yield (_summary(report, run_dir.name), t, m, accuracy_chart(history), c,
-                           frame, paths)
+                    yield _done(payload.report, run_dir, history)
 
         follow_current(shell, tab, on_select, [model])
         event = run_btn.click(
@@ -187,6 +175,16 @@ def build_scalability_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         gr.Button("Refresh variants", size="sm").click(on_select, None, [model],
                                                        api_name="scale_variants")
     return tab
+
+
+def _done(report: dict[str, Any], run_dir: Any, history: dict[int, list[tuple[int, float]]]
+          ) -> tuple[Any, ...]:
+    """The finished run: summary, the four charts, the report table, the files."""
+    rows = report["scalability"]["results"]
+    t, m, c = scaling_charts(rows)
+    paths = [str(run_dir / n) for n in ("report.json", "scalability.csv", "rounds.csv")]
+    return (_summary(report, run_dir.name), t, m, accuracy_chart(history), c,
+            scale_frame(rows), paths)
 
 
 def _summary(report: dict[str, Any], run_id: str) -> str:
