@@ -206,3 +206,42 @@ def comparison_charts(rows: Sequence[dict[str, Any]], pick: str | None = None
                           x_title="p50 latency, batch 64 (ms)", y_title="accuracy",
                           title="Accuracy vs latency — upper-left is better")
     return sl, al
+
+
+# The bars a decision needs (the HTML report's core.compare.metric_bars shows more).
+VARIANT_BARS = (("accuracy", "accuracy", 1.0), ("size_bytes", "size (KB)", 1 / 1024),
+                ("p50_b1", "p50 batch 1 (ms)", 1.0), ("p50_b64", "p50 batch 64 (ms)", 1.0))
+
+
+def variant_bars(rows: Sequence[dict[str, Any]]) -> Any:
+    """Accuracy, size and latency per variant in a 2×2 grid: one colour per variant, named
+    once in the legend below (names under the bars overprinted on a phone); the baseline
+    grey. None when there is nothing to draw."""
+    from plotly.colors import qualitative
+
+    metrics = [m for m in VARIANT_BARS if any(r.get(m[0]) is not None for r in rows)]
+    if not rows or not metrics:
+        return None
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[m[1] for m in metrics],
+                        vertical_spacing=0.2, horizontal_spacing=0.18)
+    names = [str(r.get("name") or r.get("variant")) for r in rows]
+    for j, row in enumerate(rows):
+        name = names[j]
+        if names.count(name) > 1:  # two variants with one name: tell them apart by id
+            name = f"{name} · {str(row.get('variant'))[-4:]}"
+        color = "gray" if row.get("baseline") else qualitative.Plotly[j % 10]
+        for i, (key, label, scale) in enumerate(metrics):
+            value = row.get(key)
+            fig.add_trace(go.Bar(
+                x=[name], y=[value * scale if value is not None else None], name=name,
+                legendgroup=name, showlegend=i == 0, marker_color=color,
+                hovertemplate=f"{name}<br>{label} %{{y:.4g}}<extra></extra>"),
+                row=i // 2 + 1, col=i % 2 + 1)
+    fig.update_annotations(font={"size": 12})  # the subplot titles
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(nticks=5, tickformat=".3~g", rangemode="tozero")
+    fig.update_layout(title="Figures per variant (grey = baseline)", height=600,
+                      barmode="overlay", template="plotly_white",
+                      margin={"l": 50, "r": 20, "t": 50, "b": 20},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.04, "x": 0})
+    return fit_title(fig)

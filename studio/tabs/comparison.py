@@ -13,12 +13,13 @@ import gradio as gr
 import pandas as pd
 
 from core.artifacts import make_bundle, new_run_id
-from core.compare import COLUMNS, lineage_graph, metric_bars
+from core.compare import COLUMNS, lineage_graph
 from studio.charts import (
     comparison_charts,
     fit_title,
     named_rows,
     size_latency_scatter,
+    variant_bars,
     variant_row,
 )
 from studio.context import StudioContext
@@ -97,7 +98,6 @@ def _remeasured(ctx: StudioContext, request: Any, runs: list[Path], rep: dict[st
     rows = named_rows(rep["rows"], names)
     current = ctx.current(request)
     sl, al = comparison_charts(rows, current.name if current else None)
-    bar_rows = [{**r, "variant": f"{r['name']} · {r['variant'][-4:]}"} for r in rows]
     files = [str(out / n) for n in ("report.html", "report.md", "comparison.csv",
                                     "report.json")]
     warn = "".join(f"\n- {w}" for w in rep["warnings"])
@@ -105,7 +105,7 @@ def _remeasured(ctx: StudioContext, request: Any, runs: list[Path], rep: dict[st
             f"({rep['environment']['threads']} thread, {rep['environment']['cpu']}). Pareto "
             f"front: {', '.join(rep['pareto'])}.{note}{warn}",
             _display(rows), sl, al, fit_title(lineage_graph(rep["rows"])),
-            fit_title(metric_bars(bar_rows)), files)
+            variant_bars(rows), files)
 
 
 def _remeasure_handler(ctx: StudioContext) -> Any:

@@ -76,6 +76,11 @@ def history_chart(rows: Sequence[dict[str, Any]], objective: str, direction: str
                       xaxis_title="trial", yaxis_title=objective, height=320,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40},
                       legend={"orientation": "h", "y": -0.25})
+    # Whole trial numbers only, half a trial of room each side (one trial: no "−1" tick).
+    low, high = min(xs, default=0), max(xs, default=0)
+    fig.update_xaxes(dtick=max(1, -(-(high - low + 1) // 8)), tick0=0,
+                     range=[low - 0.5, high + 0.5])
+    fig.update_yaxes(nticks=6, tickformat=".3~g")
     return fig
 
 

@@ -1,0 +1,44 @@
+"""Chart helpers of the studio: titles that fit a phone, bars named once per variant."""
+
+from __future__ import annotations
+
+import re
+
+
+def _lines(title: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", line) for line in title.split("<br>")]
+
+
+def test_fit_title_wraps_long_titles_and_makes_room():
+    import plotly.graph_objects as go
+
+    from studio.charts import TITLE_CHARS, fit_title
+
+    long = "Layer widths before vs after (output channels / neurons)"
+    fig = fit_title(go.Figure(layout={"title": long, "margin": {"t": 40}}))
+    lines = _lines(fig.layout.title.text)
+    assert lines[0] == "Layer widths before vs after" and len(lines) >= 2
+    assert all(len(line) <= TITLE_CHARS * 1.25 for line in lines)
+    assert " ".join(lines).replace("  ", " ") == long
+    assert fig.layout.margin.t > 40  # room for the extra line
+    short = fit_title(go.Figure(layout={"title": "Training"}))
+    assert short.layout.title.text == "Training"
+    assert fit_title(None) is None
+
+
+def test_variant_bars_name_each_variant_once():
+    from studio.charts import variant_bars
+
+    rows = [{"variant": "train-aaaa", "name": "CNN on digits", "baseline": True,
+             "accuracy": 0.97, "size_bytes": 2048, "p50_b1": 0.1, "p50_b64": 1.0},
+            {"variant": "quantize-bbbb", "name": "CNN on digits", "accuracy": 0.96,
+             "size_bytes": 1024, "p50_b1": 0.05, "p50_b64": None}]
+    fig = variant_bars(rows)
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == ["CNN on digits · aaaa", "CNN on digits · bbbb"]  # same name: told apart
+    assert [t.marker.color for t in fig.data if t.showlegend][0] == "gray"  # the baseline
+    assert {a.text for a in fig.layout.annotations} == {
+        "accuracy", "size (KB)", "p50 batch 1 (ms)", "p50 batch 64 (ms)"}
+    sizes = [t.y[0] for t in fig.data if t.hovertemplate and "size (KB)" in t.hovertemplate]
+    assert sizes == [2.0, 1.0]
+    assert variant_bars([]) is None
