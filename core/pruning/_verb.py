@@ -19,6 +19,7 @@ from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, StudioError, UnsupportedModelError
 from core.pruning._config import PruningConfig
 from core.pruning._engine import layer_table
+from core.pruning._onnx import run_with_batchnorm
 from core.registry import get_method
 from core.runs import RunResult
 
@@ -257,7 +258,7 @@ def prune(
     working = _copy(original)
     for p in working.parameters():
         p.requires_grad_(True)
-    log = method.fn(working, dataset, cfg, cb.sub(0.0, 1.0))
+    log = run_with_batchnorm(method.fn, working, dataset, cfg, cb.sub(0.0, 1.0))
     log["finetune_options"] = finetune_choice
     layers = layer_table(original, working)
     notes: list[str] = []
