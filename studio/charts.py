@@ -245,3 +245,24 @@ def variant_bars(rows: Sequence[dict[str, Any]]) -> Any:
                       margin={"l": 50, "r": 20, "t": 50, "b": 20},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.04, "x": 0})
     return fit_title(fig)
+
+
+def phone_panels(fig: Any, *, title_chars: int = 16) -> Any:
+    """A one-row figure of several panels made readable on a phone: the legend below the
+    panels (beside them it squeezed each panel to a few pixels), short two-line panel
+    titles, small tick labels and the main title fitted."""
+    import textwrap
+
+    if fig is None:
+        return fig
+    for note in fig.layout.annotations:  # make_subplots' panel titles
+        note.text = "<br>".join(textwrap.wrap(str(note.text), title_chars))
+        note.font = {"size": 11}
+    fig.update_xaxes(tickfont={"size": 10}, title_font={"size": 11})
+    fig.update_yaxes(tickfont={"size": 10}, nticks=5)
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.3, "x": 0},
+                      height=(fig.layout.height or 340) + 80,
+                      margin={"t": max(90, fig.layout.margin.t or 0), "b": 110})
+    fit_title(fig)
+    fig.update_layout(margin={"t": max(90, fig.layout.margin.t or 0)})
+    return fig

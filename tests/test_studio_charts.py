@@ -42,3 +42,15 @@ def test_variant_bars_name_each_variant_once():
     sizes = [t.y[0] for t in fig.data if t.hovertemplate and "size (KB)" in t.hovertemplate]
     assert sizes == [2.0, 1.0]
     assert variant_bars([]) is None
+
+
+def test_phone_panels_put_the_legend_below_and_shorten_panel_titles():
+    from core.continual import plot_efficiency_over_tasks
+    from studio.charts import phone_panels
+
+    rows = [{"task": t, "accuracy": [0.9] * t, "average_accuracy": 0.9, "size_bytes": 2048,
+             "latency_ms": {"1": {"p50": 0.05}}} for t in (1, 2)]
+    fig = phone_panels(plot_efficiency_over_tasks(rows))
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0
+    lines = [line for a in fig.layout.annotations for line in a.text.split("<br>")]
+    assert "Accuracy on" in lines and all(len(line) <= 16 for line in lines)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from core.continual import PRUNE_METHODS, ContinualConfig, continual, plot_efficiency_over_tasks
 from core.registry import list_methods
+from studio.charts import phone_panels
 from studio.context import StudioContext
 from studio.runner import call, first_only, job_events
 from studio.tabs.jobs import job_config
@@ -107,7 +108,7 @@ def build_continual_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 elif kind == "done":
                     report = payload.report
                     yield (summary_text(report, run_dir.name),
-                           plot_efficiency_over_tasks(report), tasks_frame(report),
+                           phone_panels(plot_efficiency_over_tasks(report)), tasks_frame(report),
                            matrix_frame(report),
                            [str(run_dir / "report.json"), str(run_dir / "tasks.csv")])
 
