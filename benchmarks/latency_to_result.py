@@ -15,6 +15,7 @@ Run under the shared lock:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -67,11 +68,32 @@ def _env() -> dict[str, str]:
     return {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONWARNINGS": "ignore"}
 
 
-def _timed(cmd: list[str], cwd: Path) -> float:
+def _timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and its children) of one command."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=_env(), check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=600)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _timing_protocol_s(report_path: Path) -> float:
+    """Seconds the report's interleaved latency runs took (runs x p50, baseline and result,
+    every batch size and thread count): the part of the wait the by-hand script does not do."""
+    report = json.loads(report_path.read_text())
+    total = 0.0
+    for side in ("baseline", "result"):
+        m = report.get(side) or {}
+        tables = [m.get("latency_ms") or {}]
+        tables += list(((m.get("extra") or {}).get("latency_by_threads") or {}).values())
+        for table in tables:
+            total += sum(e["runs"] * e["p50"] / 1000 for e in table.values()
+                         if isinstance(e, dict) and "runs" in e)
+    return total
 
 
 def quantize_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
@@ -92,15 +114,27 @@ def quantize_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
                         "--out", str(scratch / f"studio-{i}")]
     hand = lambda i: [py, str(scratch / "by_hand.py"), str(onnx_path), str(npz),  # noqa: E731
                       str(scratch / f"hand-{i}.onnx")]
-    _timed(studio("warm"), ROOT)  # file caches and the per-machine peak cache, both sides
+    # file caches and the per-machine caches (GEMM peaks, torch's CPU facts), both sides
+    _timed(studio("warm"), ROOT)
     _timed(hand("warm"), ROOT)
     times: dict[str, list[float]] = {"studio": [], "by_hand": []}
+    cpu: dict[str, list[float]] = {"studio": [], "by_hand": []}
+    protocol: list[float] = []
     for i in range(rounds):
-        times["studio"].append(_timed(studio(i), ROOT))
-        times["by_hand"].append(_timed(hand(i), ROOT))
+        for name, cmd in (("studio", studio(i)), ("by_hand", hand(i))):
+            wall, used = _timed(cmd, ROOT)
+            times[name].append(wall)
+            cpu[name].append(used)
+        protocol.append(_timing_protocol_s(scratch / f"studio-{i}" / "report.json"))
     ratios = [s / h for s, h in zip(times["studio"], times["by_hand"])]
+    rest = [(s - p) / h for s, p, h in zip(times["studio"], protocol, times["by_hand"])]
     return {"seconds": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
             "ratio_median": statistics.median(ratios), "goal": GOALS["quantize_vs_by_hand"],
+            "cpu_seconds": cpu,
+            "cpu_ratio_median": statistics.median(
+                [s / h for s, h in zip(cpu["studio"], cpu["by_hand"])]),
+            "timing_protocol_s": protocol,
+            "ratio_without_timing_protocol_median": statistics.median(rest),
             "studio_command": "studio quantize --model M.onnx --data D.npz --method "
                               "ort-static-int8 --out DIR (measures baseline and result: "
                               "accuracy, latency b1/b64, memory)",
@@ -187,7 +221,9 @@ def main() -> None:
         if args.only in (None, "quantize"):
             quant = quantize_side_by_side(scratch, args.rounds)
             print(f"studio quantize {quant['median_s']['studio']:.2f} s vs by hand "
-                  f"{quant['median_s']['by_hand']:.2f} s: {quant['ratio_median']:.2f}x")
+                  f"{quant['median_s']['by_hand']:.2f} s: {quant['ratio_median']:.2f}x "
+                  f"(CPU {quant['cpu_ratio_median']:.2f}x; without the latency runs "
+                  f"{quant['ratio_without_timing_protocol_median']:.2f}x)")
         if args.only in (None, "app"):
             app = app_side_by_side(scratch, args.rounds)
         if app:

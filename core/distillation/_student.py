@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InvalidParameterError, UnsupportedModelError
-from core.models import DEFAULTS, ModelSpec, build_model, is_builtin
+
+if TYPE_CHECKING:  # torch: core.models is imported where a student is built
+    from core.models import ModelSpec
 
 
 def _scale(values: list[int], width: float, what: str, ratio_name: str = "width") -> list[int]:
@@ -29,6 +31,8 @@ def scaled_spec(spec: ModelSpec, *, width: float = 0.5, depth: float = 1.0) -> M
     hidden_dims × width (⌈depth·n⌉ layers kept); vit: dim, heads and mlp_dim × width
     (head_dim kept), ⌈depth·blocks⌉ blocks kept.
     """
+    from core.models import DEFAULTS, ModelSpec
+
     kw: dict[str, Any] = dict(spec.kwargs)
     if spec.family == "cnn":
         chans = list(kw.get("channels", DEFAULTS["cnn"]["channels"]))
@@ -60,6 +64,8 @@ def scaled_spec(spec: ModelSpec, *, width: float = 0.5, depth: float = 1.0) -> M
 def build_student(teacher: Any, data: Any, *, width: float, depth: float,
                   family: str | None, teacher_meta: dict[str, Any] | None = None) -> Any:
     """A fresh built-in student scaled from the teacher (or from ``family``'s defaults)."""
+    from core.models import ModelSpec, build_model, is_builtin
+
     spec = None
     if teacher is not None and is_builtin(teacher):
         spec = teacher.spec()

@@ -11,7 +11,7 @@ import numpy as np
 from core.callbacks import Callbacks
 from core.config import Config
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
-from core.fusion._fuse import PATTERNS, fuse_model, normalize_pattern
+from core.fusion._patterns import PATTERNS, normalize_pattern
 from core.registry import register_method
 
 __all__ = ["DEFAULT_PATTERNS", "FusionConfig", "OperatorFuser", "fuse"]
@@ -45,6 +45,8 @@ class FusionConfig(Config):
 @register_method("fx-fuse", area="fusion", config=FusionConfig,
                  summary="Fold BatchNorm into Conv/Linear and run ReLU/ReLU6 in place")
 def _fx_fuse(model: Any, patterns: Any) -> Any:
+    from core.fusion._fuse import fuse_model  # torch: imported where a model is fused
+
     return fuse_model(model, patterns)
 
 
@@ -75,6 +77,7 @@ def fuse(model_or_run: Any, data: Any = None, config: Any = None, *,
     whose outputs differ from the input's by more than ``atol`` (relative).
     """
     from core.artifacts import staging
+    from core.fusion._fuse import fuse_model
     from core.runs import RunResult
     from core.torch_variant import open_torch_input, write_torch_variant
 
@@ -118,6 +121,8 @@ class OperatorFuser:
 
     def fuse_operations(self, model: Any, patterns: Any = None, *, data: Any = None,
                         out_dir: str | Path | None = None, **options: Any) -> Any:
+        from core.fusion._fuse import fuse_model
+
         cfg = self.config if patterns is None else self.config.replace(patterns=tuple(patterns))
         if out_dir is not None:
             result = fuse(model, data, cfg, out_dir=out_dir, **options)

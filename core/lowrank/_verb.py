@@ -9,7 +9,6 @@ from typing import Any, Mapping
 from core.callbacks import Callbacks
 from core.config import Config
 from core.errors import InvalidParameterError, check_range
-from core.lowrank._factorize import factorize_model
 from core.registry import register_method
 
 __all__ = ["LowRankConfig", "LowRankFactorizer", "factorize"]
@@ -45,6 +44,8 @@ class LowRankConfig(Config):
 @register_method("svd", area="lowrank", config=LowRankConfig,
                  summary="Truncated SVD: Linear → two Linears, Conv2d → k×k then 1×1")
 def _svd(model: Any, rank_ratio: float, layers: Any = None) -> Any:
+    from core.lowrank._factorize import factorize_model  # torch: imported where it is used
+
     return factorize_model(model, rank_ratio, layers)
 
 
@@ -62,6 +63,7 @@ def factorize(model_or_run: Any, data: Any = None, config: Any = None, *,
               overwrite: bool = False, **overrides: Any) -> Any:
     """Factorize a torch model's layers, fine-tune, and write a run measured beside the input."""
     from core.artifacts import staging
+    from core.lowrank._factorize import factorize_model
     from core.runs import RunResult
     from core.torch_variant import open_torch_input, write_torch_variant
     from core.training import TrainConfig, finetune, seed_everything
@@ -107,6 +109,8 @@ class LowRankFactorizer:
 
     def factorize(self, model: Any, rank_ratio: float | None = None, layers: Any = None, *,
                   data: Any = None, out_dir: str | Path | None = None, **options: Any) -> Any:
+        from core.lowrank._factorize import factorize_model
+
         changes: dict[str, Any] = {}
         if rank_ratio is not None:
             changes["rank_ratio"] = rank_ratio

@@ -9,9 +9,13 @@ never as absent.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import platform
+import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 # torch capability name -> the name written in reports (the Linux /proc/cpuinfo spelling,
@@ -28,15 +32,87 @@ ISA_FLAGS = tuple(name for _, name in _ISA_NAMES)
 _INT8_DOT = {"x86": ("avx512_vnni", "avx_vnni", "amx_int8"), "arm": ("dot", "i8mm")}
 
 
-@functools.lru_cache(maxsize=1)
 def _capabilities() -> dict[str, Any]:
     """torch's detected CPU capabilities; {} when this torch cannot say."""
+    return dict(_torch_cpu_facts()["capabilities"])
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_cpu_facts() -> dict[str, Any]:
+    """torch's CPU capabilities (the fields used here) and ATen CPU capability, cached.
+
+    Importing torch takes seconds in a process that needs only ONNX Runtime (an ONNX file
+    quantized from the CLI), so the facts are kept in the studio's cache folder under a key
+    read without torch: this CPU's identity in /proc/cpuinfo, torch's version and
+    ATEN_CPU_CAPABILITY. Where there is no such key (no /proc/cpuinfo), torch is asked.
+    """
+    key = _facts_key()
+    found = _read_facts(key) if key else None
+    if found is not None:
+        return found
+    facts = {"capabilities": _ask_torch_capabilities(), "cpu_capability": _ask_torch_capability()}
+    if key and facts["capabilities"]:
+        _write_facts(key, facts)
+    return facts
+
+
+def _ask_torch_capabilities() -> dict[str, Any]:
     try:
         import torch
 
-        return dict(torch.cpu.get_capabilities())
+        caps = dict(torch.cpu.get_capabilities())
     except (ImportError, AttributeError, RuntimeError):  # torch < 2.10 has no get_capabilities
         return {}
+    used = {"architecture", "cpu_name", *(key for key, _ in _ISA_NAMES)}
+    return {k: v for k, v in caps.items() if k in used}
+
+
+_FACTS_SCHEMA = "optimization-studio/cpu-facts/v1"
+_CPU_IDENTITY = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags",
+                 "Features", "CPU implementer", "CPU architecture", "CPU variant", "CPU part")
+
+
+def _facts_key() -> str | None:
+    """A hash of this CPU's identity and flags (first processor), torch's version and
+    ATEN_CPU_CAPABILITY; None where /proc/cpuinfo cannot be read."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return None
+    ident = [line.strip() for line in first.splitlines()
+             if line.split(":")[0].strip() in _CPU_IDENTITY]
+    if not ident:
+        return None
+    text = json.dumps([platform.machine(), _version("torch"),
+                       os.environ.get("ATEN_CPU_CAPABILITY", ""), *ident])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _facts_file(key: str) -> Path:
+    from core.measure._peak import cache_dir
+
+    return cache_dir() / f"cpu-facts-{key}.json"
+
+
+def _read_facts(key: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(_facts_file(key).read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("schema") != _FACTS_SCHEMA or not isinstance(data.get("capabilities"), dict):
+        return None
+    return {"capabilities": data["capabilities"], "cpu_capability": data.get("cpu_capability")}
+
+
+def _write_facts(key: str, facts: dict[str, Any]) -> None:
+    path = _facts_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"schema": _FACTS_SCHEMA, **facts}, indent=2))
+        os.replace(tmp, path)  # atomic: two processes writing at once both leave a whole file
+    except OSError:
+        pass  # a read-only home asks torch each time
 
 
 def _arch(caps: dict[str, Any]) -> str | None:
@@ -106,6 +182,10 @@ def _version(dist: str) -> str | None:
 
 
 def _torch_capability() -> str | None:
+    return _torch_cpu_facts()["cpu_capability"]
+
+
+def _ask_torch_capability() -> str | None:
     try:
         import torch
 
@@ -114,18 +194,22 @@ def _torch_capability() -> str | None:
         return None
 
 
+def _cuda_available() -> bool:
+    if "torch" not in sys.modules and (_version("torch") or "").endswith("+cpu"):
+        return False  # a CPU-only torch build (its version says so): no import needed
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
 def environment_manifest(threads: int | None = None) -> dict[str, Any]:
     """CPU model, ISA flags, cores, memory, threads, CUDA and library versions."""
     import psutil
 
     model, isa = _cpuinfo()
-    cuda = False
-    try:
-        import torch
-
-        cuda = bool(torch.cuda.is_available())
-    except ImportError:
-        pass
     return {
         "cpu": model,
         "isa": list(isa) if isa_known() else None,
@@ -134,7 +218,7 @@ def environment_manifest(threads: int | None = None) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "threads": threads,
-        "cuda": cuda,
+        "cuda": _cuda_available(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         **{name: _version(dist) for name, dist in (

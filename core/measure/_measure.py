@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from core.measure._accuracy import metrics_from_logits
 from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, torch_param_counts
 from core.measure._efficiency import precision_of, target_extra
 from core.measure._latency import interleaved_latency
-from core.measure._memory import measure_memory_subprocess
+from core.measure._memory import MemoryProbe
 from core.measure._predictor import Predictor, as_predictor, predict_logits
 from core.measure._target import resolve_target, time_at_other_threads, with_threads
 
@@ -68,12 +69,12 @@ def serialized_size(model: Any) -> int:
 
 
 def _static_figures(model: Any, files: Sequence[Path], example: np.ndarray) -> dict[str, Any]:
-    import torch
+    torch = sys.modules.get("torch")  # no torch module exists unless torch is imported
 
     onnx_file = next((Path(f) for f in files if str(f).endswith(".onnx")), None)
     if isinstance(model, Predictor):
         model = model.model
-    if isinstance(model, torch.nn.Module):
+    if torch is not None and isinstance(model, torch.nn.Module):
         params, nonzero = torch_param_counts(model)
         dtype = next((p.dtype for p in model.parameters()), torch.float32)
         macs = torch_macs(model, torch.from_numpy(example).to(dtype))
@@ -146,6 +147,10 @@ def measure_many(
     check = callbacks.check if callbacks is not None else None
     preds = {name: as_predictor(with_threads(m, threads), threads=threads)
              for name, m in models.items()}
+    loadable = {name: _memory_file(fs) for name, fs in files.items() if name in preds}
+    loadable = {k: v for k, v in loadable.items() if v is not None} if memory else {}
+    # fresh processes, started now: their start-up overlaps the accuracy pass (not timed)
+    probe = MemoryProbe(list(loadable.values()), batch_size=max(batch_sizes))
     out: dict[str, dict[str, Any]] = {}
     for i, (name, pred) in enumerate(preds.items()):
         if callbacks is not None:
@@ -155,9 +160,7 @@ def measure_many(
                      **_static_figures(models[name], files.get(name, []), X[:1])}
     peaks: dict[str, float | None] = {}
     if memory:
-        loadable = {name: _memory_file(fs) for name, fs in files.items() if name in preds}
-        loadable = {k: v for k, v in loadable.items() if v is not None}
-        by_path = measure_memory_subprocess(list(loadable.values()), batch_size=max(batch_sizes))
+        by_path = probe.peaks_mb()  # every probe ends before the timing starts
         peaks = {name: by_path.get(str(path)) for name, path in loadable.items()}
         for name, pred in preds.items():  # no file a fresh process could load
             if name not in loadable:

@@ -11,28 +11,49 @@ from typing import Any
 import numpy as np
 
 
+class MemoryProbe:
+    """Probes of model files started now, each in a fresh process; ``result()`` waits.
+
+    Start it before work that is not timed (accuracy) so that the processes' start-up
+    overlaps that work, and collect the result before any timing starts.
+    """
+
+    def __init__(self, paths: list[Path], *, batch_size: int = 64,
+                 timeout: float = 120.0) -> None:
+        self.timeout = timeout
+        self.procs = {
+            str(p): subprocess.Popen(
+                # run as a script: ``-m`` would import the core.measure package first
+                [sys.executable, str(Path(__file__).resolve()), str(Path(p).resolve()),
+                 str(batch_size), *(["--trust-model"] if _trusted(Path(p)) else [])],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                cwd=str(Path(__file__).resolve().parents[2]),
+            )
+            for p in paths
+        }
+
+    def result(self) -> dict[str, dict[str, Any] | None]:
+        """Each model's probe result (``peak_mb``, ``imported``); None where it failed."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for key, proc in self.procs.items():
+            try:
+                stdout, _ = proc.communicate(timeout=self.timeout)
+                out[key] = json.loads(stdout.strip().splitlines()[-1])
+            except Exception:
+                proc.kill()
+                proc.wait()
+                out[key] = None
+        return out
+
+    def peaks_mb(self) -> dict[str, float | None]:
+        """Peak RSS (MB) added by loading each model file and running one batch."""
+        return {k: float(v["peak_mb"]) if v else None for k, v in self.result().items()}
+
+
 def probe_memory(paths: list[Path], *, batch_size: int = 64, timeout: float = 120.0
                  ) -> dict[str, dict[str, Any] | None]:
     """Each model's probe result (``peak_mb``, ``imported``), fresh processes in parallel."""
-    procs = {
-        str(p): subprocess.Popen(
-            # run as a script: ``-m`` would import the core.measure package first
-            [sys.executable, str(Path(__file__).resolve()), str(Path(p).resolve()),
-             str(batch_size), *(["--trust-model"] if _trusted(Path(p)) else [])],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            cwd=str(Path(__file__).resolve().parents[2]),
-        )
-        for p in paths
-    }
-    out: dict[str, dict[str, Any] | None] = {}
-    for key, proc in procs.items():
-        try:
-            stdout, _ = proc.communicate(timeout=timeout)
-            out[key] = json.loads(stdout.strip().splitlines()[-1])
-        except Exception:
-            proc.kill()
-            out[key] = None
-    return out
+    return MemoryProbe(paths, batch_size=batch_size, timeout=timeout).result()
 
 
 def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
@@ -42,8 +63,7 @@ def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
     The fresh process trusts a TorchScript/.pt2 file only where this one does (the opt-in,
     or a file the studio made itself).
     """
-    found = probe_memory(paths, batch_size=batch_size, timeout=timeout)
-    return {k: float(v["peak_mb"]) if v else None for k, v in found.items()}
+    return MemoryProbe(paths, batch_size=batch_size, timeout=timeout).peaks_mb()
 
 
 def _trusted(path: Path) -> bool:

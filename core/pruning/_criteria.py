@@ -10,13 +10,14 @@ the shared pruning loop) in ``core.registry`` with itself as the method's ``spec
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import InvalidParameterError, UnsupportedModelError
 from core.registry import get_method, register_method
+
+if TYPE_CHECKING:  # torch is imported where a criterion runs: the server lists them without
+    import torch
+    from torch import nn
 
 AREA = "pruning"
 
@@ -145,6 +146,8 @@ class StructuredRandom(StructuredCriterion):
                "the other criteria against).")
 
     def importance(self, cfg: Any) -> Any:
+        import torch
+
         tp = tp_module()
         generator = torch.Generator().manual_seed(int(cfg.seed))
 
@@ -190,6 +193,8 @@ class RandomUnstructured(UnstructuredCriterion):
     summary = "Zero random weights of each layer (a baseline to compare against)."
 
     def scores(self, pruner: Any) -> dict[str, torch.Tensor]:
+        import torch
+
         return {n: torch.rand(p.shape, generator=pruner.generator) + 1e-6
                 for n, p in pruner.weights.items()}
 
@@ -203,6 +208,7 @@ class TaylorUnstructured(UnstructuredCriterion):
     needs_gradients = True
 
     def scores(self, pruner: Any) -> dict[str, torch.Tensor]:
+        import torch
         import torch.nn.functional as F
 
         acc = {n: torch.zeros_like(p) for n, p in pruner.weights.items()}
@@ -234,6 +240,8 @@ class Movement(UnstructuredCriterion):
                 "fine-tuning)", cfg.finetune_epochs)
 
     def scores(self, pruner: Any) -> dict[str, torch.Tensor]:
+        import torch
+
         # movement score S = -sum(grad * W): weights moving away from zero score high
         live = torch.cat([s[pruner.masks[n]] for n, s in pruner.movement.items()])
         low = float(live.min()) if live.numel() else 0.0

@@ -39,19 +39,52 @@ def _quiet() -> Iterator[None]:
 
 # --- graph preparation --------------------------------------------------------------------
 def _preprocessed(source: Source) -> Path:
-    """quant_pre_process (shape inference + basic optimisation) of the FP32 model, cached."""
-    if "pre" not in source.cache:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+    """quant_pre_process (shape inference + basic optimisation) of the FP32 model, cached.
 
+    ONNX's own shape inference first: ORT's symbolic shape inference imports sympy and torch
+    (seconds) and adds nothing where every tensor's shape is already known; it runs only
+    where some shape is left open (e.g. attention reshapes).
+    """
+    if "pre" not in source.cache:
         fp32 = source.fp32_onnx()
         out = source.scratch / "fp32-pre.onnx"
-        try:
-            with _quiet():
-                quant_pre_process(str(fp32), str(out))
+        source.cache["pre"] = fp32  # symbolic shape inference can fail on unusual graphs
+        if _pre_process(fp32, out, symbolic=False) and _shapes_complete(out):
             source.cache["pre"] = out
-        except Exception:  # symbolic shape inference can fail on unusual graphs
-            source.cache["pre"] = fp32
+        elif _pre_process(fp32, out, symbolic=True):
+            source.cache["pre"] = out
     return source.cache["pre"]
+
+
+def _pre_process(fp32: Path, out: Path, *, symbolic: bool) -> bool:
+    """ORT's quant_pre_process of ``fp32`` into ``out``; False where it fails."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        with _quiet():
+            quant_pre_process(str(fp32), str(out), skip_symbolic_shape=not symbolic)
+        return True
+    except Exception:
+        return False
+
+
+def _shapes_complete(path: Path) -> bool:
+    """Whether every node output has a shape whose dimensions are all numbers or the graph
+    inputs' named dimensions (then symbolic shape inference has nothing to add)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    named = {d.dim_param for v in graph.input for d in v.type.tensor_type.shape.dim
+             if d.dim_param}
+    known = {v.name: v.type for v in [*graph.input, *graph.value_info, *graph.output]}
+    for name in (o for node in graph.node for o in node.output if o):
+        kind = known.get(name)
+        if kind is None or not kind.tensor_type.HasField("shape"):
+            return False
+        if any(not d.HasField("dim_value") and d.dim_param not in named
+               for d in kind.tensor_type.shape.dim):
+            return False
+    return True
 
 
 def gemm_to_matmul(model: Any) -> Any:
