@@ -62,7 +62,7 @@ def test_structured_pruning_of_a_default_onnx_export_removes_channels(arch, digi
     from core.pruning import PruningConfig, prune
 
     net = onnx_zoo.tiny_net() if arch == "cnn" else zoo.resnet_like(in_channels=1,
-                                                                    widths=(8, 16))
+                                                                    widths=(8,))
     path = _upload(net, digits, tmp_path, arch)
     assert (tmp_path / f"{arch}.onnx.data").is_file()
     run = prune(path, digits, PruningConfig(method="structured-l2", sparsity=0.4,
