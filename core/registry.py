@@ -7,13 +7,18 @@ the area runs it: a quantization method's layer lister and artifact, a pruning c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
+from core.config import Config
 from core.errors import InvalidParameterError
 
-__all__ = ["MethodInfo", "register_method", "get_method", "list_methods", "list_areas",
-           "method_for_config"]
+__all__ = ["MethodInfo", "MethodConfig", "SCHEMA_VERSION", "register_method", "get_method",
+           "list_methods", "list_areas", "method_for_config", "config_schema"]
+
+SCHEMA_VERSION = 1  # of every method config's dict form; from_dict reads this version
+T = TypeVar("T", bound="MethodConfig")
 
 _REGISTRY: dict[str, dict[str, "MethodInfo"]] = {}
 AREAS = ("quantization", "pruning", "distillation", "tuning", "federated", "fusion",
@@ -93,3 +98,49 @@ def method_for_config(area: str, config: Any) -> MethodInfo:
         return named
     raise InvalidParameterError("config", f"a config of one of the {area} methods "
                                 f"{sorted(methods)}", type(config).__name__)
+
+
+@dataclass(frozen=True)
+class MethodConfig(Config):
+    """A method's frozen config that describes itself: ``to_dict()`` holds its ``method`` and
+    ``schema_version``, and ``from_dict`` takes that dict back (or an older one without
+    them). Constraints are declared on the fields (``Annotated[int, Field(ge=1)]``) for the
+    published JSON schema; ``__post_init__`` enforces them with the studio's messages."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "schema_version": SCHEMA_VERSION,  # type: ignore
+                **super().to_dict()}
+
+    @classmethod
+    def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
+        values = dict(values or {})
+        version = values.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise InvalidParameterError("schema_version", f"{SCHEMA_VERSION} (the config "
+                                        "schema this studio reads)", version)
+        if "method" not in {f.name for f in dataclasses.fields(cls)}:  # a class per method
+            own = getattr(cls, "method", "")
+            given = values.pop("method", own)
+            if given != own:
+                raise InvalidParameterError("method", f"'{own}' in a {cls.__name__}", given)
+        return super().from_dict(values)
+
+
+def config_schema(area: str, name: str) -> dict[str, Any]:
+    """The JSON schema of a method's config (pydantic reads the dataclass and the
+    constraints declared on its fields), with its ``method`` and ``schema_version``."""
+    from pydantic import TypeAdapter
+
+    info = get_method(area, name)
+    if info.config_cls is None:
+        raise InvalidParameterError("method", f"a {area} method with a config", name)
+    schema = TypeAdapter(info.config_cls).json_schema()
+    props = schema.setdefault("properties", {})
+    props["method"] = {"const": name, "default": name, "title": "Method", "type": "string"}
+    props["schema_version"] = {"const": SCHEMA_VERSION, "default": SCHEMA_VERSION,
+                               "title": "Schema Version", "type": "integer"}
+    schema["title"] = name
+    if info.summary:
+        schema["description"] = "\n\n".join(filter(None, [info.summary,
+                                                            schema.get("description")]))
+    return schema

@@ -131,6 +131,7 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     owner = _add_session_routes(app, app.state.token_issuer)
     _add_upload_route(app, manager, owner, upload_limit_mb)
     _add_device_routes(app, manager, owner)
+    _add_method_routes(app)
 
     _add_error_handlers(app)
     _add_job_routes(app, manager, owner)
@@ -277,6 +278,35 @@ def _add_device_routes(app: Any, manager: Any, owner: Any) -> None:
     app.state.device_store = store = DeviceStore(manager.root)
     add_device_routes(app, store=store, owner=owner,
                       variants_of=lambda space: session_variants(manager.root, space, manager))
+
+
+def _add_method_routes(app: Any) -> None:
+    """``GET /api/methods`` (areas and their methods) and each method's config JSON schema
+    (read from the registry: the constraints declared on the config's fields)."""
+    from core.registry import _REGISTRY, config_schema, list_areas
+
+    def known(area: str, name: str) -> Any:
+        list_areas()  # imports every area, so each method is registered
+        info = _REGISTRY.get(area, {}).get(name)
+        if info is None or info.config_cls is None:
+            raise HTTPException(404, f"No method '{name}' with a config in area '{area}' "
+                                "(see GET /api/methods).")
+        return info
+
+    @app.get("/api/methods", tags=["methods"])
+    def methods() -> dict[str, Any]:
+        """Every area's methods: name, summary and the link to its config's JSON schema."""
+        return {"areas": {area: [
+            {"name": name, "summary": info.summary,
+             "schema": f"/api/methods/{area}/{name}/schema" if info.config_cls else None}
+            for name, info in _REGISTRY.get(area, {}).items()] for area in list_areas()}}
+
+    @app.get("/api/methods/{area}/{name}/schema", tags=["methods"])
+    def method_schema(area: str, name: str) -> dict[str, Any]:
+        """The JSON schema of a method's config (types, defaults, min/max, choices): what a
+        job's ``config`` for this method accepts."""
+        known(area, name)
+        return config_schema(area, name)
 
 
 def create_app(ctx: Any = None, demo: Any = None) -> Any:

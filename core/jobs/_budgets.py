@@ -93,7 +93,7 @@ def _train(config: dict[str, Any], resolve: Callable[..., Any]) -> None:
 
 
 def _quantize(config: dict[str, Any], resolve: Callable[..., Any]) -> None:
-    epochs = (config.get("options") or {}).get("epochs")
+    epochs = (config.get("config") or config.get("options") or {}).get("epochs")
     if epochs:  # quantization-aware training fine-tunes
         _samples("epochs", epochs, _job_facts(config, resolve), epochs, "the QAT fine-tune")
 

@@ -3,7 +3,9 @@
 Each kind validates its config up front (so the REST API answers a clear 4xx before
 anything is queued) and then runs one verb into the job's run folder. Inputs are other
 jobs of the same owner (``"input": "<job id>"``) or their uploads (``"model"`` / ``"data"``:
-``"upload:<id>"``, an id from ``POST /api/uploads``), never server paths.
+``"upload:<id>"``, an id from ``POST /api/uploads``), never server paths. A method kind
+(quantize, prune, distill) takes one shape, ``{"input": ..., "method": name, "config": {...}}``
+(``method_payload`` also reads the older ones).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from core.errors import InvalidParameterError
 
-__all__ = ["JobKind", "KINDS", "available_kinds"]
+__all__ = ["JobKind", "KINDS", "available_kinds", "method_payload"]
 
 Resolver = Callable[..., Path]
 
@@ -160,24 +162,55 @@ def _r_benchmark(config, out_dir, cb, resolve, mopts):
                            callbacks=cb, measure_options=mopts)
 
 
+# --- method payloads: one shape ---------------------------------------------------------------
+def method_payload(config: Mapping[str, Any], default: str | None = None) -> dict[str, Any]:
+    """A method kind's job config in its one shape ``{input, method, config}``.
+
+    Older shapes are read too (REST clients, stored jobs): quantize's ``{method, options}``
+    and ``{config: {method, ...}}`` (prune, distill). ``config`` comes back without
+    ``method``/``schema_version``; ``method`` is None when neither names it (``default``)."""
+    out = dict(config)
+    if "options" in out:  # the old quantize shape
+        if "config" in out:
+            raise InvalidParameterError("options", "unset when 'config' is given ('options' "
+                                        "is the old name of 'config')", out["options"])
+        out["config"] = out.pop("options")
+    inner = out.get("config") if out.get("config") is not None else {}
+    if not isinstance(inner, dict):
+        raise InvalidParameterError("config", "an object of the method's options", inner)
+    inner = dict(inner)
+    inner.pop("schema_version", None)  # config_schema's; the verbs read version 1
+    named = inner.pop("method", None)
+    method = out.get("method", named if named is not None else default)
+    if named is not None and named != method:
+        raise InvalidParameterError("config.method", f"unset or equal to 'method' ({method!r})",
+                                    named)
+    out.update(method=method, config=inner)
+    return out
+
+
+def _method_source(config: Mapping[str, Any], resolve: Resolver) -> dict[str, Any]:
+    """A job's model: an uploaded one (``model`` + ``data``) or a job's (``input``)."""
+    if "model" in config:
+        return _uploaded_model(config, resolve)
+    return {"input": _input(config, resolve)}
+
+
 # --- quantize ---------------------------------------------------------------------------------
 def _v_quantize(config, resolve):
     from core.quantization import make_config
 
-    _only(config, {"input", "model", "data", "method", "options"}, "quantize")
-    options = config.get("options") or {}
-    if not isinstance(options, dict):
-        raise InvalidParameterError("options", "an object of method options", options)
-    cfg = make_config(config.get("method", "ort-static-int8"), options)
-    source = _uploaded_model(config, resolve) if "model" in config else \
-        {"input": _input(config, resolve)}
-    return {**source, "method": cfg.method, "options": cfg.to_dict()}
+    config = method_payload(config, "ort-static-int8")
+    _only(config, {"input", "model", "data", "method", "config"}, "quantize")
+    cfg = make_config(config["method"], config["config"])
+    return {**_method_source(config, resolve), "method": cfg.method, "config": cfg.to_dict()}
 
 
 def _r_quantize(config, out_dir, cb, resolve, mopts):
     from core.quantization import make_config, quantize
 
-    cfg = make_config(config["method"], config["options"])
+    config = method_payload(config)
+    cfg = make_config(config["method"], config["config"])
     if config.get("model"):
         return quantize(_source(config["model"], resolve, "model"),
                         _source(config["data"], resolve, "data"), cfg, out_dir=out_dir,
@@ -187,19 +220,27 @@ def _r_quantize(config, out_dir, cb, resolve, mopts):
 
 
 # --- prune ------------------------------------------------------------------------------------
+def _method_config(cls: type, config: Mapping[str, Any]) -> Any:
+    """The config object of a normalised payload (its ``method`` put back in)."""
+    method = config["method"]
+    return cls.from_dict({**config["config"], **({"method": method} if method else {})})
+
+
 def _v_prune(config, resolve):
     from core.pruning import PruningConfig
 
-    _only(config, {"input", "config"}, "prune")
-    cfg = PruningConfig.from_dict(config.get("config") or {})
-    return {"input": _input(config, resolve), "config": cfg.to_dict()}
+    config = method_payload(config)
+    _only(config, {"input", "method", "config"}, "prune")
+    cfg = _method_config(PruningConfig, config)
+    return {"input": _input(config, resolve), "method": cfg.method, "config": cfg.to_dict()}
 
 
 def _r_prune(config, out_dir, cb, resolve, mopts):
     from core.pruning import PruningConfig, prune
 
-    return prune(resolve(config["input"]), None, PruningConfig.from_dict(config["config"]),
-                 out_dir=out_dir, callbacks=cb, measure_options=mopts)
+    cfg = _method_config(PruningConfig, method_payload(config))
+    return prune(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
+                 measure_options=mopts)
 
 
 # --- distill ----------------------------------------------------------------------------------
@@ -209,22 +250,24 @@ _DISTILL_PATHS = ("student", "teachers", "unlabelled")
 def _v_distill(config, resolve):
     from core.distillation import DistillConfig
 
-    _only(config, {"input", "config"}, "distill")
-    raw = dict(config.get("config") or {})
+    config = method_payload(config)
+    _only(config, {"input", "method", "config"}, "distill")
+    raw = config["config"]
     for key in _DISTILL_PATHS:
         if raw.get(key):
             raise InvalidParameterError(key, "unset in an API job (server paths are not "
                                         "accepted; the student is scaled by width/depth)",
                                         raw[key])
-    cfg = DistillConfig.from_dict(raw)
-    return {"input": _input(config, resolve), "config": cfg.to_dict()}
+    cfg = _method_config(DistillConfig, config)
+    return {"input": _input(config, resolve), "method": cfg.method, "config": cfg.to_dict()}
 
 
 def _r_distill(config, out_dir, cb, resolve, mopts):
     from core.distillation import DistillConfig, distill
 
-    return distill(resolve(config["input"]), None, DistillConfig.from_dict(config["config"]),
-                   out_dir=out_dir, callbacks=cb, measure_options=mopts)
+    cfg = _method_config(DistillConfig, method_payload(config))
+    return distill(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
+                   measure_options=mopts)
 
 
 # --- scale ------------------------------------------------------------------------------------

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from core.config import Config
+from pydantic import Field
+
 from core.errors import InvalidParameterError, check_range
+from core.registry import MethodConfig
 from core.training._train import OPTIMIZERS
 
-SCHEDULES = ("oneshot", "gradual", "linear")
-ATTENTION_MODES = ("heads", "head-dims")
+# Constraints are declared on the fields (the published JSON schema, core.registry.
+# config_schema) and enforced in __post_init__ with the studio's messages.
+Schedule = Literal["oneshot", "gradual", "linear"]
+AttentionMode = Literal["heads", "head-dims"]
+Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]  (a tuple of names)
+SCHEDULES, ATTENTION_MODES = get_args(Schedule), get_args(AttentionMode)
+Epochs = Annotated[int, Field(ge=0, le=1000)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 SPARSITY_LOW, SPARSITY_HIGH = 0.05, 0.95
 AUTO_OPTIONS = ("finetune_epochs", "lr", "optimizer", "weight_decay", "distill_alpha")
 
 
 @dataclass(frozen=True)
-class PruningConfig(Config):
+class PruningConfig(MethodConfig):
     """What to prune and how.
 
     ``sparsity`` is the fraction removed: channels/neurons/heads of each prunable layer for
@@ -34,24 +42,24 @@ class PruningConfig(Config):
     """
 
     method: str = "structured-l2"
-    sparsity: float = 0.5
-    schedule: str = "oneshot"
-    steps: int = 1
-    finetune_epochs: int | None = None
-    lr: float | None = None
-    batch_size: int = 64
-    optimizer: str | None = None
-    weight_decay: float | None = None
-    distill_alpha: float | None = None
-    distill_temperature: float = 4.0
-    round_to: int | None = None
+    sparsity: Annotated[float, Field(ge=0.05, le=0.95)] = 0.5
+    schedule: Schedule = "oneshot"
+    steps: Annotated[int, Field(ge=1, le=50)] = 1
+    finetune_epochs: Epochs | None = None
+    lr: Annotated[float, Field(gt=0, le=10)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    optimizer: Optimizer | None = None
+    weight_decay: Fraction | None = None
+    distill_alpha: Fraction | None = None
+    distill_temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
+    round_to: Annotated[int, Field(ge=1, le=1024)] | None = None
     ignore: tuple[str, ...] = ()
-    attention: str = "heads"
-    start_epoch: int = 0
-    end_epoch: int = 3
-    frequency: int = 1
-    score_batches: int = 4
-    seed: int = 0
+    attention: AttentionMode = "heads"
+    start_epoch: Epochs = 0
+    end_epoch: Annotated[int, Field(ge=1, le=1000)] = 3
+    frequency: Annotated[int, Field(ge=1, le=1000)] = 1
+    score_batches: Annotated[int, Field(ge=1, le=10_000)] = 4
+    seed: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self) -> None:
         criterion = self.criterion  # an unknown name: the "one of [...]" error

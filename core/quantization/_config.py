@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from core.config import Config
+from pydantic import Field
+
 from core.errors import InvalidParameterError, check_range
+from core.registry import MethodConfig
 
-CALIBRATIONS = ("minmax", "entropy", "percentile")
-QUANT_TYPES = ("U8S8", "S8S8")
-TORCH_BACKENDS = ("x86", "fbgemm", "onednn")
+# Constraints are declared on the fields (the published JSON schema, core.registry.
+# config_schema) and enforced in __post_init__ with the studio's messages.
+Calibration = Literal["minmax", "entropy", "percentile"]  # "kl" is read as "entropy"
+QuantTypes = Literal["U8S8", "S8S8"]
+TorchBackend = Literal["x86", "fbgemm", "onednn"]
+CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS = (get_args(t) for t in (Calibration, QuantTypes,
+                                                                      TorchBackend))
+Seed = Annotated[int, Field(ge=0)]
 
 
 @dataclass(frozen=True)
-class QuantizationConfig(Config):
+class QuantizationConfig(MethodConfig):
     """Options every method shares.
 
     ``tolerance`` (max accuracy drop on the validation split, e.g. 0.01) keeps the most
@@ -27,11 +34,12 @@ class QuantizationConfig(Config):
     method: ClassVar[str] = ""
     uses_calibration: ClassVar[bool] = False
 
-    calibration_size: int | None = None  # None: 256 rows, or the whole train split if smaller
-    tolerance: float | None = None
+    # None: 256 rows, or the whole train split if smaller (at most the train split's rows)
+    calibration_size: Annotated[int, Field(ge=1)] | None = None
+    tolerance: Annotated[float, Field(ge=0, le=1)] | None = None
     sensitivity: bool = False
     exclude: tuple[str, ...] = ()  # layers kept in float by name (mixed precision by layer)
-    seed: int = 0
+    seed: Seed = 0
 
     def __post_init__(self) -> None:
         # The range [1, size of the train split] is checked where the data is known.
@@ -41,6 +49,9 @@ class QuantizationConfig(Config):
         size = self.calibration_size
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise InvalidParameterError("calibration_size", "an integer", self.calibration_size)
+        if size is not None and size < 1:
+            raise InvalidParameterError("calibration_size", "an integer ≥ 1 (and at most the "
+                                        "rows of the train split)", size)
         if self.tolerance is not None:
             check_range("tolerance", self.tolerance, low=0, high=1)
         if not isinstance(self.sensitivity, bool):
@@ -69,9 +80,9 @@ class OrtStaticInt8Config(QuantizationConfig):
     method: ClassVar[str] = "ort-static-int8"
     uses_calibration: ClassVar[bool] = True
 
-    calibration: str = "minmax"
+    calibration: Calibration = "minmax"
     per_channel: bool = False
-    quant_types: str = "U8S8"
+    quant_types: QuantTypes = "U8S8"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,7 +121,7 @@ class OrtInt4Config(QuantizationConfig):
 
     method: ClassVar[str] = "ort-int4"
 
-    block_size: int = 32
+    block_size: Literal[16, 32, 64, 128, 256] = 32
     symmetric: bool = True
 
     def __post_init__(self) -> None:
@@ -150,7 +161,7 @@ class TorchStaticInt8Config(_TorchInt8Config):
     method: ClassVar[str] = "torch-static-int8"
     uses_calibration: ClassVar[bool] = True
 
-    backend: str = "x86"
+    backend: TorchBackend = "x86"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -163,9 +174,10 @@ class TorchQatInt8Config(_TorchInt8Config):
 
     method: ClassVar[str] = "torch-qat-int8"
 
-    backend: str = "x86"
-    epochs: int = 2
-    lr: float = 1e-3
+    tolerance: None = None  # fine-tuning recovers accuracy: no per-layer float fallback
+    backend: TorchBackend = "x86"
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 2
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
 
     def __post_init__(self) -> None:
         super().__post_init__()

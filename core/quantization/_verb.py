@@ -31,7 +31,7 @@ def make_config(method: str, options: Mapping[str, Any] | None = None, *,
 
     info = get_method(AREA, method)
     cls = info.config_cls
-    names = cls.option_names()
+    names = [*cls.option_names(), "method", "schema_version"]  # a to_dict() comes back too
     values = {k: v for k, v in dict(options or {}).items() if v is not None}
     unknown = sorted(set(values) - set(names))
     if unknown and strict:
