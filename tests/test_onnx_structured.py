@@ -16,7 +16,6 @@ import torch
 from onnx import helper, numpy_helper
 
 from core.data import load_dataset
-from core.errors import UnsupportedModelError
 from tests.helpers import onnx_zoo, zoo
 
 FAST = {"budget_s": 0.02, "memory": False}
@@ -94,20 +93,6 @@ def test_a_flattening_reshape_converts_to_a_batch_free_flatten(digits, tmp_path)
     X = torch.from_numpy(digits.X_test[:5])
     with torch.no_grad():
         assert torch.allclose(module.eval()(X), net(X), atol=1e-5)
-
-
-def test_qat_of_an_onnx_upload_refuses_with_one_clear_message(digits, tmp_path):
-    from core.quantization import quantize
-
-    net = onnx_zoo.tiny_net()
-    path = tmp_path / "m.onnx"
-    onnx_zoo.export_fixed_batch(net.eval(), path, torch.from_numpy(digits.X_test[:1]))
-    with pytest.raises(UnsupportedModelError) as err:
-        quantize(path, digits, method="torch-qat-int8", out_dir=tmp_path / "q")
-    text = str(err.value)
-    assert "'torch-qat-int8' cannot quantize an ONNX model" in text
-    assert "ort-static-int8" in text  # what applies instead
-    assert not (tmp_path / "q").exists()
 
 
 def test_auto_prunes_with_each_models_own_finetune_defaults():
