@@ -296,7 +296,16 @@ def test_torchscript_inputs(baseline_dir, digits, tmp_path):
                        out_dir=tmp_path / "ts", measure_options=FAST)
     res = result.report["result"]
     assert res["nonzero_params"] < 0.5 * res["params"]
-    assert (tmp_path / "ts" / "model.pt").is_file()
+    # TorchScript is deprecated: no model.pt is written; model.onnx is the deployable form
+    assert (tmp_path / "ts" / "model.onnx").is_file()
+    assert not (tmp_path / "ts" / "model.pt").exists()
+    assert any("No model.pt" in w for w in result.report["warnings"])
+    import onnxruntime as ort  # the shipped file scores as reported, with ORT alone
+
+    session = ort.InferenceSession(str(tmp_path / "ts" / "model.onnx"))
+    scores = session.run(None, {session.get_inputs()[0].name: digits.X_test})[0]
+    assert (scores.argmax(1) == digits.y_test).mean() == pytest.approx(res["accuracy"],
+                                                                       abs=2 / len(digits.y_test))
 
 
 def test_cli_prune(baseline_dir, tmp_path, capsys):

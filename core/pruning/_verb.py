@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import io
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -116,12 +116,8 @@ class _Exported(nn.Module):
 
 
 def _copy(model: Any) -> Any:
-    """A deep copy, so the caller's model (and run folder) are never touched."""
-    if isinstance(model, torch.jit.ScriptModule):
-        buf = io.BytesIO()
-        torch.jit.save(model, buf)
-        buf.seek(0)
-        return torch.jit.load(buf)
+    """A deep copy, so the caller's model (and run folder) are never touched (a TorchScript
+    module deep-copies too, parameters included)."""
     return copy.deepcopy(model)
 
 
@@ -132,11 +128,12 @@ def _check_fits(model: Any, data: Any) -> None:
 
 
 def _save_native(model: Any, tmp: Path, data: Any, kind: str) -> tuple[list[Path], list[str]]:
-    """The torch form beside model.onnx: a TorchScript input stays TorchScript (model.pt),
-    anything else becomes a torch.export program with a dynamic batch (model.pt2)."""
+    """The torch form beside model.onnx: a torch.export program with a dynamic batch
+    (model.pt2). A TorchScript input gets none: model.onnx is its deployable form."""
     if kind == "torchscript":
-        torch.jit.save(model, str(tmp / "model.pt"))
-        return [tmp / "model.pt"], []
+        return [], ["No model.pt is written: TorchScript is deprecated in PyTorch (and "
+                    "torch.export cannot trace a TorchScript module), so the pruned model's "
+                    "deployable form is model.onnx."]
     try:
         batch = torch.export.Dim("batch", min=1, max=65_536)
         program = torch.export.export(model.eval(), (torch.from_numpy(data.X_test[:2]),),
@@ -220,10 +217,97 @@ def unsupported_methods(model_or_run_dir: Any, data: Any = None,
     return {m: r for m in names if (r := _refusal(kind, m))}
 
 
+def _as_config(config: PruningConfig | Mapping[str, Any] | str | None) -> PruningConfig:
+    """A PruningConfig from a config, a mapping of its fields or a method name."""
+    if config is None:
+        return PruningConfig()
+    if isinstance(config, str):
+        return PruningConfig(method=config)
+    if isinstance(config, Mapping):
+        return PruningConfig.from_dict(dict(config))
+    if not isinstance(config, PruningConfig):
+        raise InvalidParameterError("config", "a PruningConfig, a dict of its fields or a "
+                                    "method name", type(config).__name__)
+    return config
+
+
+@dataclass
+class _Saved:
+    """What a pruned model was saved as: the result model, its size files, the baseline's
+    size files, report extras and warnings."""
+
+    final: Any
+    files: list[Path]
+    base_files: list[Path]
+    extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _save_builtin_structured(working: Any, original: Any, source: Any, dataset: Any,
+                             tmp: Path, scratch: Path) -> _Saved:
+    """A built-in family with its new widths: model.json + safetensors + model.onnx."""
+    from core.pruning._structured import builtin_widths, materialise
+
+    final, diff = materialise(working, dataset)
+    saved = save_model(final, tmp, data=dataset)
+    files = onnx_files(tmp / "model.onnx")  # the deployable artifact is the size
+    extra = dict(widths_after=builtin_widths(final), materialise_max_abs_diff=diff,
+                 onnx_parity_max_abs_diff=saved["onnx_parity"],
+                 formats_bytes=_formats(files, tmp / "model.safetensors"))
+    note = ("The size is model.onnx's bytes (the deployable artifact); model.safetensors is "
+            "the same model for torch, listed separately.")
+    return _Saved(final, files, _builtin_baseline_onnx(source, original, dataset, scratch),
+                  extra, [note])
+
+
+def _save_builtin_sparse(working: Any, dataset: Any, tmp: Path, base_files: list[Path]
+                         ) -> _Saved:
+    """A built-in family with zeroed weights: the sparse weights file beside a dense ONNX."""
+    saved = save_model(working, tmp, data=dataset, extra_meta={"weights": SPARSE_FILE})
+    dense = (tmp / "model.safetensors").stat().st_size
+    (tmp / "model.safetensors").unlink()
+    sparse = save_sparse_state(working.state_dict(), tmp / SPARSE_FILE)
+    extra = dict(dense_weight_bytes=dense, sparse_weight_bytes=sparse,
+                 onnx_parity_max_abs_diff=saved["onnx_parity"])
+    note = (f"Unstructured sparsity is not faster here: the zeros are still multiplied by "
+            f"dense CPU kernels (torch and ONNX Runtime), so latency is unchanged. The gain "
+            f"is the download: {SPARSE_FILE} is {sparse:,} bytes vs {dense:,} dense; "
+            f"model.onnx stays dense for deployment.")
+    return _Saved(working, [tmp / SPARSE_FILE], base_files, extra, [note])
+
+
+def _save_other(working: Any, original: Any, kind: str, cfg: PruningConfig, dataset: Any,
+                tmp: Path, scratch: Path, base_files: list[Path]) -> _Saved:
+    """Any other model: model.onnx (the size) plus its torch form where it has one."""
+    files, extra, notes = _save_user_model(working, tmp, dataset, kind)
+    if not cfg.structured:
+        notes.append("Unstructured sparsity is not faster here: dense kernels still "
+                     "multiply the zeros, and a non-built-in model is saved dense.")
+    if not base_files or not any(str(f).endswith(".onnx") for f in base_files):
+        base_files = _baseline_onnx(original, dataset, scratch)
+    return _Saved(working, files, base_files, extra, notes)
+
+
+def _log_notes(log: Mapping[str, Any], cfg: PruningConfig) -> list[str]:
+    """Warnings read from the pruning log: width attributes changed, fine-tune outcome."""
+    notes = []
+    if log.get("width_attributes_updated"):
+        changed = ", ".join(f"{k} {a}→{b}" for k, (a, b) in
+                            log["width_attributes_updated"].items())
+        notes.append(f"Attention width attributes read by the forward were updated: "
+                     f"{changed}.")
+    if log.get("finetune_kept_epoch") == 0 and cfg.finetune_epochs > 0:
+        notes.append("Fine-tuning did not improve validation accuracy; the pruned model "
+                     "before fine-tuning (BatchNorm statistics re-estimated) was kept.")
+    if log["accuracy_before_finetune"] is not None and cfg.finetune_epochs == 0:
+        notes.append("No fine-tuning was run (finetune_epochs=0).")
+    return notes
+
+
 def prune(
     model_or_run_dir: Any,
     data: Any = None,
-    config: PruningConfig | Mapping[str, Any] | None = None,
+    config: PruningConfig | Mapping[str, Any] | str | None = None,
     *,
     out_dir: str | Path,
     callbacks: Callbacks | None = None,
@@ -236,16 +320,10 @@ def prune(
     Structured methods remove channels/neurons/heads; a built-in model comes back as the same
     family with the new widths (model.json + model.safetensors + model.onnx). Unstructured
     methods zero weights permanently and save them compactly (model.sparse.npz) beside a
-    dense model.onnx. The input model and its run folder are never modified.
+    dense model.onnx. The input model and its run folder are never modified. ``config``: a
+    PruningConfig, a mapping of its fields, or a method name.
     """
-    if config is None:
-        config = PruningConfig()
-    elif isinstance(config, Mapping):
-        config = PruningConfig.from_dict(dict(config))
-    if not isinstance(config, PruningConfig):
-        raise InvalidParameterError("config", "a PruningConfig or a dict of its fields",
-                                    type(config).__name__)
-    cfg = config
+    cfg = _as_config(config)
     cb = Callbacks.ensure(callbacks)
     method = get_method("pruning", cfg.method)
     cb.progress(0.0, "Loading the model")
@@ -261,67 +339,26 @@ def prune(
     log = run_with_batchnorm(method.fn, working, dataset, cfg, cb.sub(0.0, 1.0))
     log["finetune_options"] = finetune_choice
     layers = layer_table(original, working)
-    notes: list[str] = []
-    extra: dict[str, Any] = {}
     with staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp, \
             tempfile.TemporaryDirectory() as scratch:
         cb.progress(0.82, "Saving")
         if kind == "builtin" and cfg.structured:
-            from core.pruning._structured import builtin_widths, materialise
-
-            final, diff = materialise(working, dataset)
-            saved = save_model(final, tmp, data=dataset)
-            files = onnx_files(tmp / "model.onnx")  # the deployable artifact is the size
-            extra.update(widths_after=builtin_widths(final), materialise_max_abs_diff=diff,
-                         onnx_parity_max_abs_diff=saved["onnx_parity"],
-                         formats_bytes=_formats(files, tmp / "model.safetensors"))
-            notes.append("The size is model.onnx's bytes (the deployable artifact); "
-                         "model.safetensors is the same model for torch, listed separately.")
-            base_files = _builtin_baseline_onnx(model_or_run_dir, original, dataset,
-                                                Path(scratch))
+            saved = _save_builtin_structured(working, original, model_or_run_dir, dataset,
+                                             tmp, Path(scratch))
         elif kind == "builtin":
-            final = working
-            saved = save_model(final, tmp, data=dataset, extra_meta={"weights": SPARSE_FILE})
-            dense = (tmp / "model.safetensors").stat().st_size
-            (tmp / "model.safetensors").unlink()
-            sparse = save_sparse_state(final.state_dict(), tmp / SPARSE_FILE)
-            files = [tmp / SPARSE_FILE]
-            extra.update(dense_weight_bytes=dense, sparse_weight_bytes=sparse,
-                         onnx_parity_max_abs_diff=saved["onnx_parity"])
-            notes.append(
-                f"Unstructured sparsity is not faster here: the zeros are still multiplied by "
-                f"dense CPU kernels (torch and ONNX Runtime), so latency is unchanged. The gain "
-                f"is the download: {SPARSE_FILE} is {sparse:,} bytes vs {dense:,} dense; "
-                f"model.onnx stays dense for deployment.")
+            saved = _save_builtin_sparse(working, dataset, tmp, base_files)
         else:
-            final = working
-            files, more_extra, more = _save_user_model(final, tmp, dataset, kind)
-            extra.update(more_extra)
-            notes += more
-            if not cfg.structured:
-                notes.append("Unstructured sparsity is not faster here: dense kernels still "
-                             "multiply the zeros, and a non-built-in model is saved dense.")
-            if not base_files or not any(str(f).endswith(".onnx") for f in base_files):
-                base_files = _baseline_onnx(original, dataset, Path(scratch))
+            saved = _save_other(working, original, kind, cfg, dataset, tmp, Path(scratch),
+                                base_files)
         if kind == "builtin":
-            extra["widths_before"] = dict(original.spec().kwargs)
-        if log.get("width_attributes_updated"):
-            changed = ", ".join(f"{k} {a}→{b}" for k, (a, b) in
-                                log["width_attributes_updated"].items())
-            notes.append(f"Attention width attributes read by the forward were updated: "
-                         f"{changed}.")
-        kept = log.get("finetune_kept_epoch")
-        if kept == 0 and cfg.finetune_epochs > 0:
-            notes.append("Fine-tuning did not improve validation accuracy; the pruned model "
-                         "before fine-tuning (BatchNorm statistics re-estimated) was kept.")
-        if log["accuracy_before_finetune"] is not None and cfg.finetune_epochs == 0:
-            notes.append("No fine-tuning was run (finetune_epochs=0).")
+            saved.extra["widths_before"] = dict(original.spec().kwargs)
         report = write_run(
             tmp, operation="prune", method=cfg.method, config=cfg.to_dict(), data=dataset,
-            result_model=final, result_files=files, baseline_model=original,
-            baseline_files=base_files, seed=cfg.seed, warnings=notes,
-            parent=parent or run_parent, label=f"Pruned model ({cfg.method})",
-            extra={"pruning": {**log, "layers": layers, "kind": kind, **extra}},
+            result_model=saved.final, result_files=saved.files, baseline_model=original,
+            baseline_files=saved.base_files, seed=cfg.seed,
+            warnings=saved.notes + _log_notes(log, cfg), parent=parent or run_parent,
+            label=f"Pruned model ({cfg.method})",
+            extra={"pruning": {**log, "layers": layers, "kind": kind, **saved.extra}},
             measure_options=measure_options,
             callbacks=cb.sub(0.85, 1.0, "Measuring: ", metrics=False),
         )
