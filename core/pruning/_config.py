@@ -69,6 +69,20 @@ class PruningConfig(MethodConfig):
                 "sparsity", f"a float in (0, 1) (allowed {SPARSITY_LOW}–{SPARSITY_HIGH})",
                 self.sparsity)
         check_range("sparsity", self.sparsity, low=SPARSITY_LOW, high=SPARSITY_HIGH)
+        self._check_schedule()
+        self._check_finetune()
+        if self.round_to is not None:
+            check_range("round_to", self.round_to, low=1, high=1024, kind=int)
+        if isinstance(self.ignore, str) or not all(isinstance(n, str) for n in self.ignore):
+            raise InvalidParameterError("ignore", "a list of layer names", self.ignore)
+        if self.attention not in ATTENTION_MODES:
+            raise InvalidParameterError("attention", f"one of {list(ATTENTION_MODES)}",
+                                        self.attention)
+        check_range("score_batches", self.score_batches, low=1, high=10_000, kind=int)
+        check_range("seed", self.seed, low=0, kind=int)
+        criterion.check(self)
+
+    def _check_schedule(self) -> None:
         if self.schedule not in SCHEDULES:
             raise InvalidParameterError("schedule", f"one of {list(SCHEDULES)}", self.schedule)
         check_range("steps", self.steps, low=1, high=50, kind=int)
@@ -81,6 +95,8 @@ class PruningConfig(MethodConfig):
                                         f"({self.start_epoch}) for the linear schedule",
                                         self.end_epoch)
         check_range("frequency", self.frequency, low=1, high=1000, kind=int)
+
+    def _check_finetune(self) -> None:
         if self.finetune_epochs is not None:
             check_range("finetune_epochs", self.finetune_epochs, low=0, high=1000, kind=int)
         if self.lr is not None:
@@ -95,16 +111,6 @@ class PruningConfig(MethodConfig):
             check_range("distill_alpha", self.distill_alpha, low=0, high=1)
         check_range("distill_temperature", self.distill_temperature, low=0, high=100,
                     low_inclusive=False)
-        if self.round_to is not None:
-            check_range("round_to", self.round_to, low=1, high=1024, kind=int)
-        if isinstance(self.ignore, str) or not all(isinstance(n, str) for n in self.ignore):
-            raise InvalidParameterError("ignore", "a list of layer names", self.ignore)
-        if self.attention not in ATTENTION_MODES:
-            raise InvalidParameterError("attention", f"one of {list(ATTENTION_MODES)}",
-                                        self.attention)
-        check_range("score_batches", self.score_batches, low=1, high=10_000, kind=int)
-        check_range("seed", self.seed, low=0, kind=int)
-        criterion.check(self)
 
     @property
     def criterion(self) -> Any:

@@ -26,6 +26,30 @@ def _counts(model: nn.Module) -> tuple[int, int]:
     return torch_param_counts(model)
 
 
+def _make_pruner(model: nn.Module, data: Any, cfg: PruningConfig) -> tuple[Any, Any]:
+    """The criterion's pruner, and the training hook that keeps unstructured masks applied
+    (and gathers scores while training) or None."""
+    from core.pruning._structured import StructuredPruner, taylor_gradients
+    from core.pruning._unstructured import MaskedPruner
+
+    if cfg.structured:
+        example = torch.from_numpy(data.X_train[:2])
+        return StructuredPruner(model, example, cfg, taylor_gradients(data, cfg)), None
+    pruner = MaskedPruner(model, cfg, data)
+    return pruner, pruner.after_step()
+
+
+def _row(model: nn.Module, data: Any, step: int, sparsity: float,
+         acc_pruned: float | None = None) -> dict[str, Any]:
+    """One history row: the sparsity reached, val accuracy (right after pruning and now),
+    params and non-zero params."""
+    params, nonzero = _counts(model)
+    val = _val_accuracy(model, data)
+    return {"step": step, "sparsity": float(sparsity),
+            "val_accuracy_pruned": val if acc_pruned is None else acc_pruned,
+            "val_accuracy": val, "params": params, "nonzero_params": nonzero}
+
+
 def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
                  callbacks: Callbacks | None = None, *, span: float = 0.8) -> dict[str, Any]:
     """Prune ``model`` in place along ``cfg``'s schedule, fine-tuning between steps.
@@ -33,26 +57,14 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
     Returns a log: per-step history (sparsity, val accuracy right after pruning and after
     fine-tuning, params) and the test accuracy before the last fine-tune.
     """
-    from core.pruning._structured import StructuredPruner, taylor_gradients
-    from core.pruning._unstructured import MaskedPruner
-
     cb = Callbacks.ensure(callbacks)
     cfg, finetune_choice = cfg.for_model(model)
     targets = cfg.targets()
     movement = cfg.criterion.scores_while_training  # scores gathered while fine-tuning
     rounds = len(targets) + (1 if movement else 0)
     per = span / max(rounds, 1)
-    if cfg.structured:
-        example = torch.from_numpy(data.X_train[:2])
-        pruner: Any = StructuredPruner(model, example, cfg, taylor_gradients(data, cfg))
-        after_step = None
-    else:
-        pruner = MaskedPruner(model, cfg, data)
-        after_step = pruner.after_step()
-    params0, nonzero0 = _counts(model)
-    start = {"step": 0, "sparsity": 0.0, "val_accuracy": _val_accuracy(model, data),
-             "params": params0, "nonzero_params": nonzero0}
-    start["val_accuracy_pruned"] = start["val_accuracy"]
+    pruner, after_step = _make_pruner(model, data, cfg)
+    start = _row(model, data, 0, 0.0)
     history = [start]
     cb.metrics({**start, "phase": "baseline"})
 
@@ -92,10 +104,7 @@ def run_schedule(model: nn.Module, data: Any, cfg: PruningConfig,
             finetune(i, f"Step {i + 1}: fine-tuning — ")
         elif last:
             finetune(i + 1, "Final fine-tune — ")
-        params, nonzero = _counts(model)
-        row = {"step": i + 1, "sparsity": float(target), "val_accuracy_pruned": acc_pruned,
-               "val_accuracy": _val_accuracy(model, data), "params": params,
-               "nonzero_params": nonzero}
+        row = _row(model, data, i + 1, target, acc_pruned)
         history.append(row)
         if movement and not last:
             pending = row

@@ -260,42 +260,17 @@ def quantize(
         fp32_val = _accuracy(fp32, data)
         extra: dict[str, Any] = {"fp32_val_accuracy": fp32_val, "val_split": _val_split(data)}
         layerwise = cfg.sensitivity or cfg.tolerance is not None
-        sens: list[dict[str, Any]] = []
+        sens = _sensitivity(spec, source, cfg, data, fp32_val, cb) if layerwise else []
         if layerwise:
-            layers = spec.layers(source, cfg)
-            for i, layer in enumerate(layers):
-                sub = cb.sub(0.05 + 0.45 * i / max(len(layers), 1),
-                                    0.05 + 0.45 * (i + 1) / max(len(layers), 1),
-                                    f"Sensitivity {i + 1}/{len(layers)} ({layer}): ")
-                _, acc = _attempt(spec, source, cfg, data, include=[layer], exclude=[], cb=sub)
-                sens.append({"layer": layer, "accuracy": acc, "delta": acc - fp32_val})
-                cb.metrics({"layer": layer, "sensitivity_delta": acc - fp32_val})
             extra["sensitivity"] = sens
         kept = _named_float_layers(spec, source, cfg)
         lo = 0.5 if layerwise else 0.05
         q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=list(kept),
                             cb=cb.sub(lo, lo + 0.1))
-        steps = [{"kept_float": list(kept), "val_accuracy": q_val, "drop": fp32_val - q_val}]
         if cfg.tolerance is not None:
-            order = [s["layer"] for s in sorted(sens, key=lambda s: s["delta"])
-                     if s["layer"] not in kept]
-            while fp32_val - q_val > cfg.tolerance + 1e-12 and order:
-                kept.append(order.pop(0))
-                cb.progress(min(0.6 + 0.02 * len(kept), 0.75),
-                            f"Drop {fp32_val - q_val:.4f} > tolerance: {kept[-1]} stays float")
-                q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=kept,
-                                    cb=cb.sub(0.6, 0.75))
-                steps.append({"kept_float": list(kept), "val_accuracy": q_val,
-                              "drop": fp32_val - q_val})
-            met = fp32_val - q_val <= cfg.tolerance + 1e-12
-            extra["tolerance"] = {"tolerance": cfg.tolerance, "met": met, "kept_float": kept,
-                                  "steps": steps}
-            if kept:
-                warnings.append(f"Kept {len(kept)} layer(s) in float to stay within the "
-                                f"tolerance {cfg.tolerance}: {', '.join(kept)}.")
-            if not met:
-                warnings.append(f"The validation accuracy drop {fp32_val - q_val:.4f} is above "
-                                f"the tolerance {cfg.tolerance} even with every layer in float.")
+            q, q_val = _within_tolerance(spec, source, cfg, data, cb, fp32_val=fp32_val,
+                                         sens=sens, kept=kept, first=(q, q_val), extra=extra,
+                                         warnings=warnings)
         extra["evidence"] = require_quantized(q.path, cfg.method, kept_float=kept)
         extra.update(quantized_val_accuracy=q_val, kept_float=kept, **q.info)
         if "parity" in source.cache:
@@ -330,6 +305,52 @@ def quantize(
             write_report(tmp, report)
     cb.progress(1.0, "Done")
     return RunResult(Path(out_dir), report)
+
+
+def _sensitivity(spec: MethodSpec, source: Source, cfg: QuantizationConfig, data: Any,
+                 fp32_val: float, cb: Callbacks) -> list[dict[str, Any]]:
+    """The validation accuracy with one layer quantized at a time, per layer."""
+    layers = spec.layers(source, cfg)
+    sens: list[dict[str, Any]] = []
+    for i, layer in enumerate(layers):
+        sub = cb.sub(0.05 + 0.45 * i / max(len(layers), 1),
+                     0.05 + 0.45 * (i + 1) / max(len(layers), 1),
+                     f"Sensitivity {i + 1}/{len(layers)} ({layer}): ")
+        _, acc = _attempt(spec, source, cfg, data, include=[layer], exclude=[], cb=sub)
+        sens.append({"layer": layer, "accuracy": acc, "delta": acc - fp32_val})
+        cb.metrics({"layer": layer, "sensitivity_delta": acc - fp32_val})
+    return sens
+
+
+def _within_tolerance(spec: MethodSpec, source: Source, cfg: QuantizationConfig, data: Any,
+                      cb: Callbacks, *, fp32_val: float, sens: list[dict[str, Any]],
+                      kept: list[str], first: tuple[Any, float], extra: dict[str, Any],
+                      warnings: list[str]) -> tuple[Any, float]:
+    """Keep the most sensitive layers in float (adding to ``kept``) until the validation
+    drop is within ``cfg.tolerance``; records the steps in ``extra``, says so in
+    ``warnings``; returns the last attempt and its accuracy."""
+    q, q_val = first
+    steps = [{"kept_float": list(kept), "val_accuracy": q_val, "drop": fp32_val - q_val}]
+    order = [s["layer"] for s in sorted(sens, key=lambda s: s["delta"])
+             if s["layer"] not in kept]
+    while fp32_val - q_val > cfg.tolerance + 1e-12 and order:
+        kept.append(order.pop(0))
+        cb.progress(min(0.6 + 0.02 * len(kept), 0.75),
+                    f"Drop {fp32_val - q_val:.4f} > tolerance: {kept[-1]} stays float")
+        q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=kept,
+                            cb=cb.sub(0.6, 0.75))
+        steps.append({"kept_float": list(kept), "val_accuracy": q_val,
+                      "drop": fp32_val - q_val})
+    met = fp32_val - q_val <= cfg.tolerance + 1e-12
+    extra["tolerance"] = {"tolerance": cfg.tolerance, "met": met, "kept_float": kept,
+                          "steps": steps}
+    if kept:
+        warnings.append(f"Kept {len(kept)} layer(s) in float to stay within the "
+                        f"tolerance {cfg.tolerance}: {', '.join(kept)}.")
+    if not met:
+        warnings.append(f"The validation accuracy drop {fp32_val - q_val:.4f} is above "
+                        f"the tolerance {cfg.tolerance} even with every layer in float.")
+    return q, q_val
 
 
 def _amend(report: dict[str, Any], info: Mapping[str, Any], cfg: QuantizationConfig) -> bool:
