@@ -59,7 +59,8 @@ def studio_server(tmp_path_factory):
     kw = launch_kwargs(ctx)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
                 ssr_mode=False, allowed_paths=kw["allowed_paths"],
-                max_file_size=kw["max_file_size"], quiet=True)
+                max_file_size=kw["max_file_size"], css=kw["css"], theme=kw["theme"],
+                quiet=True)  # the studio's own CSS and theme, as served
     yield f"http://127.0.0.1:{port}/", ctx
     demo.close()
 

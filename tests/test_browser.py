@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.browser import MARKS, open_studio, overlapping_chart_text, screenshot_dir
+from tests.helpers.browser import (
+    MARKS,
+    cut_chart_titles,
+    error_pill_covers,
+    open_studio,
+    overlapping_chart_text,
+    screenshot_dir,
+)
 
 pytestmark = MARKS
 
@@ -122,14 +129,26 @@ def test_each_tab_default_action(page, studio_server):
     page.locator("#comparison-tab .js-plotly-plot").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(screenshot_dir() / "comparison-all.png"), full_page=True)
+    _no_overlapping_chart_text(page, "#comparison-tab")
+
+    page.get_by_role("tab", name="Auto").click()
+    auto = page.locator("#auto-tab")
+    auto.get_by_label("ort-fp32").check()  # one quick candidate: the charts, not the search
+    auto.get_by_role("button", name="Optimise").click()
+    auto.get_by_text("Why the others lost").wait_for(timeout=240_000)
+    auto.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    _no_overlapping_chart_text(page, "#auto-tab")
 
 
 def _no_overlapping_chart_text(page, root: str) -> None:
-    """No chart text overprints other text, on a desktop (1440×900) and a phone (390×844)."""
+    """No chart text overprints other text and every chart title fits its chart, on a
+    desktop (1440×900) and a phone (390×844)."""
     for size in ({"width": 1440, "height": 900}, {"width": 390, "height": 844}):
         page.set_viewport_size(size)
         page.wait_for_timeout(700)  # Plotly relayouts on resize
         assert overlapping_chart_text(page, root) == [], (root, size)
+        assert cut_chart_titles(page, root) == [], (root, size)
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
@@ -242,4 +261,23 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_ser
     newest = next(j for j in store.list(limit=20) if j.kind == "train")
     assert newest.status == "cancelled"
     assert _reports(ctx.root, "train") == before
+    context.close()
+
+
+def test_the_error_pill_leaves_the_status_readable(pw, studio_server, tmp_path):
+    """A failed action marks its status "Error" without drawing over the status's text, on a
+    desktop and a phone."""
+    url, _ = studio_server
+    context, page = open_studio(pw, tmp_path / "profile", url)
+    page.get_by_role("tab", name="Tuning").click()
+    panel = page.locator("#tuning-tab")
+    panel.get_by_label("Trials", exact=True).first.fill("0")  # below the minimum: an error
+    panel.get_by_role("button", name="Run study", exact=True).click()
+    pill = panel.locator(".run-status span.error").first
+    pill.wait_for(timeout=30_000)
+    for size in ({"width": 1440, "height": 900}, {"width": 390, "height": 844}):
+        page.set_viewport_size(size)
+        page.wait_for_timeout(500)
+        assert pill.is_visible()
+        assert error_pill_covers(page, "#tuning-tab") == [], size
     context.close()

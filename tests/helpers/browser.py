@@ -65,10 +65,6 @@ OVERLAP_JS = """(root) => {
   const out = [];
   for (const plot of document.querySelectorAll(root + ' .js-plotly-plot')) {
     if (!plot.offsetParent) continue;  // a chart in a hidden tab
-    // Optuna's own parallel-coordinate chart: with a few trials the value labels of adjacent
-    // axes can meet; left as a known defect (issue 14's note), the other charts are checked.
-    const title = plot.querySelector('text.gtitle');
-    if (title && title.textContent === 'Parallel Coordinate Plot') continue;
     const boxes = Array.from(plot.querySelectorAll(sel))
       .filter((el) => (el.textContent || '').trim() && el.getBBox().width > 0
               && getComputedStyle(el).visibility !== 'hidden'
@@ -87,3 +83,46 @@ OVERLAP_JS = """(root) => {
 def overlapping_chart_text(page, root: str = "body") -> list[list[str]]:
     """Text of the charts under ``root`` that overprints other text (empty when none)."""
     return page.evaluate(OVERLAP_JS, root)
+
+
+# Chart titles wider than their chart (cut off by the page: "red = Pareto fr" on a phone).
+CUT_TITLES_JS = """(root) => {
+  const out = [];
+  for (const plot of document.querySelectorAll(root + ' .js-plotly-plot')) {
+    if (!plot.offsetParent) continue;
+    const svg = plot.querySelector('svg.main-svg');
+    const title = plot.querySelector('text.gtitle');
+    if (!svg || !title || !title.textContent.trim()) continue;
+    const box = svg.getBoundingClientRect(), t = title.getBoundingClientRect();
+    if (t.left < box.left - 1 || t.right > box.right + 1) out.push(title.textContent);
+  }
+  return out;
+}"""
+
+
+def cut_chart_titles(page, root: str = "body") -> list[str]:
+    """Titles of the charts under ``root`` that do not fit their chart (empty when none)."""
+    return page.evaluate(CUT_TITLES_JS, root)
+
+
+# A status's "Error" pill drawn over the status's own text (its headline).
+COVERED_JS = """(root) => {
+  const out = [];
+  for (const block of document.querySelectorAll(root + ' .block.run-status')) {
+    const pill = block.querySelector('span.error');
+    if (!pill || !pill.offsetParent) continue;
+    const p = pill.getBoundingClientRect();
+    for (const el of block.querySelectorAll('.md > *')) {
+      const r = el.getBoundingClientRect();
+      const apart = r.right <= p.left || p.right <= r.left || r.bottom <= p.top
+        || p.bottom <= r.top;
+      if (!apart) out.push(el.textContent.trim().slice(0, 80));
+    }
+  }
+  return out;
+}"""
+
+
+def error_pill_covers(page, root: str = "body") -> list[str]:
+    """Status text under ``root`` that an "Error" pill is drawn over (empty when none)."""
+    return page.evaluate(COVERED_JS, root)
