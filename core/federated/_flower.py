@@ -292,8 +292,13 @@ def run_flower(model: Any, clients: ClientSet, config: ScaleConfig, *,
                              "log_to_driver": False}}
     cb.check()
     clock[0] = time.perf_counter()
-    run_simulation(server_app=server_app, client_app=client_app,
-                   num_supernodes=clients.num_clients, backend_config=backend)
+    try:
+        run_simulation(server_app=server_app, client_app=client_app,
+                       num_supernodes=clients.num_clients, backend_config=backend)
+    except RuntimeError as exc:  # Ray could not start, or a round failed (its log says why)
+        raise StudioError(f"The Flower simulation stopped after {len(history)} of "
+                          f"{config.rounds} rounds: {exc} ({exc.__cause__ or 'see the log'})"
+                          ) from exc
     if len(history) != config.rounds:
         raise StudioError(f"The Flower simulation finished {len(history)} of {config.rounds} "
                           "rounds; see the Flower log above.")
