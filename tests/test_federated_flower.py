@@ -95,6 +95,22 @@ def test_a_client_failure_stops_the_run_with_its_reason():
         _check_replies(broken, plan)
 
 
+def test_a_crashed_simulation_is_one_clear_error(monkeypatch):
+    import flwr.simulation
+
+    from core.errors import StudioError
+    from core.federated import ScaleConfig
+    from core.federated._flower import run_flower
+
+    def crash(**_kwargs):
+        raise RuntimeError("Simulation Runtime crashed.")
+
+    monkeypatch.setattr(flwr.simulation, "run_simulation", crash)
+    model, clients = _setup()
+    with pytest.raises(StudioError, match="stopped after 0 of 2 rounds: Simulation Runtime"):
+        run_flower(model, clients, ScaleConfig(rounds=2))
+
+
 @pytest.mark.slow
 def test_scale_measures_a_client_count_on_the_flower_engine():
     """scale()'s row for one client count (saving the model needs ONNX: not in this venv)."""
