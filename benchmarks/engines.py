@@ -114,6 +114,7 @@ def _rows_at(measured: dict[str, Any], threads: int, first: int) -> list[dict[st
         for bs, fig in lat.items():
             row[f"p50_b{bs}"] = fig["p50"]
             row[f"p95_b{bs}"] = fig["p95"]
+            row[f"min_b{bs}"] = fig.get("min")  # fastest call: unpreempted (loaded machine)
             by = (eff.get("by_batch") or {}).get(bs) or {}
             row[f"gmacs_b{bs}"] = by.get("gmacs_per_s")
             row[f"peak_share_b{bs}"] = by.get("share_of_peak")
