@@ -113,7 +113,7 @@ def test_calibration_size_is_refused_with_the_range(size, baseline_dir, digits, 
     from core.quantization import make_config, quantize
 
     if size < 1:  # refused by the config itself (no data needed)
-        with pytest.raises(InvalidParameterError, match="'calibration_size'.*≥ 1"):
+        with pytest.raises(InvalidParameterError, match=r"'calibration_size'.*\[1, "):
             make_config("ort-static-int8", {"calibration_size": size})
         return
     with pytest.raises(InvalidParameterError) as exc:

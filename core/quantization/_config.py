@@ -50,8 +50,8 @@ class QuantizationConfig(MethodConfig):
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise InvalidParameterError("calibration_size", "an integer", self.calibration_size)
         if size is not None and size < 1:
-            raise InvalidParameterError("calibration_size", "an integer ≥ 1 (and at most the "
-                                        "rows of the train split)", size)
+            raise InvalidParameterError("calibration_size", "an integer in [1, the train "
+                                        "split's rows]", size)
         if self.tolerance is not None:
             check_range("tolerance", self.tolerance, low=0, high=1)
         if not isinstance(self.sensitivity, bool):
