@@ -37,7 +37,8 @@ constraints: install
 		$(FLOWER_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints-flower.txt
 
 # The lowest declared versions, in a venv of their own, on a smoke subset of the tests.
-# Not part of `make test` / CI (installing a second environment exceeds the CI budget).
+# Not part of `make test` / CI: installing it took ~25 min on this shared 2-core machine, and its
+# smoke tests 9 min more (CI's budget for extra steps: 3 min).
 MIN_VENV ?= .venv-min
 SMOKE ?= tests/test_foundation.py tests/test_measure_verdict.py tests/test_distillation_loss.py \
 	tests/test_pruning_criteria.py
@@ -55,19 +56,20 @@ test-min:
 		> $(MIN_VENV)/constraints.txt
 	$(MIN_PIP) -e ".[dev,tuning]"
 	$(MIN_PIP) --no-deps "onnx2torch>=1.5.15,<1.6"
-	$(MIN_VENV)/bin/python -m pytest -q $(SMOKE)
+	$(MIN_VENV)/bin/python -m pytest $(SMOKE)
 
 # The Flower engine (extra `flower`) in an environment of its own: flwr pins protobuf < 7, below
 # constraints.txt's. Only what the federated engine needs (torch CPU, numpy, psutil, flwr with
 # Ray); the project comes from the work tree (pyproject's pytest pythonpath), not installed.
 # constraints-flower.txt pins the versions it passed with (torch's +cpu build: never CUDA).
-# Not part of `make test` / CI: installing Ray and running its simulations takes ~10 minutes here.
+# Not part of `make test` / CI: the install took 6.5-20 min here (machine load), the tests ~6 min
+# (each Ray simulation starts its own cluster).
 FLOWER_VENV ?= .venv-flower
 test-flower:
 	test -x $(FLOWER_VENV)/bin/python || python3 -m venv $(FLOWER_VENV)
 	$(FLOWER_VENV)/bin/python -m pip install -q --disable-pip-version-check \
 		-c constraints-flower.txt "flwr[simulation]>=1.22,<2" torch numpy psutil pytest
-	$(FLOWER_VENV)/bin/python -m pytest -q tests/test_federated_flower.py
+	$(FLOWER_VENV)/bin/python -m pytest tests/test_federated_flower.py
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) $(FLOWER_VENV) results
