@@ -110,6 +110,7 @@ def _quantized(model: Any, data: Any, family: str, scratch: Path, models: dict[s
     from core.quantization import load_artifact, make_config, quantize
     from core.registry import list_methods
 
+    pt2e: dict[str, tuple[Path, dict[str, Any]]] = {}
     for method in list_methods("quantization"):
         out = scratch / f"{family}-{method}"
         t0 = time.perf_counter()
@@ -127,19 +128,23 @@ def _quantized(model: Any, data: Any, family: str, scratch: Path, models: dict[s
                 "warnings": [w for w in res.report["warnings"]
                              if "slower than the baseline" not in w]}
         if method in PT2E:
-            compiled = load_artifact(artifact, compile_for=(1, 64), input_shape=data.input_shape,
-                                     compile_threads=1)
-            name = f"{method} (PT2E, compiled)"
-            models[name], files[name] = compiled, [artifact]
-            notes[name] = {**note, "compile_s": compiled.compile_s,
-                           "compile_error": compiled.compile_error}
-            if method == "torch-static-int8":
-                name = f"{method} (PT2E, uncompiled)"
-                models[name], files[name], notes[name] = load_artifact(artifact), [artifact], note
+            pt2e[method] = (artifact, note)
         else:
             models[method], files[method] = load_artifact(artifact), [artifact]
             notes[method] = note
         print(f"  {family} {method}: quantized in {quantize_s} s", flush=True)
+    # Compiled only now: torchao's prepare_qat_pt2e (strict torch.export) drops every compiled
+    # graph in the process, so programs compiled before a later QAT run would run uncompiled.
+    for method, (artifact, note) in pt2e.items():
+        compiled = load_artifact(artifact, compile_for=(1, 64), input_shape=data.input_shape,
+                                 compile_threads=1)
+        name = f"{method} (PT2E, compiled)"
+        models[name], files[name] = compiled, [artifact]
+        notes[name] = {**note, "compile_s": compiled.compile_s,
+                       "compile_error": compiled.compile_error}
+        if method == "torch-static-int8":
+            name = f"{method} (PT2E, uncompiled)"
+            models[name], files[name], notes[name] = load_artifact(artifact), [artifact], note
 
 
 def old_path(model: Any, data: Any, scratch: Path) -> dict[str, tuple[Any, Path, float]]:

@@ -206,6 +206,8 @@ def _compiled_class() -> type:
         silently recompile or (with recompiles off) run the plain graph. So every target
         (batch, threads) is compiled up front, calls run under ``fail_on_recompile``, and a
         call no compiled graph fits runs uncompiled and is counted in ``uncompiled_calls``.
+        torchao's ``prepare_qat_pt2e`` (a strict ``torch.export``) drops every compiled graph
+        in the process (measured): compile after any QAT run, or its calls are all counted.
         Other batch sizes are cut into chunks of the compiled sizes (the last one padded).
         ``compile_s`` holds seconds per batch size (``"64"``; ``"64@2t"`` for a later thread
         count); ``compile_error`` says why it runs uncompiled when inductor is unavailable.
