@@ -3,7 +3,8 @@
 Starts the studio on 127.0.0.1 (a throwaway root), drives Debian's Chromium through
 Playwright (never `playwright install`), runs each tab's default action with small settings so
 its charts show, and saves `assets/screenshot-<tab>.png` and `assets/screenshot-<tab>-phone.png`.
-Prints any chart text that overprints other text. Usage: `.venv/bin/python scripts/screenshots.py`
+Prints any chart text that overprints other text and any chart title cut off.
+Usage: `.venv/bin/python scripts/screenshots.py [--out DIR]` (default: assets/)
 """
 
 from __future__ import annotations
@@ -29,13 +30,20 @@ TABS = [
     ("Pruning", "pruning", "pruning-tab", "Prune", {}),
     ("Distillation", "distillation", "distillation-tab", "Distil",
      {"Epochs (each student)": "3"}),
+    ("Edge", "edge", "edge-tab", "Profile", {}),
     ("Tuning", "tuning", "tuning-tab", "Run study", {"Trials": "4", "Epochs per trial": "2"}),
-    ("Comparison", "comparison-all", "comparison-tab", "Refresh", {}),
+    ("Comparison", "comparison-all", "comparison-tab", "Re-measure all", {}),
     ("Auto", "auto", "auto-tab", "Optimise", {"Fine-tuning epochs": "1"}),
+    ("Deploy", "deploy", "deploy-tab", None, {}),
     ("Jobs", "jobs", "jobs-tab", "Reload jobs list", {}),
     ("Scalability", "scalability", "scalability-tab", "Run",
      {"Client counts (comma-separated)": "4,10"}),
+    ("Continual", "continual", "continual-tab", "Run sequence", {}),
 ]
+
+
+NO_RUN_STATUS = {"Reload jobs list"}  # buttons that show no running status
+RUNNING = "() => Boolean(window.studioRunning && window.studioRunning())"
 
 
 def serve(root: Path) -> str:
@@ -64,21 +72,37 @@ def run_tab(page, label: str, panel_id: str | None, button: str | None,
         panel.get_by_label(name).first.fill(value)
     panel.get_by_role("button", name=button, exact=True).first.click()
     deadline = time.monotonic() + timeout_s
+    if button not in NO_RUN_STATUS:
+        # A queued event shows no status yet: wait for its run to start (a "▶" status), or
+        # at most a minute for one that ended between two looks.
+        started = time.monotonic() + 60
+        while time.monotonic() < started and not page.evaluate(RUNNING):
+            page.wait_for_timeout(250)
     page.wait_for_timeout(1500)
     while time.monotonic() < deadline:
-        running = page.evaluate("() => window.studioRunning && window.studioRunning()")
-        if not running:
+        if not page.evaluate(RUNNING):
             break
         page.wait_for_timeout(1000)
     page.wait_for_timeout(1500)  # the last streamed update renders
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from playwright.sync_api import sync_playwright
 
-    from tests.helpers.browser import CHROMIUM, FLAGS, overlapping_chart_text
+    from tests.helpers.browser import (
+        CHROMIUM,
+        FLAGS,
+        cut_chart_titles,
+        overlapping_chart_text,
+    )
 
-    assets = ROOT / "assets"
+    parser = argparse.ArgumentParser(description="Screenshots of every tab.")
+    parser.add_argument("--out", type=Path, default=ROOT / "assets",
+                        help="folder for the PNG files (default: assets/)")
+    assets = parser.parse_args(argv).out
+    assets.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="studio-shots-"))
     os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")
     url = serve(work / "root")
@@ -98,10 +122,13 @@ def main() -> int:
                 page.wait_for_timeout(800)  # Plotly relayouts on resize
                 page.screenshot(path=str(assets / f"screenshot-{stem}{suffix}.png"),
                                 full_page=True)
-                for pair in overlapping_chart_text(page, f"#{panel_id}" if panel_id else
-                                                   "body"):
+                root = f"#{panel_id}" if panel_id else "body"
+                for pair in overlapping_chart_text(page, root):
                     problems += 1
                     print(f"{label}{suffix}: overlapping chart text {pair}")
+                for title in cut_chart_titles(page, root):
+                    problems += 1
+                    print(f"{label}{suffix}: chart title cut {title!r}")
             page.set_viewport_size(DESKTOP)
             print(f"saved {stem}", flush=True)
         browser.close()
