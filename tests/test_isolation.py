@@ -50,10 +50,19 @@ def test_a_native_crash_is_a_clear_error(crash, said):
 
 def test_memory_beyond_the_limit_is_refused():
     def work(c):
-        return len(bytearray(600 * 2**20))  # twice the limit
+        return len(bytearray(2048 * 2**20))  # beyond the limit and torch's import room
 
     with pytest.raises(LimitExceededError, match="memory limit .300 MB"):
         run_isolated(work, limits=SMALL)
+
+
+def test_a_small_limit_still_lets_the_job_import_torch():
+    def work(c):
+        import torch
+
+        return float(torch.ones(4, 4).sum())
+
+    assert run_isolated(work, limits=SMALL) == 16.0
 
 
 def test_wall_time_limit_stops_a_runaway():
