@@ -177,7 +177,8 @@ def test_jobs_survive_a_server_restart(tmp_path):
     try:
         token = httpx.post(f"{url}/api/session").json()
         alice = {token["header"]: token["token"]}  # still valid after a restart
-        done = httpx.post(f"{url}/api/jobs", headers=alice, json={
+        # the first submit imports torch in the server to count the model's parameters
+        done = httpx.post(f"{url}/api/jobs", headers=alice, timeout=60, json={
             "kind": "train", "config": {"model": "mlp", "data": "wine", "epochs": 1}}).json()
         end = time.monotonic() + 120
         while httpx.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()["status"] \
