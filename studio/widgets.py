@@ -13,6 +13,21 @@ RUNNING = "▶"
 INPUT_LABEL = "Input model (default: the current model, shown at the top)"
 
 
+AUTO = "auto"
+
+
+def auto_or(value: Any, kind: type, name: str) -> Any:
+    """None for "auto" (or empty): the engine chooses per model; else the number."""
+    from core.errors import InvalidParameterError
+
+    if value is None or str(value).strip().lower() in ("", AUTO):
+        return None
+    try:
+        return kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(name, f"'{AUTO}' or a number", value) from None
+
+
 def variant_update(ctx: StudioContext, request: Any) -> dict[str, Any]:
     """A ``gr.update`` for an input-model dropdown: this workspace's variants (friendly names),
     the current model picked."""

@@ -17,7 +17,9 @@ from studio.context import StudioContext
 from studio.runner import call, stream
 from studio.tabs.jobs import tracked
 from studio.widgets import (
+    AUTO,
     INPUT_LABEL,
+    auto_or,
     follow_current,
     input_note,
     progress_line,
@@ -84,7 +86,10 @@ def _form(w: SimpleNamespace) -> None:
     w.target = gr.Radio(list(TARGETS), value="speed", label="Target")
     w.tolerance = gr.Number(0.01, label="Accuracy tolerance (validation drop, 0.01 = 1 point)",
                             minimum=0, maximum=1)
-    w.epochs = gr.Slider(1, 30, value=3, step=1, label="Fine-tuning epochs")
+    # "auto": each pruned candidate fine-tunes with its model's own defaults (a ViT gets its own)
+    w.epochs = gr.Dropdown([AUTO, "1", "2", "3", "5", "10", "20"], value=AUTO,
+                           allow_custom_value=True, label="Fine-tuning epochs (auto: chosen "
+                           "per model)")
     with gr.Row():  # the deployment target: ranked at the largest batch size
         w.deploy = gr.Textbox("1,64", label="Deployment batch sizes (e.g. 1,64)")
         w.budget = gr.Number(None, label="Latency budget, p50 ms (empty: none)", minimum=0)
@@ -185,7 +190,7 @@ def _auto_config(ctx: StudioContext, tgt: Any, tol: Any, n_epochs: Any, chosen: 
     mopts = {**ctx.measure_options, "batch_sizes": deployment.batch_sizes,
              "latency_budget_ms": deployment.latency_budget_ms}
     cfg = call(lambda: AutoConfig(target=tgt, tolerance=float(tol),
-                                  finetune_epochs=int(n_epochs),
+                                  finetune_epochs=auto_or(n_epochs, int, "finetune_epochs"),
                                   candidates=tuple(chosen or ())))
     return cfg, mopts
 

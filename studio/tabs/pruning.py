@@ -17,7 +17,9 @@ from studio.charts import fit_title
 from studio.context import StudioContext
 from studio.runner import call, first_only, variant_job
 from studio.widgets import (
+    AUTO,
     INPUT_LABEL,
+    auto_or,
     follow_current,
     follow_methods,
     method_summary,
@@ -145,22 +147,6 @@ def _finetune_note(report: dict[str, Any]) -> str:
     return f" Fine-tune chosen for this model ({options.get('reason', '')}): {what}."
 
 
-
-AUTO = "auto"
-
-
-def _auto_or(value: Any, kind: type, name: str) -> Any:
-    """None for "auto" (or empty): the engine chooses per model; else the number."""
-    from core.errors import InvalidParameterError
-
-    if value is None or str(value).strip().lower() in ("", AUTO):
-        return None
-    try:
-        return kind(float(value)) if kind is int else kind(value)
-    except (TypeError, ValueError):
-        raise InvalidParameterError(name, f"'{AUTO}' or a number", value) from None
-
-
 def _done(result: Any, run_dir: Any, structured: bool) -> tuple[Any, ...]:
     """The finished run: summary, per-step curve, results table, layer chart, bundle."""
     report = result.report
@@ -225,8 +211,8 @@ def build_pruning_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             n_steps = int(n_steps) if sched == "gradual" else 1
             config = call(lambda: PruningConfig(
                 method=name, sparsity=float(target), schedule=sched, steps=n_steps,
-                finetune_epochs=_auto_or(n_epochs, int, "finetune_epochs"),
-                lr=_auto_or(rate, float, "lr"),
+                finetune_epochs=auto_or(n_epochs, int, "finetune_epochs"),
+                lr=auto_or(rate, float, "lr"),
                 round_to=int(rounding) if rounding else None, attention=attn,
                 ignore=tuple(s.strip() for s in (skip or "").split(",") if s.strip())))
             history: list[dict[str, Any]] = []
