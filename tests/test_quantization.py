@@ -89,7 +89,8 @@ def test_dynamic_int8_leaves_convolutions_and_says_why(baseline_dir, tmp_path):
 
     from core.quantization import quantize
 
-    report = quantize(baseline_dir, None, "ort-dynamic-int8", out_dir=tmp_path / "d",
+    # a mapping config (what a to_dict() or a REST job holds) is taken like a config object
+    report = quantize(baseline_dir, None, {"method": "ort-dynamic-int8"}, out_dir=tmp_path / "d",
                       measure_options=FAST).report
     ops = [n.op_type for n in onnx.load(str(tmp_path / "d" / "model.onnx")).graph.node]
     assert "ConvInteger" not in ops and "Conv" in ops

@@ -45,9 +45,13 @@ def is_layerwise(method: str) -> bool:
     return method_spec(method).layerwise
 
 
-def _resolve(config: QuantizationConfig | str | None, method: str | None) -> QuantizationConfig:
+def _resolve(config: QuantizationConfig | Mapping[str, Any] | str | None,
+             method: str | None) -> QuantizationConfig:
     if isinstance(config, str):
         return make_config(config)
+    if isinstance(config, Mapping):  # {"method": ..., options...}, e.g. a to_dict()
+        options = dict(config)
+        return make_config(options.pop("method", None) or method or "", options)
     if config is None:
         if method is None:
             raise InvalidParameterError("method", "given (e.g. 'ort-static-int8')", None)
@@ -213,7 +217,7 @@ def _named_float_layers(spec: Any, source: Any, cfg: Any) -> list[str]:
 def quantize(
     model_or_run_dir: Any,
     data: Any = None,
-    config: QuantizationConfig | str | None = None,
+    config: QuantizationConfig | Mapping[str, Any] | str | None = None,
     *,
     out_dir: str | Path,
     callbacks: Callbacks | None = None,
