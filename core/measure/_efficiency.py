@@ -104,6 +104,8 @@ def torch_padding_waste(model: Any, example: Any) -> int:
 
     convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convs)]
+    if not handles:  # no conv modules (e.g. an exported program): nothing to run the model for
+        return 0
     try:
         with torch.inference_mode():
             model(example)

@@ -222,6 +222,7 @@ def _compiled_class() -> type:
             self.compile_s: dict[str, float] = {}
             self.compile_error: str | None = None
             self.uncompiled_calls = 0
+            self.first_miss: str | None = None
             # dynamic=False: a second batch size compiled with automatic dynamic shapes fails
             # in inductor 2.13's INT8 conv lowering (assert_size_stride); one graph per size.
             # Not a submodule: its weights are the program's (counted once).
@@ -302,6 +303,8 @@ def _run(cp: Any, x: Any) -> Any:
     except RuntimeError as exc:
         if "fail_on_recompile" not in str(exc):
             raise
+        if not cp.uncompiled_calls:  # the first miss's guard failures, to say why
+            cp.first_miss = " ".join(str(exc).split("guard failure(s):")[-1].split())[:300]
     cp.uncompiled_calls += 1  # e.g. a thread count it was not compiled for
     return cp.program(x)
 
