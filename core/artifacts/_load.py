@@ -16,8 +16,8 @@ from core.errors import ModelFileError
 PICKLE_MESSAGE = (
     "'{name}' is a pickle-based file (e.g. a torch.save checkpoint). The studio never unpickles "
     "uploaded files, because unpickling can run arbitrary code. Export the model instead: "
-    "torch.onnx.export(model, x, 'model.onnx'), torch.jit.save(torch.jit.trace(model, x), "
-    "'model.pt') or torch.export.save(torch.export.export(model, (x,)), 'model.pt2')."
+    "torch.onnx.export(model, x, 'model.onnx') or "
+    "torch.export.save(torch.export.export(model, (x,)), 'model.pt2')."
 )
 
 
