@@ -50,9 +50,11 @@ def training_curve(history: Sequence[dict[str, float]], title: str = "Training")
     return fit_title(fig)
 
 
-def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64") -> Any:
-    """Size on disk vs p50 latency of table rows (``variant_row``); None when empty."""
-    return decision_scatter(rows, x=f"p50 b{batch} (ms)", y="size (KB)",
+def size_latency_scatter(rows: Sequence[dict[str, Any]], batch: str = "64",
+                         pick: str | None = None) -> Any:
+    """Size on disk vs p50 latency of table rows (``variant_row``), ``pick`` starred; None
+    when empty."""
+    return decision_scatter(rows, x=f"p50 b{batch} (ms)", y="size (KB)", pick=pick,
                             x_title=f"p50 latency, batch {batch} (ms)",
                             y_title="size on disk (KB)",
                             title=f"Size vs latency (batch {batch}) — lower-left is better")

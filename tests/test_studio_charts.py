@@ -54,3 +54,23 @@ def test_phone_panels_put_the_legend_below_and_shorten_panel_titles():
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0
     lines = [line for a in fig.layout.annotations for line in a.text.split("<br>")]
     assert "Accuracy on" in lines and all(len(line) <= 16 for line in lines)
+
+
+def test_a_selected_table_row_stars_its_point():
+    import gradio as gr
+
+    from studio.tabs.comparison import marked_points
+
+    rows = [{"name": "CNN on digits", "variant": "train-1", "p50 b64 (ms)": 2.0,
+             "size (KB)": 30.0},
+            {"name": "↳ INT8", "variant": "quantize-2", "p50 b64 (ms)": 1.0, "size (KB)": 9.0}]
+    pick = gr.SelectData(None, {"index": [1, 0], "value": "↳ INT8", "selected": True,
+                                "row_value": ["↳ INT8", "quantize-2", 9.0]})
+    chart, _ = marked_points({"rows": rows, "remeasured": False}, pick)
+    star = next(t for t in chart.data if t.name == "pick")
+    assert (list(star.x), list(star.y)) == ([1.0], [9.0])
+    measured = [{"name": "↳ INT8", "variant": "quantize-2", "p50_b64": 1.0, "accuracy": 0.9,
+                 "size_bytes": 9216}]
+    sizes, accuracy = marked_points({"rows": measured, "remeasured": True}, pick)
+    assert [t.name for t in sizes.data].count("pick") == 1
+    assert [t.name for t in accuracy.data].count("pick") == 1

@@ -75,7 +75,8 @@ def _layout() -> SimpleNamespace:
     w.table = gr.Dataframe(pd.DataFrame(columns=["name", "variant", "accuracy", "size (KB)"]),
                            label="Variants (press Refresh)", interactive=False,
                            max_height=400)
-    w.scatter = gr.Plot(label="Size vs latency")
+    w.shown = gr.State({})  # the rows in the table, so a selected row marks its points
+    w.scatter = gr.Plot(label="Size vs latency (select a table row to mark its point)")
     with gr.Row():
         w.acc_plot = gr.Plot(label="Accuracy vs latency")
         w.lineage_plot = gr.Plot(label="Lineage")
@@ -105,7 +106,18 @@ def _remeasured(ctx: StudioContext, request: Any, runs: list[Path], rep: dict[st
             f"({rep['environment']['threads']} thread, {rep['environment']['cpu']}). Pareto "
             f"front: {', '.join(rep['pareto'])}.{note}{warn}",
             _display(rows), sl, al, fit_title(lineage_graph(rep["rows"])),
-            variant_bars(rows), files)
+            variant_bars(rows), files, {"rows": rows, "remeasured": True})
+
+
+def marked_points(shown: dict[str, Any], evt: gr.SelectData) -> tuple[Any, Any]:
+    """The table's selected row starred in the charts (rows name their variant first)."""
+    rows = (shown or {}).get("rows") or []
+    name = (evt.row_value or [None])[0] if evt is not None else None
+    if not rows or name is None:
+        return gr.skip(), gr.skip()
+    if shown.get("remeasured"):
+        return comparison_charts(rows, str(name))
+    return size_latency_scatter(rows, pick=str(name)), gr.skip()
 
 
 def _remeasure_handler(ctx: StudioContext) -> Any:
@@ -121,7 +133,7 @@ def _remeasure_handler(ctx: StudioContext) -> Any:
                        lambda cb: compare(runs, out_dir=out, callbacks=cb,
                                           measure_options=ctx.measure_options,
                                           title="Comparison of this session's variants"))
-        skip = (gr.skip(),) * 6
+        skip = (gr.skip(),) * 7
         started = time.monotonic()
         yield (f"▶ Re-measuring {len(runs)} variant(s) side by side…{note}", *skip)
         for kind, payload in stream(work):
@@ -171,16 +183,19 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             runs, _left = comparable_runs(ctx, request)
             rows = [variant_row(p.name, rep := json_report(p),
                                 name=ctx.display_name(request, p, rep)) for p in runs]
-            return (pd.DataFrame(rows), size_latency_scatter(rows), variant_update(ctx, request))
+            return (pd.DataFrame(rows), size_latency_scatter(rows), variant_update(ctx, request),
+                    {"rows": rows, "remeasured": False})
 
-        listed = [w.table, w.scatter, w.variant]
+        listed = [w.table, w.scatter, w.variant, w.shown]
         w.refresh.click(on_refresh, None, listed, api_name="list_variants")
         tab.select(on_refresh, None, listed, api_visibility="private")
         event = w.remeasure.click(
             _remeasure_handler(ctx), None,
-            [w.status, w.table, w.scatter, w.acc_plot, w.lineage_plot, w.bars, w.exports],
-            api_name="remeasure_all", show_progress_on=[w.status], **ctx.engine())
+            [w.status, w.table, w.scatter, w.acc_plot, w.lineage_plot, w.bars, w.exports,
+             w.shown], api_name="remeasure_all", show_progress_on=[w.status], **ctx.engine())
         stop_button(ctx, w.stop, event, w.status, "stop_remeasure", ("compare",))
+        w.table.select(marked_points, [w.shown], [w.scatter, w.acc_plot],
+                       api_visibility="private")
         on_download, on_recipe = _download_handlers(ctx)
         w.download_btn.click(on_download, [w.variant], [w.bundle], api_name="download_bundle")
         w.recipe_btn.click(on_recipe, [w.variant], [w.recipe_file], api_name="save_recipe")
