@@ -74,3 +74,11 @@ def test_a_selected_table_row_stars_its_point():
     sizes, accuracy = marked_points({"rows": measured, "remeasured": True}, pick)
     assert [t.name for t in sizes.data].count("pick") == 1
     assert [t.name for t in accuracy.data].count("pick") == 1
+
+
+def test_tuning_history_of_one_trial_stays_near_its_value():
+    from studio.tabs.tuning import history_chart
+
+    fig = history_chart([{"number": 0, "values": {"accuracy": 0.97}}], "accuracy", "maximize")
+    low, high = fig.layout.yaxis.range
+    assert 0.9 < low < 0.97 < high < 1.0

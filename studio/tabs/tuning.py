@@ -81,6 +81,9 @@ def history_chart(rows: Sequence[dict[str, Any]], objective: str, direction: str
     fig.update_xaxes(dtick=max(1, -(-(high - low + 1) // 8)), tick0=0,
                      range=[low - 0.5, high + 0.5])
     fig.update_yaxes(nticks=6, tickformat=".3~g")
+    if len(set(ys)) == 1:  # one value: a narrow band around it (plotly drew 0..1.5 for 0.97)
+        pad = abs(ys[0]) * 0.02 or 1.0
+        fig.update_yaxes(range=[ys[0] - pad, ys[0] + pad])
     return fig
 
 
