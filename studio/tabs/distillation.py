@@ -3,6 +3,7 @@ trained on labels only; teacher, both students and the gain are measured and sho
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import gradio as gr
@@ -14,11 +15,14 @@ from core.distillation import DistillConfig, distill
 from core.measure import speed_label
 from core.registry import list_methods
 from studio.context import StudioContext
-from studio.runner import call, first_only, variant_job
+from studio.runner import call, stream
+from studio.tabs.jobs import job_config, tracked
 from studio.uploads import store_data_upload
 from studio.widgets import (
     follow_current,
+    input_note,
     method_summary,
+    progress_line,
     run_stop_buttons,
     stop_button,
     variant_update,
@@ -89,6 +93,11 @@ def _summary(report: dict[str, Any], run_id: str) -> str:
 SAME_FAMILY = "the teacher's"
 
 
+def _teachers(picker: dict[str, Any]) -> tuple[Any, Any]:
+    """The teacher picker, and the same variants offered as extra teachers."""
+    return picker, gr.update(choices=picker["choices"])
+
+
 def _done(result: Any, run_dir: Any, history: list[dict[str, Any]]) -> tuple[Any, ...]:
     """The finished run: summary, both students' curves, results table, bundle."""
     report = result.report
@@ -147,11 +156,11 @@ def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                  "card, recipe")
 
         def on_select(request: gr.Request):
-            picker = variant_update(ctx, request)
-            return picker, gr.update(choices=picker["choices"])
+            return _teachers(variant_update(ctx, request))
 
         def on_run(choice, name, w, t, a, n_epochs, frac, d, others, upload, plan,
                    fam=SAME_FAMILY, request: gr.Request = None):
+            src = call(lambda: ctx.find_run(request, choice)) if choice else None
             more = tuple(str(call(lambda o=o: ctx.find_run(request, o))) for o in others or [])
             file = call(lambda: store_data_upload(upload, ctx.session_dir(request) / "uploads",
                                                   limit_mb=ctx.upload_limit_mb)) \
@@ -161,16 +170,25 @@ def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 epochs=int(n_epochs), budget=plan, label_fraction=float(frac), depth=float(d),
                 teachers=more, unlabelled=str(file) if file else None,
                 family=None if fam in (None, "", SAME_FAMILY) else fam))
+            run_dir = ctx.new_run_dir(request, "distill")
             history: list[dict[str, Any]] = []
-            for kind, payload in variant_job(ctx, request, choice, distill, config,
-                                             kind="distill"):
-                if kind == "status":
-                    yield first_only(payload, 4)
+
+            def work(cb):
+                source = src or ctx.ensure_baseline(request, cb)
+                return distill(source, None, config, out_dir=run_dir, callbacks=cb,
+                               measure_options=getattr(ctx, "measure_options", None))
+
+            yield input_note(ctx, request, src), gr.skip(), gr.skip(), gr.skip()
+            started = time.monotonic()
+            job = tracked(ctx, request, "distill", job_config(src, config), work)
+            for kind, payload in stream(job):
+                if kind == "progress":
+                    yield progress_line(payload, started), gr.skip(), gr.skip(), gr.skip()
                 elif kind == "metrics" and "student" in payload:
                     history.append(payload)
                     yield gr.skip(), curves(history), gr.skip(), gr.skip()
                 elif kind == "done":
-                    yield _done(*payload, history)
+                    yield _done(payload, run_dir, history)
 
         follow_current(shell, tab, on_select, [teacher, extra])
         method.change(lambda m: method_summary("distillation", m), [method], [method_help],
