@@ -184,14 +184,11 @@ def test_already_quantized_and_onnx_only_inputs(baseline_dir, digits, tmp_path):
     quantize(baseline_dir, None, "ort-fp16", out_dir=tmp_path / "a", measure_options=FAST)
     with pytest.raises(StudioError, match="already quantized"):
         quantize(tmp_path / "a", None, "ort-static-int8", out_dir=tmp_path / "b")
-    # an ONNX file: ort methods work, torch methods say to use an ort method
+    # an ONNX file: ort methods work on it directly (torch ones on its converted module)
     onnx_file = baseline_dir / "model.onnx"
     r = quantize(onnx_file, digits, "ort-dynamic-int8", out_dir=tmp_path / "c",
                  measure_options=FAST)
     assert r.report["baseline"]["size_bytes"] == onnx_file.stat().st_size
-    with pytest.raises(StudioError, match="ort-"):
-        quantize(onnx_file, digits, "torch-static-int8", out_dir=tmp_path / "d")
-    assert not (tmp_path / "d").exists()
 
 
 def test_unexportable_model_names_the_operator(digits, tmp_path):

@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from core.errors import StudioError, UnsupportedModelError
+from core.errors import StudioError
 from tests.conftest import FAST_MEASURE as FAST
 from tests.helpers import onnx_zoo, zoo
 
@@ -23,13 +23,20 @@ def user_onnx(tmp_path_factory, digits):
     return onnx_zoo.export_default(net, path, torch.from_numpy(digits.X_test[:1])), digits
 
 
-def test_qat_on_an_onnx_upload_refuses_before_any_work(user_onnx, tmp_path):
-    from core.quantization import quantize
+def test_qat_on_an_onnx_upload_trains_the_converted_model(user_onnx, tmp_path):
+    from core.measure import evaluate
+    from core.quantization import load_artifact, quantize
 
     path, data = user_onnx
-    with pytest.raises(UnsupportedModelError, match="torch-qat-int8.*ONNX.*ort-static-int8"):
-        quantize(path, data, "torch-qat-int8", out_dir=tmp_path / "q", measure_options=FAST)
-    assert not (tmp_path / "q").exists()
+    run = quantize(path, data, {"method": "torch-qat-int8", "epochs": 1},
+                   out_dir=tmp_path / "q", measure_options=FAST)
+    report = run.report
+    assert report["quantization"]["evidence"]  # quantized operators in the shipped graph
+    assert any("converted to a torch module" in w for w in report["warnings"])
+    shipped = load_artifact(tmp_path / "q" / "model.pt2")
+    assert report["result"]["accuracy"] == pytest.approx(
+        evaluate(shipped, data, "test").accuracy, abs=1e-9)
+    assert report["result"]["accuracy"] > 0.8
 
 
 def test_distillation_from_an_onnx_teacher_trains_its_own_architecture(user_onnx, tmp_path):

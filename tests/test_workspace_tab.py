@@ -169,7 +169,7 @@ def test_pickers_offer_only_the_methods_that_apply_to_the_model(tmp_path, files,
     fits = [m for m in list_methods("quantization") if kind in method_kinds(m)]
     # a .pt2 program fits none: all stay listed and the run says to export it to ONNX
     assert quant == (fits or list(list_methods("quantization")))
-    if kind in ("onnx", "torchscript"):  # the torch-* methods need the eager module
+    if kind == "torchscript":  # the torch-* methods need an eager (or converted ONNX) module
         assert not any(m.startswith("torch") for m in quant)
     prune = applicable("pruning", kind)
     assert prune and (set(prune) & set(STRUCTURED)) == (

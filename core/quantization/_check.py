@@ -15,7 +15,9 @@ from core.errors import UnsupportedModelError
 # TorchScript .pt or a torch.export .pt2 (core.artifacts.LoadedModel.kind).
 KINDS = ("builtin", "module", "onnx", "torchscript", "export")
 _ORT_KINDS = ("builtin", "module", "onnx", "torchscript")
-_TORCH_KINDS = ("builtin", "module")
+# An ONNX input reaches torch-* methods as a trainable module (core.artifacts.onnx_to_torch,
+# its outputs verified against ONNX Runtime before use).
+_TORCH_KINDS = ("builtin", "module", "onnx")
 
 ONNX_QUANT_OPS = {
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",

@@ -168,6 +168,22 @@ def _open_input(model: Any, data: Any, output_name: str | None = None) -> _Input
     return _Input(model, ds, [], None, None, _module_kind(model))
 
 
+def _torch_form(fp32: Any, inp: _Input, method: str, warnings: list[str]) -> Any:
+    """The torch module a method works on: the input itself, none for an ONNX input to an
+    ort-* method, or the ONNX model converted for a torch-* method (outputs verified)."""
+    from core.artifacts import onnx_to_torch
+
+    if type(fp32).__name__ != "InferenceSession":
+        return fp32
+    if method.startswith("ort-"):
+        return None
+    module = onnx_to_torch(inp.onnx_file, output_name=inp.output_name)
+    warnings.append("The ONNX model was converted to a torch module (onnx2torch; outputs "
+                    "checked against ONNX Runtime) for this torch method; exporters fold "
+                    "BatchNorm into the convolutions, so none is left to train.")
+    return module
+
+
 def _module_kind(model: Any) -> str:
     """'onnx' for an ORT session, 'torchscript' for a ScriptModule, 'export' for a
     torch.export program's module, else 'module'."""
@@ -258,8 +274,9 @@ def quantize(
         if is_onnx and onnx_in is None:
             raise UnsupportedModelError("Pass an ONNX model as a file or run folder path, "
                                         "not as an InferenceSession.")
-        source = Source(data=data, scratch=scratch, torch_model=None if is_onnx else fp32,
-                        onnx_file=onnx_in, output_name=inp.output_name)
+        source = Source(data=data, scratch=scratch, onnx_file=onnx_in,
+                        output_name=inp.output_name,
+                        torch_model=_torch_form(fp32, inp, cfg.method, warnings))
         cb.progress(0.0, f"Preparing {cfg.method}")
         fp32_val = _accuracy(fp32, data)
         extra: dict[str, Any] = {"fp32_val_accuracy": fp32_val, "val_split": _val_split(data)}
