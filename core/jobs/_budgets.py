@@ -142,8 +142,11 @@ def _auto(config: dict[str, Any], resolve: Callable[..., Any]) -> None:
     facts = _job_facts(config, resolve)
     names = cfg.get("candidates") or CANDIDATE_NAMES
     trained = [n for n in names if n.startswith(("prune", "distill"))]
+    per_candidate = cfg.get("finetune_epochs")
+    if per_candidate is None:  # each model's own fine-tune defaults: at most 10 epochs (a ViT)
+        per_candidate = 10
     finetunes = (len(trained) + 2 * int(cfg.get("refine", 0)) * bool(trained)) \
-        * int(cfg.get("finetune_epochs", 1))
+        * int(per_candidate)
     base = 0
     if not config.get("input") and config.get("model") in list_families():
         _model_size(config["model"], facts, {})
