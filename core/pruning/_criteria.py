@@ -10,6 +10,7 @@ the shared pruning loop) in ``core.registry`` with itself as the method's ``spec
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import InvalidParameterError, UnsupportedModelError
@@ -32,7 +33,7 @@ def tp_module() -> Any:
     return tp
 
 
-class Criterion:
+class Criterion(ABC):
     """What a pruning method ranks by. ``structured``: remove whole channels (Torch-Pruning);
     else zero single weights. ``needs_gradients``: loss gradients are gathered before each
     step. ``scores_while_training``: scores come from the fine-tune (movement)."""
@@ -52,8 +53,9 @@ class StructuredCriterion(Criterion):
 
     structured: ClassVar[bool] = True
 
+    @abstractmethod
     def importance(self, cfg: Any) -> Any:
-        raise NotImplementedError
+        """Torch-Pruning's importance object for this config."""
 
 
 class UnstructuredCriterion(Criterion):
@@ -62,9 +64,9 @@ class UnstructuredCriterion(Criterion):
     structured: ClassVar[bool] = False
     global_ranking: ClassVar[bool] = False
 
+    @abstractmethod
     def scores(self, pruner: Any) -> dict[str, torch.Tensor]:
         """One score tensor per weight of ``pruner.weights`` (a ``MaskedPruner``)."""
-        raise NotImplementedError
 
 
 def criterion(cls: type[Criterion]) -> type[Criterion]:
@@ -108,24 +110,27 @@ def method_names(*, structured: bool | None = None) -> list[str]:
 
 
 # --- structured: Torch-Pruning's importance objects ---------------------------------------------
-@criterion
-class StructuredL1(StructuredCriterion):
-    name = "structured-l1"
-    summary = ("Remove whole channels/neurons/heads with the lowest L1 norm (Torch-Pruning "
+class _GroupMagnitude(StructuredCriterion):
+    """Channels ranked by the Lp norm of their coupled weights."""
+
+    p: ClassVar[int]
+    summary = ("Remove whole channels/neurons/heads with the lowest {norm} norm (Torch-Pruning "
                "dependency graph); the model really gets smaller and faster.")
 
     def importance(self, cfg: Any) -> Any:
-        return tp_module().importance.GroupMagnitudeImportance(p=1)
+        return tp_module().importance.GroupMagnitudeImportance(p=self.p)
 
 
 @criterion
-class StructuredL2(StructuredCriterion):
-    name = "structured-l2"
-    summary = ("Remove whole channels/neurons/heads with the lowest L2 norm (Torch-Pruning "
-               "dependency graph); the model really gets smaller and faster.")
+class StructuredL1(_GroupMagnitude):
+    name, p = "structured-l1", 1
+    summary = _GroupMagnitude.summary.format(norm="L1")
 
-    def importance(self, cfg: Any) -> Any:
-        return tp_module().importance.GroupMagnitudeImportance(p=2)
+
+@criterion
+class StructuredL2(_GroupMagnitude):
+    name, p = "structured-l2", 2
+    summary = _GroupMagnitude.summary.format(norm="L2")
 
 
 @criterion
