@@ -22,21 +22,12 @@ CHECKPOINT_BLOCKS = {"vit": "blocks", "mlp": "features"}
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def bf16_native() -> bool:
-    """Whether this CPU computes bfloat16 matrix products natively (AVX-512 BF16 or AMX)."""
-    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+    """Whether this CPU computes bfloat16 matrix products natively (AVX-512 BF16 or AMX), as
+    torch's own CPU detection says (core.measure's manifest)."""
+    from core.measure._environment import cpu_isa
+
+    return any(flag in cpu_isa() for flag in BF16_FLAGS)
 
 
 def precision_context(precision: str) -> tuple[Callable[[], Any], list[str]]:
