@@ -24,6 +24,8 @@ _LAZY = {
     "save_model": "core.artifacts",
     "train_baseline": "core.runs",
     "open_variant": "core.runs",
+    "open_input": "core.inputs",
+    "ModelInput": "core.inputs",
     "StudioError": "core.errors",
     "scale": "core.federated",
     "ScaleConfig": "core.federated",

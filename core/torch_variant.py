@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from core.errors import InvalidParameterError, UnsupportedModelError
+from core.errors import UnsupportedModelError
 
 __all__ = ["TorchInput", "open_torch_input", "write_torch_variant"]
 
@@ -27,54 +27,31 @@ class TorchInput:
 
 def open_torch_input(model: Any, data: Any, *, operation: str,
                      convert_onnx: bool = False) -> TorchInput:
-    """An nn.Module, a run folder or a model file opened as a torch module with its data;
-    with ``convert_onnx`` an ONNX model becomes a trainable torch module (onnx2torch, checked
+    """The input opened by core.inputs' rules, as a torch module to rewrite; with
+    ``convert_onnx`` an ONNX model becomes a trainable torch module (onnx2torch, checked
     against ONNX Runtime) instead of being refused. Its size is its ONNX bytes when it has an
     ONNX file (the deployable artifact, like the result's)."""
     import torch
 
-    from core.data import Dataset, load_dataset
+    from core.artifacts._onnx import onnx_files
+    from core.inputs import open_input
 
-    ds = load_dataset(data) if isinstance(data, (str, Path)) else data
-    if ds is not None and not isinstance(ds, Dataset):
-        from core.auto._facade import dataset_from_loaders
+    inp = open_input(model, data)
+    module, files = inp.model, list(inp.files)
+    if inp.kind == "onnx" and convert_onnx and inp.loaded is not None:
+        from core.artifacts import trainable_module
 
-        ds = dataset_from_loaders(ds, ds)  # a DataLoader: its batches are the data
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        if path.is_dir():
-            from core.runs import open_variant
-
-            variant = open_variant(path, data=ds)
-            loaded, ds, run_id = variant.loaded, variant.data, variant.run_id
-        else:
-            from core.artifacts import load_model
-
-            loaded, run_id = load_model(path), None
-        files = [Path(f) for f in loaded.files()]
-        if loaded.kind == "onnx" and convert_onnx:
-            from core.artifacts import trainable_module
-
-            module = trainable_module(loaded)
-        elif loaded.kind == "onnx":
-            raise UnsupportedModelError(
-                f"{operation} rewrites torch modules; this model is ONNX. ONNX Runtime applies "
-                "its own graph fusions when it loads a model.")
-        else:
-            module = loaded.model
-        onnx = path / "model.onnx" if path.is_dir() else None
-        if onnx is not None and onnx.is_file():
-            from core.artifacts._onnx import onnx_files
-
-            files = onnx_files(onnx)
-    else:
-        module, files, run_id = model, [], None
+        module = trainable_module(inp.loaded)
+    elif inp.kind == "onnx":
+        raise UnsupportedModelError(
+            f"{operation} rewrites torch modules; this model is ONNX. ONNX Runtime applies "
+            "its own graph fusions when it loads a model.")
+    if inp.run_id is not None and (inp.path / "model.onnx").is_file():
+        files = onnx_files(inp.path / "model.onnx")
     if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
         raise UnsupportedModelError(f"{operation} needs a torch.nn.Module (not TorchScript); "
                                     f"got {type(module).__name__}.")
-    if ds is None:
-        raise InvalidParameterError("data", "a Dataset, a data set name or a DataLoader", None)
-    return TorchInput(module.eval(), ds, files, run_id)
+    return TorchInput(module.eval(), inp.data, files, inp.run_id)
 
 
 def _as_plain_module(model: Any) -> Any:

@@ -44,37 +44,16 @@ class _Trainee:
         return Trainee()
 
 
-def _resolve_data(data: Any, report: dict[str, Any] | None) -> Any:
-    from core.data import Dataset, load_dataset
-    from core.runs import data_from_report
+def _open_model(model: Any, data: Any, role: str = "teacher") -> dict[str, Any]:
+    """A teacher (or extra teacher) opened by core.inputs' rules, named by its role in
+    messages; a live module's kind is 'torch'."""
+    from core.inputs import open_input
 
-    if isinstance(data, Dataset):
-        return data
-    if report is not None and (data is None or str(data) == (report.get("data") or {})
-                               .get("source")):
-        return data_from_report(report)
-    if data is None:
-        raise InvalidParameterError("data", "a data set (a built-in name, .csv or .npz) when "
-                                    "the teacher is not a studio run folder", None)
-    return load_dataset(data)
-
-
-def _open_model(model: Any, data: Any) -> dict[str, Any]:
-    """A teacher (or extra teacher) from a module, an ORT session, a run folder or a file."""
-    from core.artifacts import load_model, read_report
-
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        report = read_report(path) if path.is_dir() else None
-        loaded = load_model(path)
-        return {"model": loaded.model, "files": loaded.files(), "meta": loaded.meta,
-                "kind": loaded.kind, "data": _resolve_data(data, report), "loaded": loaded,
-                "parent": path.name if report is not None else None, "path": str(path)}
-    if model is None:
-        raise InvalidParameterError("teacher", "a model, run folder or model file", None)
-    kind = "onnx" if type(model).__name__ == "InferenceSession" else "torch"
-    return {"model": model, "files": [], "meta": {}, "kind": kind,
-            "data": _resolve_data(data, None), "parent": None, "path": None}
+    inp = open_input(model, data, role=role)
+    kind = inp.kind if inp.loaded is not None or inp.kind == "onnx" else "torch"
+    return {"model": inp.model, "files": inp.files, "meta": inp.meta, "kind": kind,
+            "data": inp.data, "loaded": inp.loaded, "parent": inp.run_id,
+            "path": str(inp.path) if inp.path is not None else None}
 
 
 def _check_teacher(model: Any, data: Any, role: str) -> int:
@@ -154,7 +133,7 @@ def _open_teachers(teacher: Any, teachers: Sequence[Any], data: Any, config: Dis
     classes = _check_teacher(t["model"], data, "teacher")
     extra = []
     for i, other in enumerate([*config.teachers, *teachers]):
-        o = _open_model(other, data)
+        o = _open_model(other, data, f"teachers[{i}]")
         _check_teacher(o["model"], data, f"teachers[{i}]")
         extra.append(o["model"])
     if extra and config.method != "multi-teacher":

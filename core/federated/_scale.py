@@ -99,19 +99,17 @@ def _resolve_model(model: Any, data: Any, config: ScaleConfig
         kw = {"hidden_dims": [32, 16]} if model == "mlp" else {}
         torch.manual_seed(config.seed)
         return model_for_data(model, shape, classes, **kw), None, None, data, notes
-    if isinstance(model, (str, Path)):
-        from core.runs import open_variant
+    if isinstance(model, (str, Path)):  # a run folder (its data unless given) or a file
+        from core.inputs import kind_name, open_input
 
-        variant = open_variant(model, data=data if _is_dataset(data) else None)
-        if not isinstance(variant.model, torch.nn.Module):
+        inp = open_input(model, data)
+        if not isinstance(inp.model, torch.nn.Module):
             raise UnsupportedModelError(
-                f"Variant '{variant.run_id}' is a {variant.loaded.kind} model; federated "
-                "training needs a torch model (a trained, pruned or distilled built-in "
-                "variant). Quantized ONNX variants cannot be trained.")
-        size = (variant.report.get("result") or {}).get("size_bytes")
-        if data is None:
-            data = variant.data
-        return variant.model, int(size) if size else None, variant.run_id, data, notes
+                f"'{Path(model).name}' is {kind_name(inp.kind)}; federated training needs a "
+                "torch model (a trained, pruned or distilled built-in variant). Quantized ONNX "
+                "variants cannot be trained.")
+        size = ((inp.report or {}).get("result") or {}).get("size_bytes")
+        return inp.model, int(size) if size else None, inp.run_id, inp.data, notes
     if callable(model):
         built = model()
         if not isinstance(built, torch.nn.Module):

@@ -31,29 +31,21 @@ def _check_device(device: str) -> str:
     raise InvalidParameterError("device", "'cpu' or 'cuda'", device)
 
 
-def _open_model(model: Any) -> tuple[Any, Path | None, Any]:
-    """(torch module or None, ONNX file or None, the run folder's data or None)."""
+def _open_model(model: Any, data_or_input: Any) -> tuple[Any, Path | None, Any]:
+    """(torch module or None, ONNX file or None, the data or None) by core.inputs' rules; an
+    input tensor, array or DataLoader is the input itself, so the model needs no data then."""
+    from core.data import Dataset
+    from core.inputs import open_input
+
     if type(model).__name__ == "InferenceSession":
         raise UnsupportedModelError("Pass the .onnx file (or run folder) to profile, not an "
                                     "InferenceSession: profiling is a session option.")
-    if not isinstance(model, (str, Path)):
-        return model, None, None
-    path = Path(model)
-    if path.suffix == ".onnx" and path.is_file():
-        return None, path, None
-    data = None
-    if path.is_dir():
-        from core.runs import open_variant
-
-        variant = open_variant(path)
-        loaded, data = variant.loaded, variant.data
-    else:
-        from core.artifacts import load_model
-
-        loaded = load_model(path)
-    if loaded.kind == "onnx":
-        return None, Path(loaded.path), data
-    return loaded.model, None, data
+    dataish = data_or_input is None or isinstance(data_or_input, (str, Path, Dataset))
+    inp = open_input(model, data_or_input if dataish else None, data_required=dataish)
+    if inp.kind != "onnx":
+        return inp.model, None, inp.data
+    # The ONNX file as written (profiling opens its own session over it).
+    return None, inp.path if inp.path.is_file() else inp.path / "model.onnx", inp.data
 
 
 def _input_batch(data_or_input: Any, run_data: Any, batch_size: int) -> np.ndarray:
@@ -61,7 +53,7 @@ def _input_batch(data_or_input: Any, run_data: Any, batch_size: int) -> np.ndarr
     from core.data import Dataset, load_dataset
     from core.measure import batch_of
 
-    src = run_data if data_or_input is None else data_or_input
+    src = data_or_input if run_data is None else run_data
     if src is None:
         raise InvalidParameterError("data_or_input", "an input tensor/array, a Dataset, a "
                                     "data set name or a DataLoader", None)
@@ -108,7 +100,7 @@ def profile(model: Any, data_or_input: Any = None, *, batch_size: int = 1,
     check_range("threads", threads, low=1, high=256, kind=int)
     check_range("tolerance", tolerance, low=0.0, high=1.0, low_inclusive=False)
     device = _check_device(device)
-    module, onnx_file, run_data = _open_model(model)
+    module, onnx_file, run_data = _open_model(model, data_or_input)
     x = _input_batch(data_or_input, run_data, batch_size)
     if onnx_file is not None:
         from core.profiling._onnx import profile_onnx

@@ -26,52 +26,23 @@ from core.runs import RunResult
 __all__ = ["prune", "prune_model", "unsupported_methods"]
 
 
-def _dataset(data: Any) -> Any:
-    from core.data import Dataset, load_dataset
-
-    if data is None or isinstance(data, Dataset):
-        return data
-    if isinstance(data, (str, Path)):
-        return load_dataset(str(data))
-    raise InvalidParameterError("data", "a Dataset or a data set name/path", type(data).__name__)
-
-
 def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | None]:
-    """(model, kind, dataset, baseline files, parent run id) from a module, file or run folder."""
-    from core.artifacts import load_model
-    from core.models import is_builtin
-    from core.runs import open_variant
+    """(model, kind, dataset, baseline files, parent run id) by core.inputs' rules, the model
+    in a trainable torch form: an ONNX graph converted (or a run's torch file beside it), a
+    torch.export program wrapped."""
+    from core.inputs import open_input
 
-    dataset = _dataset(data)
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if path.is_dir():
-            variant = open_variant(path, data=dataset)
-            loaded = variant.loaded
-            model, kind = loaded.model, loaded.kind
-            if kind == "onnx":  # a torch form beside model.onnx (a pruned user model) is used
-                model, kind = _torch_form(path) or _converted(loaded)
-            if kind == "export":
-                model = _Exported(model)
-            return model, kind, variant.data, loaded.files(), variant.run_id
-        loaded = load_model(path)
-        if dataset is None:
-            raise InvalidParameterError("data", "given for a model file (a built-in name, "
-                                        ".csv or .npz)", None)
-        model, kind = _converted(loaded) if loaded.kind == "onnx" else (loaded.model,
-                                                                         loaded.kind)
-        model = _Exported(model) if kind == "export" else model
-        # The file as given is the baseline artifact (not a temporary dynamic-batch copy).
-        files = onnx_files(path) if loaded.kind == "onnx" else loaded.files()
-        return model, kind, dataset, files, None
-    if isinstance(source, nn.Module) or isinstance(source, torch.jit.ScriptModule):
-        if dataset is None:
-            raise InvalidParameterError("data", "a Dataset or a data set name", None)
-        kind = "builtin" if is_builtin(source) else (
-            "torchscript" if isinstance(source, torch.jit.ScriptModule) else "module")
-        return source, kind, dataset, [], None
-    raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model file",
-                                type(source).__name__)
+    inp = open_input(source, data)
+    model, kind = inp.model, inp.kind
+    if kind == "onnx" and inp.loaded is None:  # a live ORT session has no graph to convert
+        raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model "
+                                    "file (pass an ONNX model as its .onnx file)",
+                                    type(model).__name__)
+    if kind == "onnx":  # a torch form beside model.onnx (a pruned user model) is used
+        model, kind = (inp.run_id and _torch_form(inp.path)) or _converted(inp.loaded)
+    if kind == "export":
+        model = _Exported(model)
+    return model, kind, inp.data, inp.files, inp.run_id
 
 
 def _converted(loaded: Any) -> tuple[Any, str]:

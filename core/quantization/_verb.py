@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,6 +12,7 @@ from core.artifacts._onnx import move_onnx, strip_debug_metadata
 from core.artifacts._trust import record_studio_made
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
+from core.inputs import ModelInput, open_input
 from core.quantization._base import AREA, MethodSpec, Source, method_spec
 from core.quantization._check import check_applies, require_quantized
 from core.quantization._config import QuantizationConfig
@@ -111,64 +111,19 @@ def _attempt(spec: MethodSpec, source: Source, config: QuantizationConfig, data:
     return q, _accuracy(load_artifact(q.path, output_name=source.output_name), data)
 
 
-@dataclass
-class _Input:
-    """The FP32 model to quantize, its data, the files of its size and what kind it is."""
-
-    model: Any
-    data: Any
-    files: list[Path]
-    run_id: str | None
-    onnx_file: Path | None
-    kind: str  # core.quantization._check.KINDS
-    notes: list[str] = field(default_factory=list)
-    output_name: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+def _open_input(model: Any, data: Any, output_name: str | None = None) -> ModelInput:
+    """The input opened by core.inputs' rules; a quantized run is refused (its FP32 parent
+    is what to quantize)."""
+    inp = open_input(model, data, output_name=output_name)
+    report = inp.report or {}
+    if report.get("operation") == "quantize":
+        raise UnsupportedModelError(
+            f"'{inp.run_id}' is already quantized ({report.get('method')}). Quantize "
+            f"its FP32 parent '{report.get('parent')}' instead.")
+    return inp
 
 
-def _from_loaded(loaded: Any, data: Any, run_id: str | None) -> _Input:
-    onnx_file = loaded.path if loaded.kind == "onnx" else None
-    return _Input(loaded.model, data, loaded.files(), run_id, onnx_file, loaded.kind,
-                  list(loaded.meta.get("notes", [])), loaded.meta.get("output_name"),
-                  dict(loaded.meta))
-
-
-def _open_input(model: Any, data: Any, output_name: str | None = None) -> _Input:
-    """The input (module, model file or run folder) opened for quantization."""
-    from core.data import Dataset, load_dataset
-
-    if isinstance(model, (str, Path)) and Path(model).is_file():
-        from core.artifacts import load_model
-
-        loaded = load_model(model, output_name=output_name)
-        if data is None:
-            raise InvalidParameterError("data", "given with a model file (a built-in name, "
-                                        ".csv or .npz)", None)
-        ds = data if isinstance(data, Dataset) else load_dataset(data)
-        if loaded.input_shape and tuple(loaded.input_shape) != tuple(ds.input_shape):
-            raise InvalidParameterError("model input shape", f"equal to the data's "
-                                        f"{list(ds.input_shape)}", list(loaded.input_shape))
-        return _from_loaded(loaded, ds, None)
-    if isinstance(model, (str, Path)):
-        from core.runs import open_variant
-
-        ds = data if isinstance(data, Dataset) else None
-        if isinstance(data, str):
-            ds = load_dataset(data)
-        variant = open_variant(model, data=ds)
-        report = variant.report
-        if report.get("operation") == "quantize":
-            raise UnsupportedModelError(
-                f"'{variant.run_id}' is already quantized ({report.get('method')}). Quantize "
-                f"its FP32 parent '{report.get('parent')}' instead.")
-        return _from_loaded(variant.loaded, variant.data, variant.run_id)
-    if data is None:
-        raise InvalidParameterError("data", "a Dataset or a built-in data set name", None)
-    ds = data if isinstance(data, Dataset) else load_dataset(data)
-    return _Input(model, ds, [], None, None, _module_kind(model))
-
-
-def _torch_form(fp32: Any, inp: _Input, method: str, warnings: list[str]) -> Any:
+def _torch_form(fp32: Any, inp: ModelInput, method: str, warnings: list[str]) -> Any:
     """The torch module a method works on: the input itself, none for an ONNX input to an
     ort-* method, or the ONNX model converted for a torch-* method (outputs verified)."""
     from core.artifacts import onnx_to_torch
@@ -182,24 +137,6 @@ def _torch_form(fp32: Any, inp: _Input, method: str, warnings: list[str]) -> Any
                     "checked against ONNX Runtime) for this torch method; exporters fold "
                     "BatchNorm into the convolutions, so none is left to train.")
     return module
-
-
-def _module_kind(model: Any) -> str:
-    """'onnx' for an ORT session, 'torchscript' for a ScriptModule, 'export' for a
-    torch.export program's module, else 'module'."""
-    if type(model).__name__ == "InferenceSession":
-        return "onnx"
-    import torch
-
-    if isinstance(model, torch.jit.ScriptModule):
-        return "torchscript"
-    try:
-        model.eval()
-    except NotImplementedError:  # ExportedProgram.module() refuses eval()
-        return "export"
-    except AttributeError:
-        pass
-    return "module"
 
 
 DEFAULT_CALIBRATION_SIZE = 256
@@ -452,7 +389,7 @@ def _program_figures(report: dict[str, Any], info: Mapping[str, Any], result: An
     return True
 
 
-def _onnx_entry(inp: _Input) -> dict[str, Any]:
+def _onnx_entry(inp: ModelInput) -> dict[str, Any]:
     """report.json's "onnx" block for an ONNX input (scored output, batch handling)."""
     if inp.kind != "onnx":
         return {}

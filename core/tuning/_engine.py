@@ -30,35 +30,28 @@ _STRIP = ("input_shape", "input_dim", "num_classes")
 
 def _resolve(model_or_run_dir: Any, data: Any, config: TuneConfig
              ) -> tuple[str, dict[str, Any], Any, str | None]:
-    """(family, base model kwargs, data set, parent run id) for a study."""
-    from core.data import Dataset, load_dataset
-    from core.models import is_builtin, list_families
+    """(family, base model kwargs, data set, parent run id) for a study: a family name (or
+    none: the config's), or a built-in model / run folder opened by core.inputs' rules (a
+    live model without data uses the config's data)."""
+    from core.inputs import kind_name, open_data, open_input
+    from core.models import list_families
 
-    family, base, parent, dataset = config.model, {}, None, None
+    family, base, parent = config.model, {}, None
     if isinstance(model_or_run_dir, str) and model_or_run_dir in list_families():
-        family = model_or_run_dir
-    elif model_or_run_dir is not None and not isinstance(model_or_run_dir, (str, Path)):
-        if not is_builtin(model_or_run_dir):
-            raise UnsupportedModelError("Tuning trains built-in models (mlp, cnn, vit) from "
-                                        "scratch; give a family name or a built-in model.")
-        spec = model_or_run_dir.spec()
-        family, base = spec.family, dict(spec.kwargs)
-    elif model_or_run_dir is not None:
-        from core.runs import open_variant
-
-        variant = open_variant(model_or_run_dir)
-        if variant.loaded.kind != "builtin":
-            raise UnsupportedModelError(f"'{model_or_run_dir}' is not a built-in model; tuning "
-                                        "retrains a family (mlp, cnn, vit) from scratch.")
-        spec = variant.model.spec()
-        family, base, dataset = spec.family, dict(spec.kwargs), variant.data
-        parent = Path(model_or_run_dir).name
-    if isinstance(data, Dataset):
-        dataset = data
-    elif data is not None:
-        dataset = load_dataset(data, seed=config.seed)
-    elif dataset is None:
-        dataset = load_dataset(config.data, seed=config.seed)
+        family, model_or_run_dir = model_or_run_dir, None
+    if model_or_run_dir is None:
+        dataset = open_data(config.data if data is None else data, seed=config.seed)
+    else:
+        if data is None and not isinstance(model_or_run_dir, (str, Path)):
+            data = config.data
+        inp = open_input(model_or_run_dir, data, seed=config.seed)
+        if inp.kind != "builtin":
+            raise UnsupportedModelError(
+                f"Tuning retrains a built-in family (mlp, cnn, vit) from scratch, and this is "
+                f"{kind_name(inp.kind)}; give a family name, a built-in model or its run "
+                "folder.")
+        spec = inp.model.spec()
+        family, base, dataset, parent = spec.family, dict(spec.kwargs), inp.data, inp.run_id
     base = {k: v for k, v in base.items() if k not in _STRIP}
     if family != config.model:
         bad = sorted(set(config.search_space().names) - family_keys(family))
@@ -71,8 +64,7 @@ def _resolve(model_or_run_dir: Any, data: Any, config: TuneConfig
 def _recipe_setup(model_or_run_dir: Any, data: Any, config: TuneConfig, out_dir: str | Path,
                   cb: Callbacks, threads: int) -> tuple[str, Any, Any, str | None]:
     """Base run folder (given, or trained once beside the run) and the trial factory."""
-    from core.data import Dataset, load_dataset
-    from core.runs import data_from_report
+    from core.inputs import open_data, open_input
     from core.tuning._recipe import RecipeObjective, check_recipe_base, recipe_baseline
 
     results = Path(out_dir).resolve().parent
@@ -82,18 +74,15 @@ def _recipe_setup(model_or_run_dir: Any, data: Any, config: TuneConfig, out_dir:
     if model_or_run_dir is not None:
         if not isinstance(model_or_run_dir, (str, Path)) or not Path(model_or_run_dir).is_dir():
             raise InvalidParameterError("model", "a run folder for the 'recipe' target",
-                                        str(model_or_run_dir))
-        from core.artifacts import read_report
-
-        base_dir = Path(model_or_run_dir)
-        report = read_report(base_dir)
-        dataset = data if isinstance(data, Dataset) else data_from_report(report)
-        family = (report.get("config") or {}).get("model") or config.model
-        parent = base_dir.name
+                                        Path(model_or_run_dir).name if isinstance(
+                                            model_or_run_dir, (str, Path))
+                                        else type(model_or_run_dir).__name__)
+        inp = open_input(model_or_run_dir, data, seed=config.seed)
+        base_dir, dataset, parent = Path(model_or_run_dir), inp.data, inp.run_id
+        family = ((inp.report or {}).get("config") or {}).get("model") or config.model
         check_recipe_base(base_dir, dataset, config.search_space())
     else:
-        dataset = data if isinstance(data, Dataset) else load_dataset(
-            data or config.data, seed=config.seed)
+        dataset = open_data(config.data if data is None else data, seed=config.seed)
         cb.progress(0.0, "Training the base model for the recipe trials")
         base_dir = recipe_baseline(config, dataset, results / f"{name}-baseline",
                                    measure_options=measure, callbacks=cb)
