@@ -87,3 +87,34 @@ def test_memory_probe_of_an_onnx_file_imports_no_torch(tmp_path):
     assert found is not None and found["peak_mb"] >= 0
     assert "onnxruntime" in found["imported"]
     assert not {"torch", "onnx", "sklearn", "scipy"} & set(found["imported"])
+
+
+def test_memory_probe_forked_per_file_matches_a_fresh_process(tmp_path):
+    """One probe process forks a child per file: each figure is what a fresh process of its
+    own measures (library pages the fork did not map are not counted as the model's)."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    from core.measure import _memory
+    from core.measure._memory import probe_memory
+
+    paths = []
+    for name, width in (("a", 4), ("b", 64)):
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, width, 3), torch.nn.Flatten(),
+                                    torch.nn.Linear(36 * width, 3)).eval()
+        paths.append(tmp_path / f"{name}.onnx")
+        torch.onnx.export(model, (torch.randn(1, 1, 8, 8),), str(paths[-1]), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    forked = probe_memory(paths, batch_size=8)
+    # the same script with no os.fork: it probes in its own process, as before forking
+    alone = "import os, runpy, sys; del os.fork; sys.argv = sys.argv[1:]; " \
+            "runpy.run_path(sys.argv[0], run_name='__main__')"
+    for path in paths:
+        out = subprocess.run([sys.executable, "-c", alone, _memory.__file__, "8",
+                              json.dumps([[str(path.resolve()), False]])],
+                             capture_output=True, text=True, check=True).stdout
+        fresh = json.loads(out.splitlines()[-1])["peak_mb"]
+        assert forked[str(path)]["peak_mb"] == pytest.approx(fresh, abs=0.5)

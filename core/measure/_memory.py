@@ -1,10 +1,18 @@
-"""Peak memory of loading and running a saved model, measured in a fresh process."""
+"""Peak memory of loading and running a saved model, each measured in a fresh process.
+
+One probe process imports what the files need once and forks a fresh child per file
+(POSIX), so every model is still loaded into a process of its own, as a deployment would,
+without paying the interpreter's start-up and the imports once per file. Where there is no
+``fork`` (Windows) each file gets a probe process of its own.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,53 +20,73 @@ import numpy as np
 
 
 class MemoryProbe:
-    """Probes of model files started now, each in a fresh process; ``result()`` waits.
+    """Probes of model files started now; ``result()`` waits.
 
-    Start it before work that is not timed (accuracy) so that the processes' start-up
+    Start it before work that is not timed (accuracy) so that the probe's start-up
     overlaps that work, and collect the result before any timing starts.
     """
 
     def __init__(self, paths: list[Path], *, batch_size: int = 64,
                  timeout: float = 120.0) -> None:
         self.timeout = timeout
-        self.procs = {
-            str(p): subprocess.Popen(
+        self.keys = [str(p) for p in paths]
+        entries = [[str(Path(p).resolve()), _trusted(Path(p))] for p in paths]
+        groups = [entries] if hasattr(os, "fork") else [[e] for e in entries]
+        self.procs = [
+            subprocess.Popen(
                 # run as a script: ``-m`` would import the core.measure package first
-                [sys.executable, str(Path(__file__).resolve()), str(Path(p).resolve()),
-                 str(batch_size), *(["--trust-model"] if _trusted(Path(p)) else [])],
+                [sys.executable, str(Path(__file__).resolve()), str(batch_size),
+                 json.dumps(group)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 cwd=str(Path(__file__).resolve().parents[2]),
+                start_new_session=hasattr(os, "killpg"),  # its children end with it
             )
-            for p in paths
-        }
+            for group in groups if group
+        ]
 
     def result(self) -> dict[str, dict[str, Any] | None]:
         """Each model's probe result (``peak_mb``, ``imported``); None where it failed."""
-        out: dict[str, dict[str, Any] | None] = {}
-        for key, proc in self.procs.items():
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + self.timeout
+        for proc in self.procs:
             try:
-                stdout, _ = proc.communicate(timeout=self.timeout)
-                out[key] = json.loads(stdout.strip().splitlines()[-1])
-            except Exception:
-                proc.kill()
-                proc.wait()
-                out[key] = None
-        return out
+                stdout, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                stdout, _ = proc.communicate()
+            for line in (stdout or "").splitlines():
+                try:
+                    entry = json.loads(line)
+                    found[entry.pop("path")] = entry
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # a failed probe prints nothing usable: its figure stays None
+        return {key: found.get(str(Path(key).resolve())) for key in self.keys}
 
     def peaks_mb(self) -> dict[str, float | None]:
         """Peak RSS (MB) added by loading each model file and running one batch."""
         return {k: float(v["peak_mb"]) if v else None for k, v in self.result().items()}
 
 
+def _kill(proc: subprocess.Popen) -> None:
+    """End a probe that ran out of time, and the children it forked."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, 9)
+        else:
+            proc.kill()
+    except OSError:
+        pass
+
+
 def probe_memory(paths: list[Path], *, batch_size: int = 64, timeout: float = 120.0
                  ) -> dict[str, dict[str, Any] | None]:
-    """Each model's probe result (``peak_mb``, ``imported``), fresh processes in parallel."""
+    """Each model's probe result (``peak_mb``, ``imported``), each in a fresh process."""
     return MemoryProbe(paths, batch_size=batch_size, timeout=timeout).result()
 
 
 def measure_memory_subprocess(paths: list[Path], *, batch_size: int = 64,
                               timeout: float = 120.0) -> dict[str, float | None]:
-    """Peak RSS added by loading each model file and running one batch (MB), in parallel.
+    """Peak RSS added by loading each model file and running one batch (MB).
 
     The fresh process trusts a TorchScript/.pt2 file only where this one does (the opt-in,
     or a file the studio made itself).
@@ -76,8 +104,43 @@ def _trusted(path: Path) -> bool:
 _HEAVY = ("torch", "onnx", "onnxruntime", "safetensors", "sklearn", "scipy")
 
 
+def _probe_all(entries: list[list[Any]], batch_size: int) -> None:
+    """Probe each ``[path, trusted]`` in a fresh child forked from this process (ONNX files
+    first, before anything beyond ONNX Runtime is imported here); print one line each."""
+    import onnxruntime  # noqa: F401  (every probe imports it before its baseline reading)
+    import psutil  # noqa: F401
+
+    if not hasattr(os, "fork"):
+        for path, trusted in entries:
+            _main(path, batch_size, trust_model=trusted)
+        return
+    onnx_first = sorted(entries, key=lambda e: not str(e[0]).endswith(".onnx"))
+    children = []
+    resident, loaders = None, False
+    for path, trusted in onnx_first:
+        if not path.endswith(".onnx") and not loaders:
+            _import_loaders()  # once, here, for every non-ONNX child (ONNX ones are forked)
+            resident, loaders = None, True
+        if resident is None:
+            resident = _resident_file_pages()
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: one model, then exit without running the parent's cleanup
+            code = 1
+            try:
+                _touch(resident)
+                _main(path, batch_size, trust_model=trusted)
+                code = 0
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
 def _main(path: str, batch_size: int, *, trust_model: bool = False) -> None:
-    """Print ``{"peak_mb": ..., "imported": [...]}``: the peak RSS the model adds.
+    """Print ``{"path": ..., "peak_mb": ..., "imported": [...]}``: the peak RSS the model adds.
 
     An ONNX file needs only ONNX Runtime and numpy here (no torch, onnx or studio loaders:
     importing them cost seconds per probe); other formats go through ``core.artifacts``.
@@ -86,12 +149,7 @@ def _main(path: str, batch_size: int, *, trust_model: bool = False) -> None:
 
     onnx_input = _onnx_input(path) if path.endswith(".onnx") else None
     if onnx_input is None:
-        import onnx  # noqa: F401  (imported before the baseline reading: libraries are not
-        import onnxruntime  # noqa: F401  part of the model's memory)
-        import safetensors.torch  # noqa: F401
-        import torch  # noqa: F401
-
-        import core.models  # noqa: F401
+        _import_loaders()
     reset = _reset_peak()  # the imports' own peak must not hide the model's
     before = psutil.Process().memory_info().rss
     if onnx_input is not None:
@@ -99,8 +157,59 @@ def _main(path: str, batch_size: int, *, trust_model: bool = False) -> None:
     else:
         _run_loaded(path, batch_size, trust_model=trust_model)
     peak = _peak_rss() if reset else _max_rss()
-    print(json.dumps({"peak_mb": max(peak - before, 0) / 2**20,
-                      "imported": [m for m in _HEAVY if m in sys.modules]}))
+    print(json.dumps({"path": path, "peak_mb": max(peak - before, 0) / 2**20,
+                      "imported": [m for m in _HEAVY if m in sys.modules]}), flush=True)
+def _resident_file_pages() -> list[int]:
+    """Addresses of the readable file-mapped pages resident in this process (``pagemap``).
+
+    Linux copies no page table entries of a read-only file mapping (library code) into a
+    forked child: the child faults those pages in again when it runs, and they would count
+    as the model's memory. The child re-touches these pages first (hand-written: no library
+    restores a parent's page tables), so it starts where a fresh process that imported the
+    same libraries starts. Empty where ``/proc/self/pagemap`` cannot be read.
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    # one small buffer, reused: large reads would leave freed heap that the child reuses
+    # instead of growing, hiding part of the model's memory
+    buf = bytearray(8 * 2048)
+    found = []
+    try:
+        with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb",
+                                                   buffering=0) as pagemap:
+            for line in maps.read().splitlines():
+                fields = line.split()
+                if len(fields) < 6 or not fields[1].startswith("r") or \
+                        not fields[5].startswith("/") or fields[5].startswith("/dev/"):
+                    continue
+                start, end = (int(x, 16) // page for x in fields[0].split("-"))
+                pagemap.seek(start * 8)
+                for first in range(start, end, 2048):
+                    n = pagemap.readinto(memoryview(buf)[:8 * min(2048, end - first)]) // 8
+                    flags = np.frombuffer(buf, dtype=np.uint64, count=n)
+                    found.extend(((first + np.flatnonzero(flags >> np.uint64(63))) * page
+                                  ).tolist())
+    except (OSError, ValueError):
+        return []
+    return found
+
+
+def _touch(addresses: list[int]) -> None:
+    """Read one byte of each page (maps it into this process again)."""
+    import ctypes
+
+    for address in addresses:
+        ctypes.string_at(address, 1)
+
+
+def _import_loaders() -> None:
+    """What the studio's loaders need, imported before the baseline reading (libraries are
+    not part of the model's memory)."""
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import torch  # noqa: F401
+
+    import core.models  # noqa: F401
 
 
 def _max_rss() -> int:
@@ -173,4 +282,4 @@ def _peak_rss() -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the studio's root
-    _main(sys.argv[1], int(sys.argv[2]), trust_model="--trust-model" in sys.argv[3:])
+    _probe_all(json.loads(sys.argv[2]), int(sys.argv[1]))
