@@ -16,26 +16,14 @@ from pathlib import Path
 
 import pytest
 
-FAST = {"budget_s": 0.02, "memory": False}
-
-
-def session(client) -> dict[str, str]:
-    """A session header with a token the server issued (POST /api/session)."""
-    r = client.post("/api/session")
-    assert r.status_code == 201, r.text
-    return {r.json()["header"]: r.json()["token"]}
+from tests.helpers.rest import FAST, rest_client, session
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from fastapi.testclient import TestClient
-
-    from studio.api import create_api
-
-    app = create_api(tmp_path_factory.mktemp("api_root"), measure_options=FAST, per_owner=3)
-    with TestClient(app) as client:
+    with rest_client(tmp_path_factory.mktemp("api_root"), measure_options=FAST,
+                     per_owner=3) as client:
         yield client
-    app.state.job_manager.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,16 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.helpers.rest import rest_client, session
+
 AREAS = {"quantization": "quantize", "pruning": "prune"}
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from fastapi.testclient import TestClient
-
-    from studio.api import create_api
-
-    app = create_api(tmp_path_factory.mktemp("schema_root"))
-    with TestClient(app) as client:
-        r = client.post("/api/session")
-        client.headers.update({r.json()["header"]: r.json()["token"]})
+    with rest_client(tmp_path_factory.mktemp("schema_root")) as client:
+        client.headers.update(session(client))
         yield client
-    app.state.job_manager.shutdown()
 
 
 def _methods(area: str) -> list[str]:

@@ -12,33 +12,23 @@ import zipfile
 import numpy as np
 import pytest
 
-FAST = {"budget_s": 0.02, "memory": False}
+from tests.helpers.rest import FAST, rest_client, session
+
 LIMIT_MB = 0.05  # ~51 KB: the tiny model and data fit, the over-limit bodies do not
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from fastapi.testclient import TestClient
-
-    from studio.api import create_api
-
     root = tmp_path_factory.mktemp("api_sec")
-    app = create_api(root, measure_options=FAST, upload_limit_mb=LIMIT_MB, tokens_per_hour=20)
-    with TestClient(app) as client:
+    with rest_client(root, measure_options=FAST, upload_limit_mb=LIMIT_MB,
+                     tokens_per_hour=20) as client:
         yield client, root
-    app.state.job_manager.shutdown()
-
-
-def _session(client) -> dict[str, str]:
-    r = client.post("/api/session")
-    assert r.status_code == 201, r.text
-    return {r.json()["header"]: r.json()["token"]}
 
 
 @functools.cache
 def carol(client) -> dict[str, str]:
     """One session for the many refused uploads."""
-    return _session(client)
+    return session(client)
 
 
 def _tiny_onnx() -> bytes:
@@ -82,7 +72,7 @@ def test_only_tokens_the_server_issued_are_accepted(server, tmp_path):
     from studio.api import TokenIssuer, server_secret
 
     client, _ = server
-    mine = _session(client)
+    mine = session(client)
     assert client.get("/api/jobs", headers=mine).status_code == 200
     token = mine["X-Studio-Session"]
     nonce, sig = token.split(".")
@@ -114,20 +104,14 @@ def test_issuing_tokens_is_rate_limited_per_address():
 
 
 def test_token_route_answers_429_past_the_limit(tmp_path):
-    from fastapi.testclient import TestClient
-
-    from studio.api import create_api
-
-    app = create_api(tmp_path, measure_options=FAST, tokens_per_hour=2)
-    with TestClient(app) as client:
+    with rest_client(tmp_path, measure_options=FAST, tokens_per_hour=2) as client:
         codes = [client.post("/api/session").status_code for _ in range(3)]
-    app.state.job_manager.shutdown()
     assert codes == [201, 201, 429]
 
 
 def test_upload_own_onnx_and_data_then_benchmark_it(server):
     client, root = server
-    alice, bob = _session(client), _session(client)
+    alice, bob = session(client), session(client)
     model = _upload(client, alice, "model", "my model.onnx", _tiny_onnx())
     assert model.status_code == 201, model.text
     data = _upload(client, alice, "data", "mine.npz", _tiny_npz())

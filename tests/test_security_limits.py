@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from core.limits import LimitError
-
-FAST = {"budget_s": 0.02, "memory": False}
+from tests.helpers.rest import FAST, rest_client, session
 
 
 def _npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
@@ -167,21 +166,14 @@ def test_cli_refuses_a_bomb_with_exit_2_and_writes_nothing(tmp_path):
 # --- REST: the whole config is checked at submit ---------------------------------------------
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from fastapi.testclient import TestClient
-
-    from studio.api import create_api
-
-    app = create_api(tmp_path_factory.mktemp("api_root"), measure_options=FAST, per_owner=3)
-    with TestClient(app) as client:
+    with rest_client(tmp_path_factory.mktemp("api_root"), measure_options=FAST,
+                     per_owner=3) as client:
         yield client
-    app.state.job_manager.shutdown()
 
 
 @pytest.fixture
 def owner(api):
-    r = api.post("/api/session")
-    assert r.status_code == 201, r.text
-    return {r.json()["header"]: r.json()["token"]}
+    return session(api)
 
 
 def _job_count(api, owner) -> int:

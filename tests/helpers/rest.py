@@ -1,0 +1,35 @@
+"""The REST API in-process for tests: a ``TestClient`` over ``create_api`` and a session header
+the server issued."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+# Measurement options that keep jobs quick: a tiny latency budget, no memory probe.
+FAST = {"budget_s": 0.02, "memory": False}
+
+
+@contextmanager
+def rest_client(root: str | Path, **options: Any) -> Iterator[Any]:
+    """A ``TestClient`` over ``create_api(root, **options)``; its job manager is shut down
+    after. The app is ``client.app``."""
+    from fastapi.testclient import TestClient
+
+    from studio.api import create_api
+
+    app = create_api(root, **options)
+    try:
+        with TestClient(app) as client:
+            yield client
+    finally:
+        app.state.job_manager.shutdown()
+
+
+def session(client: Any) -> dict[str, str]:
+    """A session header with a token the server issued (POST /api/session)."""
+    r = client.post("/api/session")
+    assert r.status_code == 201, r.text
+    return {r.json()["header"]: r.json()["token"]}
