@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import FAST_MEASURE
-from tests.helpers import zoo
+from tests.helpers import onnx_zoo, zoo
 
 # Points of test accuracy a 50 % structured prune + fine-tune may lose at these tiny widths,
 # and the fine-tune options (the ViT at the default lr 0.005 ended 16 pt below after 3 epochs
@@ -47,14 +47,6 @@ def trained(real_data):
     return get
 
 
-def _ort_accuracy(onnx_path, X: np.ndarray, y: np.ndarray) -> float:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    logits = sess.run(None, {sess.get_inputs()[0].name: X.astype(np.float32)})[0]
-    return float((logits.argmax(1) == y).mean())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BUILD))
 def test_structured_half_recovers_and_ships_a_smaller_onnx(name, trained, real_data, tmp_path):
@@ -78,7 +70,7 @@ def test_structured_half_recovers_and_ships_a_smaller_onnx(name, trained, real_d
     # the deployable ONNX scores what the report says; its bytes are the size
     onnx = result.run_dir / "model.onnx"
     X, y = real_data.X_test, real_data.y_test
-    assert abs(_ort_accuracy(onnx, X, y) - rep["result"]["accuracy"]) <= 0.002
+    assert abs(onnx_zoo.ort_accuracy(result.run_dir, X, y) - rep["result"]["accuracy"]) <= 0.002
     assert log["onnx_parity_max_abs_diff"] < 1e-3
     assert rep["result"]["size_bytes"] == log["formats_bytes"]["onnx"] == onnx.stat().st_size
     assert rep["result"]["size_bytes"] < rep["baseline"]["size_bytes"]
