@@ -200,3 +200,53 @@ def test_quantization_tab_star_uses_validation_and_the_verdict():
     slow = [("d", _qreport("ort-fp16", test_delta=0.0, val_drop=0.0, speedup=0.5))]
     note = results_rows(slow, "base", 0.01)[1]["note"]
     assert "★" not in note and "slower than FP32 at batch 1" in note
+
+
+class _FakeClock:
+    """perf_counter(_ns) for the latency module: each call of a fake model takes ``cost(n)``
+    ms, n counting the calls (no real timing in tests)."""
+
+    def __init__(self, cost):
+        self.now_ns, self.calls, self.cost = 0, 0, cost
+
+    def perf_counter_ns(self):
+        return self.now_ns
+
+    def perf_counter(self):
+        return self.now_ns / 1e9
+
+    def model(self):
+        clock = self
+
+        class Model:
+            def pinned_threads(self):
+                import contextlib
+
+                return contextlib.nullcontext()
+
+            def __call__(self, x):
+                clock.calls += 1
+                clock.now_ns += int(clock.cost(clock.calls) * 1e6)
+
+        return Model()
+
+
+@pytest.mark.parametrize("cost, rounds", [
+    (lambda n: 1.0, 6),  # every call alike: the two halves agree at the first look
+    # calls 1 to ~5 ms at random (a busy machine): the halves never agree within 1 %
+    (lambda n, rng=__import__("random").Random(0): 1.0 + rng.expovariate(1.0), 10),
+])
+def test_latency_stops_early_only_when_two_halves_agree(monkeypatch, cost, rounds):
+    import numpy as np
+
+    from core.measure import _latency
+
+    clock = _FakeClock(cost)
+    monkeypatch.setattr(_latency, "time", clock)
+    preds = {"a": clock.model(), "b": clock.model()}
+    X = np.zeros((4, 3), dtype=np.float32)
+    full = _latency.interleaved_latency(preds, X, batch_sizes=(1,), budget_s=0.04)
+    assert full["a"]["1"]["rounds"] == 10  # no tolerance given: every round runs
+    lat = _latency.interleaved_latency(preds, X, batch_sizes=(1,), budget_s=0.04,
+                                       stable_within=0.01)
+    assert lat["a"]["1"]["rounds"] == lat["b"]["1"]["rounds"] == rounds

@@ -10,6 +10,9 @@ import numpy as np
 from core.measure._lock import measurement_lock
 from core.measure._predictor import Predictor
 
+# Rounds always run before the estimate may be found stable (three even, three odd).
+MIN_STABLE_ROUNDS = 6
+
 
 def batch_of(X: np.ndarray, batch_size: int) -> np.ndarray:
     """A batch of exactly ``batch_size`` rows taken (cyclically) from X."""
@@ -25,47 +28,74 @@ def interleaved_latency(
     budget_s: float = 0.4,
     rounds: int = 10,
     check=None,
+    stable_within: float | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Time every predictor A B A B … per batch size; returns ``{name: {"1": {p50, p95}}}``.
 
     Each variant gets about ``budget_s`` seconds per batch size, spread over ``rounds``
-    rounds, so that a noisy neighbour hits all variants alike.
+    rounds, so that a noisy neighbour hits all variants alike. With ``stable_within`` (a
+    relative tolerance, e.g. half the verdict's noise band) a batch size ends early, after
+    at least ``MIN_STABLE_ROUNDS`` rounds, once every variant's p50 over the even rounds and
+    over the odd rounds agree within it: two independent halves of the samples give the
+    same figure, so more rounds would not change it beyond that tolerance.
     """
     with measurement_lock():  # no other timing in this process while these rounds run
-        return _interleaved(predictors, X, batch_sizes, budget_s, rounds, check)
+        return _interleaved(predictors, X, batch_sizes, budget_s, rounds, check,
+                            stable_within)
+
+
+def _calls_per_round(pred: Predictor, xb: np.ndarray, budget_s: float, rounds: int) -> int:
+    """Warm a predictor up (at least 5 calls and 50 ms) and size its calls per round."""
+    with pred.pinned_threads():
+        start, n = time.perf_counter(), 0
+        while n < 5 or (time.perf_counter() - start < 0.05 and n < 200):
+            pred(xb)
+            n += 1
+        per_call = (time.perf_counter() - start) / n
+    return max(1, int(budget_s / rounds / max(per_call, 1e-6)))
+
+
+def _halves_agree(rounds: list[list[float]], within: float) -> bool:
+    """Whether the p50 over the even rounds and over the odd rounds agree within ``within``."""
+    even = np.median(np.concatenate(rounds[0::2]))
+    odd = np.median(np.concatenate(rounds[1::2]))
+    return abs(even - odd) <= within * min(even, odd)
+
+
+def _time_batch(predictors: Mapping[str, Predictor], xb: np.ndarray, budget_s: float,
+                rounds: int, check, stable_within: float | None) -> dict[str, list[list[float]]]:
+    """Per variant, the call times (ms) of each round at one batch size."""
+    calls = {name: _calls_per_round(p, xb, budget_s, rounds) for name, p in predictors.items()}
+    times: dict[str, list[list[float]]] = {name: [] for name in predictors}
+    for r in range(rounds):
+        if check is not None:
+            check()
+        for name, pred in predictors.items():
+            ts = []
+            with pred.pinned_threads():
+                for _ in range(calls[name]):
+                    t0 = time.perf_counter_ns()
+                    pred(xb)
+                    ts.append((time.perf_counter_ns() - t0) / 1e6)
+            times[name].append(ts)
+        if stable_within is not None and r + 1 >= MIN_STABLE_ROUNDS and all(
+                _halves_agree(t, stable_within) for t in times.values()):
+            break
+    return times
 
 
 def _interleaved(predictors: Mapping[str, Predictor], X: np.ndarray,
                  batch_sizes: tuple[int, ...], budget_s: float, rounds: int,
-                 check) -> dict[str, dict[str, dict[str, float]]]:
+                 check, stable_within: float | None = None
+                 ) -> dict[str, dict[str, dict[str, float]]]:
     result: dict[str, dict[str, dict[str, float]]] = {name: {} for name in predictors}
-    all_predictors = predictors
     for bs in batch_sizes:
-        xb = batch_of(X, bs)
-        calls: dict[str, int] = {}
         # A fixed-batch ONNX model is timed only at the batch size it accepts.
-        predictors = {name: p for name, p in all_predictors.items()
-                      if getattr(p, "accepts", lambda _: True)(bs)}
-        times: dict[str, list[float]] = {name: [] for name in predictors}
-        for name, pred in predictors.items():
-            with pred.pinned_threads():
-                start, n = time.perf_counter(), 0
-                while n < 5 or (time.perf_counter() - start < 0.05 and n < 200):
-                    pred(xb)
-                    n += 1
-                per_call = (time.perf_counter() - start) / n
-            calls[name] = max(1, int(budget_s / rounds / max(per_call, 1e-6)))
-        for _ in range(rounds):
-            if check is not None:
-                check()
-            for name, pred in predictors.items():
-                with pred.pinned_threads():
-                    for _ in range(calls[name]):
-                        t0 = time.perf_counter_ns()
-                        pred(xb)
-                        times[name].append((time.perf_counter_ns() - t0) / 1e6)
-        for name, ts in times.items():
-            arr = np.asarray(ts)
+        group = {name: p for name, p in predictors.items()
+                 if getattr(p, "accepts", lambda _: True)(bs)}
+        times = _time_batch(group, batch_of(X, bs), budget_s, rounds, check, stable_within)
+        for name, per_round in times.items():
+            arr = np.concatenate(per_round)
             result[name][str(bs)] = {
                 "p50": float(np.percentile(arr, 50)),
                 "p95": float(np.percentile(arr, 95)),
@@ -73,5 +103,6 @@ def _interleaved(predictors: Mapping[str, Predictor], X: np.ndarray,
                 # machine a call longer than a scheduler slice is preempted in most runs)
                 "min": float(arr.min()),
                 "runs": int(arr.size),
+                "rounds": len(per_round),
             }
     return result

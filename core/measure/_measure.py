@@ -19,6 +19,7 @@ from core.measure._latency import interleaved_latency
 from core.measure._memory import MemoryProbe
 from core.measure._predictor import Predictor, as_predictor, predict_logits
 from core.measure._target import resolve_target, time_at_other_threads, with_threads
+from core.measure._verdict import noise_band
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def measure_many(
     budget_s: float = 0.4,
     memory: bool = True,
     callbacks: Any = None,
+    stop_when_stable: bool = True,
 ) -> dict[str, Measurement]:
     """Measure several variants under one protocol in one run; latency is interleaved.
 
@@ -137,7 +139,9 @@ def measure_many(
     thread count is timed as ``latency_ms``, the others under ``extra["latency_by_threads"]``;
     ``extra["efficiency"]`` holds the achieved useful GMAC/s and its share of this CPU's
     measured peak. Options left out come from the active target (``using_target``), else
-    batch sizes (1, 64) at 1 thread.
+    batch sizes (1, 64) at 1 thread. ``budget_s`` is the most each variant is timed per
+    batch size; with ``stop_when_stable`` a batch size ends sooner once two independent
+    halves of the rounds give the same p50 within half the verdict's noise band.
     """
     target = resolve_target(batch_sizes=batch_sizes, threads=threads,
                             latency_budget_ms=latency_budget_ms)
@@ -169,9 +173,11 @@ def measure_many(
         callbacks.progress(len(preds) / (len(preds) + 1), "Timing (interleaved)")
     fixed = {p.fixed_batch for p in preds.values() if getattr(p, "fixed_batch", None)}
     sizes = tuple(sorted(set(batch_sizes) | fixed))
-    lat = interleaved_latency(preds, X, batch_sizes=sizes, budget_s=budget_s, check=check)
+    stable = noise_band() / 2 if stop_when_stable else None
+    lat = interleaved_latency(preds, X, batch_sizes=sizes, budget_s=budget_s, check=check,
+                              stable_within=stable)
     others = time_at_other_threads(models, X, target, sizes=sizes, budget_s=budget_s,
-                                   check=check)
+                                   check=check, stable_within=stable)
     result = {}
     for name in preds:
         big = max(lat[name], key=int)  # the largest batch size this variant accepts

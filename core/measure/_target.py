@@ -185,8 +185,8 @@ def with_threads(model: Any, threads: int) -> Any:
 
 
 def time_at_other_threads(models: Mapping[str, Any], X: Any, target: Target, *,
-                          sizes: Sequence[int], budget_s: float, check: Any = None
-                          ) -> dict[str, dict[str, Any]]:
+                          sizes: Sequence[int], budget_s: float, check: Any = None,
+                          stable_within: float | None = None) -> dict[str, dict[str, Any]]:
     """Latency of every variant at the target's other thread counts (interleaved, like the
     first): ``{name: {"<threads>": {"<batch>": {p50, p95, runs}}}}``."""
     from core.measure._latency import interleaved_latency
@@ -196,7 +196,7 @@ def time_at_other_threads(models: Mapping[str, Any], X: Any, target: Target, *,
     for n in target.thread_counts[1:]:
         preds = {name: as_predictor(with_threads(m, n), threads=n) for name, m in models.items()}
         lat = interleaved_latency(preds, X, batch_sizes=tuple(sizes), budget_s=budget_s,
-                                  check=check)
+                                  check=check, stable_within=stable_within)
         for name in models:
             out[name][str(n)] = lat[name]
     return out
