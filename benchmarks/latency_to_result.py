@@ -81,6 +81,18 @@ def _timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _load() -> list[float] | None:
+    """The 1/5/15-minute load averages (other processes on the machine slow both sides)."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _timing_rounds(report_path: Path) -> dict[str, int]:
+    """Rounds the report's latency runs took per batch size (the protocol stops a batch size
+    early once its estimate is stable; at most 10)."""
+    lat = (json.loads(report_path.read_text()).get("result") or {}).get("latency_ms") or {}
+    return {bs: e.get("rounds") for bs, e in lat.items() if isinstance(e, dict)}
+
+
 def _timing_protocol_s(report_path: Path) -> float:
     """Seconds the report's interleaved latency runs took (runs x p50, baseline and result,
     every batch size and thread count): the part of the wait the by-hand script does not do."""
@@ -120,12 +132,16 @@ def quantize_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {"studio": [], "by_hand": []}
     cpu: dict[str, list[float]] = {"studio": [], "by_hand": []}
     protocol: list[float] = []
+    loads: list[list[float] | None] = []
+    timing_rounds: list[dict[str, int]] = []
     for i in range(rounds):
+        loads.append(_load())
         for name, cmd in (("studio", studio(i)), ("by_hand", hand(i))):
             wall, used = _timed(cmd, ROOT)
             times[name].append(wall)
             cpu[name].append(used)
         protocol.append(_timing_protocol_s(scratch / f"studio-{i}" / "report.json"))
+        timing_rounds.append(_timing_rounds(scratch / f"studio-{i}" / "report.json"))
     ratios = [s / h for s, h in zip(times["studio"], times["by_hand"])]
     rest = [(s - p) / h for s, p, h in zip(times["studio"], protocol, times["by_hand"])]
     return {"seconds": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
@@ -133,7 +149,8 @@ def quantize_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
             "cpu_seconds": cpu,
             "cpu_ratio_median": statistics.median(
                 [s / h for s, h in zip(cpu["studio"], cpu["by_hand"])]),
-            "timing_protocol_s": protocol,
+            "timing_protocol_s": protocol, "timing_rounds_by_batch": timing_rounds,
+            "load_average_before_each_round": loads,
             "ratio_without_timing_protocol_median": statistics.median(rest),
             "studio_command": "studio quantize --model M.onnx --data D.npz --method "
                               "ort-static-int8 --out DIR (measures baseline and result: "
@@ -190,7 +207,9 @@ def app_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
     figures: dict[str, dict[str, list[float]]] = {
         "studio": {"cold_start_s": [], "idle_rss_mb": []},
         "bare_gradio": {"cold_start_s": [], "idle_rss_mb": []}}
+    loads = []
     for i in range(rounds):
+        loads.append(_load())
         for name in ("studio", "bare_gradio"):
             port = _free_port()
             cmd = [sys.executable, "launch.py", "--port", str(port)] if name == "studio" else \
@@ -199,7 +218,7 @@ def app_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
             figures[name]["cold_start_s"].append(cold)
             figures[name]["idle_rss_mb"].append(rss)
     med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in figures.items()}
-    return {"figures": figures, "median": med,
+    return {"figures": figures, "median": med, "load_average_before_each_round": loads,
             "cold_start_ratio": med["studio"]["cold_start_s"]
             / med["bare_gradio"]["cold_start_s"],
             "idle_rss_ratio": med["studio"]["idle_rss_mb"] / med["bare_gradio"]["idle_rss_mb"],
@@ -223,12 +242,14 @@ def main() -> None:
             print(f"studio quantize {quant['median_s']['studio']:.2f} s vs by hand "
                   f"{quant['median_s']['by_hand']:.2f} s: {quant['ratio_median']:.2f}x "
                   f"(CPU {quant['cpu_ratio_median']:.2f}x; without the latency runs "
-                  f"{quant['ratio_without_timing_protocol_median']:.2f}x)")
+                  f"{quant['ratio_without_timing_protocol_median']:.2f}x; load "
+                  f"{quant['load_average_before_each_round']})")
         if args.only in (None, "app"):
             app = app_side_by_side(scratch, args.rounds)
         if app:
             print(f"app cold start {app['cold_start_ratio']:.2f}x, idle RSS "
-                  f"{app['idle_rss_ratio']:.2f}x of a bare Gradio app: {app['median']}")
+                  f"{app['idle_rss_ratio']:.2f}x of a bare Gradio app: {app['median']}; "
+                  f"load {app['load_average_before_each_round']}")
     write_result(f"latency_to_result{'_' + args.only if args.only else ''}",
                  {"quantize": quant, "app": app, "rounds": args.rounds})
 

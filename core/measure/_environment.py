@@ -174,6 +174,7 @@ def int8_dot_text() -> str:
             "this CPU has no INT8 dot-product instructions (VNNI/AMX)")
 
 
+@functools.lru_cache(maxsize=None)
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
