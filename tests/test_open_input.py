@@ -7,7 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from core.errors import InvalidParameterError, ModelFileError, StudioError
+from core.errors import (
+    InvalidParameterError,
+    ModelFileError,
+    StudioError,
+    UnsupportedModelError,
+)
 from core.inputs import open_input
 
 
@@ -120,3 +125,16 @@ def test_data_in_any_accepted_form_and_nothing_else(digits):
         open_input(net, np.zeros((3, 64)))
     assert info.value.value == "ndarray"
     assert open_input(net, None, data_required=False).data is None
+
+
+def test_verbs_that_train_refuse_an_onnx_model_in_the_same_words(onnx_file, tmp_path):
+    from core.continual import continual
+
+    verbs = _verbs(tmp_path)
+    errors = [_error(verbs["tune"], onnx_file, "digits"),
+              _error(verbs["scale"], onnx_file, "digits"),
+              _error(lambda m, d: continual(m, None, None, out_dir=tmp_path / "c"),
+                     onnx_file, None)]
+    assert all(isinstance(e, UnsupportedModelError) and "an ONNX model" in str(e)
+               for e in errors), errors
+    assert not any(str(tmp_path) in str(e) for e in errors)

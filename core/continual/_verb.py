@@ -57,15 +57,16 @@ def _model(model: Any, seq: TaskSequence, config: ContinualConfig) -> tuple[Any,
         seed_everything(config.seed)
         first = seq.tasks[0]
         return model_for_data(config.model, first.input_shape, first.num_classes), None
-    if isinstance(model, (str, Path)):
-        from core.artifacts import load_model
+    if isinstance(model, (str, Path)):  # opened by core.inputs' rules, on the first task
+        from core.inputs import kind_name, open_input
 
-        loaded = load_model(model)
-        if loaded.kind != "builtin":
+        inp = open_input(model, seq.tasks[0])
+        if inp.kind != "builtin":
             raise UnsupportedModelError(
                 f"Continual learning trains the model, so it needs a trainable form: a "
-                f"built-in run folder (model.json + model.safetensors), not {loaded.kind}.")
-        return loaded.model, Path(model).name if Path(model).is_dir() else None
+                f"built-in run folder (model.json + model.safetensors), not "
+                f"{kind_name(inp.kind)}.")
+        return inp.model, inp.run_id
     if isinstance(model, torch.nn.Module):
         return copy.deepcopy(model), None
     raise InvalidParameterError("model", "None (a built-in family), a run folder or an "
