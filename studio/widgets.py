@@ -108,6 +108,29 @@ def warnings_markdown(report: dict[str, Any]) -> str:
     return "\n\n" + "\n".join(f"- ⚠ {w}" for w in report["warnings"])
 
 
+def outcome_sentence(report: dict[str, Any], run_id: str, *, name: str | None = None,
+                     details: str = "", versus: str = "") -> str:
+    """The sentence a variant tab leads with: ``**name** `run`: accuracy **a** (Δ d pt);
+    [details; ]S KB on disk (r× smaller); speed-up s1 at batch 1 and s64 at batch 64[ vs …].``
+    ``name`` defaults to the report's method; a figure the report lacks reads "not measured"
+    (never 0), and a larger file says "larger"."""
+    from core.measure import speed_label
+
+    res, ratios = report["result"], report.get("ratios") or {}
+    delta, size = ratios.get("accuracy_delta"), ratios.get("size_reduction")
+    change = "Δ not measured" if delta is None else f"Δ {100 * delta:+.2f} pt"
+    if not size:
+        bigger = "size ratio not measured"
+    else:
+        bigger = f"{size:.2f}× smaller" if size >= 1 else f"{1 / size:.2f}× larger"
+    kb = "size not measured" if res.get("size_bytes") is None else \
+        f"{res['size_bytes'] / 1024:.1f} KB on disk"
+    return (f"**{name or report['method']}** `{run_id}`: accuracy **{res['accuracy']:.4f}** "
+            f"({change}); {details + '; ' if details else ''}{kb} ({bigger}); speed-up "
+            f"{speed_label(ratios.get('speedup_b1'))} at batch 1 and "
+            f"{speed_label(ratios.get('speedup_b64'))} at batch 64{versus}.")
+
+
 def run_stop_buttons(label: str, stop_label: str = "Stop") -> tuple[Any, Any]:
     """A row with the tab's primary action and its Stop button (create inside a layout)."""
     import gradio as gr

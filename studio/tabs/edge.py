@@ -10,7 +10,6 @@ import pandas as pd
 
 from core.fusion import DEFAULT_PATTERNS, PATTERNS, FusionConfig, fuse
 from core.lowrank import LowRankConfig, factorize
-from core.measure import speed_label
 from core.profiling import profile, profile_chart, write_profile
 from studio.charts import fit_title
 from studio.context import StudioContext
@@ -19,6 +18,7 @@ from studio.widgets import (
     INPUT_LABEL,
     follow_current,
     input_note,
+    outcome_sentence,
     variant_update,
     warnings_markdown,
 )
@@ -67,13 +67,7 @@ def result_rows(report: dict[str, Any], label: str) -> pd.DataFrame:
 
 
 def result_summary(report: dict[str, Any], run_id: str) -> str:
-    ratios = report.get("ratios") or {}
-    text = (f"**{report['operation']}** `{run_id}`: accuracy "
-            f"{report['result']['accuracy']:.4f} (Δ "
-            f"{100 * (ratios.get('accuracy_delta') or 0):+.2f} pt); "
-            f"{speed_label(ratios.get('speedup_b1'))} at batch 1, "
-            f"{speed_label(ratios.get('speedup_b64'))} at batch 64; "
-            f"{ratios.get('size_reduction') or 0:.2f}× smaller.")
+    text = outcome_sentence(report, run_id, name=report["operation"])
     if "fusion" in report:
         info = report["fusion"]
         text += (f" Fused {len(info['fused'])} op(s); graph nodes {info['nodes_before']} → "

@@ -10,7 +10,6 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.artifacts import make_bundle
-from core.measure import speed_label
 from core.pruning import ATTENTION_MODES, SCHEDULES, PruningConfig, prune
 from core.registry import list_methods
 from studio.charts import fit_title
@@ -23,6 +22,7 @@ from studio.widgets import (
     follow_current,
     follow_methods,
     method_summary,
+    outcome_sentence,
     run_stop_buttons,
     stop_button,
     variant_update,
@@ -124,16 +124,11 @@ def layer_labels(layers: Sequence[dict[str, Any]], structured: bool
 
 
 def _summary(report: dict[str, Any], run_id: str) -> str:
-    res, ratios = report["result"], report.get("ratios") or {}
-    base = report.get("baseline") or {}
-    text = (f"**{report['method']}** `{run_id}`: accuracy **{res['accuracy']:.4f}** "
-            f"(Δ {100 * (ratios.get('accuracy_delta') or 0):+.2f} pt); params "
-            f"{res['params']:,} ({res['nonzero_params']:,} non-zero) vs "
-            f"{base.get('params', 0):,}; {res['size_bytes'] / 1024:.1f} KB on disk "
-            f"({ratios.get('size_reduction') or 0:.2f}× smaller); speed-up "
-            f"{speed_label(ratios.get('speedup_b1'))} at batch 1 and "
-            f"{speed_label(ratios.get('speedup_b64'))} at batch 64.")
-    return text + _finetune_note(report) + warnings_markdown(report)
+    res, base = report["result"], report.get("baseline") or {}
+    params = (f"params {res['params']:,} ({res['nonzero_params']:,} non-zero) vs "
+              f"{base.get('params', 0):,}")
+    return (outcome_sentence(report, run_id, details=params) + _finetune_note(report)
+            + warnings_markdown(report))
 
 
 def _finetune_note(report: dict[str, Any]) -> str:

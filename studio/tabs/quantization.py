@@ -21,6 +21,7 @@ from studio.widgets import (
     INPUT_LABEL,
     follow_current,
     follow_methods,
+    outcome_sentence,
     run_stop_buttons,
     stop_button,
     variant_update,
@@ -143,13 +144,8 @@ def size_latency_chart(rows: Sequence[dict[str, Any]], batch: str = "64") -> Any
 
 
 def _summary(report: dict[str, Any], run_id: str) -> str:
-    res, ratios = report["result"], report.get("ratios") or {}
     q = report.get("quantization") or {}
-    text = (f"**{report['method']}** `{run_id}`: accuracy **{res['accuracy']:.4f}** "
-            f"(Δ {100 * (ratios.get('accuracy_delta') or 0):+.2f} pt), "
-            f"{res['size_bytes'] / 1024:.1f} KB ({ratios.get('size_reduction') or 0:.2f}× "
-            f"smaller), speed-up {speed_label(ratios.get('speedup_b1'))} at batch 1 and "
-            f"{speed_label(ratios.get('speedup_b64'))} at batch 64 vs FP32.")
+    text = outcome_sentence(report, run_id, versus=" vs FP32")
     ort = ((report.get("references") or {}).get("onnx-fp32") or {}).get("ratios") or {}
     if ort:
         text += (f" Against ONNX Runtime FP32 of the same weights (timed in the same run): "
