@@ -28,7 +28,8 @@ from typing import Any, Callable
 from core.callbacks import Callbacks, CancelToken
 from core.errors import InvalidParameterError, StudioError
 
-__all__ = ["JobCrashedError", "Limits", "LimitExceededError", "run_isolated", "survives"]
+__all__ = ["JobCrashedError", "Limits", "LimitExceededError", "run_isolated", "survives",
+           "torch_import_mb"]
 
 GRACE_S = 10.0  # how long a cancelled job may take to stop on its own before it is killed
 
@@ -84,7 +85,8 @@ def run_isolated(work: Callable[[Callbacks], Any], callbacks: Callbacks | None =
     ctx = mp.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     stop = ctx.Event()
-    proc = ctx.Process(target=_child, args=(work, sender, stop, limits, os.getpid()),
+    room = _library_allowance(int(limits.threads))  # here: a first probe is not the job's time
+    proc = ctx.Process(target=_child, args=(work, sender, stop, limits, os.getpid(), room),
                        name="studio-job")
     proc.start()
     sender.close()
@@ -142,11 +144,11 @@ def _relay(cb: Callbacks, kind: str, payload: Any) -> None:
 
 
 def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Limits,
-           parent: int) -> None:
+           parent: int, room: int) -> None:
     """The child's side: apply limits, run the work, send ("done", result) or ("error", …)."""
     _die_with_parent(parent)
     _close_network_sockets()
-    _apply_limits(limits)
+    _apply_limits(limits, room)
     token = CancelToken()
     threading.Thread(target=lambda: (stop.wait(), token.cancel()), daemon=True).start()
     cb = Callbacks(on_progress=lambda f, m: sender.send(("progress", (f, m))),
@@ -204,22 +206,94 @@ def _die_with_parent(parent: int) -> None:
 
 
 # The server no longer imports torch; a job that needs it maps it after the limit is set.
-# Measured here: importing torch (+ onnxruntime) takes VmSize from 14 to 692 MB of mostly
-# shared code, which is not the job's work, so the limit leaves room for it.
+# That is mostly shared code, not the job's work, so the limit leaves room for it: the room
+# a fresh interpreter needs to import torch, measured once per machine and torch version
+# (torch_import_mb). This constant is only the fallback where that probe cannot run; it is
+# one measurement on the 2-vCPU dev machine (VmSize 14 -> 692 MB, torch + onnxruntime).
 _TORCH_ADDRESS_SPACE_MB = 768
+_IMPORT_SCHEMA = "optimization-studio/torch-import/v1"
+_PROBING = threading.Lock()
+_PROBE_FAILED: set[str] = set()  # keys whose probe failed in this process: not tried again
+# Run by a fresh interpreter: VmSize before and VmPeak after `import torch`, in kB.
+_PROBE = ("def vm(key):\n"
+          "    with open('/proc/self/status') as f:\n"
+          "        return next(int(l.split()[1]) for l in f if l.startswith(key + ':'))\n"
+          "before = vm('VmSize')\n"
+          "import torch\n"
+          "print(before, vm('VmPeak'))\n")
 
 
-def _library_allowance() -> int:
+def _import_key(threads: int) -> dict[str, Any]:
+    """What the size of torch's import depends on: platform, Python, torch's version, cores and
+    the job's OpenMP threads (each maps its own stack: ~40 MB a thread here)."""
+    import platform
+    from importlib import metadata
+
+    try:
+        torch_version: str | None = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "python": platform.python_version(), "torch": torch_version,
+            "cores": os.cpu_count(), "threads": int(threads)}
+
+
+def _probe_torch_import(threads: int, timeout_s: float = 120.0) -> float | None:
+    """MB of address space a fresh interpreter at ``threads`` OpenMP threads adds by importing
+    torch; None if that failed."""
+    import subprocess
+
+    try:
+        env = {**os.environ, "OMP_NUM_THREADS": str(int(threads))}  # as the job will run
+        run = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                             timeout=timeout_s, env=env)
+        before, peak = (int(v) for v in run.stdout.split()[-2:])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    return (peak - before) / 1024 if run.returncode == 0 and peak > before else None
+
+
+def torch_import_mb(*, threads: int = 1) -> float:
+    """Address space (MB) a job at ``threads`` keeps for importing torch: measured once per
+    machine, torch version and thread count in a fresh child (VmPeak after ``import torch``
+    minus VmSize before) and cached beside the GEMM peaks; ``_TORCH_ADDRESS_SPACE_MB`` where
+    the probe fails."""
+    from core.measure._peak import read_cached, write_cached
+
+    fields = _import_key(threads)
+
+    def cached() -> float | None:
+        found = read_cached("torch-import", _IMPORT_SCHEMA, fields) or {}
+        value = found.get("address_space_mb")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    if (room := cached()) is not None:
+        return room
+    with _PROBING:  # one probe at a time: jobs starting together wait for its figure
+        if (room := cached()) is not None:
+            return room
+        key = repr(sorted(fields.items()))
+        failed = key in _PROBE_FAILED or not fields["torch"]
+        measured = None if failed else _probe_torch_import(threads)
+        if measured is None:
+            _PROBE_FAILED.add(key)
+            return float(_TORCH_ADDRESS_SPACE_MB)
+        write_cached("torch-import", _IMPORT_SCHEMA, fields, {"address_space_mb": measured})
+        return measured
+
+
+def _library_allowance(threads: int) -> int:
     """Address space kept for a torch import the job has still to make (0 when loaded)."""
-    return 0 if "torch" in sys.modules else _TORCH_ADDRESS_SPACE_MB * 2**20
+    return 0 if "torch" in sys.modules else int(torch_import_mb(threads=threads) * 2**20)
 
 
-def _apply_limits(limits: Limits) -> None:
+def _apply_limits(limits: Limits, room: int) -> None:
+    """Set the job's rlimits; ``room`` bytes of address space are kept for a torch import."""
     import resource
 
     import psutil
 
-    start = psutil.Process().memory_info().vms + _library_allowance()
+    start = psutil.Process().memory_info().vms + room
     address = int(start + limits.memory_mb * 2**20)
     resource.setrlimit(resource.RLIMIT_AS, (address, address))
     cpu = int(time.process_time() + limits.cpu_s)

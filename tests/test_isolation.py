@@ -56,13 +56,40 @@ def test_memory_beyond_the_limit_is_refused():
         run_isolated(work, limits=SMALL)
 
 
-def test_a_small_limit_still_lets_the_job_import_torch():
-    def work(c):
-        import torch
+def test_a_small_limit_still_lets_the_job_import_torch(tmp_path):
+    """A server without torch (as the studio runs) keeps room for the job's torch import: the
+    room is measured once in a fresh child, cached, and read back by the next job."""
+    import subprocess
+    import sys
 
-        return float(torch.ones(4, 4).sum())
+    script = ("import sys\n"
+              "from core import isolation\n"
+              "def work(c):\n"
+              "    import torch\n"
+              "    return float(torch.ones(4, 4).sum())\n"
+              "limits = isolation.Limits(memory_mb=300, wall_s=120)\n"
+              "assert isolation.run_isolated(work, limits=limits) == 16\n"
+              "assert 'torch' not in sys.modules\n"
+              "isolation._PROBE = 'raise SystemExit(3)'  # the next job reads the cache\n"
+              "print(isolation.torch_import_mb())\n")
+    env = {**os.environ, "STUDIO_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1],
+                         env=env, check=True, timeout=300, capture_output=True, text=True)
+    (cached,) = tmp_path.glob("torch-import-*.json")
+    room = __import__("json").loads(cached.read_text())["address_space_mb"]
+    assert 100 < room < 4096  # torch maps hundreds of MB, never gigabytes
+    assert float(out.stdout.split()[-1]) == room
 
-    assert run_isolated(work, limits=SMALL) == 16.0
+
+def test_torch_import_room_falls_back_to_the_constant_when_the_probe_fails(tmp_path,
+                                                                          monkeypatch):
+    from core import isolation
+
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(isolation, "_PROBE", "raise SystemExit(3)")
+    monkeypatch.setattr(isolation, "_PROBE_FAILED", set())
+    assert isolation.torch_import_mb(threads=3) == isolation._TORCH_ADDRESS_SPACE_MB
+    assert list(tmp_path.iterdir()) == []  # a failed probe is not cached
 
 
 def test_wall_time_limit_stops_a_runaway():

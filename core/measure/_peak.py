@@ -3,7 +3,8 @@
 The peak is the best of a few timed runs of one large matrix product per engine (torch and
 ONNX Runtime FP32; ONNX Runtime MatMulInteger U8S8 for INT8), at 1 thread and at every core.
 The cache file lives in the user cache dir, keyed by CPU model, ISA flags, cores and the
-library versions, so a new CPU or library measures again.
+library versions, so a new CPU or library measures again. ``read_cached``/``write_cached`` keep
+other once-per-machine figures the same way (e.g. ``core.isolation``'s torch import size).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["cache_dir", "cached_peaks", "measure_peaks", "peak_key", "peaks"]
+__all__ = ["cache_dir", "cached_peaks", "measure_peaks", "peak_key", "peaks", "read_cached",
+           "write_cached"]
 
 PEAK_SCHEMA = "optimization-studio/peaks/v1"
 _GEMM = (256, 512, 512)  # M, K, N: large enough to run at the peak, ~1-10 ms a call
@@ -132,21 +134,40 @@ def _engine_peaks(threads: int) -> dict[str, float]:
     return engines
 
 
-def _cache_file(key: str) -> Path:
-    return cache_dir() / f"peaks-{key}.json"
-
-
-def cached_peaks() -> dict[str, Any] | None:
-    """The cached peaks of this machine, or None (nothing is measured here)."""
-    fields = _key_fields()
-    path = _cache_file(peak_key(fields))
+def read_cached(kind: str, schema: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The cached ``<kind>-<key>.json`` of this machine (``key`` from ``fields``) when its
+    schema and environment match, else None. Nothing is measured here."""
+    path = cache_dir() / f"{kind}-{peak_key(fields)}.json"
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("schema") != PEAK_SCHEMA or data.get("environment") != fields:
+    if not isinstance(data, dict) or data.get("schema") != schema \
+            or data.get("environment") != fields:
         return None
     return data
+
+
+def write_cached(kind: str, schema: str, fields: dict[str, Any],
+                 measured: dict[str, Any]) -> dict[str, Any]:
+    """Cache ``measured`` for this machine as ``<kind>-<key>.json`` (with its schema, key,
+    environment and time) and return that record; a read-only cache dir only skips the write."""
+    data = {"schema": schema, "key": peak_key(fields), "environment": fields,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measured}
+    path = cache_dir() / f"{kind}-{data['key']}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, path)  # atomic: two processes measuring at once both leave a whole file
+    except OSError:
+        pass  # a read-only home still gets the figures, measured each time
+    return data
+
+
+def cached_peaks() -> dict[str, Any] | None:
+    """The cached peaks of this machine, or None (nothing is measured here)."""
+    return read_cached("peaks", PEAK_SCHEMA, _key_fields())
 
 
 def peaks(*, refresh: bool = False) -> dict[str, Any] | None:
@@ -163,14 +184,4 @@ def peaks(*, refresh: bool = False) -> dict[str, Any] | None:
         measured = measure_peaks()
     except ImportError:
         return None
-    data = {"schema": PEAK_SCHEMA, "key": peak_key(fields), "environment": fields,
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measured}
-    path = _cache_file(data["key"])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)  # atomic: two processes measuring at once both leave a whole file
-    except OSError:
-        pass  # a read-only home still gets the figures, measured each time
-    return data
+    return write_cached("peaks", PEAK_SCHEMA, fields, measured)
