@@ -5,8 +5,9 @@ from __future__ import annotations
 import zipfile
 
 import numpy as np
-import onnxruntime as ort
 import pytest
+
+from tests.helpers import onnx_zoo
 
 
 def test_train_list_download_roundtrip(client, studio_server, tmp_path):
@@ -31,9 +32,7 @@ def test_train_list_download_roundtrip(client, studio_server, tmp_path):
     from core.data import load_dataset
 
     data = load_dataset("digits")
-    sess = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    logits = sess.run(None, {"input": data.X_test})[0]
-    assert abs(float((logits.argmax(1) == data.y_test).mean()) - acc) < 1e-3
+    assert abs(onnx_zoo.ort_accuracy(tmp_path, data.X_test, data.y_test) - acc) < 1e-3
 
 
 def test_sessions_are_isolated(client, studio_server):
