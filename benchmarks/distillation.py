@@ -74,7 +74,7 @@ def main(seeds: tuple[int, ...] = SEEDS, methods: bool = True) -> dict:
         tmp = Path(tmp)
         for seed in seeds:
             teacher = tmp / f"teacher-{seed}"
-            train_baseline(teacher, model="cnn", data="digits",
+            train_baseline("cnn", "digits", out_dir=teacher,
                            config=TrainConfig(epochs=TEACHER_EPOCHS, seed=seed),
                            measure_options={"memory": False, "budget_s": 0.05})
             plans = [("labels_10pct", 0.1, "steps")]

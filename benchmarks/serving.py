@@ -46,7 +46,7 @@ def make_variants(scratch: Path) -> tuple[Path, Path, Any]:
     data = load_dataset("digits")
     fp32, int8 = scratch / "train-mlp", scratch / "quantize-int8"
     fast = {"budget_s": 0.05, "memory": False}
-    train_baseline(fp32, model="mlp", data=data, config=TrainConfig(epochs=3),
+    train_baseline("mlp", data, out_dir=fp32, config=TrainConfig(epochs=3),
                    model_kwargs={"hidden_dims": [1024, 1024]}, measure_options=fast)
     quantize(fp32, data, "ort-static-int8", out_dir=int8, measure_options=fast)
     return fp32, int8, data

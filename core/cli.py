@@ -145,10 +145,10 @@ def _cmd_train(args: argparse.Namespace) -> Path:
     # the model factory checks the kwargs (names, widths, limits) before any training
     count_parameters(args.model, **model_kwargs_for_data(
         args.model, data.input_shape, data.num_classes, **model_kwargs))
-    report = train_baseline(args.out, model=args.model, data=data, config=cfg,
-                            model_kwargs=model_kwargs, callbacks=progress_callbacks("train"),
+    result = train_baseline(args.model, data, cfg, out_dir=args.out, model_kwargs=model_kwargs,
+                            callbacks=progress_callbacks("train"),
                             measure_options=_measure_options(args))
-    print_summary(report, args.out)
+    print_summary(result.report, args.out)
     return args.out
 
 
@@ -217,11 +217,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> Path:
         data = data_from_report(read_report(args.model))
     else:
         data = _dataset(args)
-    report = benchmark_model(args.out, model=args.model, data=data,
-                             output_name=args.output_name,
+    result = benchmark_model(args.model, data, out_dir=args.out, output_name=args.output_name,
                              callbacks=progress_callbacks("benchmark"),
                              measure_options=_measure_options(args))
-    print_summary(report, args.out)
+    print_summary(result.report, args.out)
     return args.out
 
 

@@ -147,8 +147,8 @@ class ModelCompressor:
             return measure(self.current, self._data(),
                            **(self.measure_options or {})).to_dict()
         out = self.workdir / new_run_id("benchmark")
-        report = benchmark_model(out, model=self.current, data=self.data or
-                                 _run_data(self.current), measure_options=self.measure_options)
+        report = benchmark_model(self.current, self.data or _run_data(self.current),
+                                 out_dir=out, measure_options=self.measure_options)
         return report["result"]
 
     def _benchmark_input(self, input_data: Any, num_runs: int) -> dict[str, Any]:

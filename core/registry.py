@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from core.config import Config
 from core.errors import InvalidParameterError
 
 __all__ = ["MethodInfo", "MethodConfig", "SCHEMA_VERSION", "register_method", "get_method",
-           "list_methods", "list_areas", "method_for_config", "config_schema"]
+           "list_methods", "list_areas", "method_for_config", "config_schema", "resolve_config"]
 
 SCHEMA_VERSION = 1  # of every method config's dict form; from_dict reads this version
 T = TypeVar("T", bound="MethodConfig")
@@ -98,6 +98,65 @@ def method_for_config(area: str, config: Any) -> MethodInfo:
         return named
     raise InvalidParameterError("config", f"a config of one of the {area} methods "
                                 f"{sorted(methods)}", type(config).__name__)
+
+
+def resolve_config(config: Any, overrides: Mapping[str, Any] | None = None, *,
+                   area: str | None = None, cls: type | None = None) -> Any:
+    """The config a verb runs with: ``config`` is a config object, a mapping of its fields (a
+    ``to_dict()`` too) or a method name of ``area``; ``overrides`` replace its fields.
+
+    ``cls`` is the area's config class (one for every method, or their shared base); with
+    nothing given it is built with its defaults. An unknown field, an unknown method or a
+    config of another area is one :class:`InvalidParameterError` naming it.
+    """
+    overrides = dict(overrides or {})
+    if isinstance(config, str) and not (area and list_methods(area)):
+        raise InvalidParameterError("config", f"a {getattr(cls, '__name__', 'config')} or a "
+                                    "mapping of its fields (this area has no method names)",
+                                    config)
+    if config is None or isinstance(config, (str, Mapping)):
+        values = {"method": config} if isinstance(config, str) else dict(config or {})
+        values.update(overrides)
+        return _config_class(values, area, cls).from_dict(values)
+    _check_config_object(config, area, cls)
+    if not overrides:
+        return config
+    fields = {f.name for f in dataclasses.fields(config)}
+    own = getattr(config, "method", None)
+    given = own if "method" in fields else overrides.pop("method", own)  # a class per method
+    if given != own:
+        raise InvalidParameterError("method", f"unset or '{own}' (the method of the "
+                                    f"{type(config).__name__} given)", given)
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise InvalidParameterError(unknown[0], f"one of {sorted(fields)}", overrides[unknown[0]])
+    return dataclasses.replace(config, **{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in overrides.items()})
+
+
+def _config_class(values: dict[str, Any], area: str | None, cls: type | None) -> type:
+    """The config class a mapping is read into: its method's (``area``) or ``cls``."""
+    name = values.get("method")
+    methods = list_methods(area) if area else []
+    if not methods or (name is None and cls is not None):
+        if cls is None:
+            raise InvalidParameterError("method", f"one of {methods}", name)
+        return cls
+    info = get_method(area, name)  # type: ignore[arg-type]  (an unknown name: one of [...])
+    target = info.config_cls or cls
+    if target is None:
+        raise InvalidParameterError("method", f"a {area} method with a config", name)
+    return target
+
+
+def _check_config_object(config: Any, area: str | None, cls: type | None) -> None:
+    """Refuse an object that is no config of this area (a registered method's, or ``cls``)."""
+    if cls is not None and not isinstance(config, cls):
+        raise InvalidParameterError("config", f"a {cls.__name__}, a mapping of its fields"
+                                    + (" or a method name" if area else ""),
+                                    type(config).__name__)
+    if area and list_methods(area):
+        method_for_config(area, config)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from core.artifacts import LoadedModel, load_model, read_report, save_model, staging, write_run
 from core.callbacks import Callbacks
 from core.data import Dataset, dataset_from_spec, load_dataset
 from core.errors import InvalidParameterError
+from core.registry import resolve_config
 from core.training import TrainConfig, seed_everything, train
 
 __all__ = [
@@ -28,6 +29,13 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), **self.report}
+
+    def __getitem__(self, key: str) -> Any:
+        """Read access to the report: ``result["ratios"]`` is ``result.report["ratios"]``."""
+        return self.report[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.report.get(key, default)
 
 
 @dataclass
@@ -61,18 +69,22 @@ def open_variant(run_dir: str | Path, *, data: Dataset | None = None) -> Variant
 
 
 def train_baseline(
-    out_dir: str | Path,
-    *,
     model: str = "cnn",
     data: str | Dataset = "digits",
-    config: TrainConfig | None = None,
-    model_kwargs: dict[str, Any] | None = None,
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    *,
+    out_dir: str | Path,
     callbacks: Callbacks | None = None,
+    model_kwargs: dict[str, Any] | None = None,
     measure_options: dict[str, Any] | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
-    """Train a built-in model on a data set and write a measured run folder; returns the report."""
-    config = config or TrainConfig()
+    **overrides: Any,
+) -> RunResult:
+    """Train a built-in model family on a data set and write a measured run folder.
+
+    ``config``: a TrainConfig or a mapping of its fields; ``overrides`` replace its fields
+    (``train_baseline("cnn", "digits", out_dir=..., epochs=3)``)."""
+    config = resolve_config(config, overrides, cls=TrainConfig)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, seed=config.seed)
     cb = Callbacks.ensure(callbacks)
     seed_everything(config.seed)
@@ -89,30 +101,40 @@ def train_baseline(
             extra={"training": result.to_dict(), "onnx_parity_max_abs_diff": saved["onnx_parity"]},
             measure_options=measure_options, callbacks=cb, warnings=result.warnings,
         )
-    return report
+    return RunResult(Path(out_dir), report)
 
 
 def benchmark_model(
-    out_dir: str | Path,
-    *,
     model: str | Path,
-    data: str | Dataset = "digits",
-    label_column: str = "label",
+    data: str | Dataset | None = None,
+    config: Mapping[str, Any] | None = None,
+    *,
+    out_dir: str | Path,
     callbacks: Callbacks | None = None,
+    label_column: str = "label",
     measure_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     output_name: str | None = None,
-) -> dict[str, Any]:
+) -> RunResult:
     """Measure a model file or run folder on a data set and write a run folder for it.
 
+    ``data``: default the run folder's own data set (``digits`` for a model file).
+    Benchmarking has no method options (``config`` stays None or empty: the verbs' shape);
     ``output_name`` names the class-scores output of a several-output ONNX model (default:
     chosen by shape and name; an integer label output is never scored)."""
     import shutil
 
     from core.artifacts._onnx import copy_onnx, io_entry
 
+    if config:
+        raise InvalidParameterError("config", "None (benchmarking has no options; see "
+                                    "measure_options)", config)
     loaded = load_model(model, output_name=output_name)
-    dataset = data if isinstance(data, Dataset) else load_dataset(data, label_column=label_column)
+    if data is None and Path(model).is_dir():
+        dataset = data_from_report(read_report(model))
+    else:
+        dataset = data if isinstance(data, Dataset) else \
+            load_dataset(data or "digits", label_column=label_column)
     shape = loaded.input_shape
     if shape and tuple(shape) != tuple(dataset.input_shape):
         raise InvalidParameterError("model input shape",
@@ -137,4 +159,4 @@ def benchmark_model(
             measure_options=measure_options, warnings=loaded.meta.get("notes", []),
             extra={"onnx": io_entry(loaded.meta)} if loaded.kind == "onnx" else None,
         )
-    return report
+    return RunResult(Path(out_dir), report)

@@ -231,7 +231,7 @@ class StudioContext:
             found = self.current(request)
             if found is None:
                 found = self.new_run_dir(request, "train")
-                train_baseline(found, model="cnn", data="digits", callbacks=callbacks,
+                train_baseline("cnn", "digits", out_dir=found, callbacks=callbacks,
                                measure_options=self.measure_options)
                 self.set_current(request, found.name)
         return found

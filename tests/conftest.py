@@ -35,7 +35,7 @@ def baseline_dir(tmp_path_factory, digits) -> Path:
     from core.training import TrainConfig
 
     out = tmp_path_factory.mktemp("baseline") / "train-base"
-    train_baseline(out, model="cnn", data=digits, config=TrainConfig(epochs=3),
+    train_baseline("cnn", digits, out_dir=out, config=TrainConfig(epochs=3),
                    measure_options=FAST_MEASURE)
     return out
 

@@ -115,7 +115,7 @@ def test_compare_refuses_variants_on_different_data(baseline_dir, tmp_path):
     from core.training import TrainConfig
 
     other = tmp_path / "train-wine"
-    train_baseline(other, model="mlp", data="wine", config=TrainConfig(epochs=1),
+    train_baseline("mlp", "wine", out_dir=other, config=TrainConfig(epochs=1),
                    measure_options=FAST)
     with pytest.raises(DataError, match="one data set"):
         compare([baseline_dir, other], out_dir=tmp_path / "cmp", measure_options=FAST)

@@ -211,7 +211,7 @@ def test_scale_on_a_session_variant_sends_its_artifact_bytes(tmp_path):
     from core.training import TrainConfig
 
     base = tmp_path / "base"
-    train_baseline(base, model="mlp", data="health", config=TrainConfig(epochs=1),
+    train_baseline("mlp", "health", out_dir=base, config=TrainConfig(epochs=1),
                    model_kwargs={"hidden_dims": [16]}, measure_options=FAST)
     cfg = ScaleConfig(client_counts=(5,), rounds=2, samples_per_client=20, alpha=0.5)
     res = scale(base, None, cfg, out_dir=tmp_path / "run", measure_options=FAST)

@@ -236,7 +236,7 @@ def test_failed_run_leaves_nothing(tmp_path, digits):
 
     out = tmp_path / "run"
     with pytest.raises(StudioError):
-        train_baseline(out, model="cnn", data=load_tabular(), config=TrainConfig(epochs=1))
+        train_baseline("cnn", load_tabular(), out_dir=out, config=TrainConfig(epochs=1))
     assert not out.exists() and not (tmp_path / "run.partial").exists()
 
 
@@ -293,13 +293,13 @@ def test_benchmark_a_torch_export_file(tmp_path, baseline_dir, digits):
     x = model.example_inputs(2)
     torch.export.save(torch.export.export(model, (x,)), tmp_path / "static.pt2")
     with pytest.raises(StudioError, match="dynamic batch"), trusted_model_code():
-        benchmark_model(tmp_path / "s", model=tmp_path / "static.pt2", data=digits,
+        benchmark_model(tmp_path / "static.pt2", digits, out_dir=tmp_path / "s",
                         measure_options=FAST_MEASURE)
     dynamic = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     torch.export.save(dynamic, tmp_path / "m.pt2")
     with trusted_model_code():
-        report = benchmark_model(tmp_path / "run", model=tmp_path / "m.pt2", data=digits,
-                                 measure_options=FAST_MEASURE)
+        report = benchmark_model(tmp_path / "m.pt2", digits, out_dir=tmp_path / "run",
+                                 measure_options=FAST_MEASURE).report
     assert report["result"]["accuracy"] > 0.5
     assert report["result"]["size_bytes"] == (tmp_path / "run" / "model.pt2").stat().st_size
 

@@ -57,14 +57,14 @@ def test_python_out_dir_refuses_a_user_folder_and_a_user_partial(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "data.csv").write_text("a,b\n1,2\n")
     with pytest.raises(OutputFolderError, match="not a studio run folder"):
-        train_baseline(tmp_path / "mine", model="mlp", data="wine",
+        train_baseline("mlp", "wine", out_dir=tmp_path / "mine",
                        config=TrainConfig(epochs=1), measure_options=FAST_MEASURE)
     assert (tmp_path / "mine" / "data.csv").read_text() == "a,b\n1,2\n"
     # A user's own folder that happens to be called '<out>.partial' is never deleted either.
     (tmp_path / "run.partial").mkdir()
     (tmp_path / "run.partial" / "keep.txt").write_text("keep")
     with pytest.raises(OutputFolderError, match="not written by the studio"):
-        train_baseline(tmp_path / "run", model="mlp", data="wine",
+        train_baseline("mlp", "wine", out_dir=tmp_path / "run",
                        config=TrainConfig(epochs=1), measure_options=FAST_MEASURE)
     assert (tmp_path / "run.partial" / "keep.txt").read_text() == "keep"
 
@@ -76,16 +76,16 @@ def test_empty_folder_is_fine_and_overwrite_replaces_only_a_run_folder(tmp_path,
 
     out = tmp_path / "base"
     out.mkdir()  # empty: fine
-    first = train_baseline(out, model="mlp", data="wine", config=TrainConfig(epochs=1),
-                           measure_options=FAST_MEASURE)
+    first = train_baseline("mlp", "wine", out_dir=out, config=TrainConfig(epochs=1),
+                           measure_options=FAST_MEASURE).report
     assert json.loads((out / "report.json").read_text())["created_at"] == first["created_at"]
     with pytest.raises(OutputFolderError, match="--overwrite"):
-        train_baseline(out, model="mlp", data="wine", config=TrainConfig(epochs=1, seed=1),
+        train_baseline("mlp", "wine", out_dir=out, config=TrainConfig(epochs=1, seed=1),
                        measure_options=FAST_MEASURE)
     assert json.loads((out / "report.json").read_text())["seed"] == 0
     (out / "stale.txt").write_text("from the old run")
-    second = train_baseline(out, model="mlp", data="wine", config=TrainConfig(epochs=1, seed=1),
-                            measure_options=FAST_MEASURE, overwrite=True)
+    second = train_baseline("mlp", "wine", out_dir=out, config=TrainConfig(epochs=1, seed=1),
+                            measure_options=FAST_MEASURE, overwrite=True).report
     assert second["seed"] == 1 and not (out / "stale.txt").exists()
     assert json.loads((out / "report.json").read_text())["seed"] == 1
     # The CLI: without --overwrite exit 2 (untouched), with it the run folder is replaced.

@@ -131,7 +131,7 @@ def test_default_calibration_fits_a_small_train_split(tmp_path):
     from core.training import TrainConfig
 
     base = tmp_path / "wine"
-    train_baseline(base, model="mlp", data="wine", config=TrainConfig(epochs=2),
+    train_baseline("mlp", "wine", out_dir=base, config=TrainConfig(epochs=2),
                    measure_options=FAST)
     for method in ("ort-static-int8", "ort-dynamic-int8"):
         res = quantize(base, None, method, out_dir=tmp_path / method, measure_options=FAST)

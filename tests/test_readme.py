@@ -15,7 +15,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) >= 3
     monkeypatch.chdir(tmp_path)
-    train_baseline(Path("runs/base"), model="cnn", data="digits", config=TrainConfig(epochs=3),
+    train_baseline("cnn", "digits", out_dir=Path("runs/base"), config=TrainConfig(epochs=3),
                    measure_options={"budget_s": 0.02, "memory": False})
     for block in blocks:
         # Shorter training than the README's: the point is that the code runs.

@@ -58,7 +58,8 @@ def test_benchmark_reports_what_onnxruntime_measures(models, digits, tmp_path, n
     from core.runs import benchmark_model
 
     run = tmp_path / "bench"
-    report = benchmark_model(run, model=models[name], data=digits, measure_options=FAST_MEASURE)
+    report = benchmark_model(models[name], digits, out_dir=run,
+                             measure_options=FAST_MEASURE).report
     _check_against_ort(report, run, digits)
     assert report["result"]["accuracy"] > 0.8
     if name in ("default_export", "normalize_inside"):
@@ -83,8 +84,8 @@ def test_static_int8_is_measured_and_really_quantized(models, digits, tmp_path, 
     from core.quantization import quantize
     from core.runs import benchmark_model
 
-    bench = benchmark_model(tmp_path / "bench", model=models[name], data=digits,
-                            measure_options=FAST_MEASURE)
+    bench = benchmark_model(models[name], digits, out_dir=tmp_path / "bench",
+                            measure_options=FAST_MEASURE).report
     run = tmp_path / "q"
     report = quantize(models[name], digits, "ort-static-int8", out_dir=run,
                       measure_options=FAST_MEASURE).report
@@ -105,8 +106,8 @@ def test_bundle_of_an_external_data_model_runs_elsewhere(models, digits, tmp_pat
     from core.runs import benchmark_model
 
     run = tmp_path / "bench"
-    report = benchmark_model(run, model=models["default_export"], data=digits,
-                             measure_options=FAST_MEASURE)
+    report = benchmark_model(models["default_export"], digits, out_dir=run,
+                             measure_options=FAST_MEASURE).report
     elsewhere = tmp_path / "elsewhere"
     with zipfile.ZipFile(make_bundle(run, tmp_path / "bundle.zip")) as zf:
         assert {"model.onnx", "model.onnx.data"} <= set(zf.namelist())
@@ -175,8 +176,8 @@ def test_label_output_is_never_scored_and_a_named_output_is_checked(models, digi
     with pytest.raises(InvalidParameterError, match="output_name"):
         load_model(models["sklearn_labels"], output_name="nope")
     run = tmp_path / "named"
-    report = benchmark_model(run, model=models["sklearn_labels"], data=digits,
-                             output_name="probabilities", measure_options=FAST_MEASURE)
+    report = benchmark_model(models["sklearn_labels"], digits, out_dir=run,
+                             output_name="probabilities", measure_options=FAST_MEASURE).report
     assert report["result"]["accuracy"] == pytest.approx(metrics.accuracy)
     assert open_variant(run).loaded.meta["output_name"] == "probabilities"  # kept with the run
     card = zipfile.ZipFile(make_bundle(run)).read("MODEL_CARD.md").decode()

@@ -278,7 +278,7 @@ def test_python_api_refuses_every_hostile_file(trap, hostile, digits):
             load_model(path)
         assert "Traceback" not in str(info.value) and str(folder) not in str(info.value), what
         with pytest.raises(StudioError):
-            benchmark_model(folder.parent / "out", model=path, data=digits,
+            benchmark_model(path, digits, out_dir=folder.parent / "out",
                             measure_options=FAST_MEASURE)
         if what not in ("file-reading TorchScript", "plain pt2"):  # trusted: these load
             with pytest.raises(StudioError), trusted_model_code():

@@ -104,8 +104,8 @@ def test_trial0_is_the_baseline_and_the_gain_is_said(tmp_path):
         "model": "cnn", "model_kwargs": {"channels": [16, 32]}}}) == {"width": 16}
 
     base = tmp_path / "base"
-    report = train_baseline(base, model="mlp", data="wine", config=TrainConfig(epochs=2),
-                            measure_options={"budget_s": 0.02, "memory": False})
+    report = train_baseline("mlp", "wine", out_dir=base, config=TrainConfig(epochs=2),
+                            measure_options={"budget_s": 0.02, "memory": False}).report
     cfg = make_tune_config("hyperparameters", "mlp", "wine", space_text("hyperparameters",
                            "mlp"), "random", "none", ["accuracy"], 2, None, 2, None, 0, "t0",
                            f"sqlite:///{tmp_path / 's.db'}")

@@ -121,8 +121,8 @@ def test_model_with_normalization_inside_is_measured_truthfully(raw_digits, user
 
     path, X, y = raw_digits
     onnx_path, model = user_onnx
-    report = benchmark_model(tmp_path / "bench", model=onnx_path, data=load_dataset(path),
-                             measure_options=FAST)
+    report = benchmark_model(onnx_path, load_dataset(path), out_dir=tmp_path / "bench",
+                             measure_options=FAST).report
     assert report["data"]["preprocessing"] == {"type": "none"}
     saved = json.loads((tmp_path / "bench" / "report.json").read_text())
     assert saved["data"]["preprocessing"] == {"type": "none"}

@@ -34,9 +34,9 @@ def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
         load_dataset(data, seed=cfg.seed) if data is not None else None)
     if isinstance(model, str) and model in list_families() and not Path(model).exists():
         dataset = dataset or load_dataset("digits", seed=cfg.seed)
-        report = train_baseline(out, model=model, data=dataset, callbacks=cb,
+        report = train_baseline(model, dataset, out_dir=out, callbacks=cb,
                                 config=TrainConfig(epochs=cfg.train_epochs, seed=cfg.seed),
-                                measure_options=mopts)
+                                measure_options=mopts).report
         return {"dir": out, "start": out, "data": dataset, "family": model,
                 "train": {"model": model, "model_kwargs": report["config"]["model_kwargs"],
                           "epochs": cfg.train_epochs, "seed": cfg.seed}}
@@ -49,7 +49,7 @@ def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
             return {"dir": path, "start": path, "data": variant.data, "family": family}
         if dataset is None:
             raise InvalidParameterError("data", "given with a model file", None)
-        benchmark_model(out, model=path, data=dataset, callbacks=cb, measure_options=mopts)
+        benchmark_model(path, dataset, out_dir=out, callbacks=cb, measure_options=mopts)
         return {"dir": out, "start": out, "data": dataset, "family": None}
     if not isinstance(model, torch.nn.Module):
         raise InvalidParameterError("model", "a family name, a run folder, a model file or a "

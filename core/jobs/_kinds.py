@@ -124,10 +124,9 @@ def _r_train(config, out_dir, cb, resolve, mopts):
     from core.training import TrainConfig
 
     tc = TrainConfig(**{k: config[k] for k in ("epochs", "lr", "batch_size", "seed")})
-    return train_baseline(out_dir, model=config["model"],
-                          data=_source(config["data"], resolve, "data"), config=tc,
-                          model_kwargs=config["model_kwargs"] or None, callbacks=cb,
-                          measure_options=mopts)
+    return train_baseline(config["model"], _source(config["data"], resolve, "data"), tc,
+                          out_dir=out_dir, model_kwargs=config["model_kwargs"] or None,
+                          callbacks=cb, measure_options=mopts)
 
 
 # --- benchmark --------------------------------------------------------------------------------
@@ -150,16 +149,14 @@ def _uploaded_model(config: Mapping[str, Any], resolve: Resolver) -> dict[str, A
 
 
 def _r_benchmark(config, out_dir, cb, resolve, mopts):
-    from core.artifacts import read_report
-    from core.runs import benchmark_model, data_from_report
+    from core.runs import benchmark_model
 
     if config.get("model"):
-        return benchmark_model(out_dir, model=_source(config["model"], resolve, "model"),
-                               data=_source(config["data"], resolve, "data"), callbacks=cb,
-                               measure_options=mopts)
-    src = resolve(config["input"])
-    return benchmark_model(out_dir, model=src, data=data_from_report(read_report(src)),
-                           callbacks=cb, measure_options=mopts)
+        return benchmark_model(_source(config["model"], resolve, "model"),
+                               _source(config["data"], resolve, "data"), out_dir=out_dir,
+                               callbacks=cb, measure_options=mopts)
+    return benchmark_model(resolve(config["input"]), out_dir=out_dir, callbacks=cb,
+                           measure_options=mopts)  # on the run's own data
 
 
 # --- method payloads: one shape ---------------------------------------------------------------

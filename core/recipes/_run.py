@@ -153,12 +153,11 @@ def _run_step(step: Step, index: int, source: Any, recipe: Recipe, data: Any, ou
               cb: Callbacks, mopts: Mapping[str, Any] | None) -> Any:
     cfg = step_config(step)
     if step.kind == "train":
-        from core.runs import RunResult, train_baseline
+        from core.runs import train_baseline
 
-        report = train_baseline(out_dir, model=recipe.model, data=data, config=cfg,
-                                model_kwargs=recipe.model_kwargs or None, callbacks=cb,
-                                measure_options=mopts)
-        return RunResult(out_dir, report)
+        return train_baseline(recipe.model, data, cfg, out_dir=out_dir,
+                              model_kwargs=recipe.model_kwargs or None, callbacks=cb,
+                              measure_options=mopts)
     if step.kind == "finetune":
         return _finetune(source, data, cfg, out_dir, cb, mopts)
     if step.kind == "prune":

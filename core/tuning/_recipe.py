@@ -22,7 +22,7 @@ def recipe_baseline(config: TuneConfig, data: Any, folder: Path, *,
     if (folder / "report.json").is_file():
         return folder
     train = {"epochs": config.epochs, "seed": config.seed, **dict(config.train or {})}
-    train_baseline(folder, model=config.model, data=data, config=TrainConfig(**train),
+    train_baseline(config.model, data, TrainConfig(**train), out_dir=folder,
                    model_kwargs=dict(config.model_kwargs or {}), callbacks=callbacks,
                    measure_options=measure_options)
     return folder

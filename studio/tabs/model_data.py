@@ -129,8 +129,8 @@ def _train(ctx: StudioContext, request: Any, fam: str, source: str, column: str,
 
     def work(cb):
         data = load_dataset(source, label_column=column, seed=config.seed)
-        return train_baseline(run_dir, model=fam, data=data, config=config,
-                              callbacks=cb, measure_options=ctx.measure_options)
+        return train_baseline(fam, data, config, out_dir=run_dir, callbacks=cb,
+                              measure_options=ctx.measure_options).report
 
     previous = show_current(ctx, request)
     record = {"model": fam, "data": Path(str(source)).name, **config.to_dict()}
@@ -166,8 +166,8 @@ def _measure_upload(ctx: StudioContext, request: Any, path: Path, source: str, c
     record = {"model": path.name, "data": Path(str(source)).name}
 
     def work(cb):
-        return benchmark_model(run_dir, model=path, data=load_dataset(source, label_column=column),
-                               callbacks=cb, measure_options=ctx.measure_options)
+        return benchmark_model(path, load_dataset(source, label_column=column), out_dir=run_dir,
+                               callbacks=cb, measure_options=ctx.measure_options).report
 
     with keep_previous_on_failure(previous) as restore:
         for kind, payload in job_events(ctx, request, "benchmark", record, work,
