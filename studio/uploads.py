@@ -10,7 +10,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from core.artifacts import UntrustedModelError, check_onnx, detect_format, server_allows_model_code
 from core.artifacts._inspect import check_pt2_file
@@ -36,17 +36,8 @@ def store_model_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200
     run code when loaded and are refused unless the operator set STUDIO_ALLOW_MODEL_CODE=1
     (never on a Space). A rejected file is deleted from Gradio's upload cache at once.
     """
-    src = Path(src)
-    try:
-        _check_size(src, limit_mb)
-        fmt = _model_format(src)
-    except StudioError:
-        drop_rejected(src)
-        raise
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / f"model-{secrets.token_hex(6)}{MODEL_SUFFIX[fmt]}"
-    shutil.copyfile(src, dest)
-    return dest
+    return _store(Path(src), dest_dir, "model", lambda p: MODEL_SUFFIX[_model_format(p)],
+                  limit_mb=limit_mb)
 
 
 def _model_format(src: Path) -> str:
@@ -64,15 +55,22 @@ def _model_format(src: Path) -> str:
 def store_data_upload(src: str | Path, dest_dir: Path, *, limit_mb: float = 200) -> Path:
     """Copy an uploaded .csv/.npz into ``dest_dir``; the type is judged by content. A rejected
     file is deleted from Gradio's upload cache at once (never a file outside it)."""
-    src = Path(src)
+    return _store(Path(src), dest_dir, "data", _data_suffix, limit_mb=limit_mb)
+
+
+def _store(src: Path, dest_dir: Path, prefix: str, suffix_of: Callable[[Path], str], *,
+           limit_mb: float) -> Path:
+    """Check ``src`` (size, then ``suffix_of``, which judges its content and raises a
+    StudioError when refused) and copy it to ``dest_dir/<prefix>-<random><suffix>``; a refused
+    file is deleted from Gradio's upload cache."""
     try:
         _check_size(src, limit_mb)
-        suffix = _data_suffix(src)
+        suffix = suffix_of(src)
     except StudioError:
         drop_rejected(src)
         raise
     dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / f"data-{secrets.token_hex(6)}{suffix}"
+    dest = dest_dir / f"{prefix}-{secrets.token_hex(6)}{suffix}"
     shutil.copyfile(src, dest)
     return dest
 
