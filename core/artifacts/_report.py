@@ -325,6 +325,9 @@ def write_run(
     for name, (_, model, ref_files) in refs.items():
         models[f"ref:{name}"], files[f"ref:{name}"] = model, list(ref_files)
     record_studio_made(list(result_files))  # the studio's own .pt/.pt2 load without opt-in
+    # the baseline's accuracy, counts and memory come from its run folder's report where
+    # that proves the same measurement (same files, rows, machine); latency is always timed
+    opts.setdefault("reuse_parents", ("baseline",))
     measured = measure_many(models, data, files=files, callbacks=callbacks, **opts)
     base, res = measured.get("baseline"), measured["result"]
     notes = list(warnings)

@@ -18,6 +18,7 @@ from core.measure._efficiency import precision_of, target_extra
 from core.measure._latency import interleaved_latency
 from core.measure._memory import MemoryProbe
 from core.measure._predictor import Predictor, as_predictor, predict_logits
+from core.measure._reuse import measured_under, parent_figures
 from core.measure._target import resolve_target, time_at_other_threads, with_threads
 from core.measure._verdict import noise_band
 
@@ -128,6 +129,7 @@ def measure_many(
     memory: bool = True,
     callbacks: Any = None,
     stop_when_stable: bool = True,
+    reuse_parents: Sequence[str] = (),
 ) -> dict[str, Measurement]:
     """Measure several variants under one protocol in one run; latency is interleaved.
 
@@ -142,6 +144,10 @@ def measure_many(
     batch sizes (1, 64) at 1 thread. ``budget_s`` is the most each variant is timed per
     batch size; with ``stop_when_stable`` a batch size ends sooner once two independent
     halves of the rounds give the same p50 within half the verdict's noise band.
+    ``reuse_parents`` names variants whose accuracy, F1, counts and peak memory may come from
+    the report of the run folder their files live in, where it proves the same measurement
+    (``core.measure._reuse``; said in ``extra["reused_from_parent"]``); latency is always
+    measured here. Every measurement records ``extra["measured_under"]`` for that proof.
     """
     target = resolve_target(batch_sizes=batch_sizes, threads=threads,
                             latency_budget_ms=latency_budget_ms)
@@ -151,23 +157,25 @@ def measure_many(
     check = callbacks.check if callbacks is not None else None
     preds = {name: as_predictor(with_threads(m, threads), threads=threads)
              for name, m in models.items()}
-    loadable = {name: _memory_file(fs) for name, fs in files.items() if name in preds}
+    common = measured_under(X, y, batch_sizes=batch_sizes, threads=threads)
+    under = {name: {**common, "output_name": getattr(p, "output_name", None)}
+             for name, p in preds.items()}
+    reused = {name: parent_figures(files.get(name, []), under[name]) for name in reuse_parents
+              if name in preds} if memory else {}
+    reused = {k: v for k, v in reused.items() if v is not None}
+    loadable = {name: _memory_file(fs) for name, fs in files.items()
+                if name in preds and name not in reused}
     loadable = {k: v for k, v in loadable.items() if v is not None} if memory else {}
     # fresh processes, started now: their start-up overlaps the accuracy pass (not timed)
     probe = MemoryProbe(list(loadable.values()), batch_size=max(batch_sizes))
-    out: dict[str, dict[str, Any]] = {}
-    for i, (name, pred) in enumerate(preds.items()):
-        if callbacks is not None:
-            callbacks.progress(i / (len(preds) + 1), f"Measuring accuracy of {name}")
-        metrics = metrics_from_logits(predict_logits(pred, X), y)
-        out[name] = {"accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro,
-                     **_static_figures(models[name], files.get(name, []), X[:1])}
+    out = _figures(preds, models, files, (X, y), reused, callbacks)
     peaks: dict[str, float | None] = {}
     if memory:
         by_path = probe.peaks_mb()  # every probe ends before the timing starts
         peaks = {name: by_path.get(str(path)) for name, path in loadable.items()}
+        peaks.update({name: r["figures"]["peak_memory_mb"] for name, r in reused.items()})
         for name, pred in preds.items():  # no file a fresh process could load
-            if name not in loadable:
+            if name not in peaks:
                 peaks[name] = _in_process_peak_mb(pred, np.repeat(X[:1], max(batch_sizes), 0))
     if callbacks is not None:
         callbacks.progress(len(preds) / (len(preds) + 1), "Timing (interleaved)")
@@ -182,14 +190,39 @@ def measure_many(
     for name in preds:
         big = max(lat[name], key=int)  # the largest batch size this variant accepts
         p50 = lat[name][big]["p50"]
+        extra = target_extra(target, lat[name], others[name], out[name]["macs"],
+                             precision_of(models[name], files.get(name, [])))
+        extra["measured_under"] = under[name]
+        if name in reused:
+            extra["reused_from_parent"] = {"run": reused[name]["run"],
+                                           "figures": sorted(reused[name]["figures"])}
         result[name] = Measurement(
             latency_ms=lat[name], throughput_per_s=int(big) * 1000.0 / p50,
             throughput_basis=f"derived: {big} rows ÷ p50 latency at batch {big}",
-            peak_memory_mb=peaks.get(name), threads=threads, **out[name],
-            extra=target_extra(target, lat[name], others[name], out[name]["macs"],
-                               precision_of(models[name], files.get(name, []))),
-        )
+            peak_memory_mb=peaks.get(name), threads=threads, **out[name], extra=extra)
     return result
+
+
+def _figures(preds: Mapping[str, Predictor], models: Mapping[str, Any],
+             files: Mapping[str, list[Path]], test: tuple[np.ndarray, np.ndarray],
+             reused: Mapping[str, Any], callbacks: Any) -> dict[str, dict[str, Any]]:
+    """Accuracy, macro F1, size, parameters and MACs of each variant (a parent's where
+    ``reused`` proves them the same measurement; the size is always read from the files)."""
+    X, y = test
+    out: dict[str, dict[str, Any]] = {}
+    for i, (name, pred) in enumerate(preds.items()):
+        if name in reused:
+            known = reused[name]["figures"]
+            out[name] = {k: known[k] for k in ("accuracy", "f1_macro", "params",
+                                                 "nonzero_params", "macs")}
+            out[name]["size_bytes"] = sum(f.stat().st_size for f in files[name])
+            continue
+        if callbacks is not None:
+            callbacks.progress(i / (len(preds) + 1), f"Measuring accuracy of {name}")
+        metrics = metrics_from_logits(predict_logits(pred, X), y)
+        out[name] = {"accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro,
+                     **_static_figures(models[name], files.get(name, []), X[:1])}
+    return out
 
 
 def _memory_file(paths: Sequence[Path]) -> Path | None:
