@@ -139,7 +139,27 @@ def check_onnx_file(path: str | Path) -> Any:
     if len(model.graph.input) - len(_initializer_inputs(model)) != 1:
         raise ModelFileError(f"The studio needs a model with one input; '{path.name}' "
                              f"has {len(model.graph.input)}.")
+    _check_float_input(model, path.name)
     return model
+
+
+# The element types a Predictor feeds (TensorProto FLOAT, FLOAT16, DOUBLE): data are numbers.
+_FED_INPUT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
+
+
+def _check_float_input(model: Any, name: str) -> None:
+    """Refuse a model whose input is not a float tensor (token ids, booleans, strings)."""
+    from onnx import TensorProto
+
+    inits = _initializer_inputs(model)
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    elem = inp.type.tensor_type.elem_type
+    if elem not in _FED_INPUT_TYPES:
+        kind = TensorProto.DataType.Name(elem).lower() if elem else "not a tensor"
+        raise UnsupportedModelError(
+            f"'{name}' takes input '{inp.name}' of type {kind}; the studio feeds a data set's "
+            f"features as floats, so it measures models whose input is "
+            f"{', '.join(_FED_INPUT_TYPES.values())}.")
 
 
 def _initializer_inputs(model: Any) -> set[str]:

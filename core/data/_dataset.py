@@ -335,6 +335,14 @@ def _check_size(file: str, rows: int, values: int) -> None:
     check_limit("data", rows, "data_rows", detail=f"'{file}' has {rows:,} rows", value=file)
 
 
+def _separator(path: Path) -> str:
+    """',' unless the header line has none and is split by ';' (Excel's export where the
+    decimal mark is a comma) or tabs."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline(65536)
+    return next((c for c in (";", "\t") if c in header and "," not in header), ",")
+
+
 def read_csv_frame(path: str | Path) -> Any:
     """A CSV file as a pandas DataFrame, its rows and values bounded while parsing."""
     import pandas as pd
@@ -343,10 +351,11 @@ def read_csv_frame(path: str | Path) -> Any:
 
     path = Path(path)
     try:
-        columns = len(pd.read_csv(path, nrows=0).columns)
+        sep = _separator(path)
+        columns = len(pd.read_csv(path, nrows=0, sep=sep).columns)
         budget_rows = int(get_limit("data_mb") * 2**20 / 8 / max(columns, 1))
         cap = min(int(get_limit("data_rows")), budget_rows)
-        df = pd.read_csv(path, nrows=cap + 1)
+        df = pd.read_csv(path, nrows=cap + 1, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"'{path.name}' is not a readable CSV file ({exc}).") from None
     if len(df) > cap:  # more rows than the limits allow: say which limit
@@ -359,6 +368,15 @@ def read_csv_frame(path: str | Path) -> Any:
     return df
 
 
+def _check_float32_range(X: np.ndarray, what: str) -> None:
+    """Models take float32: a value beyond its range would reach them as infinity."""
+    big = float(np.abs(X).max(initial=0.0)) if X.dtype.kind == "f" else 0.0
+    limit = float(np.finfo(np.float32).max)
+    if big > limit:
+        raise DataError(f"{what} has values up to {big:.3g}, beyond float32's range "
+                        f"(±{limit:.3g}); models take float32 inputs.")
+
+
 def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     import pandas as pd
 
@@ -366,6 +384,8 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, li
     if label_column not in df.columns:
         raise DataError(f"The CSV has no '{label_column}' column (columns: "
                         f"{list(df.columns)[:10]}). Name the label column with --label-column.")
+    if df.empty:
+        raise DataError(f"'{path.name}' has a header but no rows.")
     features = df.drop(columns=[label_column])
     if features.shape[1] == 0:
         raise DataError("The CSV has no feature columns besides the label.")
@@ -380,6 +400,7 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, li
     X = features.to_numpy(dtype=np.float64)
     if not np.isfinite(X).all():
         raise DataError("The CSV has infinite values; every feature must be finite.")
+    _check_float32_range(X, "The CSV")
     y, classes = _labels(df[label_column].to_numpy())
     return X, y, classes
 
@@ -447,11 +468,16 @@ def read_npz(path: str | Path, names: tuple[str, ...] = ("X", "y")) -> dict[str,
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     arrays = read_npz(path)
     X, y = arrays["X"], arrays["y"]
+    if y.ndim == 2 and y.shape[1:] == (1,):  # a column of labels, as Keras and pandas write it
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"'y' must hold one label per row (shape [rows]); got shape {y.shape}.")
     if X.dtype.kind not in "fiub" or len(X) != len(y) or X.ndim not in (2, 3, 4):
         raise DataError(f"'X' must be numeric with 2–4 dimensions and as many rows as 'y'; got "
                         f"dtype {X.dtype}, shape {X.shape} and {len(y)} labels.")
     if not np.isfinite(X.astype(np.float64)).all():
         raise DataError("'X' has NaN or infinite values.")
+    _check_float32_range(X, "'X'")
     if X.ndim == 3:
         X = X[:, None]
     y, classes = _labels(y)

@@ -29,6 +29,13 @@ def metrics_from_logits(logits: np.ndarray, y: np.ndarray) -> Metrics:
     """Metrics from logits and integer labels."""
     if len(y) == 0:
         return Metrics(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    if logits.ndim != 2 or logits.shape[1] <= int(np.max(y)):
+        from core.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"The model returns {list(logits.shape[1:])} scores per row, but the data's labels "
+            f"go up to class {int(np.max(y))}: it needs one score per class ([batch, "
+            f"{int(np.max(y)) + 1}] or more).")
     pred = logits.argmax(axis=1)
     p, r, f = _macro_prf(np.asarray(y, dtype=np.int64), pred.astype(np.int64))
     if _are_probabilities(logits):  # e.g. sklearn-onnx's 'probabilities' output

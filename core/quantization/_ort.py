@@ -212,9 +212,20 @@ class _Reader:
 
 
 def _input_name(path: Path) -> str:
+    """The float32 input that calibration feeds; any other input type is refused clearly
+    (ORT's static quantizer writes an invalid graph for a float16 model)."""
     import onnx
 
-    return onnx.load(str(path), load_external_data=False).graph.input[0].name
+    from core.errors import UnsupportedModelError
+
+    inp = onnx.load(str(path), load_external_data=False).graph.input[0]
+    elem = inp.type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise UnsupportedModelError(
+            f"ort-static-int8 calibrates a float32 model; this one takes "
+            f"{onnx.TensorProto.DataType.Name(elem).lower()} input '{inp.name}'. Quantize its "
+            "float32 export instead (or use ort-dynamic-int8).")
+    return inp.name
 
 
 def _calibration_batch(path: Path) -> int:
@@ -352,6 +363,12 @@ def ort_fp16(source: Source, config: OrtFp16Config, out_path: Path, *,
     layers = _fp32_layers(source, config)
     chosen = selected(layers, include, exclude)
     blocked = [name for name in layers if name not in chosen]
+    if not any(t.data_type == onnx.TensorProto.FLOAT
+               for t in onnx.load(str(fp32), load_external_data=False).graph.initializer):
+        from core.errors import UnsupportedModelError
+
+        raise UnsupportedModelError("'ort-fp16' did nothing on this model: it has no float32 "
+                                    "weights to convert (they are already half precision).")
     with _quiet():
         model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True,
                                          node_block_list=blocked or None)

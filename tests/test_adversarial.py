@@ -1,0 +1,226 @@
+"""Inputs nobody here planned for: models and data users bring, each either measured truthfully
+(the report's accuracy equals an onnxruntime-only check of the shipped file) or refused with one
+clear error that leaves nothing behind."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import FAST_MEASURE
+from tests.helpers import onnx_zoo as zoo
+
+# What a clear error never shows: an internal error, a bare Python exception name, a server path.
+UNCLEAR = re.compile(r"internal error|traceback|\b(Key|Type|Attribute|Index|Value|Runtime|"
+                     r"Name|Assertion|ZeroDivision|OS|FileNotFound)Error\b|/(tmp|home|root|"
+                     r"work|var|usr)/", re.IGNORECASE)
+
+
+def _clear(message: str) -> str:
+    assert message and not UNCLEAR.search(message), message
+    return message
+
+
+def _export(model, path: Path, example, *, opset: int = 17, dynamic: str | None = "batch"
+            ) -> Path:
+    """A legacy-exporter ONNX file (quick), batch dimension named ``dynamic`` or fixed."""
+    import warnings
+
+    import torch
+
+    axes = {"input": {0: dynamic}, "logits": {0: dynamic}} if dynamic else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the user's legacy exporter
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["logits"], dynamic_axes=axes)
+    return path
+
+
+def _benchmark(model: Path, data, out: Path) -> dict:
+    from core.runs import benchmark_model
+
+    result = benchmark_model(model, data, out_dir=out, measure_options=FAST_MEASURE)
+    return getattr(result, "report", result)
+
+
+def _nets():
+    import torch
+    from torch import nn
+
+    class NormsAndDepthwise(nn.Module):  # GroupNorm, LayerNorm, a depthwise conv
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, padding=1)
+            self.gn = nn.GroupNorm(2, 8)
+            self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.ln = nn.LayerNorm([8, 8, 8])
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.ln(self.dw(torch.relu(self.gn(self.conv(x))))))
+            return self.fc(x.mean((2, 3)))
+
+    class Probabilities(nn.Module):  # softmax inside: the output is probabilities
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = zoo.tiny_net()
+
+        def forward(self, x):
+            return torch.softmax(self.net(x), 1)
+
+    return {"norms_depthwise": NormsAndDepthwise, "probabilities": Probabilities}
+
+
+@pytest.mark.parametrize("name, opset, dynamic", [
+    ("norms_depthwise", 17, "batch"), ("probabilities", 13, "N_rows"),
+    ("probabilities", 17, None),
+])
+def test_other_architectures_and_exports_are_measured_truthfully(digits, tmp_path, name, opset,
+                                                                 dynamic):
+    import torch
+
+    torch.manual_seed(0)
+    net = _nets()[name]()
+    if name == "probabilities":  # trained, so that accuracy is far from chance
+        zoo.train_tiny(net.net, digits.X_train, digits.y_train, epochs=3)
+    example = torch.from_numpy(digits.X_train[:2 if dynamic else 1])
+    path = _export(net, tmp_path / "m.onnx", example, opset=opset, dynamic=dynamic)
+    report = _benchmark(path, digits, tmp_path / "run")
+    X, y = digits.split("test")
+    assert report["result"]["accuracy"] == pytest.approx(_ort_accuracy(tmp_path / "run", X, y),
+                                                         abs=1e-6)
+    if name == "probabilities":
+        assert report["result"]["accuracy"] > 0.5
+
+
+def _ort_accuracy(run: Path, X: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of ``run/model.onnx`` with onnxruntime alone, fed in its own input type, row
+    by row (any batch dimension accepts one row at a time)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    preds = [sess.run(None, {inp.name: X[i:i + 1].astype(dtype)})[0].argmax(1)[0]
+             for i in range(len(X))]
+    return float((np.array(preds) == y).mean())
+
+
+def test_fewer_scores_than_classes_is_one_clear_error_and_nothing_written(digits, tmp_path):
+    import torch
+
+    from core.errors import StudioError
+    from core.quantization import quantize
+
+    path = _export(zoo.tiny_net(num_classes=5), tmp_path / "five.onnx",
+                   torch.from_numpy(digits.X_train[:2]))
+    for verb in ("benchmark", "quantize"):
+        out = tmp_path / verb
+        with pytest.raises(StudioError, match=r"\[5\] scores per row.*up to class 9") as info:
+            if verb == "benchmark":
+                _benchmark(path, digits, out)
+            else:
+                quantize(path, digits, "ort-dynamic-int8", out_dir=out,
+                         measure_options=FAST_MEASURE)
+        _clear(str(info.value))
+        assert not out.exists()
+
+
+def _token_model(path: Path) -> Path:
+    """An embedding classifier over int64 token ids (what NLP exports take)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    emb = numpy_helper.from_array(np.random.default_rng(0).standard_normal((17, 10))
+                                  .astype(np.float32), "emb")
+    nodes = [helper.make_node("Gather", ["emb", "tokens"], ["vectors"]),
+             helper.make_node("ReduceMean", ["vectors"], ["logits"], axes=[1], keepdims=0)]
+    graph = helper.make_graph(
+        nodes, "tokens", [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["N", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [emb])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_with_a_non_float_input_is_refused_before_any_work(tmp_path):
+    from core.artifacts import load_model
+    from core.errors import UnsupportedModelError
+
+    path = _token_model(tmp_path / "tokens.onnx")
+    with pytest.raises(UnsupportedModelError, match="'tokens' of type int64") as info:
+        load_model(path)
+    _clear(str(info.value))
+
+
+def test_half_precision_model_never_ships_a_method_that_did_nothing(digits, tmp_path):
+    import torch
+
+    from core.errors import StudioError
+    from core.quantization import quantize
+
+    half = zoo.tiny_net().half()
+    path = _export(half, tmp_path / "half.onnx", torch.from_numpy(digits.X_train[:2]).half())
+    report = _benchmark(path, digits, tmp_path / "bench")  # measured as given: float16 in
+    X, y = digits.split("test")
+    assert report["result"]["accuracy"] == pytest.approx(_ort_accuracy(tmp_path / "bench", X, y),
+                                                         abs=1e-6)
+    cases = {"ort-static-int8": "calibrates a float32 model",
+             "ort-int4": "did nothing", "ort-dynamic-int8": "did nothing",
+             "ort-fp16": "did nothing.*already half precision"}
+    for method, says in cases.items():
+        out = tmp_path / method
+        with pytest.raises(StudioError, match=says) as info:
+            quantize(path, digits, method, out_dir=out, measure_options=FAST_MEASURE)
+        _clear(str(info.value))
+        assert not out.exists()
+
+
+def _npz(path: Path, X, y) -> Path:
+    np.savez(path, X=X, y=y)
+    return path
+
+
+def test_label_and_value_shapes_users_write(tmp_path):
+    from core.data import load_dataset
+    from core.errors import DataError
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)).astype(np.float32), np.arange(40) % 2
+    column = load_dataset(_npz(tmp_path / "column.npz", X, y[:, None]))  # Keras-style [N, 1]
+    assert column.num_classes == 2 and column.y_train.ndim == 1
+    with pytest.raises(DataError, match=r"one label per row.*\(40, 2\)") as info:
+        load_dataset(_npz(tmp_path / "onehot.npz", X, np.eye(2)[y]))
+    _clear(str(info.value))
+    huge = X.astype(np.float64)
+    huge[3, 1] = 1e300  # finite in float64, infinity once a model gets it as float32
+    with pytest.raises(DataError, match="beyond float32's range") as info:
+        load_dataset(_npz(tmp_path / "huge.npz", huge, y))
+    _clear(str(info.value))
+    csv = tmp_path / "huge.csv"
+    csv.write_text("a,b,label\n" + "".join(f"{i},{1e300 if i == 3 else i},{i % 2}\n"
+                                           for i in range(20)))
+    with pytest.raises(DataError, match="beyond float32's range"):
+        load_dataset(csv)
+
+
+def test_csv_dialects_and_a_header_without_rows(tmp_path):
+    from core.data import load_dataset
+    from core.errors import DataError
+
+    rows = "".join(f"{i};{i * 0.5};{'yes' if i % 2 else 'no'}\n" for i in range(30))
+    semicolon = tmp_path / "excel.csv"
+    semicolon.write_text("a;b;label\n" + rows, encoding="utf-8-sig")  # Excel: BOM and ';'
+    data = load_dataset(semicolon)
+    assert data.input_shape == (2,) and data.class_names == ["no", "yes"]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b,label\n")
+    with pytest.raises(DataError, match="has a header but no rows") as info:
+        load_dataset(empty)
+    _clear(str(info.value))
