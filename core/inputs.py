@@ -38,8 +38,10 @@ class ModelInput:
     """An opened input: the model, what kind it is, its data and where it came from.
 
     ``kind``: 'builtin', 'module', 'onnx', 'torchscript' or 'export'. ``files``: the baseline
-    artifact file(s) whose bytes are its size (empty for a live object). ``run_id``/``report``:
-    the run folder's name and report (None otherwise). ``path``: the run folder or file given.
+    artifact file(s) whose bytes are its size: the model as loaded and measured (a fixed-batch
+    ONNX made dynamic: that copy, as benchmark ships it; empty for a live object).
+    ``run_id``/``report``: the run folder's name and report (None otherwise). ``path``: the
+    run folder or file given.
     ``loaded``: the ``core.artifacts.LoadedModel`` (None for a live object).
     """
 
@@ -58,6 +60,17 @@ class ModelInput:
     def notes(self) -> list[str]:
         """What loading did that the report should say (e.g. a fixed batch made dynamic)."""
         return list(self.meta.get("notes", []))
+
+    @property
+    def written_files(self) -> list[Path]:
+        """The ONNX model as written (the file given or the run's model.onnx), for a caller
+        that keeps a converted model but not the session: a temporary dynamic-batch copy
+        (``files``) is deleted with its session."""
+        if self.kind != "onnx" or self.path is None:
+            return list(self.files)
+        from core.artifacts._onnx import onnx_files
+
+        return onnx_files(self.path / "model.onnx" if self.path.is_dir() else self.path)
 
     @property
     def onnx_file(self) -> Path | None:
@@ -125,16 +138,13 @@ def _dataset(data: Any, *, label_column: str, seed: int | None,
 
 def _open_run(path: Path, data: Any, *, label_column: str, seed: int | None) -> ModelInput:
     from core.artifacts import read_report
-    from core.artifacts._onnx import onnx_files
     from core.runs import open_variant
 
     report = read_report(path)  # refuses a folder that is not a studio run, by its name
     ds = _dataset(data, label_column=label_column, seed=seed, report=report)
     variant = open_variant(path, data=ds)
     loaded = variant.loaded
-    # An ONNX run's size is its model.onnx as written (not a temporary dynamic-batch copy).
-    files = onnx_files(path / "model.onnx") if loaded.kind == "onnx" else loaded.files()
-    return ModelInput(loaded.model, loaded.kind, variant.data, files, variant.run_id,
+    return ModelInput(loaded.model, loaded.kind, variant.data, loaded.files(), variant.run_id,
                       variant.report, path, loaded, dict(loaded.meta),
                       loaded.meta.get("output_name"))
 
@@ -142,13 +152,10 @@ def _open_run(path: Path, data: Any, *, label_column: str, seed: int | None) -> 
 def _open_file(path: Path, data: Any, *, output_name: str | None, label_column: str,
                seed: int | None) -> ModelInput:
     from core.artifacts import load_model
-    from core.artifacts._onnx import onnx_files
 
     loaded = load_model(path, output_name=output_name)
     ds = _dataset(data, label_column=label_column, seed=seed)
-    # The file as given is the baseline artifact (not a temporary dynamic-batch copy).
-    files = onnx_files(path) if loaded.kind == "onnx" else loaded.files()
-    return ModelInput(loaded.model, loaded.kind, ds, files, None, None, path, loaded,
+    return ModelInput(loaded.model, loaded.kind, ds, loaded.files(), None, None, path, loaded,
                       dict(loaded.meta), loaded.meta.get("output_name", output_name))
 
 

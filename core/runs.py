@@ -129,17 +129,15 @@ def benchmark_model(
     if config:
         raise InvalidParameterError("config", "None (benchmarking has no options; see "
                                     "measure_options)", config)
-    loaded = load_model(model, output_name=output_name)
-    if data is None and Path(model).is_dir():
-        dataset = data_from_report(read_report(model))
-    else:
-        dataset = data if isinstance(data, Dataset) else \
-            load_dataset(data or "digits", label_column=label_column)
-    shape = loaded.input_shape
-    if shape and tuple(shape) != tuple(dataset.input_shape):
-        raise InvalidParameterError("model input shape",
-                                    f"equal to the data's {list(dataset.input_shape)}",
-                                    list(shape))
+    from core.inputs import open_input
+
+    if not isinstance(model, (str, Path)):
+        raise InvalidParameterError("model", "a run folder or a model file (core.measure "
+                                    "measures a live model)", type(model).__name__)
+    if data is None and not Path(model).is_dir():
+        data = "digits"
+    inp = open_input(model, data, output_name=output_name, label_column=label_column)
+    loaded, dataset = inp.loaded, inp.data
     with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:
         if loaded.kind == "builtin":
             save_model(loaded.model, tmp, data=dataset)

@@ -37,7 +37,7 @@ def open_torch_input(model: Any, data: Any, *, operation: str,
     from core.inputs import open_input
 
     inp = open_input(model, data)
-    module, files = inp.model, list(inp.files)
+    module, files = inp.model, inp.written_files  # a converted module outlives the session
     if inp.kind == "onnx" and convert_onnx and inp.loaded is not None:
         from core.artifacts import trainable_module
 

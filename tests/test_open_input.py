@@ -63,8 +63,11 @@ def test_a_model_file_without_data_gets_one_error_from_every_verb(onnx_file, tmp
 
 
 def test_a_shape_mismatch_gets_one_rule_from_every_verb(baseline_dir, tmp_path):
-    errors = {name: _error(call, baseline_dir, "wine")
-              for name, call in _verbs(tmp_path).items()}
+    from core.runs import benchmark_model
+
+    verbs = {**_verbs(tmp_path),
+             "benchmark": lambda m, d: benchmark_model(m, d, out_dir=tmp_path / "b")}
+    errors = {name: _error(call, baseline_dir, "wine") for name, call in verbs.items()}
     assert all(isinstance(e, InvalidParameterError) for e in errors.values()), errors
     rules = {(e.rule, tuple(e.value)) for e in errors.values()}
     assert rules == {("equal to the data's [13]", (1, 8, 8))}, errors

@@ -25,37 +25,30 @@ def _baseline(model: Any, data: Any, cfg: AutoConfig, out: Path, cb: Callbacks,
     import torch
 
     from core.artifacts import save_model, staging, write_run
-    from core.data import Dataset, load_dataset
+    from core.inputs import open_data, open_input
     from core.models import is_builtin, list_families
-    from core.runs import benchmark_model, open_variant, train_baseline
+    from core.runs import benchmark_model, train_baseline
     from core.training import TrainConfig
 
-    dataset = data if isinstance(data, Dataset) else (
-        load_dataset(data, seed=cfg.seed) if data is not None else None)
     if isinstance(model, str) and model in list_families() and not Path(model).exists():
-        dataset = dataset or load_dataset("digits", seed=cfg.seed)
+        dataset = open_data("digits" if data is None else data, seed=cfg.seed)
         report = train_baseline(model, dataset, out_dir=out, callbacks=cb,
                                 config=TrainConfig(epochs=cfg.train_epochs, seed=cfg.seed),
                                 measure_options=mopts).report
         return {"dir": out, "start": out, "data": dataset, "family": model,
                 "train": {"model": model, "model_kwargs": report["config"]["model_kwargs"],
                           "epochs": cfg.train_epochs, "seed": cfg.seed}}
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        if path.is_dir():
-            variant = open_variant(path, data=dataset)
-            family = variant.loaded.meta.get("family") if variant.loaded.kind == "builtin" \
-                else None
-            return {"dir": path, "start": path, "data": variant.data, "family": family}
-        if dataset is None:
-            raise InvalidParameterError("data", "given with a model file", None)
-        benchmark_model(path, dataset, out_dir=out, callbacks=cb, measure_options=mopts)
+    inp = open_input(model, data, seed=cfg.seed)  # a run folder, a model file or a module
+    dataset = inp.data
+    if inp.run_id is not None:
+        family = inp.meta.get("family") if inp.kind == "builtin" else None
+        return {"dir": inp.path, "start": inp.path, "data": dataset, "family": family}
+    if inp.path is not None:  # a model file: measured into the baseline run folder
+        benchmark_model(inp.path, dataset, out_dir=out, callbacks=cb, measure_options=mopts)
         return {"dir": out, "start": out, "data": dataset, "family": None}
     if not isinstance(model, torch.nn.Module):
         raise InvalidParameterError("model", "a family name, a run folder, a model file or a "
                                     "torch.nn.Module", type(model).__name__)
-    if dataset is None:
-        raise InvalidParameterError("data", "a Dataset (or a built-in name) for a module", None)
     model.eval()
     with staging(out) as tmp:
         notes: list[str] = []

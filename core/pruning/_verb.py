@@ -42,7 +42,8 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         model, kind = (inp.run_id and _torch_form(inp.path)) or _converted(inp.loaded)
     if kind == "export":
         model = _Exported(model)
-    return model, kind, inp.data, inp.files, inp.run_id
+    # The converted module outlives the session: the size is the ONNX as written.
+    return model, kind, inp.data, inp.written_files, inp.run_id
 
 
 def _converted(loaded: Any) -> tuple[Any, str]:
