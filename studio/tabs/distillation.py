@@ -3,7 +3,6 @@ trained on labels only; teacher, both students and the gain are measured and sho
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import gradio as gr
@@ -15,14 +14,11 @@ from core.distillation import DistillConfig, distill
 from core.measure import speed_label
 from core.registry import list_methods
 from studio.context import StudioContext
-from studio.runner import call, stream
-from studio.tabs.jobs import job_config, tracked
+from studio.runner import call, first_only, variant_job
 from studio.uploads import store_data_upload
 from studio.widgets import (
     follow_current,
-    input_note,
     method_summary,
-    progress_line,
     run_stop_buttons,
     stop_button,
     variant_update,
@@ -160,7 +156,6 @@ def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
 
         def on_run(choice, name, w, t, a, n_epochs, frac, d, others, upload, plan,
                    fam=SAME_FAMILY, request: gr.Request = None):
-            src = call(lambda: ctx.find_run(request, choice)) if choice else None
             more = tuple(str(call(lambda o=o: ctx.find_run(request, o))) for o in others or [])
             file = call(lambda: store_data_upload(upload, ctx.session_dir(request) / "uploads",
                                                   limit_mb=ctx.upload_limit_mb)) \
@@ -170,25 +165,16 @@ def build_distillation_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 epochs=int(n_epochs), budget=plan, label_fraction=float(frac), depth=float(d),
                 teachers=more, unlabelled=str(file) if file else None,
                 family=None if fam in (None, "", SAME_FAMILY) else fam))
-            run_dir = ctx.new_run_dir(request, "distill")
             history: list[dict[str, Any]] = []
-
-            def work(cb):
-                source = src or ctx.ensure_baseline(request, cb)
-                return distill(source, None, config, out_dir=run_dir, callbacks=cb,
-                               measure_options=getattr(ctx, "measure_options", None))
-
-            yield input_note(ctx, request, src), gr.skip(), gr.skip(), gr.skip()
-            started = time.monotonic()
-            job = tracked(ctx, request, "distill", job_config(src, config), work)
-            for kind, payload in stream(job):
-                if kind == "progress":
-                    yield progress_line(payload, started), gr.skip(), gr.skip(), gr.skip()
+            for kind, payload in variant_job(ctx, request, choice, distill, config,
+                                             kind="distill"):
+                if kind == "status":
+                    yield first_only(payload, 4)
                 elif kind == "metrics" and "student" in payload:
                     history.append(payload)
                     yield gr.skip(), curves(history), gr.skip(), gr.skip()
                 elif kind == "done":
-                    yield _done(payload, run_dir, history)
+                    yield _done(*payload, history)
 
         follow_current(shell, tab, on_select, [teacher, extra])
         method.change(lambda m: method_summary("distillation", m), [method], [method_help],
