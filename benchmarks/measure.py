@@ -32,7 +32,7 @@ def main(repeats: int = 8) -> dict:
     twin = copy.deepcopy(model)
     runs = []
     for _ in range(repeats):
-        m = measure_many({"a": model, "b": twin}, data, budget_s=0.5, memory=False)
+        m = measure_many({"a": model, "b": twin}, data, memory=False)  # the default protocol
         runs.append({bs: (m["a"].p50(int(bs)), m["b"].p50(int(bs))) for bs in ("1", "64")})
     out = {}
     for bs in ("1", "64"):
@@ -52,6 +52,15 @@ def main(repeats: int = 8) -> dict:
     return out
 
 
+def _protocol() -> str:
+    """The timing protocol's defaults, as measured here."""
+    import inspect
+
+    budget = inspect.signature(measure_many).parameters["budget_s"].default
+    return f"budget {budget} s per variant and batch size, at most 10 rounds, ending " \
+        "after 6 once two halves of the rounds agree within half the band"
+
+
 def write_band(result: dict, source: str = "benchmarks/results/measure.json",
                measured_at: str | None = None) -> None:
     """The band within which a ratio is a tie: the widest A/A ratio deviation seen.
@@ -69,8 +78,8 @@ def write_band(result: dict, source: str = "benchmarks/results/measure.json",
         "source": source,
         "measured_at": result.get("measured_at") or measured_at,
         "load_average_1min": result.get("load_average_1min"),
-        "protocol": f"cnn on digits, measure_many budget 0.5 s, {result.get('repeats')} "
-                    "repeats, 1 thread",
+        "protocol": f"cnn on digits, measure_many's default protocol ({_protocol()}), "
+                    f"{result.get('repeats')} repeats, 1 thread",
         "per_batch_pct": {bs: {k: round(v[k], 2) for k in ("run_to_run_spread_pct",
                                                             "aa_ratio_max_deviation_pct")}
                           for bs, v in batches.items()},
