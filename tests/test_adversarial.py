@@ -224,3 +224,28 @@ def test_csv_dialects_and_a_header_without_rows(tmp_path):
     with pytest.raises(DataError, match="has a header but no rows") as info:
         load_dataset(empty)
     _clear(str(info.value))
+
+
+@pytest.mark.parametrize("verb", ["prune", "torch-static-int8"])
+def test_a_graph_the_converter_cannot_run_is_refused_clearly(digits, tmp_path, verb):
+    """onnx2torch turns a LayerNorm over dims the graph leaves unnamed into a module that
+    fails when called: one clear refusal, not a torch RuntimeError."""
+    import torch
+
+    from core.errors import StudioError
+
+    path = _export(_nets()["norms_depthwise"](), tmp_path / "ln.onnx",
+                   torch.from_numpy(digits.X_train[:2]))
+    out = tmp_path / "out"
+    with pytest.raises(StudioError) as info:
+        if verb == "prune":
+            from core.pruning import PruningConfig, prune
+
+            prune(path, digits, PruningConfig(method="structured-l2", sparsity=0.5),
+                  out_dir=out, measure_options=FAST_MEASURE)
+        else:
+            from core.quantization import quantize
+
+            quantize(path, digits, verb, out_dir=out, measure_options=FAST_MEASURE)
+    _clear(str(info.value))
+    assert not out.exists()

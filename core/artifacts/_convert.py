@@ -490,7 +490,13 @@ def _verify_conversion(module: torch.nn.Module, reference: Any, model: Any, *,
     batch = _fixed_batch(model) or 2
     X = np.random.default_rng(0).standard_normal((2 * batch + 1, *shape)).astype(np.float32)
     ref = _ort_outputs(_reference_session(reference), X, output_name)
-    got = _module_outputs(module, X)
+    try:
+        got = _module_outputs(module, X)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # a converted op that
+        text = re.sub(r"\s+", " ", str(exc)).strip()[:200]  # cannot run (e.g. unknown dims)
+        raise UnsupportedModelError(
+            f"'{name}' cannot be turned into a trainable torch module: the converted module "
+            f"fails to run ({text}). ONNX Runtime methods still apply.") from None
     scale = max([1.0, *(float(np.abs(r).max()) for r in ref if r.dtype.kind == "f")])
     diff = _max_diff(ref, got)
     if not diff <= 1e-4 * scale:
