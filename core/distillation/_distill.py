@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from core.distillation._student import (
 )
 from core.distillation._transfer import build_transfer_set
 from core.errors import InvalidParameterError, UnsupportedModelError
+from core.registry import resolve_config
+
+if TYPE_CHECKING:
+    from core.runs import RunResult
 
 OPERATION = "distill"
 
@@ -221,7 +225,7 @@ def _outcome_warnings(gain: float, t_params: int | None, s_params: int, warnings
 def distill(
     teacher: Any,
     data: Any = None,
-    config: DistillConfig | None = None,
+    config: DistillConfig | Mapping[str, Any] | str | None = None,
     *,
     out_dir: str | Path,
     student: Any = None,
@@ -230,7 +234,8 @@ def distill(
     parent: str | None = None,
     measure_options: dict[str, Any] | None = None,
     overwrite: bool = False,
-):
+    **overrides: Any,
+) -> RunResult:
     """Distil ``teacher`` into a smaller student, and train the same student on labels only.
 
     ``teacher`` is an nn.Module, an ONNX Runtime session, a run folder or a model file;
@@ -239,7 +244,8 @@ def distill(
     ``config.student`` (run folder) is given; ``teachers``/``config.teachers`` add teachers
     for ``multi-teacher``. Writes ``out_dir`` (student model.json/.safetensors/.onnx,
     ``label_only/``, report.json with the teacher as the measured baseline) and returns a
-    ``RunResult``.
+    ``RunResult``. ``config``: a DistillConfig, a mapping of its fields or a method name;
+    ``overrides`` replace its fields (``distill(run, None, "soft-target", alpha=0.5, ...)``).
     """
     from core.artifacts import save_model, staging, write_run
     from core.measure import evaluate, metrics_from_logits, predict_logits
@@ -247,9 +253,7 @@ def distill(
     from core.registry import get_method
     from core.runs import RunResult
 
-    config = config or DistillConfig()
-    if not isinstance(config, DistillConfig):
-        raise InvalidParameterError("config", "a DistillConfig", type(config).__name__)
+    config = resolve_config(config, overrides, area="distillation", cls=DistillConfig)
     cb = Callbacks.ensure(callbacks)
     out_dir = Path(out_dir)
     cb.progress(0.0, "Loading the teacher")

@@ -12,7 +12,7 @@ from core.callbacks import Callbacks
 from core.config import Config
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
 from core.fusion._patterns import PATTERNS, normalize_pattern
-from core.registry import register_method
+from core.registry import register_method, resolve_config
 
 __all__ = ["DEFAULT_PATTERNS", "FusionConfig", "OperatorFuser", "fuse"]
 
@@ -59,14 +59,6 @@ def _max_rel_diff(a: Any, b: Any, X: np.ndarray) -> float:
     return float((ref - got).abs().max() / ref.abs().max().clamp_min(1e-12))
 
 
-def _resolve(config: Any, overrides: Mapping[str, Any]) -> FusionConfig:
-    if config is None or isinstance(config, Mapping):
-        return FusionConfig.from_dict({**dict(config or {}), **overrides})
-    if isinstance(config, FusionConfig):
-        return config.replace(**overrides) if overrides else config
-    raise InvalidParameterError("config", "a FusionConfig or a mapping", type(config).__name__)
-
-
 def fuse(model_or_run: Any, data: Any = None, config: Any = None, *,
          out_dir: str | Path, callbacks: Callbacks | None = None, parent: str | None = None,
          measure_options: Mapping[str, Any] | None = None, overwrite: bool = False,
@@ -81,7 +73,7 @@ def fuse(model_or_run: Any, data: Any = None, config: Any = None, *,
     from core.runs import RunResult
     from core.torch_variant import open_torch_input, write_torch_variant
 
-    cfg = _resolve(config, overrides)
+    cfg = resolve_config(config, overrides, area="fusion", cls=FusionConfig)
     cb = Callbacks.ensure(callbacks)
     inp = open_torch_input(model_or_run, data, operation="Fusion")
     cb.progress(0.05, "Fusing")

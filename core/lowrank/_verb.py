@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from core.callbacks import Callbacks
 from core.config import Config
 from core.errors import InvalidParameterError, check_range
-from core.registry import register_method
+from core.registry import register_method, resolve_config
 
 __all__ = ["LowRankConfig", "LowRankFactorizer", "factorize"]
 
@@ -49,14 +49,6 @@ def _svd(model: Any, rank_ratio: float, layers: Any = None) -> Any:
     return factorize_model(model, rank_ratio, layers)
 
 
-def _resolve(config: Any, overrides: Mapping[str, Any]) -> LowRankConfig:
-    if config is None or isinstance(config, Mapping):
-        return LowRankConfig.from_dict({**dict(config or {}), **overrides})
-    if isinstance(config, LowRankConfig):
-        return config.replace(**overrides) if overrides else config
-    raise InvalidParameterError("config", "a LowRankConfig or a mapping", type(config).__name__)
-
-
 def factorize(model_or_run: Any, data: Any = None, config: Any = None, *,
               out_dir: str | Path, callbacks: Callbacks | None = None,
               parent: str | None = None, measure_options: Mapping[str, Any] | None = None,
@@ -68,7 +60,7 @@ def factorize(model_or_run: Any, data: Any = None, config: Any = None, *,
     from core.torch_variant import open_torch_input, write_torch_variant
     from core.training import TrainConfig, finetune, seed_everything
 
-    cfg = _resolve(config, overrides)
+    cfg = resolve_config(config, overrides, area="lowrank", cls=LowRankConfig)
     cb = Callbacks.ensure(callbacks)
     inp = open_torch_input(model_or_run, data, operation="Low-rank factorization",
                            convert_onnx=True)

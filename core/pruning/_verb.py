@@ -20,7 +20,7 @@ from core.errors import InvalidParameterError, StudioError, UnsupportedModelErro
 from core.pruning._config import PruningConfig
 from core.pruning._engine import layer_table
 from core.pruning._onnx import run_with_batchnorm
-from core.registry import get_method
+from core.registry import get_method, resolve_config
 from core.runs import RunResult
 
 __all__ = ["prune", "prune_model", "unsupported_methods"]
@@ -189,20 +189,6 @@ def unsupported_methods(model_or_run_dir: Any, data: Any = None,
     return {m: r for m in names if (r := _refusal(kind, m))}
 
 
-def _as_config(config: PruningConfig | Mapping[str, Any] | str | None) -> PruningConfig:
-    """A PruningConfig from a config, a mapping of its fields or a method name."""
-    if config is None:
-        return PruningConfig()
-    if isinstance(config, str):
-        return PruningConfig(method=config)
-    if isinstance(config, Mapping):
-        return PruningConfig.from_dict(dict(config))
-    if not isinstance(config, PruningConfig):
-        raise InvalidParameterError("config", "a PruningConfig, a dict of its fields or a "
-                                    "method name", type(config).__name__)
-    return config
-
-
 @dataclass
 class _Saved:
     """What a pruned model was saved as: the result model, its size files, the baseline's
@@ -286,6 +272,7 @@ def prune(
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    **overrides: Any,
 ) -> RunResult:
     """Prune a model (module, model file or run folder) and write a measured run folder.
 
@@ -293,9 +280,10 @@ def prune(
     family with the new widths (model.json + model.safetensors + model.onnx). Unstructured
     methods zero weights permanently and save them compactly (model.sparse.npz) beside a
     dense model.onnx. The input model and its run folder are never modified. ``config``: a
-    PruningConfig, a mapping of its fields, or a method name.
+    PruningConfig, a mapping of its fields, or a method name; ``overrides`` replace its
+    fields (``prune(run, None, "structured-l1", sparsity=0.3, out_dir=...)``).
     """
-    cfg = _as_config(config)
+    cfg = resolve_config(config, overrides, area="pruning", cls=PruningConfig)
     cb = Callbacks.ensure(callbacks)
     method = get_method("pruning", cfg.method)
     cb.progress(0.0, "Loading the model")

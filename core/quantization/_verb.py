@@ -6,7 +6,7 @@ import json
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from core.artifacts._onnx import move_onnx, strip_debug_metadata
 from core.artifacts._trust import record_studio_made
@@ -16,6 +16,10 @@ from core.inputs import ModelInput, open_input
 from core.quantization._base import AREA, MethodSpec, Source, method_spec
 from core.quantization._check import check_applies, require_quantized
 from core.quantization._config import QuantizationConfig
+from core.registry import resolve_config
+
+if TYPE_CHECKING:
+    from core.runs import RunResult
 
 __all__ = ["is_layerwise", "load_artifact", "make_config", "quantize", "quantize_model"]
 
@@ -43,24 +47,6 @@ def make_config(method: str, options: Mapping[str, Any] | None = None, *,
 def is_layerwise(method: str) -> bool:
     """Whether a method quantizes layer by layer (so sensitivity and tolerance apply)."""
     return method_spec(method).layerwise
-
-
-def _resolve(config: QuantizationConfig | Mapping[str, Any] | str | None,
-             method: str | None) -> QuantizationConfig:
-    if isinstance(config, str):
-        return make_config(config)
-    if isinstance(config, Mapping):  # {"method": ..., options...}, e.g. a to_dict()
-        options = dict(config)
-        return make_config(options.pop("method", None) or method or "", options)
-    if config is None:
-        if method is None:
-            raise InvalidParameterError("method", "given (e.g. 'ort-static-int8')", None)
-        return make_config(method)
-    if not isinstance(config, QuantizationConfig) or not config.method:
-        raise InvalidParameterError("config", "a quantization config (see make_config)",
-                                    type(config).__name__)
-    method_spec(config)  # its type names a registered method
-    return config
 
 
 def load_artifact(path: str | Path, *, threads: int = 1, output_name: str | None = None,
@@ -176,10 +162,10 @@ def quantize(
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
-    method: str | None = None,
     overwrite: bool = False,
     output_name: str | None = None,
-) -> Any:
+    **overrides: Any,
+) -> RunResult:
     """Quantize a model (nn.Module or run folder) and write a measured run folder.
 
     The baseline is the FP32 input model; the result is the quantized artifact itself
@@ -188,11 +174,13 @@ def quantize(
     and timed side by side with the baseline. With ``config.tolerance`` the
     most sensitive layers stay in float until the validation accuracy drop is within it.
     ``output_name`` names the class-scores output of a several-output ONNX model file.
+    ``config``: a method's config, a mapping of its fields with its ``method`` (a
+    ``to_dict()``) or a method name; ``overrides`` replace its fields (``method=`` too).
     """
     from core.artifacts import staging, write_report, write_run
     from core.runs import RunResult
 
-    cfg = _resolve(config, method)
+    cfg = resolve_config(config, overrides, area=AREA)
     spec = method_spec(cfg)  # dispatched on the config's type
     cb = Callbacks.ensure(callbacks)
     inp = _open_input(model_or_run_dir, data, output_name)
