@@ -19,34 +19,6 @@ def _setup():
     return model, generate_synthetic_clients(6, 20, 9, 4, alpha=0.5, seed=0)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["fedavg", "reptile"])
-def test_flower_simulation_trains_the_same_model_as_the_builtin_engine(algorithm):
-    import torch
-
-    from core.federated import ScaleConfig, run_federated
-    from core.federated._flower import run_flower
-
-    model, clients = _setup()
-    # 4 of 6 clients sampled per round, one of them a straggler
-    cfg = ScaleConfig(rounds=3, client_fraction=0.7, stragglers=0.4, algorithm=algorithm)
-    flower = run_flower(model, clients, cfg)
-    builtin = run_federated(model, clients, cfg)
-    assert flower.engine == "flower" and len(flower.history) == 3
-    assert [h["stragglers"] for h in flower.history] == [1, 1, 1]
-    for ours, theirs in zip(flower.history, builtin.history):
-        assert ours.keys() == theirs.keys()
-        for key in ("sampled", "participants", "bytes_down", "bytes_up"):
-            assert ours[key] == theirs[key], key
-        for key in ("accuracy", "test_loss", "train_loss"):
-            assert ours[key] == pytest.approx(theirs[key], abs=1e-4), key
-    assert flower.state.keys() == builtin.state.keys()
-    for k in builtin.state:
-        assert torch.allclose(flower.state[k], builtin.state[k], atol=1e-5), k
-    assert flower.adaptation == pytest.approx(builtin.adaptation)
-    assert flower.state["features.1.weight"].ne(model.state_dict()["features.1.weight"]).any()
-
-
 def test_a_straggler_trains_nothing_and_a_participant_trains(tmp_path):
     import copy
 
@@ -111,22 +83,40 @@ def test_a_crashed_simulation_is_one_clear_error(monkeypatch):
         run_flower(model, clients, ScaleConfig(rounds=2))
 
 
-@pytest.mark.slow
-def test_scale_measures_a_client_count_on_the_flower_engine():
-    """scale()'s row for one client count (saving the model needs ONNX: not in this venv)."""
+def test_flower_engine_trains_and_measures_the_same_as_the_builtin_engine():
+    """One Ray simulation (each costs a Ray start): scale()'s row for one client count on
+    ``--engine flower`` against the vectorized engine, with Reptile's server step on top of
+    Flower's FedAvg, 4 of 6 clients sampled per round and one of them a straggler. Saving
+    the model needs ONNX (not in this venv), so the row is taken before that."""
+    import torch
+
     from core.callbacks import Callbacks
     from core.federated import ScaleConfig
     from core.federated._scale import _run_count
 
     model, _ = _setup()
-    cfg = ScaleConfig(client_counts=(4,), rounds=2, stragglers=0.3, engine="flower")
+    cfg = ScaleConfig(client_counts=(6,), samples_per_client=20, rounds=3, client_fraction=0.7,
+                      stragglers=0.4, algorithm="reptile", engine="flower")
     setup = {"shape": (9,), "classes": 4, "travel_bytes": 1000}
-    ours, res, _ = _run_count(model, None, cfg, 4, 0, setup, Callbacks.ensure(None))
-    theirs, _, _ = _run_count(model, None, cfg.replace(engine="vectorized"), 4, 0, setup,
-                              Callbacks.ensure(None))
-    assert ours["engine"] == "flower" and len(res.history) == 2
+    ours, flower, _ = _run_count(model, None, cfg, 6, 0, setup, Callbacks.ensure(None))
+    theirs, builtin, _ = _run_count(model, None, cfg.replace(engine="vectorized"), 6, 0, setup,
+                                    Callbacks.ensure(None))
+    assert ours["engine"] == "flower" and flower.engine == "flower"
+    assert [h["stragglers"] for h in flower.history] == [1, 1, 1]
     for key in ("clients", "rounds", "bytes_communicated", "participants_per_round",
                 "convergence_round"):
         assert ours[key] == theirs[key], key
     for key in ("final_accuracy", "best_accuracy", "local_accuracy", "adapted_accuracy"):
         assert ours[key] == pytest.approx(theirs[key], abs=1e-4), key
+    assert len(flower.history) == len(builtin.history) == 3
+    for mine, ref in zip(flower.history, builtin.history):
+        assert mine.keys() == ref.keys()
+        for key in ("sampled", "participants", "bytes_down", "bytes_up"):
+            assert mine[key] == ref[key], key
+        for key in ("accuracy", "test_loss", "train_loss"):
+            assert mine[key] == pytest.approx(ref[key], abs=1e-4), key
+    assert flower.state.keys() == builtin.state.keys()
+    for k in builtin.state:
+        assert torch.allclose(flower.state[k], builtin.state[k], atol=1e-5), k
+    assert flower.adaptation == pytest.approx(builtin.adaptation)
+    assert flower.state["features.1.weight"].ne(model.state_dict()["features.1.weight"]).any()
