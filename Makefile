@@ -8,12 +8,9 @@ PYTEST_ARGS ?=
 install: $(VENV)/.installed
 
 # constraints.txt pins the versions the tests passed with (make constraints rewrites it).
-# --no-compile: Python compiles the modules it imports on first use; pip would compile every
-# module of every package (all of torch's): 50 s of CPU less for the Flower venv here.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --no-compile --disable-pip-version-check -c constraints.txt \
-		-e ".[dev,tuning]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,tuning]"
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt \
 		"onnx2torch>=1.5.15,<1.6"
 	touch $@
