@@ -224,7 +224,7 @@ def _input_name(path: Path) -> str:
         raise UnsupportedModelError(
             f"ort-static-int8 calibrates a float32 model; this one takes "
             f"{onnx.TensorProto.DataType.Name(elem).lower()} input '{inp.name}'. Quantize its "
-            "float32 export instead (or use ort-dynamic-int8).")
+            "float32 export instead.")
     return inp.name
 
 
