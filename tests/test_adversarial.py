@@ -249,3 +249,28 @@ def test_a_graph_the_converter_cannot_run_is_refused_clearly(digits, tmp_path, v
             quantize(path, digits, verb, out_dir=out, measure_options=FAST_MEASURE)
     _clear(str(info.value))
     assert not out.exists()
+
+
+def test_a_file_without_some_classes_is_scored_against_the_models_own_outputs(digits,
+                                                                              tmp_path):
+    """Integer labels are class indices as given: a test file that lacks class 0 is scored
+    label k against output k (recoding 1..9 to 0..8 reported ~1 % for a ~90 % model)."""
+    import torch
+
+    from core.data import dataset_from_spec, load_dataset
+
+    net = zoo.train_tiny(zoo.tiny_net(), digits.X_train, digits.y_train, epochs=3)
+    path = _export(net, tmp_path / "m.onnx", torch.from_numpy(digits.X_train[:2]))
+    X, y = np.concatenate([digits.X_train, digits.X_test]), np.concatenate([digits.y_train,
+                                                                             digits.y_test])
+    keep = y != 0
+    data = load_dataset(_npz(tmp_path / "no_zero.npz", X[keep], y[keep]))
+    assert data.class_names == [str(k) for k in range(10)] and data.spec.labels == "index"
+    report = _benchmark(path, data, tmp_path / "run")
+    Xt, yt = data.split("test")
+    assert report["result"]["accuracy"] == pytest.approx(_ort_accuracy(tmp_path / "run", Xt, yt))
+    assert report["result"]["accuracy"] > 0.5
+    earlier = {k: v for k, v in report["data"].items() if k != "labels"}  # an older report
+    assert dataset_from_spec(earlier).class_names == [str(k) for k in range(1, 10)]
+    text = load_dataset(_npz(tmp_path / "text.npz", X[:40], np.array(["b", "a"] * 20)))
+    assert text.class_names == ["a", "b"]  # text labels: coded by sorted value

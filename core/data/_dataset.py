@@ -30,6 +30,7 @@ class DataSpec:
     normalize: bool = False
     preprocessing: dict[str, Any] | None = None  # what was applied (recorded in report.json)
     splitter: str = "numpy"  # "sklearn": how reports before 2026-12-02 were split
+    labels: str = "index"  # "sorted": how reports before 2026-12-02 coded integer labels
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -166,6 +167,7 @@ def load_dataset(
     normalize: bool = False,
     preprocessing: Mapping[str, Any] | None = None,
     splitter: str = "numpy",
+    labels: str = "index",
 ) -> Dataset:
     """Load a built-in name, a ``.csv`` (label column) or ``.npz`` (``X``, ``y``) and split it.
 
@@ -173,6 +175,9 @@ def load_dataset(
     train split's mean and std). Built-in data sets keep their own scaling. ``preprocessing``
     replays what a report recorded (``dataset.spec.preprocessing``) instead of choosing anew.
     ``splitter`` "sklearn" replays the split of reports written before the numpy one.
+    ``labels`` "index": a user file's integer labels 0..K-1 are class indices as given (label
+    k is scored against output k, even where the file lacks some classes); "sorted" codes
+    every label by its rank among the file's values (how earlier reports coded them).
     Sizes are checked against the STUDIO_MAX_DATA_* limits before the data is loaded.
     """
     if not 0 < test_fraction < 0.9 or not 0 <= val_fraction < 0.9:
@@ -181,14 +186,16 @@ def load_dataset(
         raise InvalidParameterError("normalize", "true or false", normalize)
     if splitter not in SPLITTERS:
         raise InvalidParameterError("splitter", f"one of {list(SPLITTERS)}", splitter)
+    if labels not in LABEL_CODINGS:
+        raise InvalidParameterError("labels", f"one of {list(LABEL_CODINGS)}", labels)
     spec = DataSpec(str(source), label_column, seed, test_fraction, val_fraction, normalize,
-                    splitter=splitter)
+                    splitter=splitter, labels=labels)
     name = str(source)
     if name in BUILTIN:
         X, y, classes, prep = BUILTIN[name]()
         fit_standardize = prep is None  # the built-in tabular sets are standardized
     else:
-        X, y, classes = _read_user_file(source, label_column)
+        X, y, classes = _read_user_file(source, label_column, labels)
         prep, fit_standardize, name = None, normalize, Path(source).stem
     if preprocessing is not None:
         prep, fit_standardize = _checked_preprocessing(preprocessing), False
@@ -209,10 +216,11 @@ def dataset_from_spec(spec: Mapping[str, Any]) -> Dataset:
     if "preprocessing" not in values and str(source) not in BUILTIN:
         values.setdefault("normalize", True)
     values.setdefault("splitter", "sklearn")  # written before the numpy split
+    values.setdefault("labels", "sorted")  # written before integer labels were indices
     return load_dataset(source, **values)
 
 
-def _read_user_file(source: str | Path, label_column: str
+def _read_user_file(source: str | Path, label_column: str, labels: str = "index"
                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     path = Path(source)
     if not path.is_file():
@@ -220,10 +228,12 @@ def _read_user_file(source: str | Path, label_column: str
             "data", f"a built-in name {list(BUILTIN)} or an existing .csv/.npz file", path.name)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _read_csv(path, label_column)
-    if suffix == ".npz":
-        return _read_npz(path)
-    raise DataError(f"Unsupported data file '{path.name}': use a .csv or .npz file.")
+        X, raw = _read_csv(path, label_column)
+    elif suffix == ".npz":
+        X, raw = _read_npz(path)
+    else:
+        raise DataError(f"Unsupported data file '{path.name}': use a .csv or .npz file.")
+    return (X, *_labels(raw, as_index=labels == "index"))
 
 
 def _checked_preprocessing(prep: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,8 +332,17 @@ def _split(name, X, y, classes, prep, spec: DataSpec, *, fit_standardize: bool) 
                    list(classes), prep, replace(spec, preprocessing=prep))
 
 
-def _labels(raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
+LABEL_CODINGS = ("index", "sorted")
+
+
+def _labels(raw: np.ndarray, *, as_index: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and class names. With ``as_index``, non-negative integer labels below
+    max(1024, 2 × the number of distinct labels) are the class indices themselves (classes
+    absent from the file keep their index); other labels are coded by sorted value."""
     values, codes = np.unique(raw, return_inverse=True)
+    if as_index and raw.dtype.kind in "iu" and len(values) and values[0] >= 0 \
+            and values[-1] < max(1024, 2 * len(values)):
+        return raw.astype(np.int64), [str(v) for v in range(int(values[-1]) + 1)]
     return codes.astype(np.int64), [str(v) for v in values]
 
 
@@ -377,7 +396,8 @@ def _check_float32_range(X: np.ndarray, what: str) -> None:
                         f"(±{limit:.3g}); models take float32 inputs.")
 
 
-def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and raw labels of a CSV file."""
     import pandas as pd
 
     df = read_csv_frame(path)
@@ -401,8 +421,7 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, li
     if not np.isfinite(X).all():
         raise DataError("The CSV has infinite values; every feature must be finite.")
     _check_float32_range(X, "The CSV")
-    y, classes = _labels(df[label_column].to_numpy())
-    return X, y, classes
+    return X, df[label_column].to_numpy()
 
 
 def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -465,7 +484,8 @@ def read_npz(path: str | Path, names: tuple[str, ...] = ("X", "y")) -> dict[str,
                         f"({exc}).") from None
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Features and raw labels of an .npz file (arrays X and y)."""
     arrays = read_npz(path)
     X, y = arrays["X"], arrays["y"]
     if y.ndim == 2 and y.shape[1:] == (1,):  # a column of labels, as Keras and pandas write it
@@ -480,5 +500,4 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     _check_float32_range(X, "'X'")
     if X.ndim == 3:
         X = X[:, None]
-    y, classes = _labels(y)
-    return X, y, classes
+    return X, y
