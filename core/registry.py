@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 from core.config import Config
 from core.errors import InvalidParameterError
@@ -92,7 +92,7 @@ def method_for_config(area: str, config: Any) -> MethodInfo:
     owners = [m for m in methods.values() if m.config_cls is type(config)]
     if len(owners) == 1:
         return owners[0]
-    named = methods.get(getattr(config, "method", None))  # a shared class, or a subclass
+    named = methods.get(getattr(config, getattr(config, "method_field", "method"), None))
     if named is not None and named.config_cls is not None and \
             isinstance(config, named.config_cls):
         return named
@@ -111,8 +111,8 @@ def resolve_config(config: Any, overrides: Mapping[str, Any] | None = None, *,
     """
     overrides = dict(overrides or {})
     if isinstance(config, str) and not (area and list_methods(area)):
-        raise InvalidParameterError("config", f"a {getattr(cls, '__name__', 'config')} or a "
-                                    "mapping of its fields (this area has no method names)",
+        raise InvalidParameterError("config", f"a config ({getattr(cls, '__name__', '')}) or "
+                                    "a mapping of its fields (this area has no method names)",
                                     config)
     if config is None or isinstance(config, (str, Mapping)):
         values = {"method": config} if isinstance(config, str) else dict(config or {})
@@ -122,11 +122,14 @@ def resolve_config(config: Any, overrides: Mapping[str, Any] | None = None, *,
     if not overrides:
         return config
     fields = {f.name for f in dataclasses.fields(config)}
-    own = getattr(config, "method", None)
-    given = own if "method" in fields else overrides.pop("method", own)  # a class per method
-    if given != own:
-        raise InvalidParameterError("method", f"unset or '{own}' (the method of the "
-                                    f"{type(config).__name__} given)", given)
+    field = getattr(config, "method_field", "method")
+    if "method" in overrides and field in fields:  # one class for several methods
+        overrides[field] = overrides.pop("method")
+    elif "method" in overrides:  # a class per method: its method cannot change
+        own, given = getattr(config, "method", None), overrides.pop("method")
+        if given != own:
+            raise InvalidParameterError("method", f"unset or '{own}' (the method of the "
+                                        f"{type(config).__name__} given)", given)
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise InvalidParameterError(unknown[0], f"one of {sorted(fields)}", overrides[unknown[0]])
@@ -152,7 +155,7 @@ def _config_class(values: dict[str, Any], area: str | None, cls: type | None) ->
 def _check_config_object(config: Any, area: str | None, cls: type | None) -> None:
     """Refuse an object that is no config of this area (a registered method's, or ``cls``)."""
     if cls is not None and not isinstance(config, cls):
-        raise InvalidParameterError("config", f"a {cls.__name__}, a mapping of its fields"
+        raise InvalidParameterError("config", f"a config ({cls.__name__}), a mapping of its fields"
                                     + (" or a method name" if area else ""),
                                     type(config).__name__)
     if area and list_methods(area):
@@ -164,10 +167,15 @@ class MethodConfig(Config):
     """A method's frozen config that describes itself: ``to_dict()`` holds its ``method`` and
     ``schema_version``, and ``from_dict`` takes that dict back (or an older one without
     them). Constraints are declared on the fields (``Annotated[int, Field(ge=1)]``) for the
-    published JSON schema; ``__post_init__`` enforces them with the studio's messages."""
+    published JSON schema; ``__post_init__`` enforces them with the studio's messages.
+
+    The method is a class attribute (a class per method), the ``method`` field (one class for
+    several methods) or the field named by ``method_field`` (e.g. tuning's ``sampler``)."""
+
+    method_field: ClassVar[str] = "method"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "schema_version": SCHEMA_VERSION,  # type: ignore
+        return {"method": getattr(self, self.method_field), "schema_version": SCHEMA_VERSION,
                 **super().to_dict()}
 
     @classmethod
@@ -177,11 +185,17 @@ class MethodConfig(Config):
         if version != SCHEMA_VERSION:
             raise InvalidParameterError("schema_version", f"{SCHEMA_VERSION} (the config "
                                         "schema this studio reads)", version)
-        if "method" not in {f.name for f in dataclasses.fields(cls)}:  # a class per method
+        field = cls.method_field  # type: ignore[attr-defined]
+        if field not in {f.name for f in dataclasses.fields(cls)}:  # a class per method
             own = getattr(cls, "method", "")
             given = values.pop("method", own)
             if given != own:
                 raise InvalidParameterError("method", f"'{own}' in a {cls.__name__}", given)
+        elif field != "method" and "method" in values:  # the method's name in its own field
+            given = values.pop("method")
+            if values.setdefault(field, given) != given:
+                raise InvalidParameterError("method", f"unset or equal to '{field}' "
+                                            f"({values[field]!r})", given)
         return super().from_dict(values)
 
 
@@ -196,6 +210,9 @@ def config_schema(area: str, name: str) -> dict[str, Any]:
     schema = TypeAdapter(info.config_cls).json_schema()
     props = schema.setdefault("properties", {})
     props["method"] = {"const": name, "default": name, "title": "Method", "type": "string"}
+    field = getattr(info.config_cls, "method_field", "method")
+    if field in props and field != "method":  # e.g. tuning's sampler: this method's name
+        props[field] = {**props["method"], "title": field.replace("_", " ").title()}
     props["schema_version"] = {"const": SCHEMA_VERSION, "default": SCHEMA_VERSION,
                                "title": "Schema Version", "type": "integer"}
     schema["title"] = name

@@ -6,12 +6,16 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from core.auto._candidates import EXPORT, STATIC_INT8, Candidate, propose, prune_steps
 from core.auto._config import AutoConfig
 from core.callbacks import Callbacks
 from core.errors import CancelledError, InvalidParameterError, StudioError
+from core.registry import resolve_config
+
+if TYPE_CHECKING:
+    from core.runs import RunResult
 
 __all__ = ["auto", "choose", "reselect"]
 
@@ -349,15 +353,6 @@ def reselect(report: Mapping[str, Any], target: str, tolerance: float | None = N
             "per_batch": pick_per_batch(table, target, tol, dep)}
 
 
-def _coerce_config(config: AutoConfig | Mapping[str, Any] | None) -> AutoConfig:
-    if config is None:
-        return AutoConfig()
-    cfg = AutoConfig.from_dict(dict(config)) if isinstance(config, Mapping) else config
-    if not isinstance(cfg, AutoConfig):
-        raise InvalidParameterError("config", "an AutoConfig", type(cfg).__name__)
-    return cfg
-
-
 @dataclass
 class _Search:
     """One auto search: the staging folder, the baseline, and every candidate run so far."""
@@ -572,7 +567,8 @@ def auto(
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
-) -> Any:
+    **overrides: Any,
+) -> RunResult:
     """Find the best variant of ``model`` for ``config.target`` within ``config.tolerance``.
 
     ``model`` is a family name (trained first), a run folder, a model file or an nn.Module.
@@ -590,7 +586,7 @@ def auto(
     from core.measure._target import TARGET_KEYS, resolve_target
     from core.runs import RunResult
 
-    cfg = _coerce_config(config)
+    cfg = resolve_config(config, overrides, cls=AutoConfig)
     cb = Callbacks.ensure(callbacks)
     mopts = dict(measure_options or {})
     step_opts = {**mopts, "budget_s": min(0.05, mopts.get("budget_s", 0.05)), "memory": False}

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from core.config import Config
 from core.errors import InvalidParameterError, check_range
+from core.registry import MethodConfig
 
 TARGETS = ("speed", "size", "accuracy", "balanced")
 
 
 @dataclass(frozen=True)
-class AutoConfig(Config):
+class AutoConfig(MethodConfig):
     """What to optimise for and how much accuracy may be given up.
 
     ``tolerance`` is the largest validation-accuracy drop (absolute, e.g. 0.01 = 1 point)
@@ -22,6 +23,8 @@ class AutoConfig(Config):
     proposals by name; ``refine`` rounds of sparsity search bisect between the strongest
     structured pruning within the tolerance and the mildest one beyond it.
     """
+
+    method: ClassVar[str] = "auto"  # to_dict() names it; auto is no registered method
 
     target: str = "balanced"
     tolerance: float = 0.01

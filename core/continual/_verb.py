@@ -6,7 +6,7 @@ import copy
 import csv
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from core.callbacks import Callbacks
 from core.continual._config import ContinualConfig
@@ -14,23 +14,15 @@ from core.continual._engine import ContinualTrainer
 from core.continual._tasks import TaskSequence, build_tasks, merge_tasks
 from core.data import Dataset
 from core.errors import InvalidParameterError, UnsupportedModelError
-from core.registry import register_method
+from core.registry import register_method, resolve_config
 from core.training import check_model_fits
+
+if TYPE_CHECKING:
+    from core.runs import RunResult
 
 __all__ = ["continual"]
 
 OPERATION = "continual"
-
-
-def _config(config: Any) -> ContinualConfig:
-    if config is None:
-        return ContinualConfig()
-    if isinstance(config, Mapping):
-        return ContinualConfig.from_dict(dict(config))
-    if not isinstance(config, ContinualConfig):
-        raise InvalidParameterError("config", "a ContinualConfig or a dict of its fields",
-                                    type(config).__name__)
-    return config
 
 
 def _sequence(tasks: Any, config: ContinualConfig) -> TaskSequence:
@@ -183,7 +175,8 @@ def continual(
     measure_options: Mapping[str, Any] | None = None,
     parent: str | None = None,
     overwrite: bool = False,
-) -> Any:
+    **overrides: Any,
+) -> RunResult:
     """Learn ``tasks`` (default: the config's sequence) one after another with a replay buffer,
     pruning and/or quantizing after each task, and write a measured run folder.
 
@@ -196,7 +189,7 @@ def continual(
     from core.artifacts import staging
     from core.runs import RunResult
 
-    config = _config(config)
+    config = resolve_config(config, overrides, area="continual", cls=ContinualConfig)
     cb = Callbacks.ensure(callbacks)
     cb.progress(0.0, "Building the task sequence")
     seq = _sequence(tasks, config)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
-from core.config import Config
+from pydantic import Field
+
 from core.errors import InvalidParameterError, check_range
+from core.registry import MethodConfig
 
-FAMILIES = ("mlp", "cnn", "vit")
-BUDGETS = ("steps", "epochs")
+# The registered methods (core.distillation._methods registers one class per name): a
+# constant, so that validating a config does not depend on which modules were imported.
+Method = Literal["soft-target", "feature", "attention", "relational", "self", "multi-teacher"]
+Family = Literal["mlp", "cnn", "vit"]
+Budget = Literal["steps", "epochs"]
+METHODS, FAMILIES, BUDGETS = (get_args(t) for t in (Method, Family, Budget))
+Unit = Annotated[float, Field(gt=0, le=1)]
 
 
 @dataclass(frozen=True)
-class DistillConfig(Config):
+class DistillConfig(MethodConfig):
     """How to distil: method, temperature, alpha, student size, transfer set, training budget.
 
     ``alpha`` weights the teacher term: labelled rows get ``(1-alpha)*CE + alpha*T^2*KL``,
@@ -23,30 +31,27 @@ class DistillConfig(Config):
     takes the method's default.
     """
 
-    method: str = "soft-target"
-    temperature: float = 4.0
-    alpha: float = 0.7
-    beta: float | None = None
-    width: float = 0.5
-    depth: float = 1.0
-    family: str | None = None
+    method: Method = "soft-target"
+    temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.7
+    beta: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    width: Unit = 0.5
+    depth: Unit = 1.0
+    family: Family | None = None
     student: str | None = None
     teachers: tuple[str, ...] = ()
     layer: str | None = None
-    label_fraction: float = 1.0
+    label_fraction: Unit = 1.0
     unlabelled: str | None = None
-    epochs: int = 10
-    budget: str = "steps"
-    lr: float = 0.01
-    batch_size: int = 64
-    seed: int = 0
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
+    budget: Budget = "steps"
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.01
+    batch_size: Annotated[int, Field(ge=2, le=65_536)] = 64
+    seed: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self) -> None:
-        from core.registry import list_methods
-
-        methods = list_methods("distillation")
-        if methods and self.method not in methods:
-            raise InvalidParameterError("method", f"one of {methods}", self.method)
+        if self.method not in METHODS:
+            raise InvalidParameterError("method", f"one of {list(METHODS)}", self.method)
         check_range("temperature", self.temperature, low=0, high=100, low_inclusive=False)
         check_range("alpha", self.alpha, low=0, high=1)
         if self.beta is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from core.config import Config
 from core.errors import InvalidParameterError, check_range
+from core.registry import MethodConfig
 
 ALGORITHMS = ("fedavg", "fedprox", "reptile")
 ALIASES = {"fedmeta": "reptile", "fomaml": "reptile", "meta": "reptile"}
@@ -14,7 +15,7 @@ ENGINE_ALIASES = {"builtin": "vectorized", "vmap": "vectorized"}
 
 
 @dataclass(frozen=True)
-class ScaleConfig(Config):
+class ScaleConfig(MethodConfig):
     """A federated scalability experiment: client counts, rounds, algorithm and realism knobs.
 
     FedAvg/FedProx clients run ``local_epochs`` passes of SGD (``lr``, ``batch_size``);
@@ -23,6 +24,8 @@ class ScaleConfig(Config):
     ``outer_lr`` towards the clients' mean. Every algorithm reports the clients' accuracy
     after ``adapt_steps`` local steps at ``inner_lr`` (personalisation).
     """
+
+    method_field: ClassVar[str] = "algorithm"  # the registered federated methods
 
     client_counts: tuple[int, ...] = (4, 10, 25, 50, 100)
     rounds: int = 20

@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,7 +17,10 @@ from core.errors import InvalidParameterError, UnsupportedModelError
 from core.federated._clients import ClientSet, generate_synthetic_clients, partition_dataset
 from core.federated._config import ScaleConfig
 from core.federated._engine import FedResult, per_client_bytes, run_federated
-from core.registry import register_method
+from core.registry import register_method, resolve_config
+
+if TYPE_CHECKING:
+    from core.runs import RunResult
 
 __all__ = ["ScalabilityTester", "estimate_memory_mb", "scale", "convergence_round"]
 
@@ -247,14 +250,15 @@ def _run_count(model: Any, data: Any, config: ScaleConfig, count: int, ci: int,
 def scale(
     model_or_run_dir: Any = "mlp",
     data: Any = None,
-    config: ScaleConfig | None = None,
+    config: ScaleConfig | Mapping[str, Any] | str | None = None,
     *,
     out_dir: str | Path,
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: dict[str, Any] | None = None,
     overwrite: bool = False,
-) -> Any:
+    **overrides: Any,
+) -> RunResult:
     """Run the federated experiment at every client count and write ``out_dir/report.json``.
 
     ``model_or_run_dir``: a torch module, a factory returning one, a built-in family name
@@ -273,7 +277,7 @@ def scale(
     from core.models import is_builtin
     from core.runs import RunResult
 
-    config = config or ScaleConfig()
+    config = resolve_config(config, overrides, area="federated", cls=ScaleConfig)
     cb = Callbacks.ensure(callbacks)
     data = _open_data(data, config)
     model, travel_bytes, parent_id, data, notes = _resolve_model(model_or_run_dir, data, config)

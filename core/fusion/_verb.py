@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import numpy as np
+from pydantic import Field
 
 from core.callbacks import Callbacks
-from core.config import Config
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
 from core.fusion._patterns import PATTERNS, normalize_pattern
-from core.registry import register_method, resolve_config
+from core.registry import MethodConfig, register_method, resolve_config
 
 __all__ = ["DEFAULT_PATTERNS", "FusionConfig", "OperatorFuser", "fuse"]
 
@@ -20,16 +20,21 @@ DEFAULT_PATTERNS = ("conv-bn-relu", "conv-bn-relu6", "linear-bn-relu", "linear-r
 
 
 @dataclass(frozen=True)
-class FusionConfig(Config):
+class FusionConfig(MethodConfig):
     """``patterns``: which chains to fuse (a pattern also fuses its shorter prefixes' links:
     ``conv-bn-relu`` folds BN and fuses the ReLU). ``atol``: the largest output difference
     (on the test split, relative to the largest output) accepted as "the same outputs"."""
 
     patterns: tuple[Any, ...] = DEFAULT_PATTERNS
-    atol: float = 1e-4
-    seed: int = 0
-    method: str = "fx-fuse"
-    schema: int = 1
+    atol: Annotated[float, Field(gt=0, le=1)] = 1e-4
+    seed: Annotated[int, Field(ge=0)] = 0
+    method: Literal["fx-fuse"] = "fx-fuse"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "FusionConfig":
+        values = dict(values or {})
+        values.pop("schema", None)  # an older dict's version field (now schema_version)
+        return super().from_dict(values)
 
     def __post_init__(self) -> None:
         if isinstance(self.patterns, str) or not isinstance(self.patterns, (list, tuple)):

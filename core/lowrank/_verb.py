@@ -4,30 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
+
+from pydantic import Field
 
 from core.callbacks import Callbacks
-from core.config import Config
 from core.errors import InvalidParameterError, check_range
-from core.registry import register_method, resolve_config
+from core.registry import MethodConfig, register_method, resolve_config
 
 __all__ = ["LowRankConfig", "LowRankFactorizer", "factorize"]
 
 
 @dataclass(frozen=True)
-class LowRankConfig(Config):
+class LowRankConfig(MethodConfig):
     """``rank_ratio``: kept rank as a fraction of each layer's full rank (⌈ratio·full⌉);
     ``layers``: names to factorize (empty = every Linear/Conv2d); then ``finetune_epochs``
     of fine-tuning at ``lr`` (0 = none; the best validated state is kept)."""
 
-    rank_ratio: float = 0.5
+    rank_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
     layers: tuple[str, ...] = ()
-    finetune_epochs: int = 3
-    lr: float = 0.005
-    batch_size: int = 64
-    seed: int = 0
-    method: str = "svd"
-    schema: int = 1
+    finetune_epochs: Annotated[int, Field(ge=0, le=1000)] = 3
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.005
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
+    seed: Annotated[int, Field(ge=0)] = 0
+    method: Literal["svd"] = "svd"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "LowRankConfig":
+        values = dict(values or {})
+        values.pop("schema", None)  # an older dict's version field (now schema_version)
+        return super().from_dict(values)
 
     def __post_init__(self) -> None:
         check_range("rank_ratio", self.rank_ratio, low=0.0, high=1.0, low_inclusive=False)

@@ -72,6 +72,8 @@ def load_config(args: argparse.Namespace) -> Any:
                  "timeout_s": args.timeout, "sampler": args.sampler, "pruner": args.pruner,
                  "seed": args.seed, "data": args.data}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.sampler is not None:  # --sampler names the method (a study.yaml's "method" too)
+        values.pop("method", None)
     if args.model is not None and not Path(args.model).exists():
         values["model"] = args.model
     return TuneConfig.from_dict(values)

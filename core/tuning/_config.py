@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
-from core.config import Config
 from core.errors import InvalidParameterError, check_range
+from core.registry import MethodConfig
 from core.tuning._space import (
     DEFAULT_ARCH_SPACE,
     DEFAULT_PARAM_SPACE,
@@ -67,7 +67,7 @@ def default_space(target: str, family: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class TuneConfig(Config):
+class TuneConfig(MethodConfig):
     """A study: the target, its space, the sampler/pruner, objectives and storage.
 
     ``space`` maps a parameter to ``{type: float|int|categorical, low, high, log, step,
@@ -77,6 +77,8 @@ class TuneConfig(Config):
     (``sqlite:///file.db``, ``postgresql://user@host/db``) or a journal file
     (``journal:///path/file.log``); ``None`` means ``studies.db`` beside the run folder.
     """
+
+    method_field: ClassVar[str] = "sampler"  # the registered tuning methods are the samplers
 
     target: str = "hyperparameters"
     data: str = "digits"

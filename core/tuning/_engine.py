@@ -10,6 +10,7 @@ import yaml
 
 from core.callbacks import Callbacks
 from core.errors import InvalidParameterError, StudioError, UnsupportedModelError
+from core.registry import resolve_config
 from core.runs import RunResult
 from core.tuning._config import TuneConfig, family_keys
 from core.tuning._objective import TrialObjective, trial_info
@@ -152,13 +153,14 @@ def _study_notes(config: TuneConfig, summary: Mapping[str, Any]) -> list[str]:
 def tune(
     model_or_run_dir: Any = None,
     data: Any = None,
-    config: TuneConfig | None = None,
+    config: TuneConfig | Mapping[str, Any] | str | None = None,
     *,
     out_dir: str | Path,
     callbacks: Callbacks | None = None,
     parent: str | None = None,
     measure_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    **overrides: Any,
 ) -> RunResult:
     """Run or resume a study; write ``out_dir/report.json``, ``trials.csv`` and ``study.yaml``.
 
@@ -176,7 +178,7 @@ def tune(
 
     inputs = [model_or_run_dir]
     check_out_dir(out_dir, overwrite=overwrite, inputs=inputs)  # before hours of trials
-    config = config or TuneConfig()
+    config = resolve_config(config, overrides, area="tuning", cls=TuneConfig)
     cb = Callbacks.ensure(callbacks)
     opts = dict(measure_options or {})
     threads = int(opts.get("threads", 1))
