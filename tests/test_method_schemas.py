@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.rest import rest_client, session
 
-AREAS = {"quantization": "quantize", "pruning": "prune"}
+AREAS = {"quantization": "quantize", "pruning": "prune", "distillation": "distill"}
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +30,28 @@ def _methods(area: str) -> list[str]:
 ALL = [(area, name) for area in AREAS for name in _methods(area)]
 
 
-@pytest.mark.parametrize(("area", "name"), ALL)
-def test_config_dict_names_its_method_and_schema_version(area, name):
+def _named(area: str, name: str) -> tuple[type, dict[str, Any]]:
+    """A method's config class and the fields that name the method (a class shared by
+    several methods holds it in a field; a class per method needs none)."""
+    import dataclasses
+
     from core.registry import get_method
 
     cls = get_method(area, name).config_cls
-    cfg = cls.from_dict({"method": name}) if area == "pruning" else cls()
+    field = getattr(cls, "method_field", "method")
+    shared = field in {f.name for f in dataclasses.fields(cls)}
+    return cls, ({field: name} if shared else {})
+
+
+@pytest.mark.parametrize(("area", "name"), ALL)
+def test_config_dict_names_its_method_and_schema_version(area, name):
+    cls, naming = _named(area, name)
+    cfg = cls.from_dict(naming)
     d = cfg.to_dict()
     assert d["method"] == name and d["schema_version"] == 1
     assert cls.from_dict(d) == cfg
     old = {k: v for k, v in d.items() if k not in ("schema_version",) + (
-        ("method",) if area == "quantization" else ())}
+        () if naming else ("method",))}
     assert cls.from_dict(old) == cfg  # a dict written before schema_version existed
     from core.errors import InvalidParameterError
 
@@ -110,9 +121,9 @@ def test_bad_inputs_from_the_schema_get_one_clear_error(api, area, name):
 @pytest.mark.parametrize(("area", "name"), ALL)
 def test_schema_bounds_are_accepted(area, name):
     """The reverse: the values at each published bound (and each choice) are valid."""
-    from core.registry import config_schema, get_method
+    from core.registry import config_schema
 
-    cls = get_method(area, name).config_cls
+    cls, naming = _named(area, name)
     skip = {("movement", "finetune_epochs")}  # movement gathers scores while fine-tuning: ≥ 1
     with_ = {"gradual": {"steps": 3}}  # rules between fields: the gradual schedule's steps
     for field, prop in config_schema(area, name)["properties"].items():
@@ -121,8 +132,7 @@ def test_schema_bounds_are_accepted(area, name):
         for b in _branches(prop):
             for value in [b.get("minimum"), b.get("maximum"), *b.get("enum", [])]:
                 if value is not None and not (isinstance(value, float) and math.isinf(value)):
-                    cls.from_dict({**({"method": name} if area == "pruning" else {}),
-                                   **with_.get(value, {}), field: value})
+                    cls.from_dict({**naming, **with_.get(value, {}), field: value})
 
 
 def test_job_payloads_have_one_shape_and_old_ones_are_read():
