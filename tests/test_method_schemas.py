@@ -11,7 +11,9 @@ import pytest
 
 from tests.helpers.rest import rest_client, session
 
-AREAS = {"quantization": "quantize", "pruning": "prune", "distillation": "distill"}
+AREAS = {"quantization": "quantize", "pruning": "prune", "distillation": "distill",
+         "federated": "scale"}
+METHOD_KINDS = ("quantize", "prune", "distill")  # payload {input, method, config}; else {config}
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +111,11 @@ def test_bad_inputs_from_the_schema_get_one_clear_error(api, area, name):
     schema = api.get(f"/api/methods/{area}/{name}/schema").json()
     cases = list(_sweep(area, name, schema))
     assert len(cases) >= 5  # every method has seed, tolerance/sparsity ... rules
+    naming = _named(area, name)[1]
     for field, value in cases:
         body = {"kind": AREAS[area],
-                "config": {"input": "job-none", "method": name, "config": {field: value}}}
+                "config": {"input": "job-none", "method": name, "config": {field: value}}
+                if AREAS[area] in METHOD_KINDS else {"config": {**naming, field: value}}}
         r = api.post("/api/jobs", json=body)
         detail = r.json().get("detail", "")
         assert r.status_code == 422, (field, value, r.status_code, detail)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
@@ -27,32 +29,33 @@ class ScaleConfig(MethodConfig):
 
     method_field: ClassVar[str] = "algorithm"  # the registered federated methods
 
-    client_counts: tuple[int, ...] = (4, 10, 25, 50, 100)
-    rounds: int = 20
-    samples_per_client: int = 35
-    algorithm: str = "fedavg"
-    local_epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.1
-    mu: float = 0.01
-    inner_lr: float = 0.05
-    inner_steps: int = 5
-    outer_lr: float = 1.0
-    adapt_steps: int = 5
-    client_fraction: float = 1.0
-    stragglers: float = 0.0
-    alpha: float | None = None
-    feature_shift: float = 0.0
-    quantity_skew: float = 0.0
-    local_test_fraction: float = 0.25
-    input_dim: int = 9
-    num_classes: int = 4
-    engine: str = "vectorized"
-    chunk_size: int = 0
-    chunk_memory_mb: float = 64.0
-    convergence_tolerance: float = 0.01
-    memory_limit_mb: float | None = None
-    seed: int = 0
+    # Constraints declared for the published JSON schema; __post_init__ enforces them.
+    client_counts: tuple[Annotated[int, Field(ge=1)], ...] = (4, 10, 25, 50, 100)
+    rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
+    samples_per_client: Annotated[int, Field(ge=1)] = 35
+    algorithm: str = "fedavg"  # one of ALGORITHMS, or an alias (ALIASES)
+    local_epochs: Annotated[int, Field(ge=1, le=1000)] = 1
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.1
+    mu: Annotated[float, Field(ge=0, le=100)] = 0.01
+    inner_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
+    inner_steps: Annotated[int, Field(ge=1, le=10_000)] = 5
+    outer_lr: Annotated[float, Field(gt=0, le=10)] = 1.0
+    adapt_steps: Annotated[int, Field(ge=0, le=10_000)] = 5
+    client_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    stragglers: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    alpha: Annotated[float, Field(gt=0)] | None = None
+    feature_shift: Annotated[float, Field(ge=0, le=100)] = 0.0
+    quantity_skew: Annotated[float, Field(ge=0, le=3)] = 0.0
+    local_test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    input_dim: Annotated[int, Field(ge=1)] = 9
+    num_classes: Annotated[int, Field(ge=2)] = 4
+    engine: str = "vectorized"  # one of ENGINES, or an alias (ENGINE_ALIASES)
+    chunk_size: Annotated[int, Field(ge=0)] = 0
+    chunk_memory_mb: Annotated[float, Field(gt=0)] = 64.0
+    convergence_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+    memory_limit_mb: Annotated[float, Field(gt=0)] | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self) -> None:
         counts = self.client_counts
