@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.rest import rest_client, session
 
 AREAS = {"quantization": "quantize", "pruning": "prune", "distillation": "distill",
-         "federated": "scale"}
+         "federated": "scale", "continual": "continual"}
 METHOD_KINDS = ("quantize", "prune", "distill")  # payload {input, method, config}; else {config}
 
 
@@ -80,7 +80,7 @@ def bad_values(prop: dict[str, Any]) -> Iterator[Any]:
             yield 17 if all(isinstance(v, str) for v in b["enum"]) else "not-a-choice"
             if b.get("type") == "integer":
                 yield max(b["enum"]) + 1
-    if types & {"integer", "number", "boolean", "array"}:
+    if types & {"integer", "number", "boolean", "array"} and "string" not in types:
         yield "not-a-number" if types & {"integer", "number"} else "yes"
     if types == {"null"}:
         yield 0.5
@@ -129,7 +129,9 @@ def test_schema_bounds_are_accepted(area, name):
 
     cls, naming = _named(area, name)
     skip = {("movement", "finetune_epochs")}  # movement gathers scores while fine-tuning: ≥ 1
-    with_ = {"gradual": {"steps": 3}}  # rules between fields: the gradual schedule's steps
+    # rules between fields: the gradual schedule's steps, the continual sequences' tasks
+    with_ = {"gradual": {"steps": 3}, "files": {"files": ["a.csv", "b.csv"]},
+             "label-columns": {"data": "t.csv", "label_columns": ["a", "b"]}}
     for field, prop in config_schema(area, name)["properties"].items():
         if field in ("method", "schema_version") or (name, field) in skip:
             continue

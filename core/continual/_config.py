@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field
 
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 from core.training._train import OPTIMIZERS
 
-SEQUENCES = ("split-digits", "permuted-digits", "label-columns", "files")
-FAMILIES = ("mlp", "cnn", "vit")
+Sequence = Literal["split-digits", "permuted-digits", "label-columns", "files"]
+Family = Literal["mlp", "cnn", "vit"]
 # Pruners that can grow their sparsity step by step on one model across tasks.
-PRUNE_METHODS = ("structured-l1", "structured-l2", "l1-unstructured", "global-magnitude")
+PruneMethod = Literal["structured-l1", "structured-l2", "l1-unstructured", "global-magnitude"]
+Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]  (a tuple of names)
+SEQUENCES, FAMILIES, PRUNE_METHODS = (get_args(t) for t in (Sequence, Family, PruneMethod))
+Names = tuple[str, ...] | str  # a list, or one comma-separated string
 
 
 @dataclass(frozen=True)
@@ -30,24 +35,25 @@ class ContinualConfig(MethodConfig):
     """
 
     method: Literal["experience-replay"] = "experience-replay"
-    sequence: str = "split-digits"
-    n_tasks: int = 5
+    # Constraints declared for the published JSON schema; __post_init__ enforces them.
+    sequence: Sequence = "split-digits"
+    n_tasks: Annotated[int, Field(ge=2)] = 5  # at most 10 for the digits sequences, else 100
     data: str | None = None
-    label_columns: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
+    label_columns: Names = ()
+    files: Names = ()
     label_column: str = "label"
     normalize: bool = False
-    model: str = "cnn"
-    replay_size: int = 200
-    epochs: int = 5
-    lr: float = 0.01
-    batch_size: int = 32
-    optimizer: str = "adam"
-    prune: str | None = None
-    sparsity: float = 0.5
-    finetune_epochs: int = 1
-    quantize: str | None = None
-    seed: int = 0
+    model: Family = "cnn"
+    replay_size: Annotated[int, Field(ge=0, le=1_000_000)] = 200
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 5
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.01
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
+    optimizer: Optimizer = "adam"
+    prune: PruneMethod | None = None
+    sparsity: Annotated[float, Field(ge=0.05, le=0.95)] = 0.5
+    finetune_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
+    quantize: str | None = None  # a registered quantization method
+    seed: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self) -> None:
         from core.registry import list_methods
@@ -62,6 +68,8 @@ class ContinualConfig(MethodConfig):
         if self.method != "experience-replay":  # the one method: no import-order dependence
             raise InvalidParameterError("method", "'experience-replay'", self.method)
         self._check_sequence()
+        if not isinstance(self.normalize, bool):
+            raise InvalidParameterError("normalize", "true or false", self.normalize)
         if self.model not in FAMILIES:
             raise InvalidParameterError("model", f"one of {list(FAMILIES)}", self.model)
         check_range("replay_size", self.replay_size, low=0, high=1_000_000, kind=int)
