@@ -1,9 +1,9 @@
 """Peak memory of loading and running a saved model, each measured in a fresh process.
 
 One probe process imports what the files need once and forks a fresh child per file
-(POSIX), so every model is still loaded into a process of its own, as a deployment would,
-without paying the interpreter's start-up and the imports once per file. Where there is no
-``fork`` (Windows) each file gets a probe process of its own.
+(Linux), so every model is still loaded into a process of its own, as a deployment would,
+without paying the interpreter's start-up and the imports once per file. Elsewhere each file
+gets a probe process of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+# Forked children only where a child can map back its parent's library pages (Linux
+# ``/proc/self/pagemap``); elsewhere one fresh process per file, as before.
+_FORK = hasattr(os, "fork") and sys.platform.startswith("linux")
+
 
 class MemoryProbe:
     """Probes of model files started now; ``result()`` waits.
@@ -31,7 +35,7 @@ class MemoryProbe:
         self.timeout = timeout
         self.keys = [str(p) for p in paths]
         entries = [[str(Path(p).resolve()), _trusted(Path(p))] for p in paths]
-        groups = [entries] if hasattr(os, "fork") else [[e] for e in entries]
+        groups = [entries] if _FORK else [[e] for e in entries]
         self.procs = [
             subprocess.Popen(
                 # run as a script: ``-m`` would import the core.measure package first
@@ -110,7 +114,7 @@ def _probe_all(entries: list[list[Any]], batch_size: int) -> None:
     import onnxruntime  # noqa: F401  (every probe imports it before its baseline reading)
     import psutil  # noqa: F401
 
-    if not hasattr(os, "fork"):
+    if not _FORK:
         for path, trusted in entries:
             _main(path, batch_size, trust_model=trusted)
         return
