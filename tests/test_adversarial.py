@@ -99,13 +99,16 @@ def test_other_architectures_and_exports_are_measured_truthfully(digits, tmp_pat
 
 def _ort_accuracy(run: Path, X: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of ``run/model.onnx`` with onnxruntime alone, fed in its own input type, row
-    by row (any batch dimension accepts one row at a time)."""
+    by row (any batch dimension accepts one row at a time), scored on its first float
+    [batch, classes] output."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-    preds = [sess.run(None, {inp.name: X[i:i + 1].astype(dtype)})[0].argmax(1)[0]
+    scores = next(o.name for o in sess.get_outputs()  # the first [batch, classes] float output
+                  if o.type.startswith("tensor(float") and len(o.shape) == 2)
+    preds = [sess.run([scores], {inp.name: X[i:i + 1].astype(dtype)})[0].argmax(1)[0]
              for i in range(len(X))]
     return float((np.array(preds) == y).mean())
 
@@ -274,3 +277,47 @@ def test_a_file_without_some_classes_is_scored_against_the_models_own_outputs(di
     assert dataset_from_spec(earlier).class_names == [str(k) for k in range(1, 10)]
     text = load_dataset(_npz(tmp_path / "text.npz", X[:40], np.array(["b", "a"] * 20)))
     assert text.class_names == ["a", "b"]  # text labels: coded by sorted value
+
+
+def _sklearn_zipmap_onnx(X: np.ndarray, y: np.ndarray, path: Path) -> Path:
+    """A logistic regression as skl2onnx writes it by default: ``output_label`` (int64) and
+    ``output_probability``, a sequence of maps (ZipMap), both from ai.onnx.ml operators."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    clf = zoo._fit_logistic(X, y)
+    classes = [int(c) for c in clf.classes_]
+    nodes = [
+        helper.make_node("LinearClassifier", ["float_input"], ["output_label", "scores"],
+                         domain="ai.onnx.ml", coefficients=clf.coef_.ravel().tolist(),
+                         intercepts=clf.intercept_.tolist(), classlabels_ints=classes,
+                         multi_class=1, post_transform="SOFTMAX"),
+        helper.make_node("ZipMap", ["scores"], ["output_probability"], domain="ai.onnx.ml",
+                         classlabels_int64s=classes),
+    ]
+    maps = helper.make_sequence_type_proto(helper.make_map_type_proto(
+        TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])))
+    graph = helper.make_graph(
+        nodes, "sklearn", [helper.make_tensor_value_info("float_input", TensorProto.FLOAT,
+                                                         [None, X.shape[1]])],
+        [helper.make_tensor_value_info("output_label", TensorProto.INT64, [None]),
+         helper.make_value_info("output_probability", maps)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("ai.onnx.ml", 1)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_default_skl2onnx_classifier_with_zipmap_is_measured(digits, tmp_path):
+    from core.data import load_dataset
+
+    X = np.concatenate([digits.X_train, digits.X_test]).reshape(-1, 64)
+    y = np.concatenate([digits.y_train, digits.y_test])
+    data = load_dataset(_npz(tmp_path / "flat.npz", X, y))
+    path = _sklearn_zipmap_onnx(*data.split("train"), tmp_path / "sk.onnx")
+    report = _benchmark(path, data, tmp_path / "run")
+    Xt, yt = data.split("test")
+    assert report["result"]["accuracy"] == pytest.approx(_ort_accuracy(tmp_path / "run", Xt, yt))
+    assert report["result"]["accuracy"] > 0.9
+    assert any("ZipMap" in w for w in report["warnings"])

@@ -99,11 +99,25 @@ def check_onnx(path: str | Path) -> Any:
 def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> LoadedModel:
     """An ORT session over the file; a fixed batch dimension is made dynamic where verified
     safe (a temporary copy), else kept and every caller runs it at that batch size."""
-    from core.artifacts._onnx import dynamic_batch_copy, onnx_interface, remove_with
+    from core.artifacts._onnx import (
+        dynamic_batch_copy,
+        onnx_interface,
+        remove_with,
+        zipmap_free_copy,
+    )
     from core.measure import ort_session
 
-    shape, classes, batch, output = onnx_interface(check_onnx(path), output_name=output_name)
-    meta: dict[str, Any] = {"output_name": output, "fixed_batch": batch, "notes": []}
+    model = check_onnx(path)
+    notes, given = [], path
+    if any(n.op_type == "ZipMap" for n in model.graph.node) and output_name is None:
+        unzipped = zipmap_free_copy(path)
+        if unzipped is not None:
+            path, model = unzipped, check_onnx(unzipped)
+            notes.append("The model's probabilities came as a sequence of maps (ZipMap); the "
+                         "studio measures and ships the same model with them as a [batch, "
+                         "classes] tensor (skl2onnx's zipmap=False).")
+    shape, classes, batch, output = onnx_interface(model, output_name=output_name)
+    meta: dict[str, Any] = {"output_name": output, "fixed_batch": batch, "notes": notes}
     source = path
     if batch is not None:
         dynamic = dynamic_batch_copy(path, batch)
@@ -122,8 +136,8 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> L
                 "with a dynamic batch from an example x of 2 or more rows: torch.onnx.export("
                 "model, (x,), 'model.onnx', dynamic_shapes=({0: torch.export.Dim('batch')},)).")
     session = ort_session(source, threads=threads, output_name=output)
-    if source != path:
-        remove_with(session, source)
+    for copy in {source, path} - {given}:
+        remove_with(session, copy)
     return LoadedModel(session, "onnx", shape, classes, source, meta)
 
 

@@ -202,9 +202,13 @@ def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
                    isinstance(o.shape[-1], str)]
         scores = fitting or scores
     if not scores:
+        zipmap = any(o.type.startswith("seq(") for o in outputs)
         raise UnsupportedModelError(
             f"The model has no output of class scores (a float tensor [batch, classes]); its "
-            f"outputs are {[(o.name, o.type, list(o.shape)) for o in outputs]}.")
+            f"outputs are {[(o.name, o.type, list(o.shape)) for o in outputs]}."
+            + (" Its probabilities are a sequence of maps (scikit-learn's ZipMap): convert "
+               "it with skl2onnx's options={id(model): {'zipmap': False}} to get them as a "
+               "[batch, classes] tensor." if zipmap else ""))
     for wanted in SCORE_NAMES:
         for o in scores:
             if o.name.lower() == wanted or o.name.lower().startswith(wanted):
@@ -222,6 +226,9 @@ def graph_outputs(model: Any) -> list[OutputInfo]:
 
     out = []
     for o in model.graph.output:
+        if o.type.WhichOneof("value") == "sequence_type":  # e.g. sklearn-onnx's ZipMap output
+            out.append(OutputInfo(o.name, "seq(map)", ()))
+            continue
         t = o.type.tensor_type
         kind = helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
         name = {"float32": "float", "float64": "double"}.get(kind, kind)
@@ -358,6 +365,30 @@ def dynamic_batch_copy(path: str | Path, batch: int) -> Path | None:
     if made is None:
         shutil.rmtree(tmp, ignore_errors=True)
     return made
+
+
+def zipmap_free_copy(path: str | Path) -> Path | None:
+    """A temporary copy whose ZipMap outputs (sklearn-onnx's probabilities as a sequence of
+    maps) are the float [batch, classes] tensors they wrap, under the same output names;
+    None when no graph output comes from a ZipMap. See ``remove_with`` for its lifetime."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    names = [o.name for o in model.graph.output]
+    zipmaps = [n for n in model.graph.node if n.op_type == "ZipMap" and n.output[0] in names]
+    if not zipmaps:
+        return None
+    for node in zipmaps:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        classes = len(attrs.get("classlabels_int64s") or attrs.get("classlabels_strings") or [])
+        node.op_type, node.domain = "Identity", ""
+        del node.attribute[:]
+        model.graph.output[names.index(node.output[0])].CopyFrom(helper.make_tensor_value_info(
+            node.output[0], TensorProto.FLOAT, ["batch", classes or None]))
+    out = Path(tempfile.mkdtemp(prefix="studio-onnx-")) / "model.onnx"
+    onnx.save(model, str(out))
+    return out
 
 
 def remove_with(owner: Any, path: Path) -> None:
