@@ -309,11 +309,14 @@ def _sklearn_zipmap_onnx(X: np.ndarray, y: np.ndarray, path: Path) -> Path:
     return path
 
 
-def test_a_default_skl2onnx_classifier_with_zipmap_is_measured(digits, tmp_path):
+@pytest.mark.parametrize("first_label", [0, 1])
+def test_a_default_skl2onnx_classifier_with_zipmap_is_measured(digits, tmp_path, first_label):
+    """Labels 0..9, and 1..10 (the model's columns are sorted labels; the studio scores
+    integer labels as indices, so column j is routed to label j + 1)."""
     from core.data import load_dataset
 
     X = np.concatenate([digits.X_train, digits.X_test]).reshape(-1, 64)
-    y = np.concatenate([digits.y_train, digits.y_test])
+    y = np.concatenate([digits.y_train, digits.y_test]) + first_label
     data = load_dataset(_npz(tmp_path / "flat.npz", X, y))
     path = _sklearn_zipmap_onnx(*data.split("train"), tmp_path / "sk.onnx")
     report = _benchmark(path, data, tmp_path / "run")

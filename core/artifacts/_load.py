@@ -115,7 +115,8 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> L
             path, model = unzipped, check_onnx(unzipped)
             notes.append("The model's probabilities came as a sequence of maps (ZipMap); the "
                          "studio measures and ships the same model with them as a [batch, "
-                         "classes] tensor (skl2onnx's zipmap=False).")
+                         "classes] tensor, column k for class label k (as skl2onnx's "
+                         "zipmap=False, with integer labels as indices).")
     shape, classes, batch, output = onnx_interface(model, output_name=output_name)
     meta: dict[str, Any] = {"output_name": output, "fixed_batch": batch, "notes": notes}
     source = path

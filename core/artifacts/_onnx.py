@@ -384,11 +384,31 @@ def zipmap_free_copy(path: str | Path) -> Path | None:
         classes = len(attrs.get("classlabels_int64s") or attrs.get("classlabels_strings") or [])
         node.op_type, node.domain = "Identity", ""
         del node.attribute[:]
+        classes = _scores_at_label_index(model, node, attrs.get("classlabels_int64s")) or classes
         model.graph.output[names.index(node.output[0])].CopyFrom(helper.make_tensor_value_info(
             node.output[0], TensorProto.FLOAT, ["batch", classes or None]))
     out = Path(tempfile.mkdtemp(prefix="studio-onnx-")) / "model.onnx"
     onnx.save(model, str(out))
     return out
+
+
+def _scores_at_label_index(model: Any, node: Any, labels: Sequence[int] | None) -> int:
+    """Integer class labels other than 0..C-1 (e.g. 1, 2, 3): route column j of the scores to
+    column ``labels[j]`` (an exact 0/1 MatMul), as the studio scores integer labels as class
+    indices; the new column count, or 0 when nothing was changed."""
+    from onnx import numpy_helper
+
+    labels = list(labels or [])
+    if not labels or min(labels) < 0 or labels == list(range(len(labels))) \
+            or max(labels) >= max(1024, 2 * len(labels)):
+        return 0
+    route = np.zeros((len(labels), max(labels) + 1), dtype=np.float32)
+    route[np.arange(len(labels)), labels] = 1.0
+    name = f"{node.output[0]}_by_label"
+    model.graph.initializer.append(numpy_helper.from_array(route, f"{name}_route"))
+    node.op_type = "MatMul"
+    node.input.append(f"{name}_route")
+    return route.shape[1]
 
 
 def remove_with(owner: Any, path: Path) -> None:

@@ -35,7 +35,8 @@ def metrics_from_logits(logits: np.ndarray, y: np.ndarray) -> Metrics:
         raise UnsupportedModelError(
             f"The model returns {list(logits.shape[1:])} scores per row, but the data's labels "
             f"go up to class {int(np.max(y))}: it needs one score per class ([batch, "
-            f"{int(np.max(y)) + 1}] or more).")
+            f"{int(np.max(y)) + 1}] or more). Integer labels are class indices; if the "
+            "model's scores follow the sorted labels (scikit-learn), relabel them 0..K-1.")
     pred = logits.argmax(axis=1)
     p, r, f = _macro_prf(np.asarray(y, dtype=np.int64), pred.astype(np.int64))
     if _are_probabilities(logits):  # e.g. sklearn-onnx's 'probabilities' output
