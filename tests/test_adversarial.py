@@ -201,6 +201,10 @@ def test_label_and_value_shapes_users_write(tmp_path):
     with pytest.raises(DataError, match=r"one label per row.*\(40, 2\)") as info:
         load_dataset(_npz(tmp_path / "onehot.npz", X, np.eye(2)[y]))
     _clear(str(info.value))
+    missing = y.astype(np.float64)
+    missing[5] = np.nan
+    with pytest.raises(DataError, match="1 missing \\(NaN\\) or infinite labels"):
+        load_dataset(_npz(tmp_path / "nan_label.npz", X, missing))
     huge = X.astype(np.float64)
     huge[3, 1] = 1e300  # finite in float64, infinity once a model gets it as float32
     with pytest.raises(DataError, match="beyond float32's range") as info:

@@ -492,6 +492,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         y = y[:, 0]
     if y.ndim != 1:
         raise DataError(f"'y' must hold one label per row (shape [rows]); got shape {y.shape}.")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"'y' has {int((~np.isfinite(y)).sum())} missing (NaN) or infinite "
+                        "labels; every row needs a label.")
     if X.dtype.kind not in "fiub" or len(X) != len(y) or X.ndim not in (2, 3, 4):
         raise DataError(f"'X' must be numeric with 2–4 dimensions and as many rows as 'y'; got "
                         f"dtype {X.dtype}, shape {X.shape} and {len(y)} labels.")
