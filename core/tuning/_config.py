@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
+
+from pydantic import Field
 
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
@@ -17,9 +19,12 @@ from core.tuning._space import (
     parse_space,
 )
 
-TARGETS = ("hyperparameters", "architecture", "recipe")
-SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "nsga2")
-PRUNERS = ("none", "median", "successive-halving", "hyperband")
+Target = Literal["hyperparameters", "architecture", "recipe"]
+Sampler = Literal["grid", "random", "tpe", "gp", "cmaes", "nsga2"]
+Pruner = Literal["none", "median", "successive-halving", "hyperband"]
+Objective = Literal["accuracy", "latency", "size"]
+TARGETS, SAMPLERS, PRUNERS = (get_args(t) for t in (Target, Sampler, Pruner))
+Positive = Annotated[float, Field(gt=0)]
 # Each objective has one direction: accuracy up, latency and size down.
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "latency": "minimize", "size": "minimize"}
 TRAIN_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "warmup_epochs",
@@ -80,28 +85,29 @@ class TuneConfig(MethodConfig):
 
     method_field: ClassVar[str] = "sampler"  # the registered tuning methods are the samplers
 
-    target: str = "hyperparameters"
+    # Constraints declared for the published JSON schema; __post_init__ enforces them.
+    target: Target = "hyperparameters"
     data: str = "digits"
     model: str = "cnn"
     space: dict[str, Any] | None = None
-    objectives: tuple[str, ...] = ("accuracy",)
-    sampler: str = "tpe"
-    pruner: str = "none"
-    n_trials: int = 20
-    timeout_s: float | None = None
-    seed: int = 0
+    objectives: tuple[Objective, ...] = ("accuracy",)
+    sampler: Sampler = "tpe"
+    pruner: Pruner = "none"
+    n_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
+    timeout_s: Positive | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
     storage: str | None = None
     study_name: str | None = None
-    epochs: int = 5
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 5
     train: dict[str, Any] | None = None
     model_kwargs: dict[str, Any] | None = None
-    max_latency_ms: float | None = None
-    max_size_bytes: int | None = None
+    max_latency_ms: Positive | None = None
+    max_size_bytes: Annotated[int, Field(ge=1)] | None = None
     pruner_options: dict[str, Any] | None = None
-    latency_budget_s: float = 0.1
-    grid_points: int = 3
-    heartbeat_s: int = 10
-    max_retry: int = 1
+    latency_budget_s: Annotated[float, Field(ge=0.005, le=10)] = 0.1
+    grid_points: Annotated[int, Field(ge=2, le=50)] = 3
+    heartbeat_s: Annotated[int, Field(ge=1, le=3600)] = 10
+    max_retry: Annotated[int, Field(ge=0, le=100)] = 1
 
     def __post_init__(self) -> None:
         self._check_choices()
