@@ -169,3 +169,21 @@ def test_stored_jobs_of_the_old_shapes_validate(api):
     r = api.post("/api/jobs", json={"kind": "prune", "config": {
         "input": "job-none", "config": {"method": "structured-l1", "sparsity": 0.5}}})
     assert r.status_code == 422 and "'input'" in r.json()["detail"]  # config read, input next
+
+
+DIRECT = [(area, name) for area in ("lowrank", "fusion") for name in _methods(area)]
+
+
+@pytest.mark.parametrize(("area", "name"), DIRECT)
+def test_methods_without_a_job_kind_refuse_schema_violations_by_name(area, name):
+    """Low-rank and fusion run in recipes, not as jobs: their configs refuse the same
+    generated violations, each with one error naming the field."""
+    from core.errors import InvalidParameterError
+    from core.registry import config_schema
+
+    cls, naming = _named(area, name)
+    cases = list(_sweep(area, name, config_schema(area, name)))
+    assert len(cases) >= 3
+    for field, value in cases:
+        with pytest.raises(InvalidParameterError, match=f"'{field}'"):
+            cls.from_dict({**naming, field: value})

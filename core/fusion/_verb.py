@@ -43,6 +43,7 @@ class FusionConfig(MethodConfig):
         object.__setattr__(self, "patterns",
                            tuple(dict.fromkeys(normalize_pattern(p) for p in self.patterns)))
         check_range("atol", self.atol, low=0.0, high=1.0, low_inclusive=False)
+        check_range("seed", self.seed, low=0, kind=int)
         if self.method != "fx-fuse":
             raise InvalidParameterError("method", "'fx-fuse'", self.method)
 

@@ -43,6 +43,7 @@ class LowRankConfig(MethodConfig):
         check_range("finetune_epochs", self.finetune_epochs, low=0, high=1000, kind=int)
         check_range("lr", self.lr, low=0.0, high=10.0, low_inclusive=False)
         check_range("batch_size", self.batch_size, low=1, high=65536, kind=int)
+        check_range("seed", self.seed, low=0, kind=int)
         if self.method != "svd":
             raise InvalidParameterError("method", "'svd'", self.method)
 
