@@ -248,7 +248,7 @@ def _run_count(model: Any, data: Any, config: ScaleConfig, count: int, ci: int,
 
 
 def scale(
-    model_or_run_dir: Any = "mlp",
+    model_or_run: Any = "mlp",
     data: Any = None,
     config: ScaleConfig | Mapping[str, Any] | str | None = None,
     *,
@@ -261,7 +261,7 @@ def scale(
 ) -> RunResult:
     """Run the federated experiment at every client count and write ``out_dir/report.json``.
 
-    ``model_or_run_dir``: a torch module, a factory returning one, a built-in family name
+    ``model_or_run``: a torch module, a factory returning one, a built-in family name
     (``"mlp"`` is 9→[32, 16]→4 on the default synthetic task) or a run folder. ``data``:
     ``None``/``"synthetic"`` for seeded synthetic clients, a built-in name or a Dataset to
     partition. Per count the report holds total time, median time per round, peak RSS
@@ -280,7 +280,7 @@ def scale(
     config = resolve_config(config, overrides, area="federated", cls=ScaleConfig)
     cb = Callbacks.ensure(callbacks)
     data = _open_data(data, config)
-    model, travel_bytes, parent_id, data, notes = _resolve_model(model_or_run_dir, data, config)
+    model, travel_bytes, parent_id, data, notes = _resolve_model(model_or_run, data, config)
     parent = parent or parent_id
     shape, classes = _shape_and_classes(data, config)
     _check_fits(model, config, shape)
@@ -304,7 +304,7 @@ def scale(
     cb.progress(0.97, "saving and measuring the final model")
     dataset = data if _is_dataset(data) else _synthetic_dataset(final_clients, config)
     summary = _summary(rows)
-    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp:
+    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run]) as tmp:
         saved = save_model(final_model, tmp, data=dataset)
         files = [tmp / "model.safetensors"] if is_builtin(final_model) else \
             [p for p in saved["files"] if p.suffix == ".onnx"]
@@ -387,10 +387,10 @@ class ScalabilityTester:
 
 
 def _registered(algorithm: str) -> Callable[..., Any]:
-    def verb(model_or_run_dir: Any, data: Any, config: ScaleConfig | None = None,
+    def verb(model_or_run: Any, data: Any, config: ScaleConfig | None = None,
              **kw: Any) -> Any:
         cfg = (config or ScaleConfig()).replace(algorithm=algorithm)
-        return scale(model_or_run_dir, data, cfg, **kw)
+        return scale(model_or_run, data, cfg, **kw)
 
     verb.__name__ = f"scale_{algorithm}"
     return verb

@@ -178,13 +178,13 @@ def _refusal(kind: str, method: str) -> str | None:
     return None
 
 
-def unsupported_methods(model_or_run_dir: Any, data: Any = None,
+def unsupported_methods(model_or_run: Any, data: Any = None,
                         methods: Any = None) -> dict[str, str]:
     """The pruning methods (all registered ones, or ``methods``) that cannot run on this
     model, each with the reason ``prune`` would give; loads the model but prunes nothing."""
     from core.registry import list_methods
 
-    _, kind, _, _, _ = _resolve(model_or_run_dir, data)
+    _, kind, _, _, _ = _resolve(model_or_run, data)
     names = list(methods) if methods is not None else list(list_methods("pruning"))
     return {m: r for m in names if (r := _refusal(kind, m))}
 
@@ -263,7 +263,7 @@ def _log_notes(log: Mapping[str, Any], cfg: PruningConfig) -> list[str]:
 
 
 def prune(
-    model_or_run_dir: Any,
+    model_or_run: Any,
     data: Any = None,
     config: PruningConfig | Mapping[str, Any] | str | None = None,
     *,
@@ -287,7 +287,7 @@ def prune(
     cb = Callbacks.ensure(callbacks)
     method = get_method("pruning", cfg.method)
     cb.progress(0.0, "Loading the model")
-    original, kind, dataset, base_files, run_parent = _resolve(model_or_run_dir, data)
+    original, kind, dataset, base_files, run_parent = _resolve(model_or_run, data)
     reason = _refusal(kind, cfg.method)
     if reason:
         raise UnsupportedModelError(reason)
@@ -299,11 +299,11 @@ def prune(
     log = run_with_batchnorm(method.fn, working, dataset, cfg, cb.sub(0.0, 1.0))
     log["finetune_options"] = finetune_choice
     layers = layer_table(original, working)
-    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp, \
+    with staging(out_dir, overwrite=overwrite, inputs=[model_or_run]) as tmp, \
             tempfile.TemporaryDirectory() as scratch:
         cb.progress(0.82, "Saving")
         if kind == "builtin" and cfg.structured:
-            saved = _save_builtin_structured(working, original, model_or_run_dir, dataset,
+            saved = _save_builtin_structured(working, original, model_or_run, dataset,
                                              tmp, Path(scratch))
         elif kind == "builtin":
             saved = _save_builtin_sparse(working, dataset, tmp, base_files)

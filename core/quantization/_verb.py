@@ -154,7 +154,7 @@ def _named_float_layers(spec: Any, source: Any, cfg: Any) -> list[str]:
 
 
 def quantize(
-    model_or_run_dir: Any,
+    model_or_run: Any,
     data: Any = None,
     config: QuantizationConfig | Mapping[str, Any] | str | None = None,
     *,
@@ -183,7 +183,7 @@ def quantize(
     cfg = resolve_config(config, overrides, area=AREA)
     spec = method_spec(cfg)  # dispatched on the config's type
     cb = Callbacks.ensure(callbacks)
-    inp = _open_input(model_or_run_dir, data, output_name)
+    inp = _open_input(model_or_run, data, output_name)
     check_applies(cfg.method, inp.kind)  # before any work: one clear refusal
     fp32, data, baseline_files, input_id, onnx_in = (inp.model, inp.data, inp.files,
                                                      inp.run_id, inp.onnx_file)
@@ -194,7 +194,7 @@ def quantize(
     is_onnx = type(fp32).__name__ == "InferenceSession"
     warnings: list[str] = list(inp.notes)
     with tempfile.TemporaryDirectory(prefix="studio-quant-") as scratch_dir, \
-            staging(out_dir, overwrite=overwrite, inputs=[model_or_run_dir]) as tmp:
+            staging(out_dir, overwrite=overwrite, inputs=[model_or_run]) as tmp:
         scratch = Path(scratch_dir)
         if is_onnx and onnx_in is None:
             raise UnsupportedModelError("Pass an ONNX model as a file or run folder path, "

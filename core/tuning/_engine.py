@@ -29,7 +29,7 @@ STUDY_SCHEMA = "optimization-studio/study/v1"
 _STRIP = ("input_shape", "input_dim", "num_classes")
 
 
-def _resolve(model_or_run_dir: Any, data: Any, config: TuneConfig
+def _resolve(model_or_run: Any, data: Any, config: TuneConfig
              ) -> tuple[str, dict[str, Any], Any, str | None]:
     """(family, base model kwargs, data set, parent run id) for a study: a family name (or
     none: the config's), or a built-in model / run folder opened by core.inputs' rules (a
@@ -38,14 +38,14 @@ def _resolve(model_or_run_dir: Any, data: Any, config: TuneConfig
     from core.models import list_families
 
     family, base, parent = config.model, {}, None
-    if isinstance(model_or_run_dir, str) and model_or_run_dir in list_families():
-        family, model_or_run_dir = model_or_run_dir, None
-    if model_or_run_dir is None:
+    if isinstance(model_or_run, str) and model_or_run in list_families():
+        family, model_or_run = model_or_run, None
+    if model_or_run is None:
         dataset = open_data(config.data if data is None else data, seed=config.seed)
     else:
-        if data is None and not isinstance(model_or_run_dir, (str, Path)):
+        if data is None and not isinstance(model_or_run, (str, Path)):
             data = config.data
-        inp = open_input(model_or_run_dir, data, seed=config.seed)
+        inp = open_input(model_or_run, data, seed=config.seed)
         if inp.kind != "builtin":
             raise UnsupportedModelError(
                 f"Tuning retrains a built-in family (mlp, cnn, vit) from scratch, and this is "
@@ -62,7 +62,7 @@ def _resolve(model_or_run_dir: Any, data: Any, config: TuneConfig
     return family, base, dataset, parent
 
 
-def _recipe_setup(model_or_run_dir: Any, data: Any, config: TuneConfig, out_dir: str | Path,
+def _recipe_setup(model_or_run: Any, data: Any, config: TuneConfig, out_dir: str | Path,
                   cb: Callbacks, threads: int) -> tuple[str, Any, Any, str | None]:
     """Base run folder (given, or trained once beside the run) and the trial factory."""
     from core.inputs import open_data, open_input
@@ -72,14 +72,14 @@ def _recipe_setup(model_or_run_dir: Any, data: Any, config: TuneConfig, out_dir:
     name = config.study_name or Path(out_dir).name
     measure = {"budget_s": config.latency_budget_s, "memory": False, "threads": threads}
     parent = None
-    if model_or_run_dir is not None:
-        if not isinstance(model_or_run_dir, (str, Path)) or not Path(model_or_run_dir).is_dir():
+    if model_or_run is not None:
+        if not isinstance(model_or_run, (str, Path)) or not Path(model_or_run).is_dir():
             raise InvalidParameterError("model", "a run folder for the 'recipe' target",
-                                        Path(model_or_run_dir).name if isinstance(
-                                            model_or_run_dir, (str, Path))
-                                        else type(model_or_run_dir).__name__)
-        inp = open_input(model_or_run_dir, data, seed=config.seed)
-        base_dir, dataset, parent = Path(model_or_run_dir), inp.data, inp.run_id
+                                        Path(model_or_run).name if isinstance(
+                                            model_or_run, (str, Path))
+                                        else type(model_or_run).__name__)
+        inp = open_input(model_or_run, data, seed=config.seed)
+        base_dir, dataset, parent = Path(model_or_run), inp.data, inp.run_id
         family = ((inp.report or {}).get("config") or {}).get("model") or config.model
         check_recipe_base(base_dir, dataset, config.search_space())
     else:
@@ -151,7 +151,7 @@ def _study_notes(config: TuneConfig, summary: Mapping[str, Any]) -> list[str]:
 
 
 def tune(
-    model_or_run_dir: Any = None,
+    model_or_run: Any = None,
     data: Any = None,
     config: TuneConfig | Mapping[str, Any] | str | None = None,
     *,
@@ -164,7 +164,7 @@ def tune(
 ) -> RunResult:
     """Run or resume a study; write ``out_dir/report.json``, ``trials.csv`` and ``study.yaml``.
 
-    ``model_or_run_dir``: ``None`` (the config's family), a family name, a built-in model or
+    ``model_or_run``: ``None`` (the config's family), a family name, a built-in model or
     a run folder (its family and widths are the starting point, its data set the data).
     The study itself lives in ``config.storage`` (default ``studies.db`` beside ``out_dir``)
     so stopping keeps every finished trial; the run folder is staged as usual
@@ -176,7 +176,7 @@ def tune(
     from core.artifacts import build_report, check_out_dir, file_entry, staging, write_report
     from core.measure import environment_manifest
 
-    inputs = [model_or_run_dir]
+    inputs = [model_or_run]
     check_out_dir(out_dir, overwrite=overwrite, inputs=inputs)  # before hours of trials
     config = resolve_config(config, overrides, area="tuning", cls=TuneConfig)
     cb = Callbacks.ensure(callbacks)
@@ -185,9 +185,9 @@ def tune(
     space = config.search_space()
     if config.target == "recipe":
         family, objective_for, dataset, found_parent = _recipe_setup(
-            model_or_run_dir, data, config, out_dir, cb, threads)
+            model_or_run, data, config, out_dir, cb, threads)
     else:
-        family, base, dataset, found_parent = _resolve(model_or_run_dir, data, config)
+        family, base, dataset, found_parent = _resolve(model_or_run, data, config)
     cb.progress(0.0, "Opening the study")
     study, url, name, existed = open_study(config, out_dir=out_dir)
     if config.target == "recipe":
