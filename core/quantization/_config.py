@@ -136,14 +136,18 @@ class OrtInt4Config(QuantizationConfig):
 class _TorchInt8Config(QuantizationConfig):
     """torch INT8 (torchao PT2E): ``compile`` measures the program the way it is fast, through
     ``torch.compile`` (inductor); False measures it uncompiled (much slower, no compile wait).
-    None (default): compile, unless the environment sets ``STUDIO_TORCH_COMPILE=0``."""
+    None (default): compile, unless the environment sets ``STUDIO_TORCH_COMPILE=0``.
+    ``reduce_range`` (default True): 7-bit activations, which oneDNN's INT8 kernels need on
+    CPUs without VNNI (full 8 bits saturate there); False only for CPUs with VNNI."""
 
     compile: bool | None = None
+    reduce_range: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.compile is not None:
             _flag("compile", self.compile)
+        _flag("reduce_range", self.reduce_range)
 
 
 @dataclass(frozen=True)

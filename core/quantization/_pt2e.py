@@ -112,9 +112,9 @@ def _has_weights(model: Any, fqn: str) -> bool:
 
 
 def _quantizer(x86: Any, mode: str, chosen: Sequence[str], excluded: Sequence[str],
-               layerwise: bool) -> Any:
+               layerwise: bool, reduce_range: bool) -> Any:
     config = x86.get_default_x86_inductor_quantization_config(
-        is_qat=mode == "qat", is_dynamic=mode == "dynamic")
+        is_qat=mode == "qat", is_dynamic=mode == "dynamic", reduce_range=reduce_range)
     quantizer = x86.X86InductorQuantizer()
     if layerwise:  # only the chosen layers (e.g. per-layer sensitivity)
         for name in chosen:
@@ -146,13 +146,21 @@ def _drop_unused_weights(gm: Any) -> None:
 
 def pt2e_quantize(model: Any, example: Any, *, mode: str, chosen: Sequence[str],
                   all_layers: Sequence[str], layerwise: bool = False, calibrate: Any = None,
-                  fine_tune: Any = None) -> tuple[Any, dict[str, Any]]:
+                  fine_tune: Any = None, reduce_range: bool = True
+                  ) -> tuple[Any, dict[str, Any]]:
     """The quantized ``ExportedProgram`` of ``model`` and what was done.
 
     ``calibrate(module)`` feeds calibration batches (static); ``fine_tune(module)`` trains the
     fake-quantized module in place (QAT). ``chosen`` layers are quantized; the others in
     ``all_layers`` stay float. ``layerwise``: only the chosen layers' own patterns (the
     global recipe, which also quantizes pooling and matmuls, otherwise).
+
+    ``reduce_range``: activations in 7 bits (0..127). On a CPU without VNNI (AVX2, AVX-512
+    without VNNI) oneDNN's INT8 kernels add pairs of uint8 x int8 products in 16 bits
+    (vpmaddubsw), which saturate with full-range activations: the compiled program then lost
+    up to 28 points that the reference graph kept (measured, README Quantization). 7 bits cost
+    no measured accuracy and the same kernels run, so it is the default on every CPU (the
+    artifact may be deployed on another one).
     """
     import torch
 
@@ -163,7 +171,7 @@ def pt2e_quantize(model: Any, example: Any, *, mode: str, chosen: Sequence[str],
     gm = export_program(model, example).module()
     renamed = split_reused_modules(gm, model)
     excluded = [name for name in all_layers if name not in chosen]
-    quantizer = _quantizer(x86, mode, chosen, excluded, layerwise)
+    quantizer = _quantizer(x86, mode, chosen, excluded, layerwise, reduce_range)
     if mode == "qat":
         prepared = qpt2e.prepare_qat_pt2e(gm, quantizer)
         pt2e.allow_exported_model_train_eval(prepared)  # the train loop calls .train()
@@ -178,7 +186,7 @@ def pt2e_quantize(model: Any, example: Any, *, mode: str, chosen: Sequence[str],
     _drop_unused_weights(converted)
     program = export_program(converted, example, what="the quantized model")
     return program, {"reused_module_calls_split": renamed, "quantizer": "X86InductorQuantizer",
-                     "flow": "torchao PT2E", "mode": mode}
+                     "flow": "torchao PT2E", "mode": mode, "reduce_range": reduce_range}
 
 
 def compile_program(module: Any, *, input_shape: Sequence[int], batch_sizes: Sequence[int],

@@ -91,7 +91,8 @@ def _pt2e_run(source: Source, config: Any, out_path: Path, *, mode: str, layers:
 
     model = copy.deepcopy(source.require_torch(config.method))
     program, info = pt2e_quantize(model, _example(source), mode=mode, chosen=chosen,
-                                  all_layers=layers, layerwise=include is not None, **hooks)
+                                  all_layers=layers, layerwise=include is not None,
+                                  reduce_range=config.reduce_range, **hooks)
     _save_program(program, Path(out_path))
     return {"layers_quantized": chosen, "backend": getattr(config, "backend", "x86"),
             "pt2e": info, **_program_counts(program)}
@@ -106,6 +107,18 @@ def _calibrator(rows: Any, cb: Callbacks, lo: float = 0.0, hi: float = 0.8) -> A
             module(torch.from_numpy(rows[i : i + 32]))
 
     return calibrate
+
+
+def _int8_notes(config: Any) -> list[str]:
+    """How to run the program, and a warning when full-range activations meet a CPU whose
+    INT8 kernels saturate with them (no VNNI)."""
+    from core.measure import int8_dot_product, int8_dot_text
+
+    if config.reduce_range or int8_dot_product() is True:
+        return [_RUN_COMPILED]
+    return [f"reduce_range=False (8-bit activations) and {int8_dot_text()}: oneDNN's INT8 "
+            "kernels saturate there and the compiled program can lose much accuracy; keep the "
+            "default reduce_range=True unless it runs on CPUs with VNNI.", _RUN_COMPILED]
 
 
 _RUN_COMPILED = ("The INT8 program (model.pt2) is fast only when compiled: "
@@ -134,7 +147,7 @@ def torch_dynamic_int8(source: Source, config: TorchDynamicInt8Config, out_path:
     notes = [f"torch-dynamic-int8 quantizes Linear layers only; the {convs} convolution "
              "layer(s) stay FP32."] if convs else []
     cb.progress(1.0, "Quantized (torch dynamic INT8, PT2E)")
-    return Quantized(Path(out_path), notes + [_RUN_COMPILED], info)
+    return Quantized(Path(out_path), notes + _int8_notes(config), info)
 
 
 # --- static INT8 --------------------------------------------------------------------------
@@ -153,7 +166,7 @@ def torch_static_int8(source: Source, config: TorchStaticInt8Config, out_path: P
     info = _pt2e_run(source, config, out_path, mode="static", layers=layers, chosen=chosen,
                      include=include, calibrate=_calibrator(rows, cb))
     cb.progress(1.0, "Quantized (torch static INT8, PT2E)")
-    return Quantized(Path(out_path), [_RUN_COMPILED], info)
+    return Quantized(Path(out_path), _int8_notes(config), info)
 
 
 # --- QAT ----------------------------------------------------------------------------------
@@ -179,7 +192,8 @@ def torch_qat_int8(source: Source, config: TorchQatInt8Config, out_path: Path, *
     info = _pt2e_run(source, config, out_path, mode="qat", layers=layers, chosen=chosen,
                      include=include, fine_tune=fine_tune)
     cb.progress(1.0, "Quantized (torch QAT INT8, PT2E)")
-    return Quantized(Path(out_path), [_RUN_COMPILED], {**info, "qat_history": history})
+    return Quantized(Path(out_path), _int8_notes(config),
+                     {**info, "qat_history": history})
 
 
 # --- FP16 / BF16 --------------------------------------------------------------------------
