@@ -187,3 +187,18 @@ def test_methods_without_a_job_kind_refuse_schema_violations_by_name(area, name)
     for field, value in cases:
         with pytest.raises(InvalidParameterError, match=f"'{field}'"):
             cls.from_dict({**naming, field: value})
+
+
+def test_auto_config_refuses_its_schema_violations_by_name():
+    """Auto is no registered method, but its config publishes its constraints the same way
+    and refuses each generated violation with one error naming the field."""
+    import pydantic
+
+    from core.auto._config import AutoConfig
+    from core.errors import InvalidParameterError
+
+    cases = list(_sweep("auto", "auto", pydantic.TypeAdapter(AutoConfig).json_schema()))
+    assert {field for field, _ in cases} >= {"target", "tolerance", "refine", "seed"}
+    for field, value in cases:
+        with pytest.raises(InvalidParameterError, match=f"'{field}'"):
+            AutoConfig.from_dict({field: value})

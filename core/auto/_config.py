@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal, get_args
+
+from pydantic import Field
 
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 
-TARGETS = ("speed", "size", "accuracy", "balanced")
+Target = Literal["speed", "size", "accuracy", "balanced"]
+TARGETS = get_args(Target)
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,14 @@ class AutoConfig(MethodConfig):
 
     method: ClassVar[str] = "auto"  # to_dict() names it; auto is no registered method
 
-    target: str = "balanced"
-    tolerance: float = 0.01
-    finetune_epochs: int | None = None
-    train_epochs: int = 10
+    # the constraints __post_init__ checks, declared so the JSON schema publishes them
+    target: Target = "balanced"
+    tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+    finetune_epochs: Annotated[int, Field(ge=1, le=1000)] | None = None
+    train_epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
     candidates: tuple[str, ...] = ()
-    refine: int = 2
-    seed: int = 0
+    refine: Annotated[int, Field(ge=0, le=5)] = 2
+    seed: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
