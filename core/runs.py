@@ -118,7 +118,8 @@ def benchmark_model(
 ) -> RunResult:
     """Measure a model file or run folder on a data set and write a run folder for it.
 
-    ``data``: default the run folder's own data set (``digits`` for a model file).
+    ``data``: default the run folder's own data set; a model file needs it (no silent
+    default, as in every verb).
     Benchmarking has no method options (``config`` stays None or empty: the verbs' shape);
     ``output_name`` names the class-scores output of a several-output ONNX model (default:
     chosen by shape and name; an integer label output is never scored)."""
@@ -134,8 +135,6 @@ def benchmark_model(
     if not isinstance(model, (str, Path)):
         raise InvalidParameterError("model", "a run folder or a model file (core.measure "
                                     "measures a live model)", type(model).__name__)
-    if data is None and not Path(model).is_dir():
-        data = "digits"
     inp = open_input(model, data, output_name=output_name, label_column=label_column)
     loaded, dataset = inp.loaded, inp.data
     with staging(out_dir, overwrite=overwrite, inputs=[model]) as tmp:

@@ -53,7 +53,11 @@ def onnx_file(baseline_dir, tmp_path_factory):
 
 
 def test_a_model_file_without_data_gets_one_error_from_every_verb(onnx_file, tmp_path):
-    errors = {name: _error(call, onnx_file, None) for name, call in _verbs(tmp_path).items()}
+    from core.runs import benchmark_model
+
+    verbs = {**_verbs(tmp_path),  # benchmark too: no silent built-in data for a user's file
+             "benchmark": lambda m, d: benchmark_model(m, d, out_dir=tmp_path / "out")}
+    errors = {name: _error(call, onnx_file, None) for name, call in verbs.items()}
     messages = {str(e) for e in errors.values()}
     assert len(messages) == 1, errors
     assert all(isinstance(e, InvalidParameterError) and e.name == "data"
