@@ -173,6 +173,7 @@ class MethodConfig(Config):
     several methods) or the field named by ``method_field`` (e.g. tuning's ``sampler``)."""
 
     method_field: ClassVar[str] = "method"
+    retired_keys: ClassVar[tuple[str, ...]] = ()  # keys older dicts hold, read and dropped
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": getattr(self, self.method_field), "schema_version": SCHEMA_VERSION,
@@ -180,7 +181,8 @@ class MethodConfig(Config):
 
     @classmethod
     def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
-        values = dict(values or {})
+        values = {k: v for k, v in (values or {}).items()
+                  if k not in cls.retired_keys}  # type: ignore[attr-defined]
         version = values.pop("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise InvalidParameterError("schema_version", f"{SCHEMA_VERSION} (the config "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 import numpy as np
 from pydantic import Field
@@ -28,13 +28,8 @@ class FusionConfig(MethodConfig):
     patterns: tuple[Any, ...] = DEFAULT_PATTERNS
     atol: Annotated[float, Field(gt=0, le=1)] = 1e-4
     seed: Annotated[int, Field(ge=0)] = 0
+    retired_keys: ClassVar[tuple[str, ...]] = ("schema",)  # the version before schema_version
     method: Literal["fx-fuse"] = "fx-fuse"
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "FusionConfig":
-        values = dict(values or {})
-        values.pop("schema", None)  # an older dict's version field (now schema_version)
-        return super().from_dict(values)
 
     def __post_init__(self) -> None:
         if isinstance(self.patterns, str) or not isinstance(self.patterns, (list, tuple)):

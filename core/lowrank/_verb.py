@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from pydantic import Field
 
@@ -27,13 +27,8 @@ class LowRankConfig(MethodConfig):
     lr: Annotated[float, Field(gt=0, le=10)] = 0.005
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
     seed: Annotated[int, Field(ge=0)] = 0
+    retired_keys: ClassVar[tuple[str, ...]] = ("schema",)  # the version before schema_version
     method: Literal["svd"] = "svd"
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "LowRankConfig":
-        values = dict(values or {})
-        values.pop("schema", None)  # an older dict's version field (now schema_version)
-        return super().from_dict(values)
 
     def __post_init__(self) -> None:
         check_range("rank_ratio", self.rank_ratio, low=0.0, high=1.0, low_inclusive=False)
