@@ -45,7 +45,8 @@ def stream(work: Callable[[Callbacks], Any], *, poll_s: float = 0.25
                 continue
             if kind == "end":
                 break
-            yield (kind, payload)
+            if not cb.cancel.cancelled:  # after Stop, a late progress line would hide "Stopped"
+                yield (kind, payload)
     finally:
         cb.cancel.cancel() if thread.is_alive() else None
     error = outcome.get("error")
