@@ -328,3 +328,52 @@ def test_a_default_skl2onnx_classifier_with_zipmap_is_measured(digits, tmp_path,
     assert report["result"]["accuracy"] == pytest.approx(_ort_accuracy(tmp_path / "run", Xt, yt))
     assert report["result"]["accuracy"] > 0.9
     assert any("ZipMap" in w for w in report["warnings"])
+
+
+def _linear_onnx(path: Path, W: np.ndarray, b: np.ndarray, *, label_column: bool = False,
+                 sigmoid: bool = False) -> Path:
+    """A linear classifier over flat features; ``label_column`` adds a float [N, 1] predicted
+    label as the first output (as some converters write), ``sigmoid`` ends in a Sigmoid."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    scores = "probabilities" if sigmoid else "variable"
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["mm"]),
+             helper.make_node("Add", ["mm", "b"], ["z" if sigmoid else scores])]
+    outputs = [helper.make_tensor_value_info(scores, TensorProto.FLOAT, ["N", W.shape[1]])]
+    if sigmoid:
+        nodes.append(helper.make_node("Sigmoid", ["z"], [scores]))
+    if label_column:
+        nodes += [helper.make_node("ArgMax", [scores], ["index"], axis=1, keepdims=1),
+                  helper.make_node("Cast", ["index"], ["label"], to=TensorProto.FLOAT)]
+        outputs.insert(0, helper.make_tensor_value_info("label", TensorProto.FLOAT, ["N", 1]))
+    graph = helper.make_graph(
+        nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                        ["N", W.shape[0]])], outputs,
+        [numpy_helper.from_array(W.astype(np.float32), "W"),
+         numpy_helper.from_array(b.astype(np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_float_label_column_output_first_is_not_scored(digits, tmp_path):
+    """A converter's float [N, 1] predicted-label output listed before the probabilities was
+    scored as the class scores (one column: refused for 10 classes); the wider output is."""
+    from core.data import load_dataset
+
+    X = np.concatenate([digits.X_train, digits.X_test]).reshape(-1, 64)
+    data = load_dataset(_npz(tmp_path / "flat.npz", X, np.concatenate([digits.y_train,
+                                                                       digits.y_test])))
+    clf = zoo._fit_logistic(*data.split("train"))
+    path = _linear_onnx(tmp_path / "m.onnx", clf.coef_.T, clf.intercept_, label_column=True)
+    report = _benchmark(path, data, tmp_path / "run")
+    assert report["onnx"]["output_name"] == "variable"
+    Xt, yt = data.split("test")
+    assert report["result"]["accuracy"] == pytest.approx(
+        zoo.ort_accuracy(tmp_path / "run", Xt, yt, output="variable"))
+    assert report["result"]["accuracy"] > 0.9
+    assert any("'label' ['N', 1], 'variable' ['N', 10]" in w and "--output-name" in w
+               for w in report["warnings"])
+

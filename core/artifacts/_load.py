@@ -118,6 +118,8 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> L
                          "classes] tensor, column k for class label k (as skl2onnx's "
                          "zipmap=False, with integer labels as indices).")
     shape, classes, batch, output = onnx_interface(model, output_name=output_name)
+    if output_name is None:
+        notes.extend(_several_scores_note(model, output))
     meta: dict[str, Any] = {"output_name": output, "fixed_batch": batch, "notes": notes}
     source = path
     if batch is not None:
@@ -140,6 +142,19 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> L
     for copy in {source, path} - {given}:
         remove_with(session, copy)
     return LoadedModel(session, "onnx", shape, classes, source, meta)
+
+
+def _several_scores_note(model: Any, chosen: str) -> list[str]:
+    """A note naming the scored output when several outputs could hold class scores."""
+    from core.artifacts._onnx import graph_outputs, score_candidates
+
+    found = score_candidates(graph_outputs(model))
+    if len(found) < 2:
+        return []
+    listed = ", ".join(f"'{o.name}' {[d if d is not None else '?' for d in o.shape]}"
+                       for o in found)
+    return [f"The model has {len(found)} outputs that could hold class scores ({listed}); the "
+            f"studio scores '{chosen}'. To score another, name it (output_name, --output-name)."]
 
 
 def load_model(path: str | Path, *, threads: int = 1, output_name: str | None = None,

@@ -196,7 +196,7 @@ def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
                 f"Output '{name}' is {chosen.type} of shape {list(chosen.shape)}; the studio "
                 "scores a float output of shape [batch, classes].")
         return chosen
-    scores = [o for o in outputs if o.type in _FLOAT_TYPES and len(o.shape) == 2]
+    scores = score_candidates(outputs)
     if num_classes:
         fitting = [o for o in scores if o.shape[-1] in (num_classes, None) or
                    isinstance(o.shape[-1], str)]
@@ -213,7 +213,13 @@ def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
         for o in scores:
             if o.name.lower() == wanted or o.name.lower().startswith(wanted):
                 return o
-    return scores[0]
+    wide = [o for o in scores if o.shape[-1] != 1]  # a [batch, 1] column: a label, not scores
+    return (wide or scores)[0]
+
+
+def score_candidates(outputs: Sequence[OutputInfo]) -> list[OutputInfo]:
+    """The outputs that could hold class scores (float, rank 2)."""
+    return [o for o in outputs if o.type in _FLOAT_TYPES and len(o.shape) == 2]
 
 
 def _dims(dims: Any) -> tuple[Any, ...]:
