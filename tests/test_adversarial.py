@@ -377,3 +377,17 @@ def test_a_float_label_column_output_first_is_not_scored(digits, tmp_path):
     assert any("'label' ['N', 1], 'variable' ['N', 10]" in w and "--output-name" in w
                for w in report["warnings"])
 
+
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_a_one_column_binary_model_is_refused_with_how_to_export_two(tmp_path, sigmoid):
+    from core.data import load_dataset
+    from core.errors import StudioError
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3)).astype(np.float32)
+    data = load_dataset(_npz(tmp_path / "bin.npz", X, (X.sum(1) > 0).astype(int)))
+    path = _linear_onnx(tmp_path / "m.onnx", np.ones((3, 1)), np.zeros(1), sigmoid=sigmoid)
+    with pytest.raises(StudioError, match=r"one score per row.*\[batch, 2\].*1 - p, p") as info:
+        _benchmark(path, data, tmp_path / "run")
+    _clear(str(info.value))
+    assert not (tmp_path / "run").exists()

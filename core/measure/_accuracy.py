@@ -30,13 +30,7 @@ def metrics_from_logits(logits: np.ndarray, y: np.ndarray) -> Metrics:
     if len(y) == 0:
         return Metrics(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0)
     if logits.ndim != 2 or logits.shape[1] <= int(np.max(y)):
-        from core.errors import UnsupportedModelError
-
-        raise UnsupportedModelError(
-            f"The model returns {list(logits.shape[1:])} scores per row, but the data's labels "
-            f"go up to class {int(np.max(y))}: it needs one score per class ([batch, "
-            f"{int(np.max(y)) + 1}] or more). Integer labels are class indices; if the "
-            "model's scores follow the sorted labels (scikit-learn), relabel them 0..K-1.")
+        _refuse_fewer_scores(logits, int(np.max(y)))
     pred = logits.argmax(axis=1)
     p, r, f = _macro_prf(np.asarray(y, dtype=np.int64), pred.astype(np.int64))
     if _are_probabilities(logits):  # e.g. sklearn-onnx's 'probabilities' output
@@ -46,6 +40,23 @@ def metrics_from_logits(logits: np.ndarray, y: np.ndarray) -> Metrics:
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = float(-log_probs[np.arange(len(y)), y].mean())
     return Metrics(float((pred == y).mean()), float(f), float(p), float(r), loss, int(len(y)))
+
+
+def _refuse_fewer_scores(logits: np.ndarray, top: int) -> None:
+    """One clear error for a model with fewer score columns than the data's classes."""
+    from core.errors import UnsupportedModelError
+
+    if logits.ndim == 2 and logits.shape[1] == 1 and top == 1:
+        raise UnsupportedModelError(
+            "The model returns one score per row (a binary classifier's logit or sigmoid "
+            "probability); the studio scores one column per class, [batch, 2]. Export the two "
+            "columns, e.g. torch.cat([0 * z, z], 1) for a logit z or torch.cat([1 - p, p], 1) for "
+            "a probability p.")
+    raise UnsupportedModelError(
+        f"The model returns {list(logits.shape[1:])} scores per row, but the data's labels "
+        f"go up to class {top}: it needs one score per class ([batch, {top + 1}] or more). "
+        "Integer labels are class indices; if the model's scores follow the sorted labels "
+        "(scikit-learn), relabel them 0..K-1.")
 
 
 def _macro_prf(y: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
