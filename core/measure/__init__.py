@@ -17,7 +17,13 @@ from core.measure._latency import batch_of, interleaved_latency
 from core.measure._lock import measurement_lock, torch_threads
 from core.measure._measure import Measurement, measure, measure_many, serialized_size
 from core.measure._peak import peaks
-from core.measure._predictor import Predictor, as_predictor, ort_session, predict_logits
+from core.measure._predictor import (
+    Predictor,
+    as_predictor,
+    ort_session,
+    predict_logits,
+    predict_many,
+)
 from core.measure._target import Target, active_target, using_target
 from core.measure._verdict import (
     FASTER,
@@ -58,6 +64,7 @@ __all__ = [
     "ort_session",
     "peaks",
     "predict_logits",
+    "predict_many",
     "serialized_size",
     "speed_label",
     "speed_phrase",

@@ -44,11 +44,17 @@ def interleaved_latency(
                             stable_within)
 
 
+# Warm-up: at least this many calls and WARM_UP_S seconds (a runtime's first call allocates;
+# a long call needs no more: the interleaved rounds that follow are timed only after it).
+WARM_UP_CALLS, WARM_UP_S = 2, 0.05
+
+
 def _calls_per_round(pred: Predictor, xb: np.ndarray, budget_s: float, rounds: int) -> int:
-    """Warm a predictor up (at least 5 calls and 50 ms) and size its calls per round."""
+    """Warm a predictor up (``WARM_UP_CALLS`` calls and ``WARM_UP_S``) and size its calls
+    per round."""
     with pred.pinned_threads():
         start, n = time.perf_counter(), 0
-        while n < 5 or (time.perf_counter() - start < 0.05 and n < 200):
+        while n < WARM_UP_CALLS or (time.perf_counter() - start < WARM_UP_S and n < 200):
             pred(xb)
             n += 1
         per_call = (time.perf_counter() - start) / n

@@ -17,7 +17,7 @@ from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, tor
 from core.measure._efficiency import precision_of, target_extra
 from core.measure._latency import interleaved_latency
 from core.measure._memory import MemoryProbe
-from core.measure._predictor import Predictor, as_predictor, predict_logits
+from core.measure._predictor import Predictor, as_predictor, predict_many
 from core.measure._reuse import measured_under, parent_figures
 from core.measure._target import resolve_target, time_at_other_threads, with_threads
 from core.measure._verdict import noise_band
@@ -210,19 +210,19 @@ def _figures(preds: Mapping[str, Predictor], models: Mapping[str, Any],
     ``reused`` proves them the same measurement; the size is always read from the files)."""
     X, y = test
     out: dict[str, dict[str, Any]] = {}
-    for i, (name, pred) in enumerate(preds.items()):
-        if name in reused:
-            known = reused[name]["figures"]
-            out[name] = {k: known[k] for k in ("accuracy", "f1_macro", "params",
-                                                 "nonzero_params", "macs")}
-            out[name]["size_bytes"] = sum(f.stat().st_size for f in files[name])
-            continue
-        if callbacks is not None:
-            callbacks.progress(i / (len(preds) + 1), f"Measuring accuracy of {name}")
-        metrics = metrics_from_logits(predict_logits(pred, X), y)
+    for name in reused:
+        known = reused[name]["figures"]
+        out[name] = {k: known[k] for k in ("accuracy", "f1_macro", "params",
+                                             "nonzero_params", "macs")}
+        out[name]["size_bytes"] = sum(f.stat().st_size for f in files[name])
+    scored = [name for name in preds if name not in reused]
+    if callbacks is not None and scored:
+        callbacks.progress(0.0, f"Measuring accuracy of {', '.join(scored)}")
+    for name, logits in zip(scored, predict_many([preds[n] for n in scored], X)):
+        metrics = metrics_from_logits(logits, y)
         out[name] = {"accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro,
                      **_static_figures(models[name], files.get(name, []), X[:1])}
-    return out
+    return {name: out[name] for name in preds}
 
 
 def _memory_file(paths: Sequence[Path]) -> Path | None:

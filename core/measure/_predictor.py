@@ -132,5 +132,30 @@ def predict_logits(model: Any, X: np.ndarray, *, batch_size: int = 256) -> np.nd
     """Logits for all rows of X, in batches."""
     pred = as_predictor(model)
     with pred.pinned_threads():
-        parts = [pred(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+        return _batched(pred, X, batch_size)
+
+
+def _batched(pred: Predictor, X: np.ndarray, batch_size: int) -> np.ndarray:
+    parts = [pred(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def predict_many(models: list[Any], X: np.ndarray, *, batch_size: int = 256
+                 ) -> list[np.ndarray]:
+    """``predict_logits`` of several models on the same rows. ONNX Runtime sessions whose
+    thread counts fit the machine's cores together run side by side, one Python thread each
+    (ORT releases the GIL; each session keeps its own intra-op threads, so the logits are the
+    same), under one hold of the measurement lock; anything else runs one after the other."""
+    import os
+
+    preds = [as_predictor(m) for m in models]
+    together = len(preds) > 1 and all(p.kind == "onnx" for p in preds) and \
+        sum(p.threads for p in preds) <= (os.cpu_count() or 1)
+    if not together:
+        return [predict_logits(p, X, batch_size=batch_size) for p in preds]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.measure._lock import measurement_lock
+
+    with measurement_lock(), ThreadPoolExecutor(len(preds)) as pool:
+        return list(pool.map(lambda p: _batched(p, X, batch_size), preds))

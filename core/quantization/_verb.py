@@ -80,21 +80,26 @@ def _val_split(data: Any) -> str:
     return "val" if len(data.y_val) else "train"
 
 
-def _accuracy(model: Any, data: Any) -> float:
-    from core.measure import evaluate
+def _accuracy(*models: Any, data: Any) -> list[float]:
+    """Validation accuracy of each model (ONNX Runtime sessions side by side)."""
+    from core.measure import metrics_from_logits, predict_many
 
-    return evaluate(model, data, _val_split(data)).accuracy
+    X, y = data.split(_val_split(data))
+    return [metrics_from_logits(logits, y).accuracy for logits in predict_many(list(models), X)]
 
 
 def _attempt(spec: MethodSpec, source: Source, config: QuantizationConfig, data: Any, *,
-             include: list[str] | None, exclude: list[str], cb: Callbacks) -> tuple[Any, float]:
-    """Quantize into scratch and return (Quantized, validation accuracy of the artifact)."""
+             include: list[str] | None, exclude: list[str], cb: Callbacks,
+             fp32: Any = None) -> tuple[Any, float, ...]:
+    """Quantize into scratch and return (Quantized, validation accuracy of the artifact), and
+    ``fp32``'s validation accuracy last when given (the two scored side by side)."""
     out = source.scratch / f"attempt-{uuid.uuid4().hex[:8]}{Path(spec.artifact).suffix}"
     q = spec.run(source, config, out, include=include, exclude=exclude, callbacks=cb)
     if Path(q.path).suffix == ".onnx":  # the exporter's stack traces are not deployed
         q.info["debug_metadata_bytes_removed"] = strip_debug_metadata(q.path)
     record_studio_made([Path(q.path)])  # written here: it loads back without the opt-in
-    return q, _accuracy(load_artifact(q.path, output_name=source.output_name), data)
+    artifact = load_artifact(q.path, output_name=source.output_name)
+    return (q, *_accuracy(artifact, *([fp32] if fp32 is not None else []), data=data))
 
 
 def _open_input(model: Any, data: Any, output_name: str | None = None) -> ModelInput:
@@ -203,20 +208,21 @@ def quantize(
                         output_name=inp.output_name,
                         torch_model=_torch_form(fp32, inp, cfg.method, warnings))
         cb.progress(0.0, f"Preparing {cfg.method}")
-        fp32_val = _accuracy(fp32, data)
-        extra: dict[str, Any] = {"fp32_val_accuracy": fp32_val, "val_split": _val_split(data)}
         layerwise = cfg.sensitivity or cfg.tolerance is not None
-        sens = _sensitivity(spec, source, cfg, data, fp32_val, cb) if layerwise else []
-        if layerwise:
-            extra["sensitivity"] = sens
+        extra: dict[str, Any] = {"val_split": _val_split(data)}
+        if layerwise:  # the per-layer searches compare with it; else scored with the result
+            fp32_val = extra["fp32_val_accuracy"] = _accuracy(fp32, data=data)[0]
+            extra["sensitivity"] = _sensitivity(spec, source, cfg, data, fp32_val, cb)
         kept = _named_float_layers(spec, source, cfg)
         lo = 0.5 if layerwise else 0.05
-        q, q_val = _attempt(spec, source, cfg, data, include=None, exclude=list(kept),
-                            cb=cb.sub(lo, lo + 0.1))
+        q, q_val, *fp32_scored = _attempt(spec, source, cfg, data, include=None,
+                                          exclude=list(kept), cb=cb.sub(lo, lo + 0.1),
+                                          fp32=None if layerwise else fp32)
+        fp32_val = extra.setdefault("fp32_val_accuracy", (fp32_scored or [None])[0])
         if cfg.tolerance is not None:
             q, q_val = _within_tolerance(spec, source, cfg, data, cb, fp32_val=fp32_val,
-                                         sens=sens, kept=kept, first=(q, q_val), extra=extra,
-                                         warnings=warnings)
+                                         sens=extra["sensitivity"], kept=kept,
+                                         first=(q, q_val), extra=extra, warnings=warnings)
         extra["evidence"] = require_quantized(q.path, cfg.method, kept_float=kept)
         extra.update(quantized_val_accuracy=q_val, kept_float=kept, **q.info)
         if "parity" in source.cache:
