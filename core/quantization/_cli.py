@@ -46,6 +46,12 @@ def add_parser(subparsers: Any) -> None:
                         f"{method_default(OrtStaticInt8Config, 'quant_types')}")
     p.add_argument("--quantize-conv", action="store_true", default=None,
                    help="ort-dynamic-int8: quantize convolutions too (ConvInteger, often slower)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="INT8 in 7 bits where a CPU without VNNI would saturate (adds of "
+                   "uint8 x int8 pairs in 16 bits): ort-static-int8 / ort-dynamic-int8 "
+                   "quantize weights to 7 bits (default: on, for U8S8, unless this CPU has INT8 "
+                   "dot-product instructions), torch-*-int8 activations to 7 bits (default: "
+                   "on); --no-reduce-range keeps full 8 bits")
     p.add_argument("--block-size", type=int, default=None,
                    help=f"ort-int4 block size {method_default(OrtInt4Config, 'block_size')}")
     p.add_argument("--asymmetric", action="store_true", default=None,
@@ -88,7 +94,8 @@ def _cmd_quantize(args: argparse.Namespace) -> Path:
         "per_channel": args.per_channel, "quant_types": args.quant_types,
         "quantize_conv": args.quantize_conv, "block_size": args.block_size,
         "symmetric": False if args.asymmetric else None, "backend": args.backend,
-        "epochs": args.epochs, "lr": args.lr, "compile": args.compile, "tolerance": args.tolerance,
+        "epochs": args.epochs, "lr": args.lr, "compile": args.compile,
+        "reduce_range": args.reduce_range, "tolerance": args.tolerance,
         "sensitivity": args.sensitivity, "seed": args.seed, "exclude": args.exclude,
     }
     config = make_config(args.method, options)

@@ -73,9 +73,22 @@ def _flag(name: str, value: Any) -> None:
         raise InvalidParameterError(name, "true or false", value)
 
 
+def saturates_u8s8() -> bool:
+    """Whether ORT's uint8 x int8 kernels can saturate here: a CPU not known to have INT8
+    dot-product instructions (VNNI/AMX) adds pairs of products in 16 bits (VPMADDUBSW)."""
+    from core.measure import int8_dot_product
+
+    return int8_dot_product() is not True
+
+
 @dataclass(frozen=True)
 class OrtStaticInt8Config(QuantizationConfig):
-    """ONNX Runtime static INT8 (QDQ), calibrated on a slice of the train split."""
+    """ONNX Runtime static INT8 (QDQ), calibrated on a slice of the train split.
+
+    ``reduce_range``: 7-bit weights, so U8S8 kernels cannot saturate on CPUs without VNNI.
+    None (default) resolves when the config is made: True for U8S8 on such a CPU, else False;
+    ``to_dict()`` records the resolved value, so a replay is the same on any CPU.
+    """
 
     method: ClassVar[str] = "ort-static-int8"
     uses_calibration: ClassVar[bool] = True
@@ -83,6 +96,7 @@ class OrtStaticInt8Config(QuantizationConfig):
     calibration: Calibration = "minmax"
     per_channel: bool = False
     quant_types: QuantTypes = "U8S8"
+    reduce_range: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,21 +105,33 @@ class OrtStaticInt8Config(QuantizationConfig):
         _choice("calibration", self.calibration, CALIBRATIONS)
         _flag("per_channel", self.per_channel)
         _choice("quant_types", self.quant_types, QUANT_TYPES)
+        if self.reduce_range is None:
+            object.__setattr__(self, "reduce_range",
+                               self.quant_types == "U8S8" and saturates_u8s8())
+        _flag("reduce_range", self.reduce_range)
 
 
 @dataclass(frozen=True)
 class OrtDynamicInt8Config(QuantizationConfig):
-    """ONNX Runtime dynamic INT8 (weights INT8, activations quantized at run time)."""
+    """ONNX Runtime dynamic INT8 (weights INT8, activations quantized at run time).
+
+    ``reduce_range``: 7-bit weights (activations are uint8, so the U8S8 kernels run); None
+    (default) resolves as for static INT8: True on a CPU without VNNI, recorded in ``to_dict()``.
+    """
 
     method: ClassVar[str] = "ort-dynamic-int8"
 
     per_channel: bool = False
     quantize_conv: bool = False
+    reduce_range: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _flag("per_channel", self.per_channel)
         _flag("quantize_conv", self.quantize_conv)
+        if self.reduce_range is None:
+            object.__setattr__(self, "reduce_range", saturates_u8s8())
+        _flag("reduce_range", self.reduce_range)
 
 
 @dataclass(frozen=True)

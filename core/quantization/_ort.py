@@ -279,27 +279,41 @@ def ort_static_int8(source: Source, config: OrtStaticInt8Config, out_path: Path,
     with _quiet():
         quantize_static(
             str(model), str(out_path), reader, quant_format=QuantFormat.QDQ,
-            per_channel=config.per_channel, activation_type=act, weight_type=QuantType.QInt8,
-            calibrate_method=method,
+            per_channel=config.per_channel, reduce_range=config.reduce_range,
+            activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
             nodes_to_quantize=None if include is None else (chosen or ["__none__"]),
             nodes_to_exclude=list(exclude), calibration_cache_path=str(cache),
             extra_options={"CalibPercentile": 99.999} if config.calibration == "percentile"
             else None,
         )
     cb.progress(1.0, "Quantized (static INT8, QDQ)")
-    notes = []
-    if config.quant_types == "U8S8" and _has_vnni() is not True:
-        notes.append("U8S8 on a CPU without VNNI can saturate (ORT's reduce-range issue), and "
-                     f"{_int8_dot_text()}; if accuracy drops, try quant_types='S8S8'.")
-    return Quantized(Path(out_path), notes, {"layers_quantized": chosen,
-                                             "format": "QDQ", "types": config.quant_types})
+    why, notes = _weight_range(config.reduce_range, u8s8=config.quant_types == "U8S8")
+    return Quantized(Path(out_path), notes, {
+        "layers_quantized": chosen, "format": "QDQ", "types": config.quant_types,
+        "reduce_range": config.reduce_range, "weight_bits": 7 if config.reduce_range else 8,
+        "reduce_range_why": why})
 
 
-def _has_vnni() -> bool | None:
-    """INT8 dot-product instructions (VNNI/AMX): True, False, or None when unknown."""
-    from core.measure import int8_dot_product
+def _weight_range(reduce_range: bool, *, u8s8: bool) -> tuple[str, list[str]]:
+    """Why the weights have 7 or 8 bits on this CPU, and a warning where 8 bits can saturate.
 
-    return int8_dot_product()
+    Without VNNI, ONNX Runtime's uint8 x int8 kernels (VPMADDUBSW) add pairs of products in
+    16 bits: 255 x 127 x 2 overflows, 255 x 64 x 2 does not (ORT's documented reduce_range).
+    """
+    from core.quantization._config import saturates_u8s8
+
+    saturates = u8s8 and saturates_u8s8()
+    kernels = ("ONNX Runtime's uint8 x int8 kernels add pairs of products in 16 bits there, "
+               "which saturate with 8-bit weights")
+    reason = _int8_dot_text() if u8s8 else "S8S8 does not run the uint8 x int8 kernels"
+    if reduce_range:
+        return ((f"7-bit weights: {reason}, and {kernels}", []) if saturates else
+                (f"7-bit weights as asked (not needed: {reason})", []))
+    if not saturates:
+        return f"8-bit weights: {reason}", []
+    return "8-bit weights as asked, though they can saturate here", [
+        f"Weights are 8-bit (reduce_range=False) and {reason}: {kernels}. If accuracy drops, "
+        "use reduce_range=True (7-bit weights, the default on such CPUs) or quant_types='S8S8'."]
 
 
 def _int8_dot_text() -> str:
@@ -338,14 +352,18 @@ def ort_dynamic_int8(source: Source, config: OrtDynamicInt8Config, out_path: Pat
     else:
         with _quiet():
             quantize_dynamic(str(model), str(out_path), op_types_to_quantize=ops,
-                             per_channel=config.per_channel, weight_type=QuantType.QInt8,
-                             nodes_to_quantize=chosen)
+                             per_channel=config.per_channel, reduce_range=config.reduce_range,
+                             weight_type=QuantType.QInt8, nodes_to_quantize=chosen)
     cb.progress(1.0, "Quantized (dynamic INT8)")
+    why, range_notes = _weight_range(config.reduce_range, u8s8=True)
+    notes += range_notes if chosen else []
     if chosen:  # measured: up to 0.3 pt between batches of 64 and 256 on small conv nets
         notes.append("Dynamic INT8 computes activation scales per batch, so a row's output "
                      "depends slightly on the other rows of its batch: accuracy here is "
                      "evaluated in batches of 256 rows.")
-    return Quantized(Path(out_path), notes, {"layers_quantized": chosen})
+    return Quantized(Path(out_path), notes, {
+        "layers_quantized": chosen, "reduce_range": config.reduce_range,
+        "weight_bits": 7 if config.reduce_range else 8, "reduce_range_why": why})
 
 
 # --- FP16 ---------------------------------------------------------------------------------
