@@ -83,10 +83,15 @@ def test_empty_folder_is_fine_and_overwrite_replaces_only_a_run_folder(tmp_path,
         train_baseline("mlp", "wine", out_dir=out, config=TrainConfig(epochs=1, seed=1),
                        measure_options=FAST_MEASURE)
     assert json.loads((out / "report.json").read_text())["seed"] == 0
-    (out / "stale.txt").write_text("from the old run")
+    (out / "notes.txt").write_text("mine, not the studio's")  # --overwrite keeps it: refused
+    with pytest.raises(OutputFolderError, match="did not write there.*'notes.txt'"):
+        train_baseline("mlp", "wine", out_dir=out, config=TrainConfig(epochs=1, seed=1),
+                       measure_options=FAST_MEASURE, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine, not the studio's"
+    (out / "notes.txt").unlink()
     second = train_baseline("mlp", "wine", out_dir=out, config=TrainConfig(epochs=1, seed=1),
                             measure_options=FAST_MEASURE, overwrite=True).report
-    assert second["seed"] == 1 and not (out / "stale.txt").exists()
+    assert second["seed"] == 1
     assert json.loads((out / "report.json").read_text())["seed"] == 1
     # The CLI: without --overwrite exit 2 (untouched), with it the run folder is replaced.
     run, errors = fast_cli

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
@@ -13,7 +14,7 @@ import socket
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -61,14 +62,48 @@ def is_run_folder(path: str | Path) -> bool:
         return False
 
 
+def _input_path(given: Any) -> Path | None:
+    """An input given as an existing path, resolved; None for anything else (a name, a model)."""
+    if not isinstance(given, (str, Path)):
+        return None
+    try:
+        path = Path(given)
+        return path.absolute().resolve() if path.exists() else None
+    except (OSError, RuntimeError, ValueError):  # too long a name, a link loop: not a path
+        return None
+
+
 def _input_folder(given: Any) -> Path | None:
     """The run folder an input is (or lives in), resolved; None for anything else."""
-    if not isinstance(given, (str, Path)) or not Path(given).exists():
-        return None
-    src = Path(given).absolute().resolve()
-    if src.is_file():
+    src = _input_path(given)
+    if src is not None and src.is_file():
         src = src.parent
-    return src if is_run_folder(src) else None
+    return src if src is not None and is_run_folder(src) else None
+
+
+def _resolved(out: str | Path) -> Path:
+    """``out`` as the folder it names: a link (``--out`` or a folder above it) is followed, so
+    the run folder it points to is checked and replaced, never the link itself."""
+    try:
+        return Path(out).absolute().resolve()
+    except (OSError, RuntimeError):
+        raise OutputFolderError(f"The output '{Path(out).name}' cannot be resolved (a loop of "
+                                "symbolic links?); give a folder path.") from None
+
+
+def _check_inputs(final: Path, name: str, inputs: Sequence[Any]) -> None:
+    """A variant never writes over, inside or around one of its inputs."""
+    for given in inputs:
+        src = _input_folder(given)
+        if src is not None and (final == src or src in final.parents):
+            raise OutputFolderError(
+                f"The output folder '{name}' is (or is inside) the input run folder "
+                f"'{src.name}': a variant never overwrites its parent. Choose another folder.")
+        path = _input_path(given)
+        if path is not None and final in path.parents:
+            raise OutputFolderError(
+                f"The output folder '{name}' holds the input '{path.name}': replacing it would "
+                "delete the input. Choose another folder.")
 
 
 def check_out_dir(out: str | Path, *, overwrite: bool = False,
@@ -76,17 +111,13 @@ def check_out_dir(out: str | Path, *, overwrite: bool = False,
     """The one rule for where a verb may write its run folder (raises OutputFolderError).
 
     A new or empty folder is fine. An existing studio run folder is replaced only with
-    ``overwrite``; any other existing folder or file is refused, untouched. A variant is never
-    written over or inside the run folder of one of its ``inputs`` (its parent).
+    ``overwrite``, and only if every entry in it is one the studio recorded writing there
+    (:func:`foreign_entries`); any other existing folder or file is refused, untouched. A
+    variant is never written over, inside or around one of its ``inputs``.
     """
-    final = Path(out).absolute().resolve()
+    final = _resolved(out)
     name = Path(out).name or str(out)
-    for given in inputs:
-        src = _input_folder(given)
-        if src is not None and (final == src or src in final.parents):
-            raise OutputFolderError(
-                f"The output folder '{name}' is (or is inside) the input run folder "
-                f"'{src.name}': a variant never overwrites its parent. Choose another folder.")
+    _check_inputs(final, name, inputs)
     if final.is_file():
         raise OutputFolderError(f"The output '{name}' is an existing file; give a folder path.")
     if not final.is_dir() or not any(final.iterdir()):
@@ -95,20 +126,159 @@ def check_out_dir(out: str | Path, *, overwrite: bool = False,
         raise OutputFolderError(
             f"The output folder '{name}' already exists and is not a studio run folder (no "
             "studio report.json); it was left untouched. Choose a new or empty folder.")
-    if not (overwrite or _OVERWRITE.get()):
+    replace = overwrite or _OVERWRITE.get()
+    foreign = foreign_entries(final, digests=replace)  # by name and size only, if refused anyway
+    if foreign:
+        raise OutputFolderError(_foreign_message(final, name, foreign))
+    if not replace:
         raise OutputFolderError(f"The output folder '{name}' already holds a studio run; pass "
                                 "--overwrite (overwrite=True) to replace it.")
 
 
+# --- What the studio wrote in a run folder: the only entries an overwrite may delete -----------
+
+RUN_FILES = ".studio-files.json"  # in a run folder: every file and folder the studio wrote there
+_FILES_SCHEMA = "optimization-studio/run-files/v1"
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _walk(folder: Path, descend: Callable[[str], bool] = lambda rel: True,
+          ) -> Iterator[tuple[str, os.DirEntry]]:
+    """Every entry under ``folder`` as (path relative to it, entry), never following a link;
+    a subfolder is entered only where ``descend(rel)``."""
+    stack = [(folder, "")]
+    while stack:
+        path, prefix = stack.pop()
+        with os.scandir(path) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                rel = prefix + entry.name
+                yield rel, entry
+                if entry.is_dir(follow_symlinks=False) and descend(rel):
+                    stack.append((Path(entry.path), rel + "/"))
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    part = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    part.write_text(json.dumps(value, indent=1, sort_keys=True))
+    os.replace(part, path)
+
+
+def record_run_files(folder: str | Path) -> None:
+    """Write ``folder/.studio-files.json``: every file (bytes, sha256) and subfolder in it, as
+    the studio wrote them (links and special files are never recorded). Staging calls it just
+    before a run folder takes its name."""
+    folder = Path(folder)
+    files, folders = {}, []
+    for rel, entry in _walk(folder):
+        if entry.is_dir(follow_symlinks=False):
+            folders.append(rel)
+        elif entry.is_file(follow_symlinks=False) and rel != RUN_FILES:
+            files[rel] = {"bytes": entry.stat(follow_symlinks=False).st_size,
+                          "sha256": _sha256(Path(entry.path))}
+    _write_json_atomic(folder / RUN_FILES, {"schema": _FILES_SCHEMA, "files": files,
+                                            "folders": folders})
+
+
+def _add_run_file(run_dir: Path, path: Path) -> None:
+    """Record one more file the studio wrote into a finished run folder (a bundle), if the
+    folder has a file list (an older one without it keeps refusing an overwrite)."""
+    if path.parent != run_dir or _recorded_files(run_dir) is None:
+        return
+    inventory = json.loads((run_dir / RUN_FILES).read_text())
+    inventory["files"][path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    _write_json_atomic(run_dir / RUN_FILES, inventory)
+
+
+def _recorded_files(folder: Path) -> tuple[dict[str, Any], set[str]] | None:
+    """The files ({path: {bytes, sha256}}) and folders of ``folder``'s file list; None without
+    a readable one."""
+    try:
+        inventory = json.loads((folder / RUN_FILES).read_text())
+        if inventory.get("schema") != _FILES_SCHEMA:
+            return None
+        files = {str(k): dict(v) for k, v in inventory["files"].items()}
+        return files, {str(f) for f in inventory["folders"]}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def _reported_files(folder: Path) -> tuple[dict[str, Any], set[str]]:
+    """An older run folder without a file list: the files its report lists (bytes, sha256)
+    and the folders that hold them."""
+    try:
+        listed = json.loads((folder / "report.json").read_text()).get("artifacts") or []
+    except (OSError, ValueError, AttributeError):
+        listed = []
+    files = {Path(str(a["path"])).as_posix(): a for a in listed
+             if isinstance(a, dict) and a.get("path")}
+    folders = {p.as_posix() for f in files for p in Path(f).parents if str(p) != "."}
+    return files, folders
+
+
+def _same(entry: os.DirEntry, expected: Any, digests: bool) -> bool:
+    """Whether a file is still what the studio wrote (size, and with ``digests`` its sha256)."""
+    if not isinstance(expected, Mapping):
+        return False
+    if expected.get("bytes") != entry.stat(follow_symlinks=False).st_size:
+        return False
+    return not digests or expected.get("sha256") == _sha256(Path(entry.path))
+
+
+def foreign_entries(folder: str | Path, *, digests: bool = True) -> list[str]:
+    """Entries of a run folder the studio did not write there (relative paths): anything its
+    file list (``.studio-files.json``) does not record, a file changed since (size, and with
+    ``digests`` the sha256), any link. An older run folder without a file list is judged by
+    its report: only report.json and the files the report lists, unchanged, are the studio's."""
+    folder = Path(folder)
+    recorded = _recorded_files(folder)
+    files, folders = recorded if recorded is not None else _reported_files(folder)
+    own = {RUN_FILES, "report.json"} if recorded is not None else {"report.json"}
+    foreign = []
+    for rel, entry in _walk(folder, descend=folders.__contains__):
+        if entry.is_dir(follow_symlinks=False):
+            ok = rel in folders
+        elif not entry.is_file(follow_symlinks=False):
+            ok = False  # a link (to a file or a folder anywhere) or a special file
+        elif rel in own and rel not in files:
+            ok = True
+        else:
+            ok = _same(entry, files.get(rel), digests)
+        if not ok:
+            foreign.append(rel)
+    return foreign
+
+
+def _foreign_message(folder: Path, name: str, foreign: Sequence[str]) -> str:
+    shown = ", ".join(f"'{Path(rel).name}'" for rel in foreign[:4])
+    more = f" and {len(foreign) - 4} more" if len(foreign) > 4 else ""
+    older = "" if _recorded_files(folder) is not None else (
+        " (it was written by an older studio without a file list: only the files its report "
+        "lists count as the studio's)")
+    return (f"The output folder '{name}' holds entries the studio did not write there or that "
+            f"changed since: {shown}{more}{older}. --overwrite never deletes them; nothing was "
+            "touched. Move them out or choose another --out folder.")
+
+
+# --- Staging: a run folder appears whole, or not at all -----------------------------------------
+
 def _tmp_for(final: Path) -> Path:
-    """``<final>.partial``, cleared if an earlier studio run left it; a user's folder of that
-    name is refused, never deleted."""
+    """``<final>.partial``, cleared if a studio run that is no longer running left it; a user's
+    folder of that name, or one a running studio process is writing, is refused, never
+    deleted."""
     tmp = final.with_name(final.name + ".partial")
-    if tmp.exists():
-        if not staging_marker(tmp).is_file():
+    if tmp.exists() or tmp.is_symlink():
+        if tmp.is_symlink() or not staging_marker(tmp).is_file():
             raise OutputFolderError(f"'{tmp.name}' exists and was not written by the studio; "
                                     "move it or choose another --out folder.")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not _orphaned(tmp, STALE_S):
+            raise OutputFolderError(
+                f"Another studio run is writing '{final.name}' now ('{tmp.name}'); wait for it "
+                f"or choose another --out folder (if none is running, delete '{tmp.name}').")
+        shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     staging_marker(tmp).write_text(json.dumps({"pid": os.getpid(),
                                                "host": socket.gethostname()}))
@@ -121,14 +291,16 @@ def staging(run_dir: str | Path, *, overwrite: bool = False,
     """Write into ``<run_dir>.partial`` and rename on success; on error nothing is left.
 
     ``run_dir`` must pass :func:`check_out_dir` (``overwrite``, or an enclosing
-    :func:`allow_overwrite`, lets it replace an earlier run folder).
+    :func:`allow_overwrite`, lets it replace an earlier run folder that holds only what the
+    studio wrote). The folder records its files (``.studio-files.json``) as it takes its name.
     """
-    final = Path(run_dir)
-    check_out_dir(final, overwrite=overwrite, inputs=inputs)
+    check_out_dir(run_dir, overwrite=overwrite, inputs=inputs)
+    final = _resolved(run_dir)  # through a link: the folder it names
     tmp = _tmp_for(final)
     try:
         yield tmp
-        check_out_dir(final, overwrite=overwrite, inputs=inputs)  # nothing appeared meanwhile
+        record_run_files(tmp)
+        check_out_dir(run_dir, overwrite=overwrite, inputs=inputs)  # nothing appeared meanwhile
         _replace(final, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,19 +310,31 @@ def staging(run_dir: str | Path, *, overwrite: bool = False,
 
 
 def _replace(final: Path, tmp: Path) -> None:
-    """Rename ``tmp`` to ``final``; an earlier run folder there is moved aside first."""
+    """Rename ``tmp`` to ``final``. An earlier run folder there is moved aside, checked once
+    more (nothing foreign arrived since :func:`check_out_dir`), and deleted only once the new
+    one is in place; if anything fails before that, it is put back."""
+    if not final.is_dir() or not any(final.iterdir()):
+        if final.is_dir():
+            final.rmdir()
+        tmp.rename(final)
+        return
     old = final.with_name(f"{final.name}.old-{secrets.token_hex(4)}")
-    replacing = final.is_dir() and any(final.iterdir())
-    if replacing:
-        final.rename(old)
-    elif final.is_dir():
-        final.rmdir()
-    tmp.rename(final)
-    if replacing:
-        shutil.rmtree(old, ignore_errors=True)
+    final.rename(old)
+    try:
+        foreign = foreign_entries(old, digests=False)
+        if foreign:
+            raise OutputFolderError(_foreign_message(old, final.name, foreign))
+        tmp.rename(final)
+    except BaseException:
+        old.rename(final)  # the earlier run back where it was: nothing lost
+        raise
+    shutil.rmtree(old, ignore_errors=True)  # only what the studio wrote, checked just above
 
 
-def clean_orphans(root: str | Path, *, stale_s: float = 86400.0) -> list[str]:
+STALE_S = 86400.0  # a staging folder written on another host is abandoned after a day
+
+
+def clean_orphans(root: str | Path, *, stale_s: float = STALE_S) -> list[str]:
     """Delete ``*.partial`` folders under ``root`` that a studio process left when it was
     killed: only those with the studio's marker whose writer is no longer running on this
     host (or, written on another host, e.g. before a container restart, older than
@@ -345,7 +529,7 @@ def write_run(
         extra = {**dict(extra or {}), "references": compared}
     run_dir = Path(run_dir)
     artifacts = [file_entry(p, run_dir) for p in sorted(run_dir.rglob("*"))
-                 if p.is_file() and p.name != "report.json"]
+                 if p.is_file() and p.name not in ("report.json", RUN_FILES)]
     report = build_report(
         operation=operation, method=method, config=config, seed=seed, baseline=base,
         result=res, artifacts=artifacts, warnings=notes, parent=parent, extra=extra,
@@ -469,7 +653,7 @@ def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(run_dir.rglob("*")):
             inner = p.relative_to(run_dir)
-            if p.is_file() and p != out and p.suffix != ".zip" and \
+            if p.is_file() and p != out and p.suffix != ".zip" and p.name != RUN_FILES and \
                     not _WORK_FOLDERS.intersection(inner.parts[:-1]):
                 public = _public_text(p, run_dir)
                 if public is None:
@@ -489,4 +673,5 @@ def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path
             for name, text in container_files(model_files=model, output_name=output).items():
                 if name not in written:
                     zf.writestr(name, text)
+    _add_run_file(run_dir.resolve(), out.resolve())  # written into the run: the studio's too
     return out
