@@ -10,8 +10,14 @@ static INT8, also uncompiled; the old path (``torch.ao`` FX static INT8 and eage
 INT8, TorchScript frozen, as the studio shipped before PT2E) is timed beside them. Writes
 ``benchmarks/results/quantization.json``.
 
+``--ort-int8-options`` instead runs every ONNX Runtime INT8 option set (U8S8 / U8S8 with
+``reduce_range`` / S8S8, per tensor and per channel; dynamic with and without ``reduce_range``) on
+seeded zoo models (tests/helpers/zoo.py) on digits 3x32x32, each made by the quantize verb and
+then all timed interleaved against ORT FP32; writes
+``benchmarks/results/quantization_ort_int8.json``.
+
 Run under the shared lock: ``flock /tmp/bench.lock .venv/bin/python benchmarks/quantization.py
-[--models cnn,mlp]``
+[--models cnn,mlp | --ort-int8-options [mobilenet1,resnet1]]``
 """
 
 from __future__ import annotations
@@ -231,6 +237,95 @@ def goal_results(results: dict[str, Any]) -> dict[str, Any]:
     return targets
 
 
+# --- ORT INT8 options (quant types, per-channel, reduce_range) on the zoo models -----------
+ZOO_MODELS = {"mobilenet1": ("mobilenet_v3_like", 1), "mobilenet4": ("mobilenet_v3_like", 4),
+              "resnet1": ("resnet_like", 1), "vit4": ("vit_like", 4)}  # (zoo model, epochs)
+ORT_OPTIONS = {
+    "static U8S8": ("ort-static-int8", {"quant_types": "U8S8", "reduce_range": False}),
+    "static U8S8 reduce_range": ("ort-static-int8", {"quant_types": "U8S8",
+                                                     "reduce_range": True}),
+    "static S8S8": ("ort-static-int8", {"quant_types": "S8S8", "reduce_range": False}),
+    "static U8S8 per-channel": ("ort-static-int8", {"quant_types": "U8S8",
+                                                    "reduce_range": False,
+                                                    "per_channel": True}),
+    "static U8S8 reduce_range per-channel": ("ort-static-int8", {
+        "quant_types": "U8S8", "reduce_range": True, "per_channel": True}),
+    "static S8S8 per-channel": ("ort-static-int8", {"quant_types": "S8S8",
+                                                    "reduce_range": False,
+                                                    "per_channel": True}),
+    "dynamic": ("ort-dynamic-int8", {"reduce_range": False}),
+    "dynamic reduce_range": ("ort-dynamic-int8", {"reduce_range": True}),
+}
+QUICK = {"budget_s": 0.1, "batch_sizes": (1, 64), "threads": 1, "memory": False}
+
+
+def ort_int8_options(scratch: Path, names: list[str]) -> dict[str, Any]:
+    """Each ORT INT8 option set on seeded zoo models (digits 3x32x32), made by the quantize
+    verb (accuracy: its report), then all artifacts timed interleaved in one measure_many."""
+    import torch
+
+    from core.quantization import make_config, quantize
+    from tests.helpers import zoo
+
+    data = zoo.digits_3x32()
+    out: dict[str, Any] = {}
+    for name in names:
+        family, epochs = ZOO_MODELS[name]
+        torch.manual_seed(0)  # the initial weights: a 1-epoch model's accuracy depends on them
+        model = zoo.fit(getattr(zoo, family)(10), data, epochs=epochs)
+        rows: dict[str, Any] = {}
+        files: dict[str, Path] = {}
+        for label, (method, options) in ORT_OPTIONS.items():
+            run = quantize(model, data, make_config(method, options),
+                           out_dir=scratch / name / label.replace(" ", "-"),
+                           measure_options=QUICK)
+            rows[label] = _option_row(run.report)
+            files[label] = run.run_dir / "model.onnx"
+            print(f"  {name} {label}: Δ {rows[label]['accuracy_delta_pt']} pt", flush=True)
+        _time_together(model, data, files, rows, scratch / name)
+        out[name] = {"model": family, "train_epochs": epochs, "variants": rows}
+    return out
+
+
+def _option_row(report: dict[str, Any]) -> dict[str, Any]:
+    """A variant's accuracy change (test and validation split) from the verb's report."""
+    q = report["quantization"]
+    return {
+        "config": report["config"],
+        "fp32_accuracy": round(report["baseline"]["accuracy"], 4),
+        "accuracy": round(report["result"]["accuracy"], 4),
+        "accuracy_delta_pt": round(100 * (report["result"]["accuracy"]
+                                          - report["baseline"]["accuracy"]), 2),
+        "val_delta_pt": round(100 * (q["quantized_val_accuracy"] - q["fp32_val_accuracy"]), 2),
+        "warnings": [w for w in report["warnings"] if "U8S8" in w or "saturat" in w],
+    }
+
+
+def _time_together(model: Any, data: Any, files: dict[str, Path], rows: dict[str, Any],
+                   scratch: Path) -> None:
+    """ORT FP32 and every variant's model.onnx timed interleaved (1 thread, b1 and b64)."""
+    import torch
+
+    from core.artifacts import export_onnx
+    from core.measure import measure_many
+
+    fp32 = scratch / "fp32.onnx"
+    export_onnx(model, fp32, torch.from_numpy(data.X_test[:1]))
+    models = {"ort-fp32": fp32, **files}
+    measured = measure_many(models, data, files={k: [v] for k, v in models.items()},
+                            threads=1, budget_s=BUDGET_S, memory=False)
+    ref = measured["ort-fp32"]
+    rows["ort-fp32"] = {"accuracy": round(ref.accuracy, 4)}
+    for label, m in measured.items():
+        rows[label].update(
+            p50_ms_b1=round(m.p50(1), 4), p50_ms_b64=round(m.p50(64), 4),
+            min_ms_b1=round(m.latency_ms["1"].get("min", 0), 4),
+            min_ms_b64=round(m.latency_ms["64"].get("min", 0), 4),
+            speedup_b1_vs_ort_fp32=round(ref.p50(1) / m.p50(1), 2),
+            speedup_b64_vs_ort_fp32=round(ref.p50(64) / m.p50(64), 2),
+            size_bytes=m.size_bytes)
+
+
 def main() -> None:
     from core.data import load_dataset
     from core.measure import environment_manifest
@@ -238,7 +333,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated subset of {list(MODELS)} (default: all)")
-    chosen = parser.parse_args().models.split(",")
+    parser.add_argument("--ort-int8-options", nargs="?", const=",".join(ZOO_MODELS),
+                        default=None, metavar="ZOO_MODELS",
+                        help="instead: every ORT INT8 option set on the zoo models "
+                        f"{list(ZOO_MODELS)} (default: all), to quantization_ort_int8.json")
+    args = parser.parse_args()
+    if args.ort_int8_options:
+        return main_ort_options(args.ort_int8_options.split(","))
+    chosen = args.models.split(",")
     data = load_dataset("digits")
     start = time.perf_counter()
     results: dict[str, Any] = {}
@@ -272,6 +374,43 @@ def main() -> None:
                   f"{v['speedup_b64_vs_ort_fp32']:16.2f}")
     print(json.dumps(targets, indent=2))
     print(f"wrote {out} in {report['seconds']} s")
+
+
+def main_ort_options(names: list[str]) -> None:
+    """Run the ORT INT8 options part and write quantization_ort_int8.json."""
+    import os
+
+    from core.measure import environment_manifest
+
+    start, load = time.perf_counter(), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-quant-ort-") as tmp:
+        results = ort_int8_options(Path(tmp), names)
+    report = {
+        "benchmark": "quantization: ORT INT8 options",
+        "protocol": "each variant made by the quantize verb (accuracy: test split of its "
+                    "report, Δ vs torch FP32; val Δ from quantization.*_val_accuracy); then ORT "
+                    "FP32 and all variants' model.onnx timed interleaved in one measure_many "
+                    f"call, 1 thread, budget {BUDGET_S} s per variant and batch size",
+        "data": "digits upsampled to 3x32x32 (tests/helpers/zoo.digits_3x32), calibration: "
+                "256 seeded rows of the train split",
+        "models": results, "seconds": round(time.perf_counter() - start, 1),
+        "load_average": {"start": [round(x, 2) for x in load],
+                         "end": [round(x, 2) for x in os.getloadavg()]},
+        "environment": environment_manifest(threads=1),
+    }
+    out = ROOT / "benchmarks" / "results" / "quantization_ort_int8.json"
+    out.write_text(json.dumps(report, indent=2))
+    for name, r in results.items():
+        print(f"\n{name} ({r['train_epochs']} epoch(s))")
+        print(f"{'variant':38s} {'acc':>7s} {'Δpt':>6s} {'valΔ':>6s} {'b1× ORT32':>9s} "
+              f"{'b64× ORT32':>10s}")
+        for label, v in r["variants"].items():
+            if label == "ort-fp32":
+                continue
+            print(f"{label:38s} {v['accuracy']:7.4f} {v['accuracy_delta_pt']:6.2f} "
+                  f"{v['val_delta_pt']:6.2f} {v['speedup_b1_vs_ort_fp32']:9.2f} "
+                  f"{v['speedup_b64_vs_ort_fp32']:10.2f}")
+    print(f"wrote {out} in {report['seconds']} s; load {report['load_average']}")
 
 
 if __name__ == "__main__":
