@@ -243,31 +243,36 @@ def _add_session_routes(app: Any, issuer: TokenIssuer) -> Any:
 
 
 def _add_upload_route(app: Any, manager: Any, owner: Any, limit_mb: float) -> None:
-    """``POST /api/uploads``: a model or data file, streamed with a size limit."""
+    """``POST /api/uploads``: a model or data file, streamed with a size limit. An ONNX model
+    whose weights lie in external-data files comes in the same request (``file`` repeated):
+    one upload, one id, as the files must lie side by side to be checked and loaded."""
     from studio.uploads import receive_upload, upload_name
 
     @app.post("/api/uploads", status_code=201, tags=["uploads"],
               max_body_size=int(limit_mb * 2**20) + 2**16)
-    def upload(file: UploadFile = File(..., description="the model (.onnx …) or data "
-                                       "(.csv/.npz) file"),
+    def upload(file: list[UploadFile] = File(..., description="the model (.onnx …) or data "
+                                             "(.csv/.npz) file; for an ONNX model with "
+                                             "external data, its .onnx and each data file it "
+                                             "names (e.g. model.onnx.data), 'file' repeated"),
                kind: str = Form(..., description="'model' or 'data'"),
                who: str = Depends(owner)) -> dict[str, Any]:
-        """Store one of your files; name it in job configs as ``"upload:<id>"`` (``model`` or
-        ``data``). Checked as in the UI (by content; pickles refused); 422 when refused, and
-        a refused file is deleted at once."""
+        """Store one of your files (or an ONNX model with its data files); name it in job
+        configs as ``"upload:<id>"`` (``model`` or ``data``). Checked as in the UI (by
+        content; pickles refused; external data only from the files sent with it, under the
+        names the .onnx declares); 422 when refused, and refused files are deleted at once."""
         folder = manager.owner_dir(who) / "uploads" / secrets.token_hex(8)
-        incoming = receive_upload(file.file, kind, folder, limit_mb=limit_mb,
-                                  filename=file.filename)
-        name = upload_name(file.filename)
+        incoming = receive_upload([(f.file, f.filename) for f in file], kind, folder,
+                                  limit_mb=limit_mb)
+        names = [upload_name(f.filename) for f in file]
+        config = {"kind": kind, "filename": names[0], **({"files": names} if file[1:] else {})}
         try:
-            stored = manager.run_here("upload", who, {"kind": kind, "filename": name},
-                                      incoming.check, result_path=folder)
+            stored = manager.run_here("upload", who, config, incoming.check, result_path=folder)
         except BaseException:
             incoming.discard()
             raise
         job = next(j for j in manager.list(who, limit=50) if j.result_path == str(folder))
-        return {"id": job.id, "kind": kind, "filename": name, "stored_as": stored,
-                "bytes": incoming.size, "use": {kind: f"upload:{job.id}"}}
+        return {"id": job.id, "kind": kind, "filename": names[0], "files": names,
+                "stored_as": stored, "bytes": incoming.size, "use": {kind: f"upload:{job.id}"}}
 
 
 def _add_device_routes(app: Any, manager: Any, owner: Any) -> None:

@@ -49,6 +49,9 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                     label_column = gr.Textbox("label", label="Label column (CSV)")
                     model_file = gr.File(label=_model_label(), height=110,
                                          file_types=[".onnx", ".pt", ".pt2"])  # refused below
+                    model_data = gr.File(label="Its external data, if any (the "
+                                         "model.onnx.data torch wrote beside model.onnx), "
+                                         "name unchanged", file_count="multiple", height=90)
                     use_btn = gr.Button("Measure uploaded model")
                     preview = gr.Markdown("")
             with gr.Column(scale=2):
@@ -75,10 +78,12 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             config = call(lambda: TrainConfig(epochs=int(n_epochs), lr=float(rate), **opts))
             yield from _train(ctx, request, fam, source, column, config)
 
-        def on_use(upload, name, data_upload, column, request: gr.Request):
+        def on_use(upload, name, data_upload, column, weights=None,
+                   request: gr.Request = None):
             if not upload:
                 raise gr.Error("Choose a model file first.")
-            path = call(lambda: store_model_upload(upload, ctx.session_dir(request) / "uploads",
+            files = [upload, *(weights or [])]  # an ONNX graph and its external data
+            path = call(lambda: store_model_upload(files, ctx.session_dir(request) / "uploads",
                                                    limit_mb=ctx.upload_limit_mb))
             source = call(lambda: _resolve_data(ctx, request, name, data_upload, column))
             yield from _measure_upload(ctx, request, path, source, column)
@@ -87,7 +92,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             on_train, [dataset, family, data_file, label_column, epochs, lr, *options],
             [status, curve, table], api_name="train_baseline", show_progress_on=[status],
             **ctx.engine())
-        use_event = use_btn.click(on_use, [model_file, dataset, data_file, label_column],
+        use_event = use_btn.click(on_use, [model_file, dataset, data_file, label_column,
+                                           model_data],
                                   [status, table], api_name="use_model",
                                   show_progress_on=[status], **ctx.engine())
         stopped = stop_button(
