@@ -159,3 +159,20 @@ def test_static_int8_compiled_keeps_mobilenet_accuracy(mobilenet_digits, tmp_pat
             if str(n.target).startswith("quantized_decomposed.quantize_per_tensor")]
     assert acts and {n.args[4] for n in acts} == {127}  # quant_max: 7-bit activations
     assert report["baseline"]["accuracy"] - report["result"]["accuracy"] <= 0.05
+
+
+def test_the_recorded_validation_score_is_the_compiled_programs(mobilenet_digits, tmp_path):
+    """What the Quantization tab's star and the tolerance read is the compiled program's own
+    validation score: with full 8-bit activations on a CPU without VNNI only the compiled
+    kernels saturate, so the uncompiled graph's score would hide the loss."""
+    from core.measure import int8_dot_product
+
+    if int8_dot_product() is not False:
+        pytest.skip("8-bit activations saturate only on a CPU without an INT8 dot product")
+    run = _compiled_static_int8(*mobilenet_digits, tmp_path / "q8", reduce_range=False)
+    q = run.report["quantization"]
+    if q["compile"].get("error"):
+        pytest.skip("no C compiler for torch.compile here")
+    assert q["graph_val_accuracy"] - q["quantized_val_accuracy"] > 0.05
+    assert q["fp32_val_accuracy"] - q["quantized_val_accuracy"] > 0.05
+    assert any("Compiled, the INT8 program scores" in w for w in run.report["warnings"])

@@ -80,10 +80,10 @@ def detect_format(path: str | Path) -> str:
 
 
 def _looks_like_onnx(path: Path) -> bool:
-    import onnx
+    from core.artifacts._onnx import read_graph
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = read_graph(path)
     except Exception:
         return False
     return len(model.graph.node) > 0

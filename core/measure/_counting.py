@@ -56,9 +56,9 @@ def torch_macs(model: Any, example: Any) -> int | None:
 
 
 def _onnx_model(path: str | Path):
-    import onnx
+    from core.artifacts._onnx import read_graph
 
-    return onnx.load(str(path))
+    return read_graph(path, external_data=True)
 
 
 _META_INPUT_OPS = {"QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2), "Reshape": (1,),
@@ -109,7 +109,8 @@ def onnx_node_macs(path: str | Path) -> dict[str, int] | None:
 
     from core.measure._efficiency import onnx_node_conv_macs
 
-    model = _onnx_model(path)
+    model = onnx.ModelProto()
+    model.CopyFrom(_onnx_model(path))  # the shared parse is read-only; batch 1 is set below
     for inp in model.graph.input:
         dims = inp.type.tensor_type.shape.dim
         if dims and not dims[0].dim_value:

@@ -117,9 +117,9 @@ def torch_padding_waste(model: Any, example: Any) -> int:
 
 def onnx_precision(path: str | Path) -> str:
     """``"int8"`` where the graph holds quantized operators, else ``"fp32"``."""
-    import onnx
+    from core.artifacts._onnx import read_graph
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_graph(path)
     return "int8" if any(n.op_type in _INT8_OPS for n in model.graph.node) else "fp32"
 
 
@@ -241,12 +241,11 @@ def onnx_runtime_names(path: str | Path) -> dict[str, int]:
     """Useful MACs per sample keyed by the node names ONNX Runtime's profiler reports: the
     graph's names, and ``<output>_nchwc`` for nodes its NCHWc layout pass rewrote (an
     activation fused into a Conv keeps the activation's output name: the Conv's MACs)."""
-    import onnx
-
+    from core.artifacts._onnx import read_graph
     from core.measure._counting import onnx_node_macs
 
     macs = onnx_node_macs(path) or {}
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = read_graph(path).graph
     producer = {out: node for node in graph.node for out in node.output}
     found = dict(macs)
     for node in graph.node:

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from core.artifacts._onnx import shared_onnx_reads
 from core.measure._accuracy import metrics_from_logits
 from core.measure._counting import onnx_macs, onnx_param_counts, torch_macs, torch_param_counts
 from core.measure._efficiency import precision_of, target_extra
@@ -117,6 +118,7 @@ def _in_process_peak_mb(pred: Predictor, xb: np.ndarray) -> float:
     return max(peak[0] - base, 0) / 2**20
 
 
+@shared_onnx_reads()  # one parse per ONNX file for counts, MACs, precision
 def measure_many(
     models: Mapping[str, Any],
     data: Any,

@@ -61,10 +61,11 @@ def check_applies(method: str, kind: str) -> None:
 
 
 def _onnx_evidence(path: Path) -> str | None:
-    import onnx
     from onnx import TensorProto
 
-    model = onnx.load(str(path), load_external_data=False)
+    from core.artifacts._onnx import read_graph
+
+    model = read_graph(path)
     ops = sorted({n.op_type for n in model.graph.node
                   if n.op_type in ONNX_QUANT_OPS or n.op_type.startswith("QLinear")})
     if ops:
