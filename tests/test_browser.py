@@ -281,3 +281,25 @@ def test_the_error_pill_leaves_the_status_readable(pw, studio_server, tmp_path):
         assert pill.is_visible()
         assert error_pill_covers(page, "#tuning-tab") == [], size
     context.close()
+
+
+def test_an_onnx_model_with_its_data_file_is_measured_in_a_browser(pw, studio_server, tmp_path,
+                                                                   digits):
+    """The .onnx in the model slot and its .onnx.data in the slot under it: measured."""
+    import torch
+    from playwright.sync_api import expect
+
+    from tests.helpers import onnx_zoo
+
+    url, _ = studio_server
+    net = onnx_zoo.train_tiny(onnx_zoo.tiny_net(), digits.X_train, digits.y_train, epochs=2)
+    graph = onnx_zoo.export_default(net, tmp_path / "model.onnx",
+                                    torch.from_numpy(digits.X_test[:1]))
+    context, page = open_studio(pw, tmp_path / "profile", url)
+    page.get_by_text("Your own data or model").click()
+    page.locator("#model_data-model-file input[type=file]").set_input_files(str(graph))
+    page.locator("#model_data-model-weights input[type=file]").set_input_files(
+        str(tmp_path / "model.onnx.data"))
+    page.get_by_role("button", name="Measure uploaded model").click()
+    expect(page.locator("#model_data-status")).to_contain_text("Measured", timeout=120_000)
+    context.close()

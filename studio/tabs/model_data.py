@@ -48,10 +48,12 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                                         "X and y", file_types=[".csv", ".npz"], height=110)
                     label_column = gr.Textbox("label", label="Label column (CSV)")
                     model_file = gr.File(label=_model_label(), height=110,
-                                         file_types=[".onnx", ".pt", ".pt2"])  # refused below
+                                         file_types=[".onnx", ".pt", ".pt2"],  # refused below
+                                         elem_id="model_data-model-file")
                     model_data = gr.File(label="Its external data, if any (the "
                                          "model.onnx.data torch wrote beside model.onnx), "
-                                         "name unchanged", file_count="multiple", height=90)
+                                         "name unchanged", file_count="multiple", height=90,
+                                         elem_id="model_data-model-weights")
                     use_btn = gr.Button("Measure uploaded model")
                     preview = gr.Markdown("")
             with gr.Column(scale=2):
