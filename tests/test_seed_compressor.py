@@ -16,12 +16,10 @@ from tests.helpers.seed import HealthMonitorNet
 @pytest.fixture()
 def seed_env(tmp_path, monkeypatch):
     """Run in a fresh folder (the seeds write relative paths), with quick timing."""
-    from core.measure import _measure
+    from tests.helpers.seed import quick_measurement
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(_measure.measure_many, "__kwdefaults__",
-                        {**_measure.measure_many.__kwdefaults__, "budget_s": 0.02,
-                         "memory": False})
+    quick_measurement(monkeypatch)
     torch.manual_seed(0)
     return tmp_path
 

@@ -23,8 +23,10 @@ class HealthMonitorNet(nn.Module):
 
 def quick_measurement(monkeypatch) -> None:
     """The seeds pass no measure options: make the protocol's defaults quick for tests."""
+    import inspect
+
     from core.measure import _measure
 
-    monkeypatch.setattr(_measure.measure_many, "__kwdefaults__",
-                        {**_measure.measure_many.__kwdefaults__, "budget_s": 0.02,
-                         "memory": False})
+    measure_many = inspect.unwrap(_measure.measure_many)  # under its shared-reads decorator
+    monkeypatch.setattr(measure_many, "__kwdefaults__",
+                        {**measure_many.__kwdefaults__, "budget_s": 0.02, "memory": False})
