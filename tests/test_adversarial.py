@@ -391,3 +391,31 @@ def test_a_one_column_binary_model_is_refused_with_how_to_export_two(tmp_path, s
         _benchmark(path, data, tmp_path / "run")
     _clear(str(info.value))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_matmul_add_onnx_classifier_is_pruned_or_refused_never_shipped_unchanged(digits,
+                                                                                     tmp_path):
+    """Converters write Dense layers as MatMul + Add with constant weights (no Linear after
+    onnx2torch): unstructured pruning prunes those constants (was: 'no weight layers');
+    structured pruning, which keeps the output layer whole, removed nothing yet shipped the
+    fine-tuned model as pruned: now refused, nothing written."""
+    from core.errors import StudioError
+    from core.pruning import PruningConfig, prune
+
+    path = zoo.sklearn_style_onnx(*digits.split("train"), tmp_path / "sk.onnx", num_classes=10)
+    run = prune(path, digits, PruningConfig(method="l1-unstructured", sparsity=0.5,
+                                            finetune_epochs=0),
+                out_dir=tmp_path / "sparse", measure_options=FAST_MEASURE).report
+    assert run["result"]["nonzero_params"] <= run["result"]["params"] - 300
+    (layer,) = run["pruning"]["layers"]
+    assert layer["width_before"] == 10 and layer["sparsity"] == pytest.approx(0.5, abs=0.01)
+    X, y = digits.split("test")
+    assert run["result"]["accuracy"] == pytest.approx(zoo.ort_accuracy(tmp_path / "sparse", X, y))
+    out = tmp_path / "structured"
+    with pytest.raises(StudioError, match=r"removed nothing.*l1-unstructured") as info:
+        prune(path, digits, PruningConfig(method="structured-l2", sparsity=0.5,
+                                          finetune_epochs=0), out_dir=out,
+              measure_options=FAST_MEASURE)
+    _clear(str(info.value))
+    assert not out.exists()
+

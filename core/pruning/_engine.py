@@ -132,14 +132,15 @@ def _teacher(model: nn.Module, cfg: PruningConfig) -> nn.Module | None:
 def layer_table(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
     """Per weight layer: width (output channels), params and non-zero, before and after."""
     def layers(model: nn.Module) -> dict[str, dict[str, int]]:
+        from core.pruning._unstructured import weight_layers
+
         state = model.state_dict()
         out: dict[str, dict[str, int]] = {}
-        for key, w in state.items():
-            if not key.endswith("weight") or w.dim() < 2:
-                continue
-            name = key[: -len(".weight")] if key.endswith(".weight") else key
+        for key, name in weight_layers(model, state).items():
+            w = state[key]
             tensors = [w] + ([state[name + ".bias"]] if name + ".bias" in state else [])
-            out[name] = {"width": int(w.shape[0]), "params": sum(t.numel() for t in tensors),
+            width = w.shape[-1] if key == name else w.shape[0]  # MatMul constant: [in, out]
+            out[name] = {"width": int(width), "params": sum(t.numel() for t in tensors),
                          "nonzero": sum(int((t != 0).sum()) for t in tensors)}
         return out
 

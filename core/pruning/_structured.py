@@ -19,6 +19,10 @@ def _quiet_torch_pruning() -> None:
     fact about the user's model, one per op; any real failure shows in check_forward)."""
     warnings.filterwarnings("ignore", message=r"\[Warning\] Unknown operation",
                             module="torch_pruning")
+    # a converted ONNX graph's MatMul constants: pruned on their last (output) dimension, as
+    # a MatMul's [in, out] weight is; the pruned forward is checked (check_forward)
+    warnings.filterwarnings("ignore", message="Unwrapped parameters detected",
+                            module="torch_pruning")
 
 
 def output_layer(model: nn.Module) -> tuple[str, nn.Module] | None:

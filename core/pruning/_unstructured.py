@@ -12,17 +12,43 @@ from core.errors import InvalidParameterError, UnsupportedModelError
 from core.pruning._config import PruningConfig
 
 
+def weight_layers(model: nn.Module, names: Any = None) -> dict[str, str]:
+    """``{parameter or state name: its layer}`` for the weight matrices/kernels (≥ 2-D): those
+    named ``*weight``, and the constant right operands of a converted ONNX graph's MatMul
+    (onnx2torch keeps them as ``initializers.*``: converters write Dense layers as MatMul+Add).
+    ``names`` (default: the parameters) maps names to tensors."""
+    tensors = dict(model.named_parameters()) if names is None else names
+    matmul = _matmul_constants(model)
+    out = {}
+    for name, t in tensors.items():
+        if t.dim() < 2 or not t.is_floating_point():
+            continue
+        if name.endswith("weight"):
+            out[name] = name.rsplit(".", 1)[0] if "." in name else name
+        elif name in matmul:
+            out[name] = name
+    return out
+
+
+def _matmul_constants(model: nn.Module) -> set[str]:
+    """Names of the constants a torch.fx graph (an onnx2torch conversion) multiplies by."""
+    if not isinstance(model, torch.fx.GraphModule):
+        return set()
+    modules = dict(model.named_modules())
+    return {arg.target for node in model.graph.nodes
+            if node.op == "call_module" and "MatMul" in type(modules.get(node.target)).__name__
+            for arg in node.args if getattr(arg, "op", None) == "get_attr"}
+
+
 def prunable_weights(model: nn.Module, ignore: tuple[str, ...] = ()) -> dict[str, nn.Parameter]:
-    """Weight matrices/kernels (≥ 2-D, named ``*weight``) of the model, minus ignored layers."""
-    found = {name: p for name, p in model.named_parameters()
-             if name.endswith("weight") and p.dim() >= 2}
-    layers = {n.rsplit(".", 1)[0] if "." in n else n for n in found}
+    """Weight matrices/kernels of the model (``weight_layers``), minus ignored layers."""
+    params = dict(model.named_parameters())
+    found = weight_layers(model, params)
     for name in ignore:
-        if name not in layers:
+        if name not in found.values():
             raise InvalidParameterError("ignore", f"names of weight layers, e.g. "
-                                        f"{sorted(layers)[:6]}", name)
-    out = {n: p for n, p in found.items()
-           if (n.rsplit(".", 1)[0] if "." in n else n) not in set(ignore)}
+                                        f"{sorted(set(found.values()))[:6]}", name)
+    out = {n: params[n] for n, layer in found.items() if layer not in set(ignore)}
     if not out:
         raise UnsupportedModelError("The model has no weight layers to prune.")
     return out

@@ -262,6 +262,19 @@ def _log_notes(log: Mapping[str, Any], cfg: PruningConfig) -> list[str]:
     return notes
 
 
+def _check_removed_something(original: Any, pruned: Any, method: str) -> None:
+    """A structured method that removed no parameter did nothing: refused, nothing written."""
+    if sum(p.numel() for p in pruned.parameters()) < sum(p.numel()
+                                                          for p in original.parameters()):
+        return
+    raise UnsupportedModelError(
+        f"Structured pruning ({method}) removed nothing from this model: it removes neurons "
+        "and channels of Linear and Conv2d layers (an ONNX MatMul by constant weights, as "
+        "converters write Dense layers, is not one), keeping the output layer whole, and "
+        "found no other to prune. Use an unstructured method (e.g. l1-unstructured), which "
+        "zeroes single weights.")
+
+
 def prune(
     model_or_run: Any,
     data: Any = None,
@@ -299,6 +312,8 @@ def prune(
     log = run_with_batchnorm(method.fn, working, dataset, cfg, cb.sub(0.0, 1.0))
     log["finetune_options"] = finetune_choice
     layers = layer_table(original, working)
+    if cfg.structured:
+        _check_removed_something(original, working, cfg.method)
     with staging(out_dir, overwrite=overwrite, inputs=[model_or_run]) as tmp, \
             tempfile.TemporaryDirectory() as scratch:
         cb.progress(0.82, "Saving")
