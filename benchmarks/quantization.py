@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -342,7 +343,7 @@ def main() -> None:
         return main_ort_options(args.ort_int8_options.split(","))
     chosen = args.models.split(",")
     data = load_dataset("digits")
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
         for family, (kwargs, epochs) in MODELS.items():
@@ -359,6 +360,8 @@ def main() -> None:
         "data": "digits (test split for accuracy; calibration from the train split)",
         "targets": TARGETS, "target_results": targets, "models": results,
         "seconds": round(time.perf_counter() - start, 1),
+        "load_average": {"start": [round(x, 2) for x in load],
+                         "end": [round(x, 2) for x in os.getloadavg()]},
         "environment": environment_manifest(threads=1),
     }
     out = ROOT / "benchmarks" / "results" / "quantization.json"
@@ -378,8 +381,6 @@ def main() -> None:
 
 def main_ort_options(names: list[str]) -> None:
     """Run the ORT INT8 options part and write quantization_ort_int8.json."""
-    import os
-
     from core.measure import environment_manifest
 
     start, load = time.perf_counter(), os.getloadavg()
