@@ -99,6 +99,18 @@ def test_a_replay_keeps_the_resolved_value_on_another_cpu(monkeypatch):
     assert replay.reduce_range is True and replay.to_dict() == made_without_vnni
 
 
+def test_a_config_written_before_reduce_range_replays_with_8_bit_weights(cpu_without_vnni):
+    from core.quantization import make_config
+    from core.quantization._config import OrtDynamicInt8Config, OrtStaticInt8Config
+
+    old = {"method": "ort-static-int8", "schema_version": 1, "quant_types": "U8S8"}
+    assert OrtStaticInt8Config.from_dict(old).reduce_range is False
+    assert make_config("ort-static-int8", old).reduce_range is False
+    old_dynamic = {"method": "ort-dynamic-int8", "schema_version": 1}
+    assert OrtDynamicInt8Config.from_dict(old_dynamic).reduce_range is False
+    assert make_config("ort-static-int8", {"quant_types": "U8S8"}).reduce_range is True
+
+
 def test_report_says_why_and_warns_only_where_8_bits_can_saturate(cpu_without_vnni,
                                                                   baseline_dir, tmp_path):
     from core.quantization import quantize

@@ -81,8 +81,20 @@ def saturates_u8s8() -> bool:
     return int8_dot_product() is not True
 
 
+class _ReplaysOlderDicts:
+    """A ``to_dict()`` written before ``reduce_range`` existed replays with ORT's default
+    then (8-bit weights), not with this CPU's default."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> Any:
+        values = dict(values or {})
+        if "schema_version" in values:
+            values.setdefault("reduce_range", False)
+        return super().from_dict(values)  # type: ignore[misc]
+
+
 @dataclass(frozen=True)
-class OrtStaticInt8Config(QuantizationConfig):
+class OrtStaticInt8Config(_ReplaysOlderDicts, QuantizationConfig):
     """ONNX Runtime static INT8 (QDQ), calibrated on a slice of the train split.
 
     ``reduce_range``: 7-bit weights, so U8S8 kernels cannot saturate on CPUs without VNNI.
@@ -112,7 +124,7 @@ class OrtStaticInt8Config(QuantizationConfig):
 
 
 @dataclass(frozen=True)
-class OrtDynamicInt8Config(QuantizationConfig):
+class OrtDynamicInt8Config(_ReplaysOlderDicts, QuantizationConfig):
     """ONNX Runtime dynamic INT8 (weights INT8, activations quantized at run time).
 
     ``reduce_range``: 7-bit weights (activations are uint8, so the U8S8 kernels run); None
