@@ -419,3 +419,18 @@ def test_a_matmul_add_onnx_classifier_is_pruned_or_refused_never_shipped_unchang
     _clear(str(info.value))
     assert not out.exists()
 
+
+def test_an_onnx_teacher_with_nothing_to_narrow_gets_no_same_size_student(digits, tmp_path):
+    """A one-layer ONNX teacher (MatMul + Add) at width 0.5: structured pruning narrowed
+    nothing, yet the report said 'at width 0.5: channels/neurons removed' for a student of the
+    teacher's size. Now refused, nothing written."""
+    from core.distillation import DistillConfig, distill
+    from core.errors import StudioError
+
+    path = zoo.sklearn_style_onnx(*digits.split("train"), tmp_path / "sk.onnx", num_classes=10)
+    out = tmp_path / "kd"
+    with pytest.raises(StudioError, match=r"width 0.5 cannot be cut.*--width 1") as info:
+        distill(path, digits, DistillConfig(epochs=1, width=0.5), out_dir=out,
+                measure_options=FAST_MEASURE)
+    _clear(str(info.value))
+    assert not out.exists()

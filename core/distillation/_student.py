@@ -137,6 +137,7 @@ def onnx_student(loaded: Any, data: Any, *, width: float, depth: float,
     cfg = PruningConfig(method="structured-l2", sparsity=round(1.0 - width, 6),
                         finetune_epochs=0, seed=seed)
     example = torch.from_numpy(data.X_train[:2])
+    before = sum(p.numel() for p in module.parameters())
     try:
         StructuredPruner(module, example, cfg).step(data)
         with torch.no_grad():
@@ -147,6 +148,13 @@ def onnx_student(loaded: Any, data: Any, *, width: float, depth: float,
             f"A student at width {width:g} cannot be cut from this ONNX teacher's converted "
             f"graph ({text}). Give --width 1 (its own architecture), a student "
             "(--student), or a family (--family cnn|mlp|vit).") from None
+    if sum(p.numel() for p in module.parameters()) >= before:  # nothing was narrowed
+        raise UnsupportedModelError(
+            f"A student at width {width:g} cannot be cut from this ONNX teacher: structured "
+            "pruning found no layer to narrow (Linear or Conv2d before the output layer; an "
+            "ONNX MatMul by constant weights is not one), so the student would be the "
+            "teacher's own size. Give --width 1 (its own architecture, freshly initialized), "
+            "a student (--student), or a family (--family cnn|mlp|vit).")
     return module, (f"the teacher's architecture (ONNX, converted to torch) at width "
                     f"{width:g}: channels/neurons removed by structured pruning (L2)")
 
