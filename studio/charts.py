@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 TITLE_CHARS = 34  # what a 14 px title line holds in a phone-wide chart (390 px screen)
 
@@ -36,6 +35,8 @@ def fit_title(fig: Any, *, width: int = TITLE_CHARS) -> Any:
 
 def training_curve(history: Sequence[dict[str, float]], title: str = "Training") -> go.Figure:
     """Train/val loss and val accuracy per epoch."""
+    from plotly.subplots import make_subplots  # loads plotly's figure classes: not at start-up
+
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     epochs = [h["epoch"] for h in history]
     fig.add_trace(go.Scatter(x=epochs, y=[h["train_loss"] for h in history], name="train loss"))
@@ -224,6 +225,8 @@ def variant_bars(rows: Sequence[dict[str, Any]]) -> Any:
     metrics = [m for m in VARIANT_BARS if any(r.get(m[0]) is not None for r in rows)]
     if not rows or not metrics:
         return None
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=2, cols=2, subplot_titles=[m[1] for m in metrics],
                         vertical_spacing=0.2, horizontal_spacing=0.18)
     names = [str(r.get("name") or r.get("variant")) for r in rows]

@@ -25,6 +25,17 @@ def test_the_app_module_imports_no_torch():
     assert _imported("import studio.app", "torch", "gradio") == []
 
 
+def test_the_served_app_loads_no_engine_or_figure_library(tmp_path):
+    """launch.py's app (UI and REST API) up to serving: engines and plotly's figure classes
+    load when a job or chart needs them; the garbage collector is on again afterwards."""
+    code = (f"import gc, os\nos.environ['STUDIO_ROOT'] = {str(tmp_path)!r}\n"
+            "import launch\nfrom studio.api import create_app\n"
+            "create_app(launch.ctx, launch.demo)\nassert gc.isenabled()")
+    heavy = ("torch", "onnx", "onnxruntime", "sklearn", "scipy", "matplotlib",
+             "plotly.basedatatypes")
+    assert _imported(code, *heavy) == []
+
+
 def test_areas_the_server_lists_import_no_torch():
     """The tabs read these at start-up (families, methods, configs); torch waits for a job."""
     code = ("import core.models, core.fusion, core.lowrank, core.distillation, core.pruning\n"
