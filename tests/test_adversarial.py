@@ -434,3 +434,24 @@ def test_an_onnx_teacher_with_nothing_to_narrow_gets_no_same_size_student(digits
                 measure_options=FAST_MEASURE)
     _clear(str(info.value))
     assert not out.exists()
+
+
+def test_compare_of_runs_on_different_files_names_them_without_their_folders(tmp_path):
+    """The refusal printed each run's data spec, its full path included (a server path for
+    uploads)."""
+    from core.compare import compare
+    from core.errors import DataError
+
+    rng = np.random.default_rng(0)
+    model = _linear_onnx(tmp_path / "m.onnx", rng.standard_normal((3, 2)), np.zeros(2))
+    runs = []
+    for folder in ("a", "b"):
+        X = rng.standard_normal((40, 3)).astype(np.float32)
+        (tmp_path / folder).mkdir()
+        data = _npz(tmp_path / folder / "rows.npz", X, (X[:, 0] > 0).astype(int))
+        runs.append(tmp_path / f"run_{folder}")
+        _benchmark(model, data, runs[-1])
+    with pytest.raises(DataError, match=r"data 'rows.npz' \(another folder\)") as info:
+        compare(runs, out_dir=tmp_path / "cmp", measure_options=FAST_MEASURE)
+    _clear(str(info.value))
+    assert str(tmp_path) not in str(info.value) and not (tmp_path / "cmp").exists()

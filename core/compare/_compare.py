@@ -79,9 +79,9 @@ def measure_variants(
                 dataset = data_from_report(report)
         elif data is None and spec != first_spec:
             raise DataError(
-                f"'{Path(run_dir).name}' was made on data {spec}, but "
-                f"'{Path(run_dirs[0]).name}' on {first_spec}: variants are compared on one "
-                "data set.")
+                f"'{Path(run_dir).name}' was made on {_data_words(spec, first_spec)}, but "
+                f"'{Path(run_dirs[0]).name}' on {_data_words(first_spec, spec)}: variants are "
+                "compared on one data set.")
         variant = open_variant(run_dir, data=dataset)
         name = _unique(variant.run_id, taken)
         models[name] = overrides.get(variant.run_id, variant.model)
@@ -91,6 +91,16 @@ def measure_variants(
     sub = Callbacks(on_progress=lambda f, m: cb.progress(0.05 + 0.9 * f, m), cancel=cb.cancel)
     measured = measure_many(models, dataset, files=files, callbacks=sub, **opts)
     return measured, reports, dataset
+
+
+def _data_words(spec: Mapping[str, Any], other: Mapping[str, Any]) -> str:
+    """A run's data in words, its file by base name only (never a server path)."""
+    source = str(spec.get("source"))
+    name = Path(source).name
+    where = " (another folder)" if name == Path(str(other.get("source"))).name and \
+        source != other.get("source") else ""
+    return (f"data '{name}'{where} (seed {spec.get('seed')}, label column "
+            f"'{spec.get('label_column')}')")
 
 
 def comparison_rows(measured: Mapping[str, Any], reports: Mapping[str, Mapping[str, Any]],
