@@ -7,7 +7,8 @@ profile, tune, scale, fuse, factorize and benchmark answer the same bad input th
   recorded source means the recorded data: same split and preprocessing);
 - a model file or a live model needs data (``InvalidParameterError('data', ...)``);
 - data is a ``Dataset``, a built-in name, a ``.csv``/``.npz`` path or a DataLoader;
-- the model's input shape, where known, equals the data's;
+- the model's input shape, where known, equals the data's (a file's 3-D X fed as the model
+  declares: rows (T, F) as given, or (1, H, W) images; ``core.data.fed_to``);
 - anything else is refused as the ``model`` (or the caller's role name, e.g. ``teacher``).
 
 Messages name files by their base name only (never a server path).
@@ -15,7 +16,7 @@ Messages name files by their base name only (never a server path).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,17 +172,22 @@ def _open_object(model: Any, data: Any, *, role: str, label_column: str,
                       _dataset(data, label_column=label_column, seed=seed))
 
 
-def _check_shape(inp: ModelInput, role: str) -> None:
-    """The model's input shape, where it is known, equals the data's (0: a free dim)."""
+def _check_shape(inp: ModelInput, role: str) -> ModelInput:
+    """The model's input shape, where it is known, equals the data's (0: a free dim); a
+    file's 3-D X is laid out as the model declares (``core.data.fed_to``) first."""
     shape = inp.loaded.input_shape if inp.loaded is not None else getattr(
         inp.model, "input_shape", None)
     if not shape or inp.data is None:
-        return
-    want = tuple(inp.data.input_shape)
+        return inp
+    from core.data import fed_to
+
     got = tuple(shape)
+    inp = replace(inp, data=fed_to(inp.data, got))
+    want = tuple(inp.data.input_shape)
     if len(got) != len(want) or any(g and g != w for g, w in zip(got, want)):
         raise InvalidParameterError(f"{role} input shape", f"equal to the data's {list(want)}",
                                     list(got))
+    return inp
 
 
 def open_input(model_or_run: Any, data: Any = None, *, output_name: str | None = None,
@@ -204,8 +210,7 @@ def open_input(model_or_run: Any, data: Any = None, *, output_name: str | None =
                            seed=seed)
     if inp.data is None and data_required:
         raise InvalidParameterError("data", DATA_RULE, None)
-    _check_shape(inp, role)
-    return inp
+    return _check_shape(inp, role)
 
 
 def open_data(data: Any, *, label_column: str = "label", seed: int | None = None) -> Any:

@@ -31,9 +31,15 @@ class DataSpec:
     preprocessing: dict[str, Any] | None = None  # what was applied (recorded in report.json)
     splitter: str = "numpy"  # "sklearn": how reports before 2026-12-02 were split
     labels: str = "index"  # "sorted": how reports before 2026-12-02 coded integer labels
+    # A file's 3-D X: True = (N, H, W) images fed as (N, 1, H, W); False = fed as given
+    # (sequences (N, T, F)); None = X is not 3-D. See ``fed_to``.
+    channel_axis: bool | None = None
+    input_shape: tuple[int, ...] | None = None  # one row as fed (recorded; not an input)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["input_shape"] = None if self.input_shape is None else list(self.input_shape)
+        return out
 
 
 @dataclass
@@ -58,8 +64,10 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.preprocessing = dict(self.preprocessing or NO_PREPROCESSING)
-        if self.spec.preprocessing != self.preprocessing:
-            self.spec = replace(self.spec, preprocessing=self.preprocessing)
+        if self.spec.preprocessing != self.preprocessing or \
+                self.spec.input_shape != self.input_shape:
+            self.spec = replace(self.spec, preprocessing=self.preprocessing,
+                                input_shape=self.input_shape)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -168,6 +176,7 @@ def load_dataset(
     preprocessing: Mapping[str, Any] | None = None,
     splitter: str = "numpy",
     labels: str = "index",
+    channel_axis: bool | None = True,
 ) -> Dataset:
     """Load a built-in name, a ``.csv`` (label column) or ``.npz`` (``X``, ``y``) and split it.
 
@@ -178,6 +187,9 @@ def load_dataset(
     ``labels`` "index": a user file's integer labels 0..K-1 are class indices as given (label
     k is scored against output k, even where the file lacks some classes); "sorted" codes
     every label by its rank among the file's values (how earlier reports coded them).
+    ``channel_axis``: a 3-D X (an .npz's (N, H, W) or (N, T, F)) gets a channel axis, (N, 1,
+    H, W), as images do, unless False (rows fed as given); ``fed_to`` re-lays a data set for
+    a model that declares the other rank, and the spec records which was fed.
     Sizes are checked against the STUDIO_MAX_DATA_* limits before the data is loaded.
     """
     if not 0 < test_fraction < 0.9 or not 0 <= val_fraction < 0.9:
@@ -188,6 +200,8 @@ def load_dataset(
         raise InvalidParameterError("splitter", f"one of {list(SPLITTERS)}", splitter)
     if labels not in LABEL_CODINGS:
         raise InvalidParameterError("labels", f"one of {list(LABEL_CODINGS)}", labels)
+    if channel_axis not in (True, False, None):
+        raise InvalidParameterError("channel_axis", "true or false", channel_axis)
     spec = DataSpec(str(source), label_column, seed, test_fraction, val_fraction, normalize,
                     splitter=splitter, labels=labels)
     name = str(source)
@@ -197,6 +211,9 @@ def load_dataset(
     else:
         X, y, classes = _read_user_file(source, label_column, labels)
         prep, fit_standardize, name = None, normalize, Path(source).stem
+        if np.ndim(X) == 3:
+            spec = replace(spec, channel_axis=channel_axis is not False)
+            X = X[:, None] if spec.channel_axis else X
     if preprocessing is not None:
         prep, fit_standardize = _checked_preprocessing(preprocessing), False
     return _split(name, np.asarray(X, dtype=np.float64), np.asarray(y), classes, prep, spec,
@@ -212,12 +229,43 @@ def dataset_from_spec(spec: Mapping[str, Any]) -> Dataset:
     values = dict(spec or {"source": "digits"})
     source = values.pop("source", "digits")
     known = {f for f in DataSpec.__dataclass_fields__} - {"source"}
-    values = {k: v for k, v in values.items() if k in known}
+    values = {k: v for k, v in values.items() if k in known - {"input_shape"}}
     if "preprocessing" not in values and str(source) not in BUILTIN:
         values.setdefault("normalize", True)
     values.setdefault("splitter", "sklearn")  # written before the numpy split
     values.setdefault("labels", "sorted")  # written before integer labels were indices
+    if values.get("channel_axis") is None:
+        values.pop("channel_axis", None)  # written before: a 3-D X always got the axis
     return load_dataset(source, **values)
+
+
+def fed_to(data: Dataset, model_shape: tuple[int, ...] | None) -> Dataset:
+    """``data`` as a model declaring ``model_shape`` (one row, 0 = free) takes it.
+
+    The one layout rule: a file's 3-D X gets a channel axis (N, 1, H, W) by default, as the
+    built-in image families and every earlier report take it; a model declaring a rank-2 row
+    (a GRU, LSTM, Conv1d or Transformer over (N, T, F)) gets the rows as the file gives them;
+    a model declaring (1, H, W) gets the axis back. Any other data is returned as is.
+    """
+    rows = tuple(data.input_shape)
+    if data.spec.channel_axis is None or not model_shape:
+        return data
+    if data.spec.channel_axis and len(model_shape) == 2 and len(rows) == 3:
+        return _relaid(data, channel_axis=False)
+    if not data.spec.channel_axis and len(model_shape) == 3 and len(rows) == 2 \
+            and model_shape[0] in (0, 1):
+        return _relaid(data, channel_axis=True)
+    return data
+
+
+def _relaid(data: Dataset, *, channel_axis: bool) -> Dataset:
+    """The same rows with the channel axis added (True) or taken away (False)."""
+    def lay(X: np.ndarray) -> np.ndarray:
+        return X[:, None] if channel_axis else X[:, 0]
+
+    return replace(data, X_train=lay(data.X_train), X_val=lay(data.X_val),
+                   X_test=lay(data.X_test),
+                   spec=replace(data.spec, channel_axis=channel_axis))
 
 
 def _read_user_file(source: str | Path, label_column: str, labels: str = "index"
@@ -501,6 +549,4 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(X.astype(np.float64)).all():
         raise DataError("'X' has NaN or infinite values.")
     _check_float32_range(X, "'X'")
-    if X.ndim == 3:
-        X = X[:, None]
     return X, y

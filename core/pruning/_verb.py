@@ -26,10 +26,11 @@ from core.runs import RunResult
 __all__ = ["prune", "prune_model", "unsupported_methods"]
 
 
-def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | None]:
-    """(model, kind, dataset, baseline files, parent run id) by core.inputs' rules, the model
-    in a trainable torch form: an ONNX graph converted (or a run's torch file beside it), a
-    torch.export program wrapped."""
+def _resolve(source: Any, data: Any
+             ) -> tuple[Any, str, Any, list[Path], str | None, str | None]:
+    """(model, kind, dataset, baseline files, parent run id, why an ONNX graph did not
+    convert) by core.inputs' rules, the model in a trainable torch form: an ONNX graph
+    converted (or a run's torch file beside it), a torch.export program wrapped."""
     from core.inputs import open_input
 
     inp = open_input(source, data)
@@ -38,25 +39,30 @@ def _resolve(source: Any, data: Any) -> tuple[Any, str, Any, list[Path], str | N
         raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model "
                                     "file (pass an ONNX model as its .onnx file)",
                                     type(model).__name__)
+    why = None
     if kind == "onnx":  # a torch form beside model.onnx (a pruned user model) is used
-        model, kind = (inp.run_id and _torch_form(inp.path)) or _converted(inp.loaded)
+        beside = inp.run_id and _torch_form(inp.path)
+        model, kind, why = (*beside, None) if beside else _converted(inp.loaded)
     if kind == "export":
         model = _Exported(model)
     # The converted module outlives the session: the size is the ONNX as written.
-    return model, kind, inp.data, inp.written_files, inp.run_id
+    return model, kind, inp.data, inp.written_files, inp.run_id, why
 
 
-def _converted(loaded: Any) -> tuple[Any, str]:
+def _converted(loaded: Any) -> tuple[Any, str, str | None]:
     """An ONNX model as a trainable torch module (kind 'module'), or the ONNX model itself
-    (kind 'onnx', refused by every method) where its graph cannot be converted exactly."""
+    (kind 'onnx', refused by every method) where its graph cannot be converted exactly, with
+    the converter's reason (e.g. the operator without a converter: a GRU or LSTM)."""
     from core.artifacts import trainable_module
     from core.artifacts._convert_modules import FixedBatch
 
     try:
         module = trainable_module(loaded)
-    except StudioError:
-        return loaded.model, "onnx"
-    return (loaded.model, "onnx") if isinstance(module, FixedBatch) else (module, "module")
+    except StudioError as exc:
+        return loaded.model, "onnx", str(exc)
+    if isinstance(module, FixedBatch):
+        return loaded.model, "onnx", None
+    return module, "module", None
 
 
 def _torch_form(folder: Path) -> tuple[Any, str] | None:
@@ -164,9 +170,12 @@ def _builtin_baseline_onnx(source: Any, original: Any, data: Any, scratch: Path)
     return _baseline_onnx(original, data, scratch)
 
 
-def _refusal(kind: str, method: str) -> str | None:
-    """Why ``method`` cannot prune a model of this kind, or None when it can."""
+def _refusal(kind: str, method: str, why: str | None = None) -> str | None:
+    """Why ``method`` cannot prune a model of this kind, or None when it can (``why``: the
+    converter's own reason for an ONNX graph, said instead of the general one)."""
     if kind == "onnx":
+        if why:
+            return f"Pruning needs a trainable torch form of the model: {why}"
         return ("Pruning needs a trainable torch form of the model, and this ONNX graph could "
                 "not be converted to one exactly (an operator without a converter, or a batch "
                 "size fixed in its shapes). Export the model with a dynamic batch, or prune the "
@@ -184,9 +193,9 @@ def unsupported_methods(model_or_run: Any, data: Any = None,
     model, each with the reason ``prune`` would give; loads the model but prunes nothing."""
     from core.registry import list_methods
 
-    _, kind, _, _, _ = _resolve(model_or_run, data)
+    _, kind, _, _, _, why = _resolve(model_or_run, data)
     names = list(methods) if methods is not None else list(list_methods("pruning"))
-    return {m: r for m in names if (r := _refusal(kind, m))}
+    return {m: r for m in names if (r := _refusal(kind, m, why))}
 
 
 @dataclass
@@ -300,8 +309,8 @@ def prune(
     cb = Callbacks.ensure(callbacks)
     method = get_method("pruning", cfg.method)
     cb.progress(0.0, "Loading the model")
-    original, kind, dataset, base_files, run_parent = _resolve(model_or_run, data)
-    reason = _refusal(kind, cfg.method)
+    original, kind, dataset, base_files, run_parent, why = _resolve(model_or_run, data)
+    reason = _refusal(kind, cfg.method, why)
     if reason:
         raise UnsupportedModelError(reason)
     _check_fits(original, dataset)

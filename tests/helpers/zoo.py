@@ -350,3 +350,89 @@ def accuracy(model: nn.Module, X: np.ndarray, y: np.ndarray) -> float:
 def count_params(model: nn.Module) -> int:
     """Number of parameters (all of them, zero or not)."""
     return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- sequences
+
+def sequence_arrays(*, rows: int = 240, steps: int = 12, features: int = 4, classes: int = 3,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded, separable (N, T, F) float32 task: class k is a sine of frequency k + 1 over
+    the steps (phase and amplitude per feature random), feature 0 shifted by 0.5 k, plus
+    noise; labels int64 0..classes-1."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(rows) % classes
+    t = np.linspace(0, 2 * np.pi, steps, dtype=np.float64)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, (rows, 1, features))
+    amp = rng.uniform(0.5, 1.5, (rows, 1, features))
+    X = amp * np.sin((y[:, None, None] + 1) * t + phase)
+    X[:, :, 0] += 0.5 * y[:, None]
+    X += rng.normal(0, 0.1, X.shape)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+class _LastStep(nn.Module):
+    """A recurrent layer (GRU or LSTM, batch first) read at its last step, then a linear head."""
+
+    def __init__(self, rnn: nn.Module, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.rnn, self.head = rnn, nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+class _Conv1dNet(nn.Module):
+    """Conv1d over the steps (features as channels), mean over time, a linear head."""
+
+    def __init__(self, features: int, classes: int, width: int = 16) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv1d(features, width, 3, padding=1), nn.ReLU(),
+                                  nn.Conv1d(width, width, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x.transpose(1, 2)).mean(dim=2))
+
+
+class _EncoderNet(nn.Module):
+    """A linear embedding plus a learned position embedding, one TransformerEncoder layer
+    (batch first), mean over time, a linear head."""
+
+    def __init__(self, features: int, classes: int, width: int = 16, steps: int = 12) -> None:
+        super().__init__()
+        self.embed = nn.Linear(features, width)
+        self.position = nn.Parameter(torch.randn(1, steps, width) * 0.1)
+        layer = nn.TransformerEncoderLayer(width, nhead=2, dim_feedforward=32, dropout=0.0,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x) + self.position).mean(dim=1))
+
+
+def sequence_model(kind: str, *, features: int = 4, classes: int = 3, hidden: int = 16,
+                   steps: int = 12, seed: int = 0) -> nn.Module:
+    """A small seeded (N, T, F) classifier: 'gru', 'lstm', 'conv1d' or 'transformer'."""
+    torch.manual_seed(seed)
+    if kind in ("gru", "lstm"):
+        rnn = (nn.GRU if kind == "gru" else nn.LSTM)(features, hidden, batch_first=True)
+        return _LastStep(rnn, hidden, classes)
+    if kind == "conv1d":
+        return _Conv1dNet(features, classes, hidden)
+    if kind == "transformer":
+        return _EncoderNet(features, classes, hidden, steps)
+    raise ValueError(f"unknown sequence model {kind!r}")
+
+
+SEQUENCE_KINDS = ("gru", "lstm", "conv1d", "transformer")
+
+
+def export_sequence_onnx(model: nn.Module, path: Any, example: torch.Tensor) -> Any:
+    """``model`` as ONNX (opset 17, TorchScript exporter: ``dynamo=False``) with a dynamic
+    batch axis, input 'x' (batch, T, F) and output 'logits' (batch, classes)."""
+    model.eval()
+    torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    return path
