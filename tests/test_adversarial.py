@@ -455,3 +455,25 @@ def test_compare_of_runs_on_different_files_names_them_without_their_folders(tmp
         compare(runs, out_dir=tmp_path / "cmp", measure_options=FAST_MEASURE)
     _clear(str(info.value))
     assert str(tmp_path) not in str(info.value) and not (tmp_path / "cmp").exists()
+
+
+def test_a_bfloat16_scores_output_is_refused_clearly_not_crashed_on(tmp_path):
+    """ONNX Runtime's Python API cannot return bfloat16: the model loaded, then every
+    evaluation died with 'RuntimeError: No corresponding Numpy type'."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from core.artifacts import load_model
+    from core.errors import UnsupportedModelError
+
+    path = _linear_onnx(tmp_path / "m.onnx", np.ones((3, 2)), np.zeros(2))
+    model = onnx.load(str(path))
+    model.graph.node.append(helper.make_node("Cast", ["variable"], ["scores"],
+                                             to=TensorProto.BFLOAT16))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("scores", TensorProto.BFLOAT16,
+                                                                 ["N", 2]))
+    onnx.save(model, str(path))
+    for output_name in (None, "scores"):
+        with pytest.raises(UnsupportedModelError, match="cannot return a bfloat16") as info:
+            load_model(path, output_name=output_name)
+        _clear(str(info.value))

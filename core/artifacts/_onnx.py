@@ -22,7 +22,10 @@ from core.errors import ModelFileError, UnsupportedModelError
 
 # Output names that hold class scores, best first (torch exports, sklearn-onnx, Keras…).
 SCORE_NAMES = ("logits", "probabilities", "probability", "probs", "scores", "output", "outputs")
-_FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)")
+# Float outputs ONNX Runtime's Python API returns as numpy (it cannot return bfloat16).
+_FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
+_BF16_HINT = (" ONNX Runtime's Python API cannot return a bfloat16 output: cast the scores to "
+              "float32 in the graph (a Cast node), or export the model in float32.")
 
 
 def _graph(path: Path) -> Any:
@@ -232,7 +235,8 @@ def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
         if chosen.type not in _FLOAT_TYPES or len(chosen.shape) != 2:
             raise UnsupportedModelError(
                 f"Output '{name}' is {chosen.type} of shape {list(chosen.shape)}; the studio "
-                "scores a float output of shape [batch, classes].")
+                "scores a float output of shape [batch, classes]."
+                + (_BF16_HINT if chosen.type == "tensor(bfloat16)" else ""))
         return chosen
     scores = score_candidates(outputs)
     if num_classes:
@@ -246,7 +250,8 @@ def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
             f"outputs are {[(o.name, o.type, list(o.shape)) for o in outputs]}."
             + (" Its probabilities are a sequence of maps (scikit-learn's ZipMap): convert "
                "it with skl2onnx's options={id(model): {'zipmap': False}} to get them as a "
-               "[batch, classes] tensor." if zipmap else ""))
+               "[batch, classes] tensor." if zipmap else "")
+            + (_BF16_HINT if any(o.type == "tensor(bfloat16)" for o in outputs) else ""))
     for wanted in SCORE_NAMES:
         for o in scores:
             if o.name.lower() == wanted or o.name.lower().startswith(wanted):
