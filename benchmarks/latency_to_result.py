@@ -1,8 +1,10 @@
 """Latency to a result (a goal, not a test): the studio's overhead over doing it by hand.
 
-1. ``studio quantize --method ort-static-int8`` of a ResNet-18-style ONNX file on an .npz data
-   file vs a by-hand script (``quantize_static`` with the same settings + an accuracy check),
-   each a fresh process, interleaved, median of the rounds (goal: within 1.3x).
+1. ``studio quantize --method ort-static-int8`` of an ONNX file on an .npz data file vs a
+   by-hand script (``quantize_static`` with the same settings + an accuracy check), each a fresh
+   process, interleaved, median of the rounds (goal: within 1.3x), on ResNet-18 (its layout
+   and widths, 11 M parameters: the issue's model) and on a small ResNet-style net (0.1 M: the
+   studio's fixed costs weigh most there). Both sides cache their bytecode after one first run.
 2. Cold start (process start to HTTP 200 on /; also the CPU seconds the process tree used by
    then, steadier than wall time on a shared machine) and idle RSS (whole process tree, after
    start) of the studio app (``launch.py``) vs a bare Gradio app, interleaved, after one first
@@ -69,13 +71,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONWARNINGS": "ignore"}
 
 
-def _timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+def _timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None
+           ) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the process and its children) of one command."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=_env(), check=True, stdout=subprocess.DEVNULL,
+    subprocess.run(cmd, cwd=cwd, env=env or _env(), check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=600)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,27 +112,33 @@ def _timing_protocol_s(report_path: Path) -> float:
     return total
 
 
-def quantize_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
+# ResNet-style widths per stage (tests/helpers/zoo.py: stride-2 3x3 stem, two BasicBlocks a stage)
+MODELS = {"resnet18": (64, 128, 256, 512), "resnet_small": (8, 16, 32)}
+
+
+def quantize_side_by_side(scratch: Path, rounds: int, name: str) -> dict[str, Any]:
     import torch
 
     from core.artifacts import export_onnx
     from tests.helpers import zoo
 
     data = zoo.digits_3x32()
-    model = zoo.resnet_like(10).eval()
-    onnx_path, npz = scratch / "resnet18.onnx", scratch / "digits3x32.npz"
+    model = zoo.resnet_like(10, widths=MODELS[name]).eval()
+    scratch = scratch / name
+    scratch.mkdir()
+    onnx_path, npz = scratch / f"{name}.onnx", scratch / "digits3x32.npz"
     export_onnx(model, onnx_path, torch.from_numpy(data.X_test[:1]))
     zoo.save_npz(data, npz)
     (scratch / "by_hand.py").write_text(BY_HAND)
-    py = sys.executable
+    py, env = sys.executable, _app_env(scratch)
     studio = lambda i: [py, "-m", "core.cli", "quantize", "--model", str(onnx_path),  # noqa: E731
                         "--data", str(npz), "--method", "ort-static-int8",
                         "--out", str(scratch / f"studio-{i}")]
     hand = lambda i: [py, str(scratch / "by_hand.py"), str(onnx_path), str(npz),  # noqa: E731
                       str(scratch / f"hand-{i}.onnx")]
-    # file caches and the per-machine caches (GEMM peaks, torch's CPU facts), both sides
-    _timed(studio("warm"), ROOT)
-    _timed(hand("warm"), ROOT)
+    # bytecode, file caches and the per-machine caches (GEMM peaks, CPU facts), both sides
+    _timed(studio("warm"), ROOT, env)
+    _timed(hand("warm"), ROOT, env)
     times: dict[str, list[float]] = {"studio": [], "by_hand": []}
     cpu: dict[str, list[float]] = {"studio": [], "by_hand": []}
     protocol: list[float] = []
@@ -137,15 +146,17 @@ def quantize_side_by_side(scratch: Path, rounds: int) -> dict[str, Any]:
     timing_rounds: list[dict[str, int]] = []
     for i in range(rounds):
         loads.append(_load())
-        for name, cmd in (("studio", studio(i)), ("by_hand", hand(i))):
-            wall, used = _timed(cmd, ROOT)
-            times[name].append(wall)
-            cpu[name].append(used)
+        for side, cmd in (("studio", studio(i)), ("by_hand", hand(i))):
+            wall, used = _timed(cmd, ROOT, env)
+            times[side].append(wall)
+            cpu[side].append(used)
         protocol.append(_timing_protocol_s(scratch / f"studio-{i}" / "report.json"))
         timing_rounds.append(_timing_rounds(scratch / f"studio-{i}" / "report.json"))
     ratios = [s / h for s, h in zip(times["studio"], times["by_hand"])]
     rest = [(s - p) / h for s, p, h in zip(times["studio"], protocol, times["by_hand"])]
-    return {"seconds": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
+    return {"model": f"ResNet-style, widths {MODELS[name]}, "
+                     f"{sum(p.numel() for p in model.parameters())} parameters",
+            "seconds": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
             "ratio_median": statistics.median(ratios), "goal": GOALS["quantize_vs_by_hand"],
             "cpu_seconds": cpu,
             "cpu_ratio_median": statistics.median(
@@ -270,17 +281,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per comparison")
     ap.add_argument("--only", choices=("quantize", "app"), default=None,
                     help="run one of the two comparisons (default: both)")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help=f"models of the quantize comparison, of {list(MODELS)}")
     args = ap.parse_args()
     quant = app = None
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         if args.only in (None, "quantize"):
-            quant = quantize_side_by_side(scratch, args.rounds)
-            print(f"studio quantize {quant['median_s']['studio']:.2f} s vs by hand "
-                  f"{quant['median_s']['by_hand']:.2f} s: {quant['ratio_median']:.2f}x "
-                  f"(CPU {quant['cpu_ratio_median']:.2f}x; without the latency runs "
-                  f"{quant['ratio_without_timing_protocol_median']:.2f}x; load "
-                  f"{quant['load_average_before_each_round']})")
+            quant = {name: quantize_side_by_side(scratch, args.rounds, name)
+                     for name in args.models.split(",")}
+            for name, q in quant.items():
+                print(f"{name}: studio quantize {q['median_s']['studio']:.2f} s vs by hand "
+                      f"{q['median_s']['by_hand']:.2f} s: {q['ratio_median']:.2f}x "
+                      f"(CPU {q['cpu_ratio_median']:.2f}x; without the latency runs "
+                      f"{q['ratio_without_timing_protocol_median']:.2f}x; load "
+                      f"{q['load_average_before_each_round']})")
         if args.only in (None, "app"):
             app = app_side_by_side(scratch, args.rounds)
         if app:

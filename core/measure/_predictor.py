@@ -142,20 +142,25 @@ def _batched(pred: Predictor, X: np.ndarray, batch_size: int) -> np.ndarray:
 
 def predict_many(models: list[Any], X: np.ndarray, *, batch_size: int = 256
                  ) -> list[np.ndarray]:
-    """``predict_logits`` of several models on the same rows. ONNX Runtime sessions whose
-    thread counts fit the machine's cores together run side by side, one Python thread each
-    (ORT releases the GIL; each session keeps its own intra-op threads, so the logits are the
-    same), under one hold of the measurement lock; anything else runs one after the other."""
+    """``predict_logits`` of several models on the same rows. Where every model is an ONNX
+    Runtime session of one intra-op thread, their batches run side by side on the machine's
+    cores, a Python thread per core taking the next batch of any model (ORT releases the GIL
+    and a session may run from several threads; each batch is computed as alone, so the
+    logits are the same), under one hold of the measurement lock; else one after the other."""
     import os
 
     preds = [as_predictor(m) for m in models]
-    together = len(preds) > 1 and all(p.kind == "onnx" for p in preds) and \
-        sum(p.threads for p in preds) <= (os.cpu_count() or 1)
-    if not together:
+    cores = os.cpu_count() or 1
+    if cores < 2 or not preds or any(p.kind != "onnx" or p.threads != 1 for p in preds):
         return [predict_logits(p, X, batch_size=batch_size) for p in preds]
     from concurrent.futures import ThreadPoolExecutor
 
     from core.measure._lock import measurement_lock
 
-    with measurement_lock(), ThreadPoolExecutor(len(preds)) as pool:
-        return list(pool.map(lambda p: _batched(p, X, batch_size), preds))
+    size = max(1, min(batch_size, -(-len(X) // cores)))  # enough batches to keep cores busy
+    starts = range(0, len(X), size)
+    with measurement_lock(), ThreadPoolExecutor(cores) as pool:
+        parts = list(pool.map(lambda task: task[0](X[task[1]: task[1] + size]),
+                              [(p, i) for p in preds for i in starts]))
+    per_model = [parts[k * len(starts):(k + 1) * len(starts)] for k in range(len(preds))]
+    return [np.concatenate(ps) if ps else np.zeros((0, 0), np.float32) for ps in per_model]
