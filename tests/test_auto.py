@@ -55,6 +55,17 @@ def test_choose_respects_target_and_tolerance():
     assert choose(rows, "speed", 0.0)["name"] == "accurate"  # only no-loss variants
 
 
+def test_a_variant_outside_the_tolerance_does_not_hide_one_inside_it():
+    # "pruned" lost 5 points on validation but scored higher on test, smaller and faster:
+    # it dominates "int8" on the test Pareto front, yet it is not a candidate for the pick.
+    rows = [_row("baseline", 3.0, 1000, 0.95, accuracy=0.97),
+            _row("int8", 1.5, 250, 0.95, accuracy=0.94),
+            _row("pruned", 1.0, 100, 0.90, accuracy=0.96)]
+    assert choose(rows, "speed", 0.01)["name"] == "int8"
+    assert choose(rows, "size", 0.01)["name"] == "int8"
+    assert choose(rows, "speed", 0.06)["name"] == "pruned"
+
+
 def test_auto_picks_within_tolerance_and_explains(baseline_dir, tmp_path):
     from core.artifacts import load_model
     from core.auto import auto

@@ -110,7 +110,8 @@ def choose(rows: list[dict[str, Any]], target: str, tolerance: float, *, batch_s
     """Pick the winner among rows (each with ``val_drop``) within tolerance, Pareto first.
 
     Latency is ranked at ``batch_size`` (the deployment target's), among the rows whose p50
-    there is within ``latency_budget_ms`` (all rows if none is).
+    there is within ``latency_budget_ms`` (all rows if none is). The Pareto front is that of
+    the eligible rows: a row outside the tolerance never hides one inside it.
     """
     from core.compare import pareto_front
 
@@ -120,9 +121,8 @@ def choose(rows: list[dict[str, Any]], target: str, tolerance: float, *, batch_s
     if latency_budget_ms is not None:
         eligible = [r for r in eligible if (_p50(r, batch_size) or math.inf)
                     <= latency_budget_ms] or eligible
-    ok = [r for r in rows if r.get("ok")]
-    front = {id(ok[i]) for i in pareto_front(
-        ok, (("size_bytes", "min"), (f"p50_b{batch_size}", "min"), ("accuracy", "max")))}
+    front = {id(eligible[i]) for i in pareto_front(
+        eligible, (("size_bytes", "min"), (f"p50_b{batch_size}", "min"), ("accuracy", "max")))}
     pool = [r for r in eligible if id(r) in front] or eligible
     lat = f"p50_b{batch_size}"
 
