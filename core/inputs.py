@@ -154,8 +154,9 @@ def _open_file(path: Path, data: Any, *, output_name: str | None, label_column: 
                seed: int | None) -> ModelInput:
     from core.artifacts import load_model
 
-    loaded = load_model(path, output_name=output_name)
     ds = _dataset(data, label_column=label_column, seed=seed)
+    loaded = load_model(path, output_name=output_name,  # the data's classes pick the scores
+                        num_classes=ds.num_classes if ds is not None else None)
     return ModelInput(loaded.model, loaded.kind, ds, loaded.files(), None, None, path, loaded,
                       dict(loaded.meta), loaded.meta.get("output_name", output_name))
 

@@ -143,8 +143,8 @@ def benchmark_model(
             files = [tmp / "model.safetensors"]
         elif loaded.kind == "onnx":  # with its external data, if any
             files = copy_onnx(loaded.path, tmp / "model.onnx")
-            if output_name is not None:  # re-opening the run scores the same output
-                (tmp / "model.json").write_text(json.dumps({"output_name": output_name}))
+            if inp.output_name is not None:  # re-opening the run scores the same output
+                (tmp / "model.json").write_text(json.dumps({"output_name": inp.output_name}))
         else:
             target = tmp / f"model{Path(loaded.path).suffix}"
             shutil.copyfile(loaded.path, target)

@@ -477,3 +477,41 @@ def test_a_bfloat16_scores_output_is_refused_clearly_not_crashed_on(tmp_path):
         with pytest.raises(UnsupportedModelError, match="cannot return a bfloat16") as info:
             load_model(path, output_name=output_name)
         _clear(str(info.value))
+
+
+def _with_embedding_first(path: Path) -> Path:
+    """The model with a float [N, 64] embedding (its input, after a Relu) as its first output,
+    before the class scores: as a model that also returns features writes it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    model.graph.node.append(helper.make_node("Relu", ["x"], ["embedding"]))
+    model.graph.output.insert(0, helper.make_tensor_value_info("embedding", TensorProto.FLOAT,
+                                                               ["N", 64]))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_embedding_output_listed_first_is_not_scored_the_classes_pick(digits, tmp_path):
+    """A float [N, 64] output before the [N, 10] scores was scored (5 % accuracy): with the
+    data's 10 classes, the only output 10 wide is scored, the report says so and how to name
+    another, and re-measuring the run folder scores the same output."""
+    from core.data import load_dataset
+
+    X = np.concatenate([digits.X_train, digits.X_test]).reshape(-1, 64)
+    data = load_dataset(_npz(tmp_path / "flat.npz", X, np.concatenate([digits.y_train,
+                                                                       digits.y_test])))
+    clf = zoo._fit_logistic(*data.split("train"))
+    path = _with_embedding_first(_linear_onnx(tmp_path / "m.onnx", clf.coef_.T,
+                                              clf.intercept_))
+    Xt, yt = data.split("test")
+    reports = [_benchmark(source, data, tmp_path / out)
+               for source, out in ((path, "run"), (tmp_path / "run", "again"))]
+    for report, out in zip(reports, ("run", "again")):
+        assert report["onnx"]["output_name"] == "variable"
+        assert report["result"]["accuracy"] == pytest.approx(
+            zoo.ort_accuracy(tmp_path / out, Xt, yt, output="variable"))
+        assert report["result"]["accuracy"] > 0.9
+    assert any("'embedding' ['N', 64], 'variable' ['N', 10]" in w and "scores 'variable'" in w
+               and "--output-name" in w for w in reports[0]["warnings"])

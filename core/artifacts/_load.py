@@ -96,7 +96,8 @@ def check_onnx(path: str | Path) -> Any:
     return check_onnx_file(path)
 
 
-def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> LoadedModel:
+def _load_onnx(path: Path, *, threads: int, output_name: str | None = None,
+               num_classes: int | None = None) -> LoadedModel:
     """An ORT session over the file; a fixed batch dimension is made dynamic where verified
     safe (a temporary copy), else kept and every caller runs it at that batch size."""
     from core.artifacts._onnx import (
@@ -117,7 +118,8 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None) -> L
                          "studio measures and ships the same model with them as a [batch, "
                          "classes] tensor, column k for class label k (as skl2onnx's "
                          "zipmap=False, with integer labels as indices).")
-    shape, classes, batch, output = onnx_interface(model, output_name=output_name)
+    shape, classes, batch, output = onnx_interface(model, output_name=output_name,
+                                                   num_classes=num_classes)
     if output_name is None:
         notes.extend(_several_scores_note(model, output))
     meta: dict[str, Any] = {"output_name": output, "fixed_batch": batch, "notes": notes}
@@ -158,11 +160,12 @@ def _several_scores_note(model: Any, chosen: str) -> list[str]:
 
 
 def load_model(path: str | Path, *, threads: int = 1, output_name: str | None = None,
-               trust_model: bool = False) -> LoadedModel:
+               trust_model: bool = False, num_classes: int | None = None) -> LoadedModel:
     """Load a run folder (built-in family or its model.onnx), an ONNX, TorchScript or .pt2 file.
 
     TorchScript and .pt2 run code stored in the file, so they load only with ``trust_model=True``
     or inside ``trusted_model_code()`` (core/artifacts/_trust.py), unless the studio wrote them.
+    ``num_classes``: the data's, to pick an ONNX file's scores among several outputs.
     """
     path = Path(path)
     if path.is_dir():
@@ -171,7 +174,8 @@ def load_model(path: str | Path, *, threads: int = 1, output_name: str | None = 
         raise ModelFileError(f"No model file or run folder at '{path.name}'.")
     fmt = detect_format(path)
     if fmt == "onnx":
-        return _load_onnx(path, threads=threads, output_name=output_name)
+        return _load_onnx(path, threads=threads, output_name=output_name,
+                          num_classes=num_classes)
     check_model_code_allowed(path, fmt, trust_model=trust_model)
     return LoadedModel(_load_torch(path, fmt), fmt, (), None, path)
 

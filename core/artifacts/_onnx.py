@@ -221,9 +221,9 @@ class OutputInfo:
 
 def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
                   num_classes: int | None = None) -> OutputInfo:
-    """The output holding class scores: ``name`` if given; else a float output of rank 2
-    (last dimension = ``num_classes`` when known), preferring names like logits or
-    probabilities. An integer label output is never taken for scores."""
+    """The output holding class scores: ``name`` if given; else a float output of rank 2:
+    the only one whose last dimension is ``num_classes`` (the data's, when known), else one
+    named like logits or probabilities. An integer label output is never taken for scores."""
     names = [o.name for o in outputs]
     if name is not None:
         chosen = next((o for o in outputs if o.name == name), None)
@@ -239,10 +239,9 @@ def scores_output(outputs: Sequence[OutputInfo], *, name: str | None = None,
                 + (_BF16_HINT if chosen.type == "tensor(bfloat16)" else ""))
         return chosen
     scores = score_candidates(outputs)
-    if num_classes:
-        fitting = [o for o in scores if o.shape[-1] in (num_classes, None) or
-                   isinstance(o.shape[-1], str)]
-        scores = fitting or scores
+    exact = [o for o in scores if num_classes and o.shape[-1] == num_classes]
+    if len(exact) == 1:
+        return exact[0]
     if not scores:
         zipmap = any(o.type.startswith("seq(") for o in outputs)
         raise UnsupportedModelError(
@@ -290,14 +289,15 @@ def session_outputs(session: Any) -> list[OutputInfo]:
     return [OutputInfo(o.name, o.type, tuple(o.shape)) for o in session.get_outputs()]
 
 
-def onnx_interface(model: Any, *, output_name: str | None = None
+def onnx_interface(model: Any, *, output_name: str | None = None, num_classes: int | None = None
                    ) -> tuple[tuple[int, ...], int | None, int | None, str]:
-    """(input shape without batch, classes, fixed batch size or None, scores output name)."""
+    """(input shape without batch, classes, fixed batch size or None, scores output name);
+    ``num_classes``: the data's, to pick the scores among several outputs (``scores_output``)."""
     inputs = [i for i in model.graph.input if i.name not in _initializer_inputs(model)]
     dims = _dims(inputs[0].type.tensor_type.shape.dim)
     batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else None
     shape = tuple(d if isinstance(d, int) else 0 for d in dims[1:])
-    scores = scores_output(graph_outputs(model), name=output_name)
+    scores = scores_output(graph_outputs(model), name=output_name, num_classes=num_classes)
     last = scores.shape[-1]
     classes = last if isinstance(last, int) and last > 0 else None
     return shape, classes, batch, scores.name
