@@ -4,6 +4,7 @@ persistence across a restart of the server process."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -58,6 +60,9 @@ def _wait(client, job_id, headers, states=("succeeded", "failed", "cancelled"), 
     ({"kind": "distill", "config": {"input": "x", "config": {"student": "/tmp/m"}}},
      "server paths"),
     ({"kind": "recipe", "config": {"recipe": {"steps": [{"bake": {}}]}}}, "steps\\[0\\]"),
+    ({"kind": "prune", "config": {"model": "upload:x"}}, "'data' parameter.*uploaded model"),
+    ({"kind": "distill", "config": {"model": "upload:x", "method": "soft-target"}},
+     "'data' parameter.*uploaded model"),
 ])
 def test_bad_requests_get_a_clear_422(api, alice, body, match):
     r = api.post("/api/jobs", json=body, headers=alice)
@@ -209,3 +214,36 @@ def test_api_is_mounted_beside_the_ui(tmp_path):
         page = client.get("/")
         assert page.status_code == 200 and "<html" in page.text.lower()
     app.state.job_manager.shutdown()
+
+
+def test_prune_and_distill_take_an_uploaded_model_with_data(api, digits, tmp_path):
+    """Prune and distill refused ``data`` (so any uploaded model) while quantize, benchmark
+    and auto took it: each now measures the uploaded ONNX model on the data named."""
+    import torch
+
+    from tests.helpers import onnx_zoo
+
+    carol = session(api)  # her own jobs: the other tests count Alice's and Bob's
+    net = onnx_zoo.train_tiny(onnx_zoo.tiny_net(), digits.X_train, digits.y_train, epochs=3)
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():  # a user's legacy export: torch's deprecation is not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.from_numpy(digits.X_train[:2]),), str(path),
+                          dynamo=False, input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}})
+    up = api.post("/api/uploads", headers=carol, data={"kind": "model"},
+                  files={"file": ("tiny.onnx", path.read_bytes())})
+    assert up.status_code == 201, up.text
+    independent = onnx_zoo.ort_accuracy(tmp_path, digits.X_test, digits.y_test)
+    for kind, options in (("prune", {"method": "l1-unstructured",
+                                     "config": {"sparsity": 0.5, "finetune_epochs": 0}}),
+                          ("distill", {"config": {"epochs": 1}})):
+        r = api.post("/api/jobs", headers=carol, json={"kind": kind, "config": {
+            "model": up.json()["use"]["model"], "data": "digits", **options}})
+        assert r.status_code == 201, r.text
+        job = _wait(api, r.json()["id"], carol)
+        assert job["status"] == "succeeded", job
+        bundle = api.get(f"/api/jobs/{job['id']}/artifacts", headers=carol)
+        report = json.loads(zipfile.ZipFile(io.BytesIO(bundle.content)).read("report.json"))
+        assert report["data"]["source"] == "digits" and report["operation"] == kind
+        assert report["baseline"]["accuracy"] == pytest.approx(independent)

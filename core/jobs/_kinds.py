@@ -5,7 +5,8 @@ anything is queued) and then runs one verb into the job's run folder. Inputs are
 jobs of the same owner (``"input": "<job id>"``) or their uploads (``"model"`` / ``"data"``:
 ``"upload:<id>"``, an id from ``POST /api/uploads``), never server paths. A method kind
 (quantize, prune, distill) takes one shape, ``{"input": ..., "method": name, "config": {...}}``
-(``method_payload`` also reads the older ones).
+(``method_payload`` also reads the older ones), or ``"model"`` + ``"data"`` in place of
+``"input"``.
 """
 
 from __future__ import annotations
@@ -193,6 +194,15 @@ def _method_source(config: Mapping[str, Any], resolve: Resolver) -> dict[str, An
     return {"input": _input(config, resolve)}
 
 
+def _model_and_data(config: Mapping[str, Any], resolve: Resolver) -> tuple[Any, Any]:
+    """A method job's model and data for its verb: the uploads' files (or a built-in data
+    name), or the input job's run folder on its own data (None)."""
+    if config.get("model"):
+        return (_source(config["model"], resolve, "model"),
+                _source(config["data"], resolve, "data"))
+    return resolve(config["input"]), None
+
+
 # --- quantize ---------------------------------------------------------------------------------
 def _v_quantize(config, resolve):
     from core.quantization import make_config
@@ -208,11 +218,7 @@ def _r_quantize(config, out_dir, cb, resolve, mopts):
 
     config = method_payload(config)
     cfg = make_config(config["method"], config["config"])
-    if config.get("model"):
-        return quantize(_source(config["model"], resolve, "model"),
-                        _source(config["data"], resolve, "data"), cfg, out_dir=out_dir,
-                        callbacks=cb, measure_options=mopts)
-    return quantize(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
+    return quantize(*_model_and_data(config, resolve), cfg, out_dir=out_dir, callbacks=cb,
                     measure_options=mopts)
 
 
@@ -227,16 +233,16 @@ def _v_prune(config, resolve):
     from core.pruning import PruningConfig
 
     config = method_payload(config)
-    _only(config, {"input", "method", "config"}, "prune")
+    _only(config, {"input", "model", "data", "method", "config"}, "prune")
     cfg = _method_config(PruningConfig, config)
-    return {"input": _input(config, resolve), "method": cfg.method, "config": cfg.to_dict()}
+    return {**_method_source(config, resolve), "method": cfg.method, "config": cfg.to_dict()}
 
 
 def _r_prune(config, out_dir, cb, resolve, mopts):
     from core.pruning import PruningConfig, prune
 
     cfg = _method_config(PruningConfig, method_payload(config))
-    return prune(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
+    return prune(*_model_and_data(config, resolve), cfg, out_dir=out_dir, callbacks=cb,
                  measure_options=mopts)
 
 
@@ -248,7 +254,7 @@ def _v_distill(config, resolve):
     from core.distillation import DistillConfig
 
     config = method_payload(config)
-    _only(config, {"input", "method", "config"}, "distill")
+    _only(config, {"input", "model", "data", "method", "config"}, "distill")
     raw = config["config"]
     for key in _DISTILL_PATHS:
         if raw.get(key):
@@ -256,14 +262,14 @@ def _v_distill(config, resolve):
                                         "accepted; the student is scaled by width/depth)",
                                         raw[key])
     cfg = _method_config(DistillConfig, config)
-    return {"input": _input(config, resolve), "method": cfg.method, "config": cfg.to_dict()}
+    return {**_method_source(config, resolve), "method": cfg.method, "config": cfg.to_dict()}
 
 
 def _r_distill(config, out_dir, cb, resolve, mopts):
     from core.distillation import DistillConfig, distill
 
     cfg = _method_config(DistillConfig, method_payload(config))
-    return distill(resolve(config["input"]), None, cfg, out_dir=out_dir, callbacks=cb,
+    return distill(*_model_and_data(config, resolve), cfg, out_dir=out_dir, callbacks=cb,
                    measure_options=mopts)
 
 
