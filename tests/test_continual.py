@@ -137,3 +137,20 @@ def test_rest_job_kind_validates_before_queueing():
         kind.validate({"config": {"sequence": "files", "files": ["a.csv", "b.csv"]}}, None)
     with pytest.raises(InvalidParameterError, match="'replay_size'"):
         kind.validate({"config": {"replay_size": -1}}, None)
+
+
+def test_a_task_file_with_one_class_is_named_in_the_error(tmp_path):
+    """'needs at least 10 rows and 2 classes; got 80 rows and 1 classes' did not say which of
+    the --files it was: the message names it (base name only) and nothing is written."""
+    from core.cli import run
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", X=rng.normal(size=(80, 3)), y=np.array([0, 1] * 40))
+    np.savez(tmp_path / "one_class.npz", X=rng.normal(size=(80, 3)), y=np.zeros(80, int))
+    errors: list[str] = []
+    files = ",".join(str(tmp_path / n) for n in ("a.npz", "one_class.npz"))
+    code = run(["continual", "--files", files, "--out", str(tmp_path / "x")],
+               err=errors.append)
+    assert code != 0 and not (tmp_path / "x").exists()
+    assert "'one_class.npz' needs at least 10 rows and 2 classes" in errors[0], errors
+    assert str(tmp_path) not in errors[0]

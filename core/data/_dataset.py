@@ -350,8 +350,8 @@ def _numpy_cut(ix: np.ndarray, labels: np.ndarray, frac: float, seed: int
 def _split(name, X, y, classes, prep, spec: DataSpec, *, fit_standardize: bool) -> Dataset:
     counts = np.bincount(y.astype(np.int64), minlength=len(classes))
     if len(y) < 10 or (counts > 0).sum() < 2:
-        raise DataError(f"The data set needs at least 10 rows and 2 classes; got {len(y)} rows "
-                        f"and {(counts > 0).sum()} classes.")
+        raise DataError(f"The data set '{Path(spec.source).name}' needs at least 10 rows and 2 "
+                        f"classes; got {len(y)} rows and {(counts > 0).sum()} classes.")
     idx = np.arange(len(y))
 
     def cut(ix: np.ndarray, frac: float, salt: int) -> tuple[np.ndarray, np.ndarray]:
