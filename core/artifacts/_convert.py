@@ -394,6 +394,34 @@ def _static_reshapes(module: Any) -> None:
         module.recompile()
 
 
+def _closing_softmax_trains_on_log_probs(module: Any) -> int:
+    """Each Softmax whose result is only a graph output becomes :class:`ClosingSoftmax`
+    (log-probabilities while training, probabilities in eval and export). Returns how many."""
+    import torch
+    from onnx2torch.node_converters.activations import OnnxSoftmaxV1V11
+
+    from core.artifacts._convert_modules import ClosingSoftmax
+
+    output = next(n for n in module.graph.nodes if n.op == "output")
+    produced = output.args[0] if isinstance(output.args[0], (tuple, list)) else [output.args[0]]
+    replaced = 0
+    for node in produced:
+        if getattr(node, "op", None) != "call_module" or len(node.users) != 1:
+            continue  # also read inside the graph (e.g. by an ArgMax label): left as it is
+        softmax = module.get_submodule(node.target)
+        if isinstance(softmax, torch.nn.Softmax):
+            log_softmax: Any = torch.nn.LogSoftmax(dim=softmax.dim)
+        elif isinstance(softmax, OnnxSoftmaxV1V11) and not softmax.is_log:
+            log_softmax = OnnxSoftmaxV1V11(axis=softmax.axis, is_log=True)
+        else:
+            continue
+        module.add_submodule(node.target, ClosingSoftmax(softmax, log_softmax))
+        replaced += 1
+    if replaced:
+        module.recompile()
+    return replaced
+
+
 def _fetch_attr(module: Any, target: str) -> Any:
     value = module
     for part in target.split("."):
@@ -469,6 +497,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
             f"'{name}' cannot be turned into a trainable torch module: {text}.") from None
     _float_initializers_trainable(module)
     _static_reshapes(module)
+    _closing_softmax_trains_on_log_probs(module)
     module.train()
     if batch and not _runs_on_other_batches(module, model, batch):
         module = FixedBatch(module, batch)

@@ -80,3 +80,20 @@ class FixedBatch(torch.nn.Module):
 
 def outputs_of(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+class ClosingSoftmax(torch.nn.Module):
+    """A Softmax that is a graph output (Keras/tf2onnx and many converters export
+    probabilities): probabilities in eval mode and whenever exported, so the shipped model
+    keeps the user's output; log-probabilities in train mode, so every cross-entropy or KD
+    loss on the output is exact (log_softmax of log-probabilities is themselves) instead of
+    treating probabilities as logits. ``torch.export`` (PT2E, QAT included) keeps probabilities."""
+
+    def __init__(self, probs: torch.nn.Module, log_probs: torch.nn.Module) -> None:
+        super().__init__()
+        self.probs, self.log_probs = probs, log_probs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not torch.compiler.is_exporting():
+            return self.log_probs(x)
+        return self.probs(x)

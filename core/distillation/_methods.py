@@ -39,6 +39,13 @@ def _is_torch(model: Any) -> bool:
 
 
 def _softmax_np(logits: np.ndarray, T: float) -> np.ndarray:
+    """Temperature-softened probabilities of a teacher's scores; scores that are already
+    probabilities (an ONNX teacher ending in Softmax) are taken as their log, which is the
+    logits up to a per-row constant, so the soft targets are the same as from its logits."""
+    from core.measure._accuracy import _are_probabilities
+
+    if _are_probabilities(logits):
+        logits = np.log(np.clip(logits, 1e-30, 1.0))
     z = logits / T
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)

@@ -115,7 +115,8 @@ def onnx_student(loaded: Any, data: Any, *, width: float, depth: float,
                  seed: int) -> tuple[Any, str]:
     """The student for an ONNX teacher: the teacher's own architecture (converted to torch)
     with ``1 − width`` of its channels/neurons removed by structured pruning (Torch-Pruning;
-    the kept weights are its start), or at width 1 the same architecture freshly initialized.
+    the kept weights are its start), or at width 1 the same architecture re-initialized
+    where its layers allow (see :func:`_fresh_start`).
     ``depth`` < 1 cannot apply to an arbitrary graph."""
     import torch
 
@@ -128,12 +129,7 @@ def onnx_student(loaded: Any, data: Any, *, width: float, depth: float,
             "--family cnn|mlp|vit)", depth)
     module = converted_student(loaded, what="teacher")
     if width > 0.95:  # less than the smallest pruning step (5 %): the same width
-        torch.manual_seed(seed)
-        for layer in module.modules():  # a fresh start ("born-again" student)
-            if layer is not module and hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-        return module, ("the teacher's architecture (ONNX, converted to torch), same width, "
-                        "freshly initialized")
+        return module, _fresh_start(module, seed)
     cfg = PruningConfig(method="structured-l2", sparsity=round(1.0 - width, 6),
                         finetune_epochs=0, seed=seed)
     example = torch.from_numpy(data.X_train[:2])
@@ -153,10 +149,33 @@ def onnx_student(loaded: Any, data: Any, *, width: float, depth: float,
             f"A student at width {width:g} cannot be cut from this ONNX teacher: structured "
             "pruning found no layer to narrow (Linear or Conv2d before the output layer; an "
             "ONNX MatMul by constant weights is not one), so the student would be the "
-            "teacher's own size. Give --width 1 (its own architecture, freshly initialized), "
+            "teacher's own size. Give --width 1 (its own architecture), "
             "a student (--student), or a family (--family cnn|mlp|vit).")
     return module, (f"the teacher's architecture (ONNX, converted to torch) at width "
                     f"{width:g}: channels/neurons removed by structured pruning (L2)")
+
+
+def _fresh_start(module: Any, seed: int) -> str:
+    """Re-initialize every layer that can (``reset_parameters``: a "born-again" student) and
+    say how much that was: weights held as graph constants (an ONNX MatMul's) keep the
+    teacher's values, as there is no layer to say how to initialize them."""
+    import torch
+
+    torch.manual_seed(seed)
+    fresh: set[int] = set()
+    for layer in module.modules():
+        if layer is not module and hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+            fresh.update(id(p) for p in layer.parameters(recurse=False))
+    params = list(module.parameters())
+    total = sum(p.numel() for p in params)
+    reset = sum(p.numel() for p in params if id(p) in fresh)
+    what = "the teacher's architecture (ONNX, converted to torch), same width, "
+    if reset == total:
+        return what + "freshly initialized"
+    return what + (f"{reset:,} of its {total:,} weights freshly initialized; the other "
+                   f"{total - reset:,} (graph constants such as MatMul weights) start from "
+                   "the teacher's")
 
 
 def check_student(student: Any, data: Any, num_classes: int) -> None:
