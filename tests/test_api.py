@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.rest import FAST, rest_client, session
+from tests.helpers.rest import FAST, rest_client, session, wait_job
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,6 @@ def bob(api):
     return session(api)
 
 
-def _wait(client, job_id, headers, states=("succeeded", "failed", "cancelled"), timeout=120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
-        if job["status"] in states:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} stuck in {job['status']}")
 
 
 @pytest.mark.parametrize("body, match", [
@@ -93,7 +85,7 @@ def test_train_job_lifecycle_isolation_bundle_and_metrics(api, alice, bob):
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["status"] in ("queued", "running") and "result_path" not in job
-    done = _wait(api, job["id"], alice)
+    done = wait_job(api, job["id"], alice)
     assert done["status"] == "succeeded" and done["progress"] == 1.0
     assert 0 < done["summary"]["accuracy"] <= 1
     # Bob sees nothing of Alice's.
@@ -119,13 +111,13 @@ def test_cancel_via_api_ends_quickly_and_leaves_nothing(api, bob):
     r = api.post("/api/jobs", json={"kind": "train", "config": {"epochs": 5000}},
                  headers=bob)
     job_id = r.json()["id"]
-    _wait(api, job_id, bob, states=("running",))
+    wait_job(api, job_id, bob, states=("running",))
     time.sleep(0.3)
     assert api.get(f"/api/jobs/{job_id}/artifacts", headers=bob).status_code == 409
     start = time.monotonic()
     r = api.post(f"/api/jobs/{job_id}/cancel", headers=bob)
     assert r.status_code == 202
-    done = _wait(api, job_id, bob, timeout=30)
+    done = wait_job(api, job_id, bob, timeout=30)
     assert done["status"] == "cancelled"
     # The job stops at its next check, or is killed after the grace period: never later.
     from core.isolation import GRACE_S
@@ -241,7 +233,7 @@ def test_prune_and_distill_take_an_uploaded_model_with_data(api, digits, tmp_pat
         r = api.post("/api/jobs", headers=carol, json={"kind": kind, "config": {
             "model": up.json()["use"]["model"], "data": "digits", **options}})
         assert r.status_code == 201, r.text
-        job = _wait(api, r.json()["id"], carol)
+        job = wait_job(api, r.json()["id"], carol)
         assert job["status"] == "succeeded", job
         bundle = api.get(f"/api/jobs/{job['id']}/artifacts", headers=carol)
         report = json.loads(zipfile.ZipFile(io.BytesIO(bundle.content)).read("report.json"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import onnx_zoo
-from tests.helpers.rest import FAST, rest_client, session
+from tests.helpers.rest import FAST, rest_client, session, wait_job
 
 LIMIT_MB = 0.05  # ~51 KB: the tiny export (~8 KB graph + ~18 KB data) fits
 
@@ -72,16 +72,6 @@ def _graph(export: Path, *, location: str | None = None, dims: list[int] | None 
     return model.SerializeToString()
 
 
-def _wait(client, job_id: str, headers, timeout: float = 180):
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_the_pair_uploaded_through_rest_is_measured_as_onnxruntime_scores_it(
@@ -95,7 +85,7 @@ def test_the_pair_uploaded_through_rest_is_measured_as_onnxruntime_scores_it(
     r = client.post("/api/jobs", headers=alice, json={
         "kind": "benchmark", "config": {"model": up.json()["use"]["model"], "data": "digits"}})
     assert r.status_code == 201, r.text
-    job = _wait(client, r.json()["id"], alice)
+    job = wait_job(client, r.json()["id"], alice)
     assert job["status"] == "succeeded", job
     independent = onnx_zoo.ort_accuracy(export, digits.X_test, digits.y_test)
     assert job["summary"]["accuracy"] == pytest.approx(independent, abs=1e-9)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import functools
 import io
 import pickle
-import time
 import zipfile
 
 import numpy as np
 import pytest
 
-from tests.helpers.rest import FAST, rest_client, session
+from tests.helpers.rest import FAST, rest_client, session, wait_job
 
 LIMIT_MB = 0.05  # ~51 KB: the tiny model and data fit, the over-limit bodies do not
 
@@ -58,14 +57,6 @@ def _uploads_left(root) -> list[str]:
     return sorted(p.name for p in root.glob("jobs/*/uploads/*/*"))
 
 
-def _wait(client, job_id, headers, timeout=120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} stuck in {job['status']}")
 
 
 def test_only_tokens_the_server_issued_are_accepted(server, tmp_path):
@@ -121,7 +112,7 @@ def test_upload_own_onnx_and_data_then_benchmark_it(server):
     r = client.post("/api/jobs", headers=alice, json={
         "kind": "benchmark", "config": {"model": ref_model, "data": ref_data}})
     assert r.status_code == 201, r.text
-    job = _wait(client, r.json()["id"], alice)
+    job = wait_job(client, r.json()["id"], alice)
     assert job["status"] == "succeeded", job
     assert job["summary"]["size_bytes"] == len(_tiny_onnx()) and 0 <= job["summary"]["accuracy"]
     bundle = client.get(f"/api/jobs/{job['id']}/artifacts", headers=alice)
@@ -132,7 +123,7 @@ def test_upload_own_onnx_and_data_then_benchmark_it(server):
     r = client.post("/api/jobs", headers=alice, json={"kind": "quantize", "config": {
         "model": ref_model, "data": ref_data, "method": "ort-dynamic-int8"}})
     assert r.status_code == 201, r.text
-    job = _wait(client, r.json()["id"], alice)
+    job = wait_job(client, r.json()["id"], alice)
     assert job["status"] == "succeeded" and job["summary"]["method"] == "ort-dynamic-int8", job
     # Bob cannot use Alice's upload; an upload is not a job 'input'.
     r = client.post("/api/jobs", headers=bob, json={

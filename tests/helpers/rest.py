@@ -3,6 +3,7 @@ the server issued."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,3 +34,17 @@ def session(client: Any) -> dict[str, str]:
     r = client.post("/api/session")
     assert r.status_code == 201, r.text
     return {r.json()["header"]: r.json()["token"]}
+
+
+def wait_job(client: Any, job_id: str, headers: dict[str, str],
+             states: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+             timeout: float = 180) -> dict[str, Any]:
+    """The job's JSON once its status is one of ``states`` (AssertionError after ``timeout``)."""
+    end = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < end:
+        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if job["status"] in states:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} stuck in {job.get('status')}")
