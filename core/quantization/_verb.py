@@ -209,23 +209,10 @@ def quantize(
                         output_name=inp.output_name,
                         torch_model=_torch_form(fp32, inp, cfg.method, warnings))
         cb.progress(0.0, f"Preparing {cfg.method}")
-        layerwise = cfg.sensitivity or cfg.tolerance is not None
         extra: dict[str, Any] = {"val_split": _val_split(data)}
-        if layerwise:  # the per-layer searches compare with it; else scored with the result
-            fp32_val = extra["fp32_val_accuracy"] = _accuracy(fp32, data=data)[0]
-            extra["sensitivity"] = _sensitivity(spec, source, cfg, data, fp32_val, cb)
-        kept = _named_float_layers(spec, source, cfg)
-        lo = 0.5 if layerwise else 0.05
-        q, q_val, *fp32_scored = _attempt(spec, source, cfg, data, include=None,
-                                          exclude=list(kept), cb=cb.sub(lo, lo + 0.1),
-                                          fp32=None if layerwise else fp32)
-        fp32_val = extra.setdefault("fp32_val_accuracy", (fp32_scored or [None])[0])
-        if cfg.tolerance is not None:
-            q, q_val = _within_tolerance(spec, source, cfg, data, cb, fp32_val=fp32_val,
-                                         sens=extra["sensitivity"], kept=kept,
-                                         first=(q, q_val), extra=extra, warnings=warnings)
+        q, kept = _chosen_attempt(spec, source, cfg, data, fp32, cb, extra, warnings)
         extra["evidence"] = require_quantized(q.path, cfg.method, kept_float=kept)
-        extra.update(quantized_val_accuracy=q_val, kept_float=kept, **q.info)
+        extra.update(**q.info)
         if "parity" in source.cache:
             extra["fp32_onnx_parity_max_abs_diff"] = source.cache["parity"]
         warnings += q.warnings
@@ -259,6 +246,30 @@ def quantize(
             write_report(tmp, report)
     cb.progress(1.0, "Done")
     return RunResult(Path(out_dir), report)
+
+
+def _chosen_attempt(spec: MethodSpec, source: Source, cfg: QuantizationConfig, data: Any,
+                    fp32: Any, cb: Callbacks, extra: dict[str, Any], warnings: list[str]
+                    ) -> tuple[Any, list[str]]:
+    """The attempt to ship and the layers it keeps in float: every layer quantized but the
+    named ones; with a tolerance, the most sensitive layers kept in float until the validation
+    drop is within it. The validation scores (and the searches' steps) go to ``extra``."""
+    layerwise = cfg.sensitivity or cfg.tolerance is not None
+    if layerwise:  # the per-layer searches compare with it; else scored with the result
+        fp32_val = extra["fp32_val_accuracy"] = _accuracy(fp32, data=data)[0]
+        extra["sensitivity"] = _sensitivity(spec, source, cfg, data, fp32_val, cb)
+    kept = _named_float_layers(spec, source, cfg)
+    lo = 0.5 if layerwise else 0.05
+    q, q_val, *fp32_scored = _attempt(spec, source, cfg, data, include=None,
+                                      exclude=list(kept), cb=cb.sub(lo, lo + 0.1),
+                                      fp32=None if layerwise else fp32)
+    fp32_val = extra.setdefault("fp32_val_accuracy", (fp32_scored or [None])[0])
+    if cfg.tolerance is not None:
+        q, q_val = _within_tolerance(spec, source, cfg, data, cb, fp32_val=fp32_val,
+                                     sens=extra["sensitivity"], kept=kept, first=(q, q_val),
+                                     extra=extra, warnings=warnings)
+    extra.update(quantized_val_accuracy=q_val, kept_float=kept)
+    return q, kept
 
 
 def _sensitivity(spec: MethodSpec, source: Source, cfg: QuantizationConfig, data: Any,
