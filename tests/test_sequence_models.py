@@ -159,3 +159,51 @@ def test_grayscale_image_npz_still_trains_the_cnn(tmp_path):
     assert report["data"]["input_shape"] == [1, 8, 8]
     assert report["data"]["channel_axis"] is True
     assert report["result"]["accuracy"] > 0.85
+
+
+_PRUNE_IN_CHILD = """
+import json, sys
+from core import prune
+from core.errors import UnsupportedModelError
+try:
+    prune(sys.argv[1], sys.argv[2], "structured-l2", out_dir=sys.argv[3],
+          measure_options={"budget_s": 0.02, "memory": False})
+    print(json.dumps({"refused": None}))
+except UnsupportedModelError as exc:
+    print(json.dumps({"refused": str(exc)}))
+"""
+
+
+def test_structured_pruning_of_a_transformer_onnx_ends_with_a_clear_refusal(
+        seq_onnx, seq_npz, seq_data, tmp_path):
+    """An exported TransformerEncoder's attention (a MatMul of two activations between
+    reshapes) kept Torch-Pruning's grouping running past 10 minutes; structured pruning now
+    refuses it up front, naming the product and what applies, and writes nothing. The prune
+    runs in a child process that the test stops, so a regression fails instead of hanging.
+    The unstructured method the message names does prune the model."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core import prune
+
+    out = tmp_path / "p"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PRUNE_IN_CHILD, str(seq_onnx["transformer"]), str(seq_npz),
+             str(out)], capture_output=True, text=True, timeout=600,
+            cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired:
+        pytest.fail("structured pruning of the Transformer ONNX did not end")
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused = json.loads(done.stdout.strip().splitlines()[-1])["refused"]
+    assert refused and "MatMul of two activations 'encoder/layers/0/self_attn/MatMul" in refused
+    assert "l1-unstructured" in refused and "ort-dynamic-int8" in refused
+    assert not out.exists()
+
+    report = prune(seq_onnx["transformer"], seq_npz, "l1-unstructured", sparsity=0.5,
+                   out_dir=tmp_path / "u", measure_options=FAST_MEASURE).report
+    assert report["result"]["nonzero_params"] < 0.6 * report["baseline"]["nonzero_params"]
+    assert report["result"]["accuracy"] == pytest.approx(
+        ort_accuracy(tmp_path / "u", seq_data.X_test, seq_data.y_test))

@@ -119,3 +119,21 @@ def fold_batchnorm(gm: torch.fx.GraphModule) -> int:
         folded += 1
     gm.recompile()
     return folded
+
+
+def attention_product(model: Any) -> str | None:
+    """The name of the first MatMul of two activations (attention's Q·Kᵀ or weights·V) in a
+    converted ONNX graph, else None. Torch-Pruning's channel grouping does not end on such a
+    graph: each reshape around the product maps indices as if channels were axis 1, and the
+    index sets grow on every pass (an exported TransformerEncoder ran past 10 minutes)."""
+    if not isinstance(model, torch.fx.GraphModule):
+        return None
+    from_input: set[torch.fx.Node] = set()
+    for node in model.graph.nodes:
+        if node.op == "placeholder" or any(a in from_input for a in node.all_input_nodes):
+            from_input.add(node)
+        if (node.op == "call_module" and len(node.args) >= 2
+                and type(model.get_submodule(node.target)).__name__ == "OnnxMatMul"
+                and all(a in from_input for a in node.args[:2])):
+            return str(node.target)
+    return None

@@ -170,9 +170,11 @@ def _builtin_baseline_onnx(source: Any, original: Any, data: Any, scratch: Path)
     return _baseline_onnx(original, data, scratch)
 
 
-def _refusal(kind: str, method: str, why: str | None = None) -> str | None:
+def _refusal(kind: str, method: str, why: str | None = None, model: Any = None) -> str | None:
     """Why ``method`` cannot prune a model of this kind, or None when it can (``why``: the
     converter's own reason for an ONNX graph, said instead of the general one)."""
+    from core.pruning._onnx import attention_product
+
     if kind == "onnx":
         if why:
             return f"Pruning needs a trainable torch form of the model: {why}"
@@ -184,6 +186,13 @@ def _refusal(kind: str, method: str, why: str | None = None) -> str | None:
         return (f"Structured pruning rewrites layers, which needs a Python nn.Module; this is "
                 f"a {'TorchScript' if kind == 'torchscript' else 'torch.export'} model. Use an "
                 "unstructured method, or pass the model from Python.")
+    if PruningConfig(method=method).structured and (where := attention_product(model)):
+        return (f"Structured pruning cannot group the channels of this ONNX graph's attention "
+                f"(MatMul of two activations '{where}', as an exported attention layer "
+                "writes it): Torch-Pruning's grouping does not end on its reshapes. ONNX "
+                "Runtime quantization (ort-dynamic-int8, ort-static-int8) and unstructured "
+                "pruning (e.g. l1-unstructured) apply; a torch model with "
+                "nn.MultiheadAttention can be pruned structurally from Python.")
     return None
 
 
@@ -193,9 +202,9 @@ def unsupported_methods(model_or_run: Any, data: Any = None,
     model, each with the reason ``prune`` would give; loads the model but prunes nothing."""
     from core.registry import list_methods
 
-    _, kind, _, _, _, why = _resolve(model_or_run, data)
+    model, kind, _, _, _, why = _resolve(model_or_run, data)
     names = list(methods) if methods is not None else list(list_methods("pruning"))
-    return {m: r for m in names if (r := _refusal(kind, m, why))}
+    return {m: r for m in names if (r := _refusal(kind, m, why, model))}
 
 
 @dataclass
@@ -310,7 +319,7 @@ def prune(
     method = get_method("pruning", cfg.method)
     cb.progress(0.0, "Loading the model")
     original, kind, dataset, base_files, run_parent, why = _resolve(model_or_run, data)
-    reason = _refusal(kind, cfg.method, why)
+    reason = _refusal(kind, cfg.method, why, original)
     if reason:
         raise UnsupportedModelError(reason)
     _check_fits(original, dataset)
