@@ -174,36 +174,60 @@ except UnsupportedModelError as exc:
 """
 
 
-def test_structured_pruning_of_a_transformer_onnx_ends_with_a_clear_refusal(
-        seq_onnx, seq_npz, seq_data, tmp_path):
-    """An exported TransformerEncoder's attention (a MatMul of two activations between
-    reshapes) kept Torch-Pruning's grouping running past 10 minutes; structured pruning now
-    refuses it up front, naming the product and what applies, and writes nothing. The prune
-    runs in a child process that the test stops, so a regression fails instead of hanging.
-    The unstructured method the message names does prune the model."""
+def _structured_prune_in_child(model_path, npz, out) -> str | None:
+    """structured-l2 in a child process the caller stops (a hang fails, not blocks): the
+    refusal's message, or None when it pruned."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
-    from core import prune
-
-    out = tmp_path / "p"
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _PRUNE_IN_CHILD, str(seq_onnx["transformer"]), str(seq_npz),
-             str(out)], capture_output=True, text=True, timeout=600,
-            cwd=Path(__file__).resolve().parents[1])
+            [sys.executable, "-c", _PRUNE_IN_CHILD, str(model_path), str(npz), str(out)],
+            capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
     except subprocess.TimeoutExpired:
-        pytest.fail("structured pruning of the Transformer ONNX did not end")
+        pytest.fail(f"structured pruning of {model_path.name} did not end")
     assert done.returncode == 0, done.stderr[-2000:]
-    refused = json.loads(done.stdout.strip().splitlines()[-1])["refused"]
+    return json.loads(done.stdout.strip().splitlines()[-1])["refused"]
+
+
+def test_structured_pruning_of_a_transformer_onnx_ends_with_a_clear_refusal(
+        seq_onnx, seq_npz, seq_data, tmp_path):
+    """An exported TransformerEncoder's attention (a MatMul of two activations between
+    reshapes) kept Torch-Pruning's grouping running past 10 minutes; structured pruning now
+    refuses it up front, naming the product and what applies, and writes nothing. The
+    unstructured method the message names does prune the model."""
+    from core import prune
+
+    refused = _structured_prune_in_child(seq_onnx["transformer"], seq_npz, tmp_path / "p")
     assert refused and "MatMul of two activations 'encoder/layers/0/self_attn/MatMul" in refused
     assert "l1-unstructured" in refused and "ort-dynamic-int8" in refused
-    assert not out.exists()
+    assert not (tmp_path / "p").exists()
 
     report = prune(seq_onnx["transformer"], seq_npz, "l1-unstructured", sparsity=0.5,
                    out_dir=tmp_path / "u", measure_options=FAST_MEASURE).report
     assert report["result"]["nonzero_params"] < 0.6 * report["baseline"]["nonzero_params"]
     assert report["result"]["accuracy"] == pytest.approx(
         ort_accuracy(tmp_path / "u", seq_data.X_test, seq_data.y_test))
+
+
+def test_structured_pruning_of_an_opset_23_attention_node_is_refused(seq_npz, tmp_path):
+    """From opset 23 the exporter writes the attention as one Attention node: its grouping
+    did not end either; refused the same way, naming the node."""
+    import contextlib
+    import io
+    import warnings
+
+    import torch
+
+    path = tmp_path / "transformer23.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(sequence_model("transformer", features=FEATURES, steps=STEPS).eval(),
+                          (torch.randn(2, STEPS, FEATURES),), str(path), dynamo=True,
+                          opset_version=23, dynamic_shapes=({0: torch.export.Dim("batch")},))
+    assert "Attention" in _op_types(path)
+    refused = _structured_prune_in_child(path, seq_npz, tmp_path / "p")
+    assert refused and "ONNX Attention node" in refused and "l1-unstructured" in refused
+    assert not (tmp_path / "p").exists()

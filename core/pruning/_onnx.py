@@ -122,18 +122,22 @@ def fold_batchnorm(gm: torch.fx.GraphModule) -> int:
 
 
 def attention_product(model: Any) -> str | None:
-    """The name of the first MatMul of two activations (attention's Q·Kᵀ or weights·V) in a
-    converted ONNX graph, else None. Torch-Pruning's channel grouping does not end on such a
-    graph: each reshape around the product maps indices as if channels were axis 1, and the
-    index sets grow on every pass (an exported TransformerEncoder ran past 10 minutes)."""
+    """Where a converted ONNX graph computes attention: "ONNX Attention node '<name>'" or
+    "MatMul of two activations '<name>'" (Q·Kᵀ or weights·V, as opsets before 23 write it),
+    else None. Torch-Pruning's channel grouping does not end on such a graph: each reshape
+    around it maps indices as if channels were axis 1, and the index sets grow on every pass
+    (an exported TransformerEncoder, either form, ran past 10 minutes)."""
     if not isinstance(model, torch.fx.GraphModule):
         return None
     from_input: set[torch.fx.Node] = set()
     for node in model.graph.nodes:
         if node.op == "placeholder" or any(a in from_input for a in node.all_input_nodes):
             from_input.add(node)
-        if (node.op == "call_module" and len(node.args) >= 2
-                and type(model.get_submodule(node.target)).__name__ == "OnnxMatMul"
-                and all(a in from_input for a in node.args[:2])):
-            return str(node.target)
+        if node.op != "call_module":
+            continue
+        kind = type(model.get_submodule(node.target)).__name__
+        if kind == "OnnxAttention":
+            return f"ONNX Attention node '{node.target}'"
+        if kind == "OnnxMatMul" and all(a in from_input for a in node.args[:2]):
+            return f"MatMul of two activations '{node.target}'"
     return None

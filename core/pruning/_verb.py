@@ -188,8 +188,8 @@ def _refusal(kind: str, method: str, why: str | None = None, model: Any = None) 
                 "unstructured method, or pass the model from Python.")
     if PruningConfig(method=method).structured and (where := attention_product(model)):
         return (f"Structured pruning cannot group the channels of this ONNX graph's attention "
-                f"(MatMul of two activations '{where}', as an exported attention layer "
-                "writes it): Torch-Pruning's grouping does not end on its reshapes. ONNX "
+                f"({where}, as an exported attention layer writes it): Torch-Pruning's "
+                "grouping does not end on the reshapes around it. ONNX "
                 "Runtime quantization (ort-dynamic-int8, ort-static-int8) and unstructured "
                 "pruning (e.g. l1-unstructured) apply; a torch model with "
                 "nn.MultiheadAttention can be pruned structurally from Python.")
