@@ -329,7 +329,6 @@ def _time_together(model: Any, data: Any, files: dict[str, Path], rows: dict[str
 
 def main() -> None:
     from core.data import load_dataset
-    from core.measure import environment_manifest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS),
@@ -359,10 +358,7 @@ def main() -> None:
                     "batch size; baseline = torch FP32 eager (size = its safetensors bytes)",
         "data": "digits (test split for accuracy; calibration from the train split)",
         "targets": TARGETS, "target_results": targets, "models": results,
-        "seconds": round(time.perf_counter() - start, 1),
-        "load_average": {"start": [round(x, 2) for x in load],
-                         "end": [round(x, 2) for x in os.getloadavg()]},
-        "environment": environment_manifest(threads=1),
+        **_run_record(start, load),
     }
     out = ROOT / "benchmarks" / "results" / "quantization.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -379,9 +375,18 @@ def main() -> None:
     print(f"wrote {out} in {report['seconds']} s")
 
 
+def _run_record(start: float, load: tuple[float, ...]) -> dict[str, Any]:
+    """Seconds since ``start``, the load average then and now, and the machine."""
+    from core.measure import environment_manifest
+
+    return {"seconds": round(time.perf_counter() - start, 1),
+            "load_average": {"start": [round(x, 2) for x in load],
+                             "end": [round(x, 2) for x in os.getloadavg()]},
+            "environment": environment_manifest(threads=1)}
+
+
 def main_ort_options(names: list[str]) -> None:
     """Run the ORT INT8 options part and write quantization_ort_int8.json."""
-    from core.measure import environment_manifest
 
     start, load = time.perf_counter(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-quant-ort-") as tmp:
@@ -394,10 +399,7 @@ def main_ort_options(names: list[str]) -> None:
                     f"call, 1 thread, budget {BUDGET_S} s per variant and batch size",
         "data": "digits upsampled to 3x32x32 (tests/helpers/zoo.digits_3x32), calibration: "
                 "256 seeded rows of the train split",
-        "models": results, "seconds": round(time.perf_counter() - start, 1),
-        "load_average": {"start": [round(x, 2) for x in load],
-                         "end": [round(x, 2) for x in os.getloadavg()]},
-        "environment": environment_manifest(threads=1),
+        "models": results, **_run_record(start, load),
     }
     out = ROOT / "benchmarks" / "results" / "quantization_ort_int8.json"
     out.write_text(json.dumps(report, indent=2))

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable, Sequence
 
 from core.artifacts import UntrustedModelError, check_onnx, detect_format, server_allows_model_code
 from core.artifacts._inspect import check_pt2_file
-from core.artifacts._onnx import move_onnx
+from core.artifacts._onnx import external_data_locations, move_onnx, read_graph
 from core.artifacts._trust import untrusted_message
 from core.data import npz_headers
 from core.errors import DataError, InvalidParameterError, ModelFileError, StudioError
@@ -133,7 +133,7 @@ def _store_onnx(graph: Path, others: list[Path], dest_dir: Path) -> Path:
 def _data_files_named(graph: Path, name: str, others: list[Path]) -> dict[str, Path]:
     """Each external-data location the graph declares, and the uploaded file of that (base)
     name; refused: a location that is not a plain file name, a missing or an unnamed file."""
-    locations = external_data_locations(graph)
+    locations = external_data_locations(read_graph(graph))
     bad = [loc for loc in locations if not _plain_name(loc)]
     if bad:
         raise ModelFileError(f"'{graph.name}' keeps weights in '{bad[0][:80]}', which is not a "
@@ -166,16 +166,6 @@ def _pair_message(graph: str, locations: list[str], missing: list[str],
                      f"'{graph}' (it names {quoted(locations) or 'no data file'})")
     return ("; ".join(parts) + ". Upload the .onnx together with the data file(s) it names, "
             "names unchanged (torch.onnx.export writes model.onnx + model.onnx.data).")
-
-
-def external_data_locations(graph: Path) -> set[str]:
-    """The external-data locations an ONNX graph declares (read without loading any data)."""
-    import onnx
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
-
-    model = onnx.load(str(graph), load_external_data=False)
-    return {ExternalDataInfo(t).location for t in _get_all_tensors(model)
-            if uses_external_data(t)}
 
 
 def _plain_name(location: str) -> bool:

@@ -72,16 +72,11 @@ def read_graph(path: str | Path, *, external_data: bool = False) -> Any:
 
 def external_data_files(path: str | Path, model: Any = None) -> list[Path]:
     """The external-data files an ONNX graph references, which must lie beside it."""
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
-
     path = Path(path)
     model = model if model is not None else read_graph(path)
     base = path.parent.resolve()
     found: dict[str, Path] = {}
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
-            continue
-        location = ExternalDataInfo(tensor).location
+    for location in sorted(external_data_locations(model)):
         target = (base / location).resolve()
         if target.parent != base:
             raise ModelFileError(f"'{path.name}' keeps weights in '{location}', outside its own "
@@ -92,6 +87,14 @@ def external_data_files(path: str | Path, model: Any = None) -> list[Path]:
                                  "writes both).")
         found.setdefault(location, target)
     return list(found.values())
+
+
+def external_data_locations(model: Any) -> set[str]:
+    """The external-data locations a parsed ONNX graph declares (no data is read)."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    return {ExternalDataInfo(t).location for t in _get_all_tensors(model)
+            if uses_external_data(t)}
 
 
 def onnx_files(path: str | Path) -> list[Path]:
