@@ -91,16 +91,20 @@ def test_two_workers_share_one_journal_study(tmp_path):
     _check_shared(open_storage(storage, heartbeat_s=None), a, b)
 
 
-def _states(db: Path) -> list[str]:
-    """Trial states; a running trial counts only once its first heartbeat is stored."""
+def _states(db: Path, n_params: int = 2) -> list[str]:
+    """Trial states; a running trial counts only once its first heartbeat and all its
+    ``n_params`` parameters are stored (killed before that, it has nothing to retry with)."""
     try:
         with sqlite3.connect(db, timeout=5) as con:
-            rows = con.execute("select t.state, count(h.trial_id) from trials t left join "
-                               "trial_heartbeats h on h.trial_id = t.trial_id "
-                               "group by t.trial_id order by t.number").fetchall()
+            rows = con.execute(
+                "select t.state, "
+                "(select count(*) from trial_heartbeats h where h.trial_id = t.trial_id), "
+                "(select count(*) from trial_params p where p.trial_id = t.trial_id) "
+                "from trials t order by t.number").fetchall()
     except sqlite3.Error:
         return []
-    return [s if s != "RUNNING" or n else "STARTING" for s, n in rows]
+    return [s if s != "RUNNING" or (beats and params == n_params) else "STARTING"
+            for s, beats, params in rows]
 
 
 def test_killed_study_resumes_without_losing_trials(tmp_path):
