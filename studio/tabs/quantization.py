@@ -12,7 +12,12 @@ from core.artifacts import make_bundle
 from core.errors import InvalidParameterError
 from core.measure import speed_label
 from core.quantization import is_layerwise, make_config, quantize
-from core.quantization._config import CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS
+from core.quantization._config import (
+    CALIBRATIONS,
+    QUANT_TYPES,
+    TORCH_BACKENDS,
+    saturates_u8s8,
+)
 from core.registry import get_method, list_methods
 from studio.charts import decision_scatter, fit_title
 from studio.context import StudioContext
@@ -189,6 +194,51 @@ def _tolerance(value: Any) -> float | None:
                                     value) from None
 
 
+CPU_DEFAULT, WEIGHTS_8, WEIGHTS_7 = "cpu-default", "8-bit", "7-bit"
+
+
+def weight_range_choices() -> list[tuple[str, str]]:
+    """The weights-range choices; the first says which range this CPU's default resolves to."""
+    from core.measure import int8_dot_text
+
+    bits = 7 if saturates_u8s8() else 8
+    s8s8 = "; S8S8 stays 8-bit" if bits == 7 else ""
+    return [(f"CPU default: {bits}-bit here ({int8_dot_text()}{s8s8})", CPU_DEFAULT),
+            ("8-bit", WEIGHTS_8), ("7-bit (reduce_range)", WEIGHTS_7)]
+
+
+def has_weight_range(method: str) -> bool:
+    """Whether the method's weights range defaults by CPU (ORT static/dynamic INT8: its
+    ``reduce_range`` field defaults to None; torch INT8's is a fixed activation range)."""
+    try:
+        cls = get_method("quantization", method).config_cls
+    except Exception:
+        return False
+    field = cls.__dataclass_fields__.get("reduce_range")
+    return field is not None and field.default is None
+
+
+def reduce_range_option(value: Any, method: str) -> bool | None:
+    """The dropdown's value as the CLI's --reduce-range/--no-reduce-range: None is the CPU's
+    default (and every method without a CPU-dependent weights range)."""
+    options = {CPU_DEFAULT: None, WEIGHTS_8: False, WEIGHTS_7: True, None: None}
+    if value not in options:
+        raise InvalidParameterError("reduce_range", f"one of {[WEIGHTS_8, WEIGHTS_7]} or "
+                                    f"'{CPU_DEFAULT}'", value)
+    return options[value] if has_weight_range(method) else None
+
+
+def weight_range_control(method: Any) -> gr.Dropdown:
+    """The weights-range dropdown, shown only while ``method`` has a CPU-dependent range."""
+    dropdown = gr.Dropdown(
+        weight_range_choices(), value=CPU_DEFAULT, visible=has_weight_range(method.value),
+        label="Weights range (ORT INT8): the CPU's default, 8-bit, or 7-bit (reduce_range: "
+              "cannot saturate the uint8 x int8 kernels of CPUs without VNNI)")
+    method.change(lambda name: gr.update(visible=has_weight_range(name)), [method], [dropdown],
+                  api_visibility="private", show_progress="hidden")
+    return dropdown
+
+
 def _done(ctx: StudioContext, request: Any, result: Any, run_dir: Any, config: Any,
           keep: Any) -> tuple[Any, ...]:
     """The finished run: summary, this input's variants, sensitivity, size vs latency, bundle
@@ -216,6 +266,7 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 variant = gr.Dropdown([], label=INPUT_LABEL, allow_custom_value=True)
                 method = gr.Dropdown(methods, value=methods[0], label="Method")
                 method_help = gr.Markdown(_method_help(methods[0]))
+                weight_range = weight_range_control(method)
                 tolerance = gr.Dropdown(
                     ["off", "0.005", "0.01", "0.02", "0.05"], value="off",
                     allow_custom_value=True,
@@ -257,14 +308,15 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             return variant_update(ctx, request)
 
         def on_run(choice, name, calib, size, channel, tol, sens, types, block, kernels,
-                   epochs, rate, keep=None, request: gr.Request = None):
+                   epochs, rate, keep=None, weights=CPU_DEFAULT, request: gr.Request = None):
             options = {"calibration": calib,
                        "calibration_size": call(lambda: _calibration_size(size)),
                        "per_channel": bool(channel),
                        "tolerance": call(lambda: _tolerance(tol)),
                        "sensitivity": bool(sens), "quant_types": types,
                        "block_size": int(block), "backend": kernels, "epochs": int(epochs),
-                       "lr": float(rate)}
+                       "lr": float(rate),
+                       "reduce_range": call(lambda: reduce_range_option(weights, name))}
             if call(lambda: is_layerwise(name)):
                 options["exclude"] = list(keep or [])
             else:  # whole-model casts and QAT
@@ -289,7 +341,7 @@ def build_quantization_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
         event = run_btn.click(
             on_run, [variant, method, calibration, calib_size, per_channel, tolerance,
                      sensitivity, quant_types, block_size, backend, qat_epochs, qat_lr,
-                     keep_float],
+                     keep_float, weight_range],
             [status, table, sens_plot, scatter, bundle, keep_float], api_name="quantize",
             show_progress_on=[status], **ctx.engine())
         stop_button(ctx, stop_btn, event, status, "stop_quantize", ("quantize",))
