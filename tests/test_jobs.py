@@ -87,19 +87,20 @@ def test_pool_runs_caps_and_isolates_owners(tmp_path):
         mgr.shutdown()
 
 
-def test_cancel_stops_quickly_and_leaves_nothing(tmp_path):
+def test_cancel_stops_the_job_itself_and_leaves_nothing(tmp_path, monkeypatch):
+    # No kill after a grace period: only the job's own check can end it before its 120 s.
+    monkeypatch.setattr("core.isolation.GRACE_S", 1e6)
     mgr = _manager(tmp_path, per_owner=2)
     try:
-        running = mgr.submit("sleep", "alice", {"seconds": 30})
-        queued = mgr.submit("sleep", "alice", {"seconds": 30})
-        end = time.monotonic() + 10
+        running = mgr.submit("sleep", "alice", {"seconds": 120})
+        queued = mgr.submit("sleep", "alice", {"seconds": 120})
+        end = time.monotonic() + 60
         while mgr.get(running.id, "alice").status != "running" and time.monotonic() < end:
             time.sleep(0.02)
         assert mgr.cancel(queued.id, "alice").status == "cancelled"  # never started
-        start = time.monotonic()
         mgr.cancel(running.id, "alice")
-        done = mgr.wait(running.id, "alice", timeout=5)
-        assert done.status == "cancelled" and time.monotonic() - start < 2.0
+        done = mgr.wait(running.id, "alice", timeout=60)  # bounds a hang only
+        assert done.status == "cancelled", done
         owner_dir = mgr.owner_dir("alice")
         leftovers = list(owner_dir.rglob("*")) if owner_dir.exists() else []
         assert leftovers == []  # staging removed the half-written folder
