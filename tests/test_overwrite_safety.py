@@ -207,6 +207,10 @@ def test_a_failure_while_replacing_keeps_the_earlier_run(template, tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]  # no .partial, no .old
 
 
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
 def test_a_running_writers_staging_folder_is_never_deleted(tmp_path):
     from core.artifacts import OutputFolderError
 
@@ -219,7 +223,7 @@ def test_a_running_writers_staging_folder_is_never_deleted(tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", code, str(run)], cwd=ROOT)
     try:
         end = time.monotonic() + 60
-        while not (partial / "model.onnx").exists():
+        while _read(partial / "model.onnx") != b"half":  # created, then written: wait for both
             assert time.monotonic() < end and writer.poll() is None
             time.sleep(0.05)
         with pytest.raises(OutputFolderError, match="Another studio run is writing 'run'"):
