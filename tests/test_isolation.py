@@ -148,18 +148,22 @@ def test_the_queue_is_fair_across_owners(tmp_path):
     """A newcomer's job runs before a busy owner's second one, though submitted later."""
     order: list[str] = []
 
+    gate = tmp_path / "go"
+
     def note(config, out_dir, cb, resolve, mopts):
-        time.sleep(config["seconds"])
+        while config.get("held") and not gate.exists():  # until both others are queued
+            time.sleep(0.01)
         return {"operation": "note", "who": config["who"]}
 
     mgr = JobManager(tmp_path, kinds={"note": _kind("note", note)}, per_owner=3, limits=SMALL)
     try:
-        first = mgr.submit("note", "hog", {"who": "hog-1", "seconds": 1.0})
+        first = mgr.submit("note", "hog", {"who": "hog-1", "held": True})
         end = time.monotonic() + 20
         while mgr.get(first.id, "hog").status != "running" and time.monotonic() < end:
             time.sleep(0.02)
-        second = mgr.submit("note", "hog", {"who": "hog-2", "seconds": 0.01})
-        newcomer = mgr.submit("note", "new", {"who": "new-1", "seconds": 0.01})
+        second = mgr.submit("note", "hog", {"who": "hog-2"})
+        newcomer = mgr.submit("note", "new", {"who": "new-1"})
+        gate.touch()
         for job, who in ((first, "hog"), (second, "hog"), (newcomer, "new")):
             assert mgr.wait(job.id, who, timeout=30).status == "succeeded"
         order = sorted([(mgr.get(second.id, "hog").started_at, "hog-2"),
