@@ -28,7 +28,8 @@ WORKER = textwrap.dedent("""
     from core.tuning import TuneConfig, tune
     folder, name, storage = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     data = load_dataset("wine")
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # pay the one-off import cost now
+    import optuna  # noqa: F401
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # pay the one-off import costs now
     (folder / f"ready-{name}").touch()
     while not (folder / "go").exists():
         time.sleep(0.02)
@@ -107,6 +108,25 @@ def _states(db: Path, n_params: int = 2) -> list[str]:
             for s, beats, params in rows]
 
 
+def _frozen_mid_trial(proc: subprocess.Popen, db: Path) -> bool:
+    """Stop ``proc`` (SIGSTOP) and say whether it is frozen with 2 finished trials and a running
+    one; if not, let it go on. Frozen, the states read cannot change before it is killed
+    (read, then killed, a trial could finish and the next start in between)."""
+    if _states(db).count("COMPLETE") < 2:
+        return False
+    import psutil
+
+    proc.send_signal(signal.SIGSTOP)
+    while psutil.Process(proc.pid).status() not in (psutil.STATUS_STOPPED,  # signal queued
+                                                    psutil.STATUS_ZOMBIE):  # or it ended
+        time.sleep(0.001)
+    states = _states(db)
+    if states.count("COMPLETE") >= 2 and states[-1:] == ["RUNNING"]:
+        return True
+    proc.send_signal(signal.SIGCONT)
+    return False
+
+
 def test_killed_study_resumes_without_losing_trials(tmp_path):
     """SIGKILL a `studio tune` mid-trial; the next run keeps every finished trial and
     retries the stale one (heartbeat) with the same parameters."""
@@ -120,12 +140,9 @@ def test_killed_study_resumes_without_losing_trials(tmp_path):
     first = subprocess.Popen(cmd + ["--out", str(tmp_path / "run1")], env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 150
-    while True:
-        states = _states(db)
-        if states.count("COMPLETE") >= 2 and states[-1:] == ["RUNNING"]:
-            break
-        assert first.poll() is None, f"finished before it could be killed: {states}"
-        assert time.time() < deadline, f"no trial to interrupt: {states}"
+    while not _frozen_mid_trial(first, db):
+        assert first.poll() is None, f"finished before it could be killed: {_states(db)}"
+        assert time.time() < deadline, f"no trial to interrupt: {_states(db)}"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait()
