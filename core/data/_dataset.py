@@ -6,7 +6,7 @@ import math
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,10 +35,15 @@ class DataSpec:
     # (sequences (N, T, F)); None = X is not 3-D. See ``fed_to``.
     channel_axis: bool | None = None
     input_shape: tuple[int, ...] | None = None  # one row as fed (recorded; not an input)
+    classes: tuple[str, ...] | None = None  # classes[i]: the label of index i (recorded)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["input_shape"] = None if self.input_shape is None else list(self.input_shape)
+        out["classes"] = None if self.classes is None else list(self.classes)
+        warning = class_order_warning(self.classes or ())
+        if warning:
+            out["class_order_warning"] = warning
         return out
 
 
@@ -64,10 +69,11 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.preprocessing = dict(self.preprocessing or NO_PREPROCESSING)
+        classes = tuple(str(c) for c in self.class_names)
         if self.spec.preprocessing != self.preprocessing or \
-                self.spec.input_shape != self.input_shape:
+                self.spec.input_shape != self.input_shape or self.spec.classes != classes:
             self.spec = replace(self.spec, preprocessing=self.preprocessing,
-                                input_shape=self.input_shape)
+                                input_shape=self.input_shape, classes=classes)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -98,11 +104,45 @@ class Dataset:
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        """Shape, rows per split and ``classes`` (index i's label), with a
+        ``class_order_warning`` when number-like labels are indexed in text order."""
+        out = {
             "name": self.name, "kind": self.kind, "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes, "train": len(self.y_train),
-            "val": len(self.y_val), "test": len(self.y_test),
+            "num_classes": self.num_classes, "classes": list(self.class_names),
+            "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test),
         }
+        warning = class_order_warning(self.class_names)
+        return {**out, "class_order_warning": warning} if warning else out
+
+
+_NUMBER_WORDS = {word: i for i, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+
+
+def _as_number(label: str) -> int | None:
+    """A label's number when it is a digit string or an English number word, else None."""
+    text = label.strip().lower()
+    return int(text) if text.isascii() and text.isdigit() else _NUMBER_WORDS.get(text)
+
+
+def class_mapping(class_names: Sequence[str], limit: int = 8) -> str:
+    """'0 = "cat", 1 = "dog"': class index to label, the first ``limit`` of them."""
+    shown = ", ".join(f'{i} = "{name}"' for i, name in enumerate(class_names[:limit]))
+    return shown + (", …" if len(class_names) > limit else "")
+
+
+def class_order_warning(class_names: Sequence[str]) -> str | None:
+    """Why the class indices may surprise: labels that read as numbers (digit strings or
+    number words) are indexed in their sorted text order, which is not their numeric order
+    ("1", "10", "2"; "eight", "five", …). None otherwise."""
+    numbers = [_as_number(str(name)) for name in class_names]
+    if len(numbers) < 2 or None in numbers or numbers == sorted(numbers):
+        return None
+    return (f"The labels read as numbers, but class indices follow their sorted text order "
+            f"({class_mapping(class_names)}), not their numeric order: a model's output k "
+            "scores the label listed as k. To choose the order, write the labels as "
+            "integers 0..K-1 (they are then the class indices).")
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
@@ -229,7 +269,7 @@ def dataset_from_spec(spec: Mapping[str, Any]) -> Dataset:
     values = dict(spec or {"source": "digits"})
     source = values.pop("source", "digits")
     known = {f for f in DataSpec.__dataclass_fields__} - {"source"}
-    values = {k: v for k, v in values.items() if k in known - {"input_shape"}}
+    values = {k: v for k, v in values.items() if k in known - {"input_shape", "classes"}}
     if "preprocessing" not in values and str(source) not in BUILTIN:
         values.setdefault("normalize", True)
     values.setdefault("splitter", "sklearn")  # written before the numpy split

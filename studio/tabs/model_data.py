@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from core.artifacts import server_allows_model_code
-from core.data import list_datasets, load_dataset
+from core.data import class_mapping, class_order_warning, list_datasets, load_dataset
 from core.models import list_families
 from core.runs import benchmark_model, train_baseline
 from core.training import TrainConfig
@@ -246,11 +246,13 @@ def data_preview(data: Any, column: str) -> str:
     features = int(np.prod(data.X_train.shape[1:]))
     family = suggested_family(data)
     why = "image-shaped inputs" if family == "cnn" else "tabular data"
+    warning = class_order_warning(data.class_names)
     return (f"**Preview**: {rows:,} rows, {features} feature column(s), "
-            f"{len(data.class_names)} classes ({', '.join(map(str, data.class_names[:8]))}"
-            f"{'…' if len(data.class_names) > 8 else ''}), label column `{column}`. "
+            f"{len(data.class_names)} classes (index = label: {class_mapping(data.class_names)}"
+            f"), label column `{column}`. "
             f"Suggested model family: **{family}** ({why}; picked above). This file is used "
-            "instead of the Data set picker while it is chosen; press Train baseline.")
+            "instead of the Data set picker while it is chosen; press Train baseline."
+            + (f"\n\n⚠ {warning}" if warning else ""))
 
 
 def suggested_family(data: Any) -> str:
