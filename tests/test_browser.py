@@ -93,6 +93,15 @@ def _wait_for_run(root: Path, operation: str, before: int, timeout_s: float) -> 
         time.sleep(0.5)
 
 
+def _wait_until_shown(page, root: str) -> None:
+    """Wait until no run status under ``root`` says running (▶): the run's last update, with
+    its final charts, has reached the page (its report on disk comes before that)."""
+    page.wait_for_function(
+        """(root) => !Array.from(document.querySelectorAll(root + ' .run-status'))
+             .some((el) => (el.innerText || '').trim().startsWith('\\u25b6'))""",
+        arg=root, timeout=120_000)
+
+
 # (tab label, elem_id, primary button, operation it writes, fields to set first)
 TAB_ACTIONS = [
     ("Quantization", "quantization-tab", "Quantize", "quantize", {}),
@@ -115,6 +124,7 @@ def test_each_tab_default_action(page, studio_server):
         before = _reports(ctx.root, operation)
         panel.get_by_role("button", name=button, exact=True).click()
         _wait_for_run(ctx.root, operation, before, timeout_s=240)
+        _wait_until_shown(page, f"#{elem_id}")
         panel.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)  # let the last streamed update render
         page.screenshot(path=str(screenshot_dir() / f"{elem_id.removesuffix('-tab')}.png"),
@@ -126,6 +136,7 @@ def test_each_tab_default_action(page, studio_server):
     before = _reports(ctx.root, "compare")
     page.locator("#comparison-tab").get_by_role("button", name="Re-measure all").click()
     _wait_for_run(ctx.root, "compare", before, timeout_s=240)
+    _wait_until_shown(page, "#comparison-tab")
     page.locator("#comparison-tab .js-plotly-plot").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(screenshot_dir() / "comparison-all.png"), full_page=True)
@@ -157,10 +168,18 @@ def _pruning_labels_match_the_layers(page, root: Path) -> None:
     import json
 
     newest = max(root.rglob("prune-*/report.json"), key=lambda p: p.stat().st_mtime)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     layers = json.loads(newest.read_text())["pruning"]["layers"]
-    shown = page.evaluate("""() => Array.from(document.querySelectorAll(
-        '#pruning-tab .js-plotly-plot text.bartext')).map((el) => el.textContent.trim())""")
-    assert shown == [f"{r['width_before']}→{r['width_after']}" for r in layers]
+    wanted = [f"{r['width_before']}→{r['width_after']}" for r in layers]
+    labels = """() => Array.from(document.querySelectorAll(
+        '#pruning-tab .js-plotly-plot text.bartext')).map((el) => el.textContent.trim())"""
+    try:  # Plotly draws the chart a moment after the update that carries it
+        page.wait_for_function(f"(wanted) => JSON.stringify(({labels})()) === "
+                               "JSON.stringify(wanted)", arg=wanted, timeout=30_000)
+    except PlaywrightTimeout:
+        pass  # the assertion below says what was shown instead
+    assert page.evaluate(labels) == wanted
 
 
 def test_workspace_survives_reload_and_restart_but_not_another_browser(pw, studio_server,
@@ -208,7 +227,7 @@ def test_a_running_job_guards_the_page(pw, studio_server, tmp_path):
     """While a run goes, leaving the page asks first (beforeunload); idle, it does not."""
     from playwright.sync_api import expect
 
-    url, _ = studio_server
+    url, ctx = studio_server
     context, page = open_studio(pw, tmp_path / "profile", url)
     assert page.evaluate("() => window.studioRunning()") is False
     page.get_by_label("Epochs").first.fill("60")
@@ -222,10 +241,27 @@ def test_a_running_job_guards_the_page(pw, studio_server, tmp_path):
         dialog.dismiss()  # stay on the page
 
     page.on("dialog", on_dialog)
-    page.close(run_before_unload=True)
-    page.wait_for_timeout(1000)
+    with page.expect_event("dialog", timeout=60_000):  # it comes asynchronously
+        page.close(run_before_unload=True)
     assert asked == ["beforeunload"] and not page.is_closed()
     context.close()
+    _stop_running_jobs(ctx, "train")  # left going, it would finish during the next test
+
+
+def _stop_running_jobs(ctx, kind: str) -> None:
+    """Cancel the server's running jobs of ``kind`` and wait until they have ended."""
+    import time
+
+    from studio.tabs.jobs import manager
+
+    mgr = manager(ctx)
+    for job in mgr.store.list(status="running"):
+        if job.kind == kind:
+            mgr.cancel(job.id, job.owner)
+    end = time.monotonic() + 60  # bounds a hang only
+    while any(j.kind == kind for j in mgr.store.list(status="running")):
+        assert time.monotonic() < end, f"a cancelled '{kind}' job is still running"
+        time.sleep(0.2)
 
 
 def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_server, tmp_path):
@@ -240,7 +276,8 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_ser
     page.get_by_role("button", name="Train baseline").click()
     expect(status).to_contain_text("Trained", timeout=120_000)
     baseline = re.search(r"train-[0-9a-f-]+", status.inner_text()).group(0)
-    before = _reports(ctx.root, "train")
+    mine = next(ctx.root.glob(f"sessions/*/{baseline}")).parent  # not other tests' sessions
+    before = _reports(mine, "train")
 
     page.get_by_label("Epochs").first.fill("100")
     page.get_by_role("button", name="Train baseline").click()
@@ -260,7 +297,7 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_ser
         page.wait_for_timeout(500)
     newest = next(j for j in store.list(limit=20) if j.kind == "train")
     assert newest.status == "cancelled"
-    assert _reports(ctx.root, "train") == before
+    assert _reports(mine, "train") == before
     context.close()
 
 

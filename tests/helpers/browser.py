@@ -17,14 +17,26 @@ MARKS = [
 ]
 
 
+def _patient_expect() -> None:
+    """expect(...) waits up to 30 s (Playwright's 5 s default is short on a loaded 2-core
+    machine: a chained event or a chart can take longer to arrive); it only bounds a hang."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+
+
 def open_studio(pw, profile_dir: Path, url: str):
     """A Chromium context (downloads accepted) with the studio open and ready; returns both."""
+    _patient_expect()
     context = pw.chromium.launch_persistent_context(
         str(profile_dir), executable_path=CHROMIUM, args=FLAGS, accept_downloads=True,
         viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.goto(url)
-    page.get_by_role("button", name="Train baseline").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Train baseline").wait_for(timeout=60_000)
+    # The page's own script (the leave guard) is installed by a load event that may come
+    # after the buttons are drawn: ready means both.
+    page.wait_for_function("() => typeof window.studioRunning === 'function'", timeout=60_000)
     return context, page
 
 
