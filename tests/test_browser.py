@@ -245,7 +245,7 @@ def test_a_running_job_guards_the_page(pw, studio_server, tmp_path):
         page.close(run_before_unload=True)
     assert asked == ["beforeunload"] and not page.is_closed()
     context.close()
-    _stop_running_jobs(ctx, "train")  # left going, it would finish during the next test
+    _stop_running_jobs(ctx, "train")  # closing stops it too: ended before the next test
 
 
 def _stop_running_jobs(ctx, kind: str) -> None:
