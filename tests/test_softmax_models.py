@@ -93,7 +93,8 @@ def test_soft_targets_of_a_softmax_teacher_are_those_of_its_logits(twins):
 
 
 class _MatMulNet(torch.nn.Module):
-    """A weight held as a graph constant (ONNX MatMul), then a Linear layer (Gemm)."""
+    """A weight held as a graph constant (a rank-3 ONNX MatMul, which stays one; a rank-2
+    MatMul by a constant becomes nn.Linear), then a Linear layer (Gemm)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +102,7 @@ class _MatMulNet(torch.nn.Module):
         self.fc = torch.nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(x.flatten(1) @ self.w))
+        return self.fc(torch.relu((x.flatten(2) @ self.w).flatten(1)))
 
 
 def test_width_one_student_says_which_weights_start_from_the_teacher(digits, tmp_path):

@@ -461,6 +461,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     import onnx
 
     from core.artifacts._convert_modules import FixedBatch
+    from core.artifacts._dense import contiguous_linear_weights, dense_layers_as_gemm
     from core.artifacts._load import check_onnx
 
     _register_newer_opsets()
@@ -481,6 +482,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     batch = _fixed_batch(model)
     if batch:
         _free_batch_in_reshapes(model, batch)
+    dense_layers_as_gemm(model)  # converters' MatMul (+ Add) Dense layers become nn.Linear
     missing = _unsupported_ops(model)
     if missing:
         raise UnsupportedModelError(
@@ -496,6 +498,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
         raise UnsupportedModelError(
             f"'{name}' cannot be turned into a trainable torch module: {text}.") from None
     _float_initializers_trainable(module)
+    contiguous_linear_weights(module)
     _static_reshapes(module)
     _closing_softmax_trains_on_log_probs(module)
     module.train()
@@ -549,7 +552,9 @@ def _reference_session(reference: Any) -> Any:
 
 
 def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
-    """Whether ``module`` gives the same rows at batch ``batch + 1`` as at ``batch``."""
+    """Whether ``module`` gives the same rows at batch ``batch + 1`` as at ``batch``, one
+    output row per input row (a constant Gather, as the dynamo exporter writes a flatten,
+    kept the first ``batch`` rows only)."""
     import torch
 
     from core.artifacts._convert_modules import outputs_of
@@ -563,7 +568,8 @@ def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
     try:
         with torch.inference_mode():
             ref, got = outputs_of(module(x[:batch])), outputs_of(module(x))
-        return all(torch.allclose(r, g[:batch], atol=1e-5, rtol=1e-4) for r, g in zip(ref, got))
+        return all(len(g) == batch + 1 and torch.allclose(r, g[:batch], atol=1e-5, rtol=1e-4)
+                   for r, g in zip(ref, got))
     except Exception:
         return False
     finally:

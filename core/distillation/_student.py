@@ -148,8 +148,8 @@ def onnx_student(loaded: Any, data: Any, *, width: float, depth: float,
         raise UnsupportedModelError(
             f"A student at width {width:g} cannot be cut from this ONNX teacher: structured "
             "pruning found no layer to narrow (Linear or Conv2d before the output layer; an "
-            "ONNX MatMul by constant weights is not one), so the student would be the "
-            "teacher's own size. Give --width 1 (its own architecture), "
+            "ONNX MatMul by constant weights over more than two axes is not one), so the "
+            "student would be the teacher's own size. Give --width 1 (its own architecture), "
             "a student (--student), or a family (--family cnn|mlp|vit).")
     return module, (f"the teacher's architecture (ONNX, converted to torch) at width "
                     f"{width:g}: channels/neurons removed by structured pruning (L2)")

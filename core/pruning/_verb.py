@@ -173,7 +173,7 @@ def _builtin_baseline_onnx(source: Any, original: Any, data: Any, scratch: Path)
 def _refusal(kind: str, method: str, why: str | None = None, model: Any = None) -> str | None:
     """Why ``method`` cannot prune a model of this kind, or None when it can (``why``: the
     converter's own reason for an ONNX graph, said instead of the general one)."""
-    from core.pruning._onnx import attention_product
+    from core.pruning._onnx import attention_product, channels_moved
 
     if kind == "onnx":
         if why:
@@ -193,6 +193,12 @@ def _refusal(kind: str, method: str, why: str | None = None, model: Any = None) 
                 "Runtime quantization (ort-dynamic-int8, ort-static-int8) and unstructured "
                 "pruning (e.g. l1-unstructured) apply; a torch model with "
                 "nn.MultiheadAttention can be pruned structurally from Python.")
+    if PruningConfig(method=method).structured and (where := channels_moved(model)):
+        return (f"Structured pruning cannot follow the channels of this ONNX graph: {where} "
+                "moves the channel axis after a layer with weights (a channels-last block, "
+                "e.g. ConvNeXt's LayerNorm and MatMul over channels), and Torch-Pruning's "
+                "grouping does not end on it. ONNX Runtime quantization (ort-dynamic-int8, "
+                "ort-static-int8) and unstructured pruning (e.g. l1-unstructured) apply.")
     return None
 
 
@@ -287,10 +293,10 @@ def _check_removed_something(original: Any, pruned: Any, method: str) -> None:
         return
     raise UnsupportedModelError(
         f"Structured pruning ({method}) removed nothing from this model: it removes neurons "
-        "and channels of Linear and Conv2d layers (an ONNX MatMul by constant weights, as "
-        "converters write Dense layers, is not one), keeping the output layer whole, and "
-        "found no other to prune. Use an unstructured method (e.g. l1-unstructured), which "
-        "zeroes single weights.")
+        "and channels of Linear and Conv2d layers (an ONNX Dense layer, MatMul by constant "
+        "weights over a [batch, features] input, is one; a MatMul over more axes is not), "
+        "keeping the output layer whole, and found no other to prune. Use an unstructured "
+        "method (e.g. l1-unstructured), which zeroes single weights.")
 
 
 def prune(
