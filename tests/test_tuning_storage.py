@@ -148,6 +148,10 @@ def test_killed_study_resumes_without_losing_trials(tmp_path):
     first.wait()
     before = _states(db)
     assert not (tmp_path / "run1").exists()
+    # The resumed run fails (and retries) the killed trial only once its last heartbeat is
+    # older than the grace period (2 × heartbeat_s, compared in whole seconds in SQLite): a
+    # restart faster than that (an idle machine) could finish its trials before it does.
+    time.sleep(3 * cfg["heartbeat_s"] + 0.5)
     second = subprocess.run(cmd + ["--out", str(tmp_path / "run2")], env=_env(),
                             capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
