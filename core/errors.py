@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
 from typing import Any
 
 __all__ = [
@@ -12,6 +14,7 @@ __all__ = [
     "UnsupportedModelError",
     "CancelledError",
     "check_range",
+    "without_paths",
 ]
 
 
@@ -69,3 +72,13 @@ def check_range(
         right = "]" if high_inclusive and high is not None else ")"
         noun = "an integer" if kind is int else "a float"
         raise InvalidParameterError(name, f"{noun} in {left}{lo}, {hi}{right}", value)
+
+
+# An absolute POSIX path (not the tail of a URL, a ratio or a relative path).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])(?:/[^\s'\"/:,;()\[\]<>]+)+/?")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each absolute path shown by its base name: a library's message (ONNX
+    Runtime, the ONNX checker) names server paths, which a message to a user never does."""
+    return _ABSOLUTE_PATH.sub(lambda m: PurePosixPath(m.group(0)).name, text)

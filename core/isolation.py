@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
 from core.callbacks import Callbacks, CancelToken
-from core.errors import InvalidParameterError, StudioError
+from core.errors import InvalidParameterError, StudioError, without_paths
 
 __all__ = ["JobCrashedError", "Limits", "LimitExceededError", "run_isolated", "survives",
            "torch_import_mb"]
@@ -320,6 +320,8 @@ def _portable(exc: BaseException, limits: Limits) -> tuple[str, str, str]:
         return ("core.isolation", "LimitExceededError",
                 f"The job tried to write a file over {limits.file_mb:.0f} MB "
                 "(STUDIO_JOB_FILE_MB).")
+    if not isinstance(exc, StudioError):  # a library's words may name server paths
+        text = without_paths(text)
     return (type(exc).__module__, type(exc).__qualname__, text)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.artifacts._inspect import check_zip_members, load_pt2_safely
 from core.artifacts._trust import check_model_code_allowed
-from core.errors import ModelFileError
+from core.errors import ModelFileError, without_paths
 
 PICKLE_MESSAGE = (
     "'{name}' is a pickle-based file (e.g. a torch.save checkpoint). The studio never unpickles "
@@ -140,10 +140,21 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None,
                 f"latency is measured at batch {batch} only. For other batch sizes, export "
                 "with a dynamic batch from an example x of 2 or more rows: torch.onnx.export("
                 "model, (x,), 'model.onnx', dynamic_shapes=({0: torch.export.Dim('batch')},)).")
-    session = ort_session(source, threads=threads, output_name=output)
+    try:
+        session = ort_session(source, threads=threads, output_name=output)
+    except Exception as exc:  # the checker passed it, ONNX Runtime does not load it
+        raise ModelFileError(f"ONNX Runtime cannot load '{given.name}': {_ort_reason(exc)}"
+                             ) from None
     for copy in {source, path} - {given}:
         remove_with(session, copy)
     return LoadedModel(session, "onnx", shape, classes, source, meta)
+
+
+def _ort_reason(exc: Exception) -> str:
+    """ONNX Runtime's own reason, without its source locations or server paths."""
+    text = re.split(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", str(exc))[-1]
+    text = re.sub(r"^Load model from .*? failed:", "", text.strip().splitlines()[0])
+    return without_paths(re.sub(r"\S+\.(cc|h):\d+ \S+ ", "", text)).strip()[:300]
 
 
 def _several_scores_note(model: Any, chosen: str) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from core.errors import ModelFileError, UnsupportedModelError
+from core.errors import ModelFileError, UnsupportedModelError, without_paths
 
 # Output names that hold class scores, best first (torch exports, sklearn-onnx, Keras…).
 SCORE_NAMES = ("logits", "probabilities", "probability", "probs", "scores", "output", "outputs")
@@ -179,7 +179,7 @@ def check_onnx_file(path: str | Path) -> Any:
         onnx.checker.check_model(str(path))
     except Exception as exc:
         raise ModelFileError(f"'{path.name}' is not a valid ONNX model: "
-                             f"{str(exc).splitlines()[0][:200]}") from None
+                             f"{without_paths(str(exc).splitlines()[0])[:200]}") from None
     if len(model.graph.input) - len(_initializer_inputs(model)) != 1:
         raise ModelFileError(f"The studio needs a model with one input; '{path.name}' "
                              f"has {len(model.graph.input)}.")

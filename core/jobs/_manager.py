@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from core.artifacts import clean_orphans
 from core.callbacks import Callbacks, CancelToken
-from core.errors import CancelledError, InvalidParameterError, StudioError
+from core.errors import CancelledError, InvalidParameterError, StudioError, without_paths
 from core.isolation import JobCrashedError, Limits, run_isolated
 from core.jobs._store import FINISHED, Job, JobStore
 
@@ -162,7 +162,8 @@ class JobManager:
             log.error("job %s failed:\n%s", job.id, "".join(
                 traceback.format_exception(type(exc), exc, exc.__traceback__)))
             self.store.finish(job.id, "failed", message="Failed",
-                              error=f"Internal error: {type(exc).__name__}: {exc}")
+                              error=f"Internal error: {type(exc).__name__}: "
+                                    f"{without_paths(str(exc))}")
 
     def get(self, job_id: str, owner: str) -> Job:
         job = self.store.get(str(job_id))
