@@ -436,3 +436,181 @@ def export_sequence_onnx(model: nn.Module, path: Any, example: torch.Tensor) -> 
                       dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
                       opset_version=17, dynamo=False)
     return path
+
+
+# ----------------------------------------------------------------------------- EfficientNet
+
+class SiLUSqueezeExcite(nn.Module):
+    """EfficientNet's SE: global average pool, 1x1 reduce, SiLU, 1x1 expand, sigmoid, scale."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, squeeze, 1)
+        self.expand = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.expand(F.silu(self.reduce(self.avgpool(x)))))
+
+
+class MBConv(nn.Module):
+    """EfficientNet's MBConv: expand 1x1, depthwise kxk, SE (sigmoid gate), project 1x1."""
+
+    def __init__(self, cin: int, cout: int, *, expand: int = 4, kernel: int = 3,
+                 stride: int = 1, act: type[nn.Module] = nn.SiLU) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        self.block = nn.Sequential(
+            _conv_bn_act(cin, mid, 1, act=act),
+            _conv_bn_act(mid, mid, kernel, stride, groups=mid, act=act),
+            SiLUSqueezeExcite(mid, max(4, cin // 4)),
+            _conv_bn_act(mid, cout, 1, act=None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+class EfficientNetLike(nn.Module):
+    """An EfficientNet-B0-shaped classifier at a tiny width (SiLU, one Hardswish stage)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 8) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _conv_bn_act(in_channels, w, 3, stride=2, act=nn.SiLU),
+            MBConv(w, w, expand=1),
+            MBConv(w, 2 * w, stride=2),
+            MBConv(2 * w, 2 * w, kernel=5),
+            MBConv(2 * w, 3 * w, stride=2, act=nn.Hardswish),
+            _conv_bn_act(3 * w, 8 * w, 1, act=nn.SiLU))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def efficientnet_like(num_classes: int = 10, *, in_channels: int = 3,
+                      width: int = 8) -> nn.Module:
+    """EfficientNet-style net: MBConv (depthwise), SiLU/Hardswish, SE with a sigmoid gate."""
+    return EfficientNetLike(num_classes, in_channels, width)
+
+
+# ----------------------------------------------------------------------------- ConvNeXt
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor (torchvision's: permute, norm, back)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class CNBlock(nn.Module):
+    """torchvision's ConvNeXt block: 7x7 depthwise, NHWC LayerNorm, Linear 4x, GELU, Linear,
+    layer scale (a bare per-channel parameter), residual."""
+
+    def __init__(self, dim: int, layer_scale: float = 1e-6) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.layer_scale = nn.Parameter(torch.full((dim, 1, 1), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y)))).permute(0, 3, 1, 2)
+        return x + self.layer_scale * y
+
+
+class ConvNeXtLike(nn.Module):
+    """A ConvNeXt-T-shaped classifier at a tiny size: patchify stem, two stages, LN head."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3,
+                 dims: tuple[int, int] = (16, 32), layer_scale: float = 0.1) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, dims[0], 2, 2),
+                                  LayerNorm2d(dims[0], eps=1e-6))
+        self.stage1 = CNBlock(dims[0], layer_scale)
+        self.downsample = nn.Sequential(LayerNorm2d(dims[0], eps=1e-6),
+                                        nn.Conv2d(dims[0], dims[1], 2, 2))
+        self.stage2 = CNBlock(dims[1], layer_scale)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.Flatten(1), nn.LayerNorm(dims[1], eps=1e-6),
+                                  nn.Linear(dims[1], num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage2(self.downsample(self.stage1(self.stem(x))))
+        return self.head(self.avgpool(x))
+
+
+def convnext_like(num_classes: int = 10, *, in_channels: int = 3,
+                  dims: tuple[int, int] = (16, 32), layer_scale: float = 0.1) -> nn.Module:
+    """ConvNeXt-style net: 7x7 depthwise, channels-last LayerNorm, GELU, layer scale.
+
+    torchvision starts the layer scale at 1e-6; 0.1 lets a few epochs on digits train it.
+    """
+    return ConvNeXtLike(num_classes, in_channels, dims, layer_scale)
+
+
+# ----------------------------------------------------------------------------- recurrent
+
+class BiRNNClassifier(nn.Module):
+    """A 2-layer bidirectional LSTM or GRU over (N, T, F), classified from the last layer's
+    final hidden states of both directions (``h_n``, not the output sequence)."""
+
+    def __init__(self, kind: str, features: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        self.rnn = rnn(features, hidden, num_layers=2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h = self.rnn(x)
+        h = h[0] if isinstance(h, tuple) else h  # LSTM: (h_n, c_n)
+        return self.head(torch.cat([h[-2], h[-1]], dim=1))
+
+
+def birnn_classifier(kind: str = "lstm", *, features: int = 4, hidden: int = 16,
+                     classes: int = 3, seed: int = 0) -> nn.Module:
+    """A seeded 2-layer bidirectional 'lstm' or 'gru' classifier over (N, T, F)."""
+    torch.manual_seed(seed)
+    return BiRNNClassifier(kind, features, hidden, classes)
+
+
+# ----------------------------------------------------------------------------- tokens
+
+def token_arrays(*, rows: int = 300, steps: int = 16, vocab: int = 50, classes: int = 3,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded int64 (N, T) token-id task: each class draws half its tokens from its own
+    block of the vocabulary (id 0 is never drawn), the rest anywhere; labels int64."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(rows) % classes
+    block = (vocab - 1) // classes
+    own = 1 + y[:, None] * block + rng.integers(0, block, (rows, steps))
+    anywhere = rng.integers(1, vocab, (rows, steps))
+    X = np.where(rng.random((rows, steps)) < 0.5, own, anywhere)
+    return X.astype(np.int64), y.astype(np.int64)
+
+
+class TokenClassifier(nn.Module):
+    """``nn.Embedding`` over int64 token ids (N, T), mean over the tokens, an MLP head."""
+
+    def __init__(self, vocab: int, dim: int, classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim, padding_idx=0)
+        self.head = nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, classes))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(tokens).mean(dim=1))
+
+
+def token_classifier(*, vocab: int = 50, dim: int = 16, classes: int = 3,
+                     seed: int = 0) -> nn.Module:
+    """A seeded embedding-bag-style classifier whose input is int64 token ids."""
+    torch.manual_seed(seed)
+    return TokenClassifier(vocab, dim, classes)
