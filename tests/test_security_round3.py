@@ -93,3 +93,98 @@ def test_an_internal_error_naming_a_server_path_reaches_the_user_by_base_name(tm
     assert job["error"].startswith("Internal error: RuntimeError")
     assert job["error"].endswith("Load model from model-1.onnx failed: bad thing")
     assert str(tmp_path) not in job["error"]
+
+
+# --- ONNX: every tensor is checked, sparse ones and their external data too -----------------
+
+
+def _external(tensor: onnx.TensorProto, location: str, **entries: str) -> onnx.TensorProto:
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in {"location": location, **entries}.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def _sparse_model(location: str | None, dims=(4,)) -> onnx.ModelProto:
+    """logits = input @ W + sum(S), S a sparse initializer of 4 values (external if
+    ``location``)."""
+    values = numpy_helper.from_array(np.array([1.5, 2.5, 3.5, 4.5], np.float32), "S")
+    if location is not None:
+        values.ClearField("raw_data")
+        _external(values, location, offset="0", length="16")
+    indices = numpy_helper.from_array(np.arange(4, dtype=np.int64), "S_idx")
+    model = _graph(helper.make_node("ReduceSum", ["S"], ["s"], keepdims=0),
+                   helper.make_node("Add", ["t", "s"], ["logits"]))
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, dims))
+    return model
+
+
+def _stored(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.glob("jobs/*/uploads/**/*"))
+
+
+@pytest.mark.parametrize("location", ["../../../../../../etc/hostname", "/etc/hostname"])
+def test_a_sparse_tensor_reading_a_file_elsewhere_is_refused_by_name(server, location):
+    """onnx's tensor walk skips sparse tensors: the studio's 'beside the model only' rule did
+    not see them (the ONNX checker stopped them, in a message naming the upload's server
+    folder)."""
+    client, root = server
+    before = _stored(root)
+    r = _upload(client, session(client), "model", "m.onnx",
+                _sparse_model(location).SerializeToString())
+    assert r.status_code == 422, r.text
+    assert f"keeps weights in '{location}', which is not a plain file name" in r.json()["detail"]
+    assert str(root) not in r.text and _stored(root) == before
+
+
+def test_a_sparse_tensor_with_its_data_file_uploads_and_loads_as_sent(server, tmp_path):
+    """...and a model whose sparse tensor keeps its values beside it was refused ('w.bin is
+    not named by m.onnx'); it is stored with its data file and loads with the same outputs."""
+    import onnxruntime as ort
+
+    client, root = server
+    values = np.array([1.5, 2.5, 3.5, 4.5], np.float32).tobytes()
+    model = _sparse_model("w.bin")
+    r = client.post("/api/uploads", headers=session(client), data={"kind": "model"},
+                    files=[("file", ("m.onnx", model.SerializeToString())),
+                           ("file", ("w.bin", values))])
+    assert r.status_code == 201, r.text
+    (tmp_path / "w.bin").write_bytes(values)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    stored = next(root.glob(f"jobs/*/uploads/*/{r.json()['stored_as']}"))
+    x = {"input": np.ones((2, 4), np.float32)}
+    got, want = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x)[0]
+                 for p in (stored, tmp_path / "m.onnx"))
+    assert np.array_equal(got, want) and want[0, 0] == pytest.approx(1.5 + 12.0)
+
+
+def test_declared_sizes_cannot_be_hidden(tmp_path, monkeypatch):
+    """A 1.6 GB tensor (external data without a length, a 64-byte file) passed the size checks
+    when a tensor of negative dims cancelled it in the total; a sparse tensor's dense size was
+    not counted at all."""
+    from core.artifacts import check_onnx
+    from core.errors import ModelFileError, StudioError
+
+    (tmp_path / "w.bin").write_bytes(bytes(64))
+
+    def external(name, dims, **entries):
+        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=dims)
+        return _external(tensor, "w.bin", offset="0", **entries)
+
+    def summed(*inits):
+        return _graph(helper.make_node("ReduceSum", ["B"], ["s"], keepdims=0),
+                      helper.make_node("Add", ["t", "s"], ["logits"]), inits=inits)
+
+    big = external("B", [20000, 20000])
+    hider = external("N", [-20000, 20000], length="16")
+    onnx.save(summed(hider, big), str(tmp_path / "neg.onnx"))
+    with pytest.raises(ModelFileError, match="tensor 'N' declares a negative dimension"):
+        check_onnx(tmp_path / "neg.onnx")
+    onnx.save(summed(big), str(tmp_path / "short.onnx"))
+    with pytest.raises(ModelFileError, match="tensor 'B' reads past the end of its external"):
+        check_onnx(tmp_path / "short.onnx")
+    onnx.save(_sparse_model(None, dims=(20000, 20000)), str(tmp_path / "sparse.onnx"))
+    monkeypatch.setenv("STUDIO_MAX_MODEL_MB", "100")
+    with pytest.raises(StudioError, match=r"STUDIO_MAX_MODEL_MB.*1,525\.9 MB"):
+        check_onnx(tmp_path / "sparse.onnx")

@@ -236,10 +236,12 @@ def check_onnx_declared(model: Any, path: Path) -> None:
     """Refuse huge declared inputs or tensors before any of them is read or allocated.
 
     ``model`` is the graph loaded with ``load_external_data=False``; where external data lies
-    is checked by ``_onnx.external_data_files`` (beside the file only).
+    is checked by ``_onnx.external_data_files`` (beside the file only). A sparse tensor counts
+    at its dense size too (ONNX Runtime makes it dense when it loads the model).
     """
-    from onnx import TensorProto, helper
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    from onnx.external_data_helper import uses_external_data
+
+    from core.artifacts._onnx import all_tensors, sparse_tensors
 
     name = path.name
     for inp in model.graph.input:
@@ -248,27 +250,42 @@ def check_onnx_declared(model: Any, path: Path) -> None:
         check_limit("model input", values, "model_input",
                     detail=f"'{name}' declares input {inp.name!r} of {values:,} values per "
                            "sample", value=dims)
-    total = 0
-    for tensor in _get_all_tensors(model):
-        itemsize = 1 if tensor.data_type in (TensorProto.STRING, TensorProto.UNDEFINED) else \
-            helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-        total += math.prod(tensor.dims) * itemsize
-        if uses_external_data(tensor):
-            _check_external_range(tensor, path)
+    tensors = list(all_tensors(model))
+    total = sum(_declared_bytes(t, t.dims, t.data_type, name) for t in tensors)
+    total += sum(_declared_bytes(s.values, s.dims, s.values.data_type, name)
+                 for s in sparse_tensors(model))
     check_limit("model file", _mb(total), "model_mb",
                 detail=f"'{name}' declares {_mb(total):,.1f} MB of weights")
+    for tensor in filter(uses_external_data, tensors):
+        _check_external_range(tensor, path)
+
+
+def _declared_bytes(tensor: Any, dims: Any, data_type: int, name: str) -> int:
+    """Bytes a tensor of ``dims`` and ``data_type`` holds; a negative dimension is refused
+    (it would hide another tensor's size from the total)."""
+    from onnx import TensorProto, helper
+
+    if any(d < 0 for d in dims):
+        raise ModelFileError(f"'{name}' is refused: tensor {tensor.name!r} declares a negative "
+                             f"dimension {list(dims)}.")
+    itemsize = 1 if data_type in (TensorProto.STRING, TensorProto.UNDEFINED) else \
+        helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    return math.prod(dims) * itemsize
 
 
 def _check_external_range(tensor: Any, path: Path) -> None:
-    """An external tensor's bytes lie inside its data file (offset + length)."""
+    """An external tensor's bytes lie inside its data file (offset + length, the length its
+    dims declare where it gives none)."""
     info = {e.key: e.value for e in tensor.external_data}
     target = path.resolve().parent / info.get("location", "")
     try:
-        end = int(info.get("offset") or 0) + int(info.get("length") or 0)
+        length = int(info.get("length") or 0) or \
+            _declared_bytes(tensor, tensor.dims, tensor.data_type, path.name)
+        offset = int(info.get("offset") or 0)
         size = target.stat().st_size
     except (ValueError, OSError):
         raise ModelFileError(f"'{path.name}' has unreadable external data for tensor "
                              f"{tensor.name!r}.") from None
-    if end > size:
+    if offset < 0 or offset + length > size:
         raise ModelFileError(f"'{path.name}' is refused: tensor {tensor.name!r} reads past the "
                              f"end of its external data file.")

@@ -91,10 +91,46 @@ def external_data_files(path: str | Path, model: Any = None) -> list[Path]:
 
 def external_data_locations(model: Any) -> set[str]:
     """The external-data locations a parsed ONNX graph declares (no data is read)."""
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    return {ExternalDataInfo(t).location for t in _get_all_tensors(model)
-            if uses_external_data(t)}
+    return {ExternalDataInfo(t).location for t in all_tensors(model) if uses_external_data(t)}
+
+
+def _graphs(model: Any) -> Iterator[Any]:
+    """The main graph, every subgraph (If/Loop/Scan bodies, at any depth) and every local
+    function, whatever an attribute's declared type says."""
+    todo = [model.graph, *model.functions]
+    while todo:
+        graph = todo.pop()
+        yield graph
+        for node in graph.node:
+            for attr in node.attribute:
+                todo.extend([attr.g] if attr.HasField("g") else [])
+                todo.extend(attr.graphs)
+
+
+def sparse_tensors(model: Any) -> Iterator[Any]:
+    """Every sparse tensor (sparse initializers, Constant ``sparse_value`` attributes)."""
+    for graph in _graphs(model):
+        yield from getattr(graph, "sparse_initializer", ())
+        for node in graph.node:
+            for attr in node.attribute:
+                yield from [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+                yield from attr.sparse_tensors
+
+
+def all_tensors(model: Any) -> Iterator[Any]:
+    """Every tensor ONNX Runtime reads from the file: initializers, attribute tensors and the
+    values and indices of sparse tensors, in every graph. (onnx's own walk skips sparse
+    tensors, whose data may lie in external files too.)"""
+    for graph in _graphs(model):
+        yield from getattr(graph, "initializer", ())
+        for node in graph.node:
+            for attr in node.attribute:
+                yield from [attr.t] if attr.HasField("t") else []
+                yield from attr.tensors
+    for sparse in sparse_tensors(model):
+        yield from (sparse.values, sparse.indices)
 
 
 def onnx_files(path: str | Path) -> list[Path]:
@@ -114,7 +150,7 @@ def copy_onnx(src: str | Path, dst: str | Path) -> list[Path]:
     only the graph's ``location`` fields are rewritten.
     """
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    from onnx.external_data_helper import uses_external_data
 
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +164,7 @@ def copy_onnx(src: str | Path, dst: str | Path) -> list[Path]:
                   location=f"{dst.name}.data", size_threshold=1024)
         return onnx_files(dst)
     model = _graph(src)
-    for tensor in _get_all_tensors(model):
+    for tensor in all_tensors(model):
         if uses_external_data(tensor):
             for entry in tensor.external_data:
                 if entry.key == "location":
