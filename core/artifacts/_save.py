@@ -34,6 +34,7 @@ def export_onnx(model: Any, path: str | Path, example: Any, *, opset: int = 17,
     import torch
 
     from core.measure import ort_session
+    from core.measure._predictor import input_refusal
 
     model.eval()
     path = Path(path)
@@ -57,6 +58,9 @@ def export_onnx(model: Any, path: str | Path, example: Any, *, opset: int = 17,
     except Exception as exc:
         path.unlink(missing_ok=True)
         text = str(exc)
+        refusal = input_refusal(text)  # e.g. token ids: no float example runs the model
+        if refusal is not None:
+            raise refusal from None
         op = re.search(r"operator '?([\w:.]+)'?", text)
         what = f"operator '{op.group(1)}'" if op else text.splitlines()[0][:200]
         raise UnsupportedModelError(

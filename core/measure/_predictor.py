@@ -59,13 +59,11 @@ class Predictor:
         with torch.inference_mode():
             try:
                 out = self.model(torch.from_numpy(np.ascontiguousarray(X)).to(self._dtype))
-            except (RuntimeError, AssertionError) as exc:  # torch.export shape guards
-                if "Guard failed" not in str(exc):
+            except (RuntimeError, AssertionError) as exc:
+                refusal = input_refusal(str(exc))
+                if refusal is None:
                     raise
-                raise UnsupportedModelError(
-                    f"The model accepts only some input shapes ({str(exc)[:120]}); export it "
-                    "with a dynamic batch dimension, e.g. torch.export.export(model, (x,), "
-                    "dynamic_shapes=({0: torch.export.Dim.AUTO},)).") from None
+                raise refusal from None
         return out.float().numpy()
 
     def _in_fixed_batches(self, X: np.ndarray) -> np.ndarray:
@@ -90,6 +88,28 @@ class Predictor:
             return
         with torch_threads(self.threads):
             yield
+
+
+# What torch says when a module wants integer inputs (an nn.Embedding over token ids, or a
+# declared int64 input) and is fed the data set's float features.
+_INTEGER_INPUT_ERRORS = ("scalar types: Long, Int", "expected scalar type Long",
+                         "to be equal to torch.int64")
+
+
+def input_refusal(message: str) -> UnsupportedModelError | None:
+    """The clear refusal for a torch module that cannot take the rows it is fed (a fixed
+    input shape, integer token ids), or None for any other error."""
+    if "Guard failed" in message:  # torch.export shape guards
+        return UnsupportedModelError(
+            f"The model accepts only some input shapes ({message[:120]}); export it "
+            "with a dynamic batch dimension, e.g. torch.export.export(model, (x,), "
+            "dynamic_shapes=({0: torch.export.Dim.AUTO},)).")
+    if any(s in message for s in _INTEGER_INPUT_ERRORS):
+        return UnsupportedModelError(
+            "The model takes integer inputs (token ids, e.g. an nn.Embedding over them) and "
+            "torch refused the data set's float features; the studio feeds features as "
+            "floats, so it measures models whose input is float32, float16, float64.")
+    return None
 
 
 def _is_ort_session(model: Any) -> bool:

@@ -298,7 +298,12 @@ def check_model_fits(model: Any, data: Any, *, logits_for: str | None = None) ->
     with torch.no_grad():
         try:
             out = model(torch.from_numpy(data.X_train[:2]))
-        except RuntimeError as exc:
+        except (RuntimeError, AssertionError) as exc:  # AssertionError: torch.export's guards
+            from core.measure._predictor import input_refusal
+
+            refusal = input_refusal(str(exc))  # token ids, which no float row is; a fixed batch
+            if refusal is not None:
+                raise refusal from None
             raise InvalidParameterError("model", f"able to take inputs of shape "
                                         f"{list(data.input_shape)} ({str(exc)[:120]})",
                                         type(model).__name__) from None
