@@ -48,6 +48,29 @@ def _open_model(model: Any, data_or_input: Any) -> tuple[Any, Path | None, Any]:
     return None, inp.path if inp.path.is_file() else inp.path / "model.onnx", inp.data
 
 
+def _check_layers_run_as_modules(module: Any) -> None:
+    """Refuse a module whose layers are not called as modules, so forward hooks cannot time
+    them: TorchScript (no hooks) and a torch.export program (one flat graph of ops)."""
+    import torch
+
+    if isinstance(module, torch.jit.ScriptModule):
+        kind = "a TorchScript model, which takes no forward hooks"
+    elif isinstance(module, torch.fx.GraphModule) and not _calls_a_weighted_layer(module):
+        kind = "a torch.export (.pt2) program, whose layers run as one flat graph of ops"
+    else:
+        return
+    raise UnsupportedModelError(
+        f"Layer-wise profiling times each layer with forward hooks; this is {kind}. Profile "
+        "its ONNX export (torch.onnx.export) or the Python nn.Module instead.")
+
+
+def _calls_a_weighted_layer(graph_module: Any) -> bool:
+    """Whether an fx graph calls any module holding weights (symbolic_trace's do; a
+    torch.export program's module calls only its guard check)."""
+    called = {n.target for n in graph_module.graph.nodes if n.op == "call_module"}
+    return any(any(True for _ in graph_module.get_submodule(t).parameters()) for t in called)
+
+
 def _input_batch(data_or_input: Any, run_data: Any, batch_size: int) -> np.ndarray:
     """One input batch: a tensor/array as given, else ``batch_size`` test rows of the data."""
     from core.data import Dataset, load_dataset
@@ -119,6 +142,7 @@ def profile(model: Any, data_or_input: Any = None, *, batch_size: int = 1,
         if not isinstance(module, torch.nn.Module):
             raise UnsupportedModelError("Layer-wise profiling needs a torch.nn.Module or an "
                                         f"ONNX model; got {type(module).__name__}.")
+        _check_layers_run_as_modules(module)
         xt = torch.from_numpy(x).to(device)
         module = module.to(device)
         prof = profile_torch(module, xt, runs=runs, warmup=warmup, threads=threads,
