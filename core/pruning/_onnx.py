@@ -141,3 +141,24 @@ def attention_product(model: Any) -> str | None:
         if kind == "OnnxMatMul" and all(a in from_input for a in node.args[:2]):
             return f"MatMul of two activations '{node.target}'"
     return None
+
+
+def channels_moved(model: Any) -> str | None:
+    """Where a converted ONNX graph moves the channel axis after a layer with weights
+    ("Transpose '<name>'", e.g. to NHWC for a LayerNorm over channels and a MatMul, as a
+    ConvNeXt block writes it), else None. Torch-Pruning's grouping did not end on such a
+    graph either (a ConvNeXt-style export ran past 7 minutes and 8 GB), so it is refused."""
+    if not isinstance(model, torch.fx.GraphModule):
+        return None
+    after_weights: set[torch.fx.Node] = set()
+    for node in model.graph.nodes:
+        module = model.get_submodule(node.target) if node.op == "call_module" else None
+        if any(a in after_weights for a in node.all_input_nodes) or (
+                module is not None and any(True for _ in module.parameters(recurse=False))):
+            after_weights.add(node)
+        if type(module).__name__ != "OnnxTranspose" or node not in after_weights:
+            continue
+        perm = module.perm
+        if perm is None or len(perm) < 2 or perm[1] != 1:
+            return f"Transpose '{node.target}' (perm {perm})"
+    return None

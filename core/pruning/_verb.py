@@ -173,7 +173,7 @@ def _builtin_baseline_onnx(source: Any, original: Any, data: Any, scratch: Path)
 def _refusal(kind: str, method: str, why: str | None = None, model: Any = None) -> str | None:
     """Why ``method`` cannot prune a model of this kind, or None when it can (``why``: the
     converter's own reason for an ONNX graph, said instead of the general one)."""
-    from core.pruning._onnx import attention_product
+    from core.pruning._onnx import attention_product, channels_moved
 
     if kind == "onnx":
         if why:
@@ -193,6 +193,12 @@ def _refusal(kind: str, method: str, why: str | None = None, model: Any = None) 
                 "Runtime quantization (ort-dynamic-int8, ort-static-int8) and unstructured "
                 "pruning (e.g. l1-unstructured) apply; a torch model with "
                 "nn.MultiheadAttention can be pruned structurally from Python.")
+    if PruningConfig(method=method).structured and (where := channels_moved(model)):
+        return (f"Structured pruning cannot follow the channels of this ONNX graph: {where} "
+                "moves the channel axis after a layer with weights (a channels-last block, "
+                "e.g. ConvNeXt's LayerNorm and MatMul over channels), and Torch-Pruning's "
+                "grouping does not end on it. ONNX Runtime quantization (ort-dynamic-int8, "
+                "ort-static-int8) and unstructured pruning (e.g. l1-unstructured) apply.")
     return None
 
 
