@@ -47,6 +47,9 @@ LIMITS: dict[str, Limit] = {
                      "per value), read from the .npy headers or the CSV shape before loading",
                      integer=False),
     "data_rows": Limit("STUDIO_MAX_DATA_ROWS", 1_000_000, "rows", "rows of a data file"),
+    "data_columns": Limit("STUDIO_MAX_DATA_COLUMNS", 100_000, "columns",
+                          "columns of a CSV file, counted in its header line before it is "
+                          "parsed"),
     "model_params": Limit("STUDIO_MAX_MODEL_PARAMS", 50_000_000, "parameters",
                           "parameters of a built-in model (counted before its weights exist)"),
     "model_layers": Limit("STUDIO_MAX_MODEL_LAYERS", 64, "layers",

@@ -188,3 +188,28 @@ def test_declared_sizes_cannot_be_hidden(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_MAX_MODEL_MB", "100")
     with pytest.raises(StudioError, match=r"STUDIO_MAX_MODEL_MB.*1,525\.9 MB"):
         check_onnx(tmp_path / "sparse.onnx")
+
+
+# --- data: a CSV's width is bounded before pandas sees it -----------------------------------
+
+
+def test_a_csv_too_wide_is_refused_at_submit_before_pandas_parses_it(server, monkeypatch):
+    """Submitting a job on uploaded data reads it in the server process (its budget); a 29 MB
+    CSV with a header of 2 million names held that process for 4 minutes and 6 GB (pandas),
+    within every size limit. The header is counted from its bytes first."""
+    client, _ = server
+    monkeypatch.setenv("STUDIO_MAX_DATA_COLUMNS", "1000")
+    headers = session(client)
+    wide = (",".join(f"c{i}" for i in range(5000)) + ",label\n"
+            + ",".join("1" for _ in range(5001)) + "\n").encode()
+    up = _upload(client, headers, "data", "wide.csv", wide)
+    assert up.status_code == 201, up.text
+    r = client.post("/api/jobs", headers=headers, json={
+        "kind": "train", "config": {"model": "mlp", "data": up.json()["use"]["data"]}})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(
+        "The 'data' parameter is over the limit STUDIO_MAX_DATA_COLUMNS=1,000 columns: "
+        "'data-"), r.json()["detail"]
+    assert ".csv' has 5,001+ columns in its header line" in r.json()["detail"]
+    assert [j["kind"] for j in client.get("/api/jobs", headers=headers).json()["jobs"]] \
+        == ["upload"]  # nothing queued
