@@ -552,7 +552,9 @@ def _reference_session(reference: Any) -> Any:
 
 
 def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
-    """Whether ``module`` gives the same rows at batch ``batch + 1`` as at ``batch``."""
+    """Whether ``module`` gives the same rows at batch ``batch + 1`` as at ``batch``, one
+    output row per input row (a constant Gather, as the dynamo exporter writes a flatten,
+    kept the first ``batch`` rows only)."""
     import torch
 
     from core.artifacts._convert_modules import outputs_of
@@ -566,7 +568,8 @@ def _runs_on_other_batches(module: Any, model: Any, batch: int) -> bool:
     try:
         with torch.inference_mode():
             ref, got = outputs_of(module(x[:batch])), outputs_of(module(x))
-        return all(torch.allclose(r, g[:batch], atol=1e-5, rtol=1e-4) for r, g in zip(ref, got))
+        return all(len(g) == batch + 1 and torch.allclose(r, g[:batch], atol=1e-5, rtol=1e-4)
+                   for r, g in zip(ref, got))
     except Exception:
         return False
     finally:
