@@ -16,27 +16,34 @@ UPLOAD_PATHS = ("/gradio_api/upload", "/api/uploads")
 
 
 class UploadQuota:
-    """ASGI middleware: at most ``quota_bytes`` uploaded per client address per ``window_s``."""
+    """ASGI middleware: at most ``quota_bytes`` uploaded per client address per ``window_s``.
+
+    A request's declared length is booked when it is admitted (before any await, so uploads
+    sent side by side each see the others), then its bytes as they arrive; one that goes past
+    the quota mid-stream (no or a false Content-Length) is cut off and answered 429.
+    """
 
     def __init__(self, app: Any, *, quota_bytes: int, window_s: float = 3600.0,
                  paths: tuple[str, ...] = UPLOAD_PATHS, max_clients: int = 10_000) -> None:
         self.app, self.quota, self.window = app, int(quota_bytes), float(window_s)
         self.paths, self.max_clients = paths, max_clients
-        self._used: OrderedDict[str, deque[tuple[float, int]]] = OrderedDict()
+        self._used: OrderedDict[str, deque[list[float]]] = OrderedDict()
 
     def used(self, client: str, now: float | None = None) -> int:
-        """Bytes ``client`` uploaded within the window."""
+        """Bytes ``client`` uploaded (or has booked) within the window."""
         now = time.monotonic() if now is None else now
         entries = self._used.get(client)
         while entries and entries[0][0] < now - self.window:
             entries.popleft()
-        return sum(n for _, n in entries or ())
+        return int(sum(n for _, n in entries or ()))
 
-    def _add(self, client: str, size: int) -> None:
-        self._used.setdefault(client, deque()).append((time.monotonic(), size))
+    def _book(self, client: str, size: int) -> list[float]:
+        entry = [time.monotonic(), float(size)]
+        self._used.setdefault(client, deque()).append(entry)
         self._used.move_to_end(client)
         while len(self._used) > self.max_clients:  # bounded memory, oldest clients forgotten
             self._used.popitem(last=False)
+        return entry
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST" \
@@ -46,14 +53,35 @@ class UploadQuota:
         declared = _content_length(scope)
         if self.used(client) + declared > self.quota:
             return await _refuse(send, self.quota, self.window)
+        entry = self._book(client, declared)
+        received, over, started = 0, False, False
 
         async def counted() -> dict:
+            nonlocal received, over
             message = await receive()
             if message.get("type") == "http.request":
-                self._add(client, len(message.get("body", b"")))
+                received += len(message.get("body", b""))
+                entry[1] = max(declared, received)
+                if not started and received > declared and self.used(client) > self.quota:
+                    over = True  # the app reads an aborted body; its answer is replaced
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counted, send)
+        async def answer(message: dict) -> None:
+            nonlocal started
+            started = started or message.get("type") == "http.response.start"
+            if not over:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, answer)
+        except Exception:
+            if not over:
+                raise
+        finally:
+            entry[1] = received  # what was booked but never sent is not counted
+        if over:
+            await _refuse(send, self.quota, self.window)
 
 
 def _content_length(scope: dict) -> int:

@@ -213,3 +213,62 @@ def test_a_csv_too_wide_is_refused_at_submit_before_pandas_parses_it(server, mon
     assert ".csv' has 5,001+ columns in its header line" in r.json()["detail"]
     assert [j["kind"] for j in client.get("/api/jobs", headers=headers).json()["jobs"]] \
         == ["upload"]  # nothing queued
+
+
+# --- the upload quota holds for uploads sent side by side, or without a length --------------
+
+
+def _upload_request() -> tuple[bytes, dict[str, str]]:
+    """A data upload's multipart body and its headers."""
+    import httpx
+
+    request = httpx.Request("POST", "http://studio/api/uploads", data={"kind": "data"},
+                            files={"file": ("d.npz", _npz())})
+    return request.read(), {"content-type": request.headers["content-type"],
+                            "content-length": request.headers["content-length"]}
+
+
+async def _post_slowly(root, quota_bytes: int, n: int, body: bytes, headers: dict[str, str]
+                       ) -> list[int]:
+    """Status codes of ``n`` uploads sent side by side, each body arriving in 1 KB pieces
+    after all were admitted, to the REST API behind the served app's UploadQuota."""
+    import asyncio
+
+    import httpx
+
+    from studio.api import create_api
+    from studio.quota import UploadQuota
+
+    async def slowly():
+        await asyncio.sleep(0.05)
+        for i in range(0, len(body), 1024):
+            yield body[i:i + 1024]
+
+    app = create_api(root, measure_options=FAST, tokens_per_hour=50)
+    app.add_middleware(UploadQuota, quota_bytes=quota_bytes)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://studio") as c:
+            tokens = [(await c.post("/api/session")).json() for _ in range(n)]
+            answers = await asyncio.gather(*[
+                c.post("/api/uploads", content=slowly(),
+                       headers={**headers, t["header"]: t["token"]}) for t in tokens])
+    finally:
+        app.state.job_manager.shutdown()
+    return sorted(r.status_code for r in answers)
+
+
+def test_the_upload_quota_holds_for_concurrent_and_streamed_uploads(tmp_path):
+    """Each upload was checked against the bytes counted so far when it began, so six sent at
+    once all passed a quota for two (and a body without Content-Length counted as 0 until it
+    had been read whole); the quota is booked at admission and counted as bytes arrive."""
+    import asyncio
+
+    body, headers = _upload_request()
+    size = int(headers["content-length"])
+    codes = asyncio.run(_post_slowly(tmp_path / "a", 2 * size + size // 2, 6, body, headers))
+    assert codes == [201, 201, 429, 429, 429, 429]
+    assert len(list((tmp_path / "a").glob("jobs/*/uploads/*/data-*.npz"))) == 2
+    chunked = {k: v for k, v in headers.items() if k != "content-length"}
+    assert asyncio.run(_post_slowly(tmp_path / "b", size // 2, 1, body, chunked)) == [429]
+    assert not list((tmp_path / "b").glob("jobs/*/uploads/*/*"))
