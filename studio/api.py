@@ -210,8 +210,9 @@ def _add_job_routes(app: Any, manager: Any, owner: Any) -> None:
     def artifacts(job_id: str, who: str = Depends(owner)) -> Any:
         """The job's bundle: model files, report.json, model card and recipe (zip)."""
         job = manager.get(job_id, who)
-        if job.status != "succeeded" or not job.result_path:
-            raise HTTPException(409, f"Job '{job_id}' has no artifacts (status: {job.status}).")
+        if job.status != "succeeded" or not job.result_path or job.kind == "upload":
+            raise HTTPException(409, f"Job '{job_id}' has no artifacts ({job.kind} job, "
+                                f"{job.status}).")
         bundle = make_bundle(job.result_path)
         return FileResponse(bundle, media_type="application/zip",
                             filename=f"{job.kind}-{job_id}.zip")

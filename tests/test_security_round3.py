@@ -319,3 +319,22 @@ def test_a_pt2_with_a_duplicated_member_is_refused_even_when_trusted(pt2, tmp_pa
     with pytest.raises(ModelFileError, match="'escape.pt2' holds a member with an unsafe path"):
         load_model(tmp_path / "escape.pt2", trust_model=True)
     assert load_model(pt2, trust_model=True).kind == "export"  # the archive as saved loads
+
+
+# --- an upload's id where a run is expected -------------------------------------------------
+
+
+def test_an_uploads_id_is_no_run_to_compare_or_download(server):
+    """compare took an upload's id at submit and failed naming the upload's internal folder
+    ("'103d15d7f536976d' is not a studio run folder"); its artifacts route answered the same."""
+    client, _ = server
+    me = session(client)
+    up = _upload(client, me, "data", "mine.npz", _npz()).json()
+    r = client.post("/api/jobs", headers=me, json={"kind": "compare",
+                                                   "config": {"inputs": [up["id"]]}})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == ("The 'inputs' parameter must be ids of your succeeded jobs "
+                                  f"(an upload is no run to compare). Got '{up['id']}' instead.")
+    r = client.get(f"/api/jobs/{up['id']}/artifacts", headers=me)
+    assert r.status_code == 409
+    assert r.json()["detail"] == f"Job '{up['id']}' has no artifacts (upload job, succeeded)."

@@ -324,7 +324,9 @@ def _v_compare(config, resolve):
     if not isinstance(inputs, list) or not 1 <= len(inputs) <= 20:
         raise InvalidParameterError("inputs", "a list of 1 to 20 job ids", inputs)
     for j in inputs:
-        resolve(j, "inputs")
+        if not (resolve(j, "inputs") / "report.json").is_file():  # e.g. an upload's id
+            raise InvalidParameterError("inputs", "ids of your succeeded jobs (an upload is "
+                                        "no run to compare)", j)
     baseline = config.get("baseline")
     if baseline is not None and baseline not in inputs:
         raise InvalidParameterError("baseline", "one of the 'inputs' job ids", baseline)
