@@ -95,8 +95,14 @@ class _Exported(nn.Module):
 
 def _copy(model: Any) -> Any:
     """A deep copy, so the caller's model (and run folder) are never touched (a TorchScript
-    module deep-copies too, parameters included)."""
-    return copy.deepcopy(model)
+    module deep-copies too, parameters included, but as clones with a grad_fn, which no
+    optimizer takes: they are made leaves again)."""
+    out = copy.deepcopy(model)
+    if isinstance(out, torch.jit.ScriptModule):
+        with torch.no_grad():
+            for p in out.parameters():
+                p.detach_().requires_grad_(True)
+    return out
 
 
 def _check_fits(model: Any, data: Any) -> None:
