@@ -338,3 +338,39 @@ def test_an_uploads_id_is_no_run_to_compare_or_download(server):
     r = client.get(f"/api/jobs/{up['id']}/artifacts", headers=me)
     assert r.status_code == 409
     assert r.json()["detail"] == f"Job '{up['id']}' has no artifacts (upload job, succeeded)."
+
+
+# --- sizing a job reads an uploaded data set in the server: one at a time, once -------------
+
+
+def test_submits_at_once_on_one_upload_read_it_once_one_at_a_time(tmp_path, monkeypatch):
+    """Each submit parsed the uploaded data in the server process to size the job, all at the
+    same time (a 62 MB CSV within every limit: 0.8 GB and 3 s each, so 20 submits at once
+    held 16 GB); now reads are one at a time and a file is read once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import core.data
+
+    load, active, seen = core.data.load_dataset, [0], []
+
+    def watched(*args, **kwargs):
+        active[0] += 1
+        seen.append(active[0])
+        try:
+            import time
+
+            time.sleep(0.05)
+            return load(*args, **kwargs)
+        finally:
+            active[0] -= 1
+
+    with rest_client(tmp_path, measure_options=FAST, per_owner=1) as client:
+        me = session(client)
+        data = _upload(client, me, "data", "mine.npz", _npz()).json()["use"]["data"]
+        monkeypatch.setattr(core.data, "load_dataset", watched)
+        body = {"kind": "train", "config": {"model": "mlp", "data": data, "epochs": 1}}
+        with ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(lambda _: client.post("/api/jobs", headers=me,
+                                                          json=body).status_code, range(8)))
+    assert codes == [201] + [429] * 7  # each was sized, one admitted (per_owner=1)
+    assert seen == [1]
