@@ -118,3 +118,25 @@ def test_memory_probe_forked_per_file_matches_a_fresh_process(tmp_path):
                              capture_output=True, text=True, check=True).stdout
         fresh = json.loads(out.splitlines()[-1])["peak_mb"]
         assert forked[str(path)]["peak_mb"] == pytest.approx(fresh, abs=0.5)
+
+
+def test_memory_probes_side_by_side_each_report_their_figure(tmp_path, monkeypatch):
+    """Children forked side by side share the probe's stdout: each line must arrive whole,
+    also where stdout is unbuffered (PYTHONUNBUFFERED, as CI often sets: a print is then two
+    writes, and another child's line could land between them)."""
+    import shutil
+
+    import torch
+
+    from core.measure._memory import probe_memory
+
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(144, 3)).eval()
+    first = tmp_path / "m0.onnx"
+    torch.onnx.export(model, (torch.randn(1, 1, 8, 8),), str(first), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    paths = [first] + [shutil.copy(first, tmp_path / f"m{i}.onnx") for i in range(1, 6)]
+    for _ in range(3):
+        found = probe_memory(paths, batch_size=8)
+        assert all(found[str(p)] is not None for p in paths), found

@@ -161,8 +161,17 @@ def _main(path: str, batch_size: int, *, trust_model: bool = False) -> None:
     else:
         _run_loaded(path, batch_size, trust_model=trust_model)
     peak = _peak_rss() if reset else _max_rss()
-    print(json.dumps({"path": path, "peak_mb": max(peak - before, 0) / 2**20,
-                      "imported": [m for m in _HEAVY if m in sys.modules]}), flush=True)
+    _say({"path": path, "peak_mb": max(peak - before, 0) / 2**20,
+          "imported": [m for m in _HEAVY if m in sys.modules]})
+
+
+def _say(entry: dict[str, Any]) -> None:
+    """Print ``entry`` as one JSON line in one write: children forked side by side share
+    stdout, and a ``print`` is two writes where stdout is unbuffered (PYTHONUNBUFFERED),
+    so another child's line could land between them and spoil both. A pipe write of up to
+    PIPE_BUF (4096) bytes is never interleaved."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (json.dumps(entry) + "\n").encode())
 def _resident_file_pages() -> list[int]:
     """Addresses of the readable file-mapped pages resident in this process (``pagemap``).
 
