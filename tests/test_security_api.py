@@ -8,10 +8,9 @@ import io
 import pickle
 import zipfile
 
-import numpy as np
 import pytest
 
-from tests.helpers.rest import FAST, rest_client, session, wait_job
+from tests.helpers.rest import FAST, rest_client, session, tiny_npz, upload, wait_job
 
 LIMIT_MB = 0.05  # ~51 KB: the tiny model and data fit, the over-limit bodies do not
 
@@ -39,18 +38,6 @@ def _tiny_onnx() -> bytes:
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     return buf.getvalue()
-
-
-def _tiny_npz() -> bytes:
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    np.savez(buf, X=rng.normal(size=(90, 4)).astype(np.float32), y=np.arange(90) % 3)
-    return buf.getvalue()
-
-
-def _upload(client, headers, kind: str, name: str, content: bytes):
-    return client.post("/api/uploads", headers=headers, data={"kind": kind},
-                       files={"file": (name, content)})
 
 
 def _uploads_left(root) -> list[str]:
@@ -103,9 +90,9 @@ def test_token_route_answers_429_past_the_limit(tmp_path):
 def test_upload_own_onnx_and_data_then_benchmark_it(server):
     client, root = server
     alice, bob = session(client), session(client)
-    model = _upload(client, alice, "model", "my model.onnx", _tiny_onnx())
+    model = upload(client, alice, "model", "my model.onnx", _tiny_onnx())
     assert model.status_code == 201, model.text
-    data = _upload(client, alice, "data", "mine.npz", _tiny_npz())
+    data = upload(client, alice, "data", "mine.npz", tiny_npz())
     assert data.status_code == 201, data.text
     assert model.json()["filename"] == "my_model.onnx"
     ref_model, ref_data = model.json()["use"]["model"], data.json()["use"]["data"]
@@ -146,7 +133,7 @@ def test_refused_uploads_leave_nothing_and_no_server_path(server, kind, name, co
     client, root = server
     headers = carol(client)
     before = _uploads_left(root)
-    r = _upload(client, headers, kind, name, content)
+    r = upload(client, headers, kind, name, content)
     assert r.status_code == status, r.text
     assert says in r.text and str(root) not in r.text
     assert _uploads_left(root) == before

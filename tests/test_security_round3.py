@@ -5,14 +5,12 @@ test_security_*.py, test_external_data_upload.py and test_bad_input_sweep.py."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.helpers.rest import FAST, rest_client, session, wait_job
+from tests.helpers.rest import FAST, rest_client, session, tiny_npz, upload, wait_job
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +36,10 @@ def _graph(*extra_nodes, opsets=(("", 17),), inits=()) -> onnx.ModelProto:
     return model
 
 
-def _npz() -> bytes:
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    np.savez(buf, X=rng.normal(size=(90, 4)).astype(np.float32), y=np.arange(90) % 3)
-    return buf.getvalue()
-
-
-def _upload(client, headers, kind: str, name: str, content: bytes):
-    return client.post("/api/uploads", headers=headers, data={"kind": kind},
-                       files={"file": (name, content)})
-
-
 def _benchmark(client, headers, model: onnx.ModelProto) -> dict:
-    up = _upload(client, headers, "model", "mine.onnx", model.SerializeToString())
+    up = upload(client, headers, "model", "mine.onnx", model.SerializeToString())
     assert up.status_code == 201, up.text
-    data = _upload(client, headers, "data", "mine.npz", _npz()).json()["use"]["data"]
+    data = upload(client, headers, "data", "mine.npz", tiny_npz()).json()["use"]["data"]
     r = client.post("/api/jobs", headers=headers, json={
         "kind": "benchmark", "config": {"model": up.json()["use"]["model"], "data": data}})
     assert r.status_code == 201, r.text
@@ -131,8 +117,8 @@ def test_a_sparse_tensor_reading_a_file_elsewhere_is_refused_by_name(server, loc
     folder)."""
     client, root = server
     before = _stored(root)
-    r = _upload(client, session(client), "model", "m.onnx",
-                _sparse_model(location).SerializeToString())
+    r = upload(client, session(client), "model", "m.onnx",
+               _sparse_model(location).SerializeToString())
     assert r.status_code == 422, r.text
     assert f"keeps weights in '{location}', which is not a plain file name" in r.json()["detail"]
     assert str(root) not in r.text and _stored(root) == before
@@ -202,7 +188,7 @@ def test_a_csv_too_wide_is_refused_at_submit_before_pandas_parses_it(server, mon
     headers = session(client)
     wide = (",".join(f"c{i}" for i in range(5000)) + ",label\n"
             + ",".join("1" for _ in range(5001)) + "\n").encode()
-    up = _upload(client, headers, "data", "wide.csv", wide)
+    up = upload(client, headers, "data", "wide.csv", wide)
     assert up.status_code == 201, up.text
     r = client.post("/api/jobs", headers=headers, json={
         "kind": "train", "config": {"model": "mlp", "data": up.json()["use"]["data"]}})
@@ -223,7 +209,7 @@ def _upload_request() -> tuple[bytes, dict[str, str]]:
     import httpx
 
     request = httpx.Request("POST", "http://studio/api/uploads", data={"kind": "data"},
-                            files={"file": ("d.npz", _npz())})
+                            files={"file": ("d.npz", tiny_npz())})
     return request.read(), {"content-type": request.headers["content-type"],
                             "content-length": request.headers["content-length"]}
 
@@ -329,7 +315,7 @@ def test_an_uploads_id_is_no_run_to_compare_or_download(server):
     ("'103d15d7f536976d' is not a studio run folder"); its artifacts route answered the same."""
     client, _ = server
     me = session(client)
-    up = _upload(client, me, "data", "mine.npz", _npz()).json()
+    up = upload(client, me, "data", "mine.npz", tiny_npz()).json()
     r = client.post("/api/jobs", headers=me, json={"kind": "compare",
                                                    "config": {"inputs": [up["id"]]}})
     assert r.status_code == 422, r.text
@@ -366,7 +352,7 @@ def test_submits_at_once_on_one_upload_read_it_once_one_at_a_time(tmp_path, monk
 
     with rest_client(tmp_path, measure_options=FAST, per_owner=1) as client:
         me = session(client)
-        data = _upload(client, me, "data", "mine.npz", _npz()).json()["use"]["data"]
+        data = upload(client, me, "data", "mine.npz", tiny_npz()).json()["use"]["data"]
         monkeypatch.setattr(core.data, "load_dataset", watched)
         body = {"kind": "train", "config": {"model": "mlp", "data": data, "epochs": 1}}
         with ThreadPoolExecutor(8) as pool:

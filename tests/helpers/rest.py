@@ -48,3 +48,21 @@ def wait_job(client: Any, job_id: str, headers: dict[str, str],
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} stuck in {job.get('status')}")
+
+
+def upload(client: Any, headers: dict[str, str], kind: str, name: str, content: bytes) -> Any:
+    """POST one file to /api/uploads as ``kind`` ("model" or "data")."""
+    return client.post("/api/uploads", headers=headers, data={"kind": kind},
+                       files={"file": (name, content)})
+
+
+def tiny_npz() -> bytes:
+    """An .npz of 90 rows of 4 features and 3 classes."""
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    np.savez(buf, X=rng.normal(size=(90, 4)).astype(np.float32), y=np.arange(90) % 3)
+    return buf.getvalue()
