@@ -172,6 +172,8 @@ def _say(entry: dict[str, Any]) -> None:
     PIPE_BUF (4096) bytes is never interleaved."""
     sys.stdout.flush()
     os.write(sys.stdout.fileno(), (json.dumps(entry) + "\n").encode())
+
+
 def _resident_file_pages() -> list[int]:
     """Addresses of the readable file-mapped pages resident in this process (``pagemap``).
 
