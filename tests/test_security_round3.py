@@ -176,6 +176,32 @@ def test_declared_sizes_cannot_be_hidden(tmp_path, monkeypatch):
         check_onnx(tmp_path / "sparse.onnx")
 
 
+
+def test_operator_nodes_are_counted_in_subgraphs_too(tmp_path, monkeypatch):
+    """A graph of a million nodes (30 MB) was accepted and held a job's CPU for minutes; the
+    nodes, those of an If's branches included, are counted against STUDIO_MAX_MODEL_NODES."""
+    from core.artifacts import check_onnx
+    from core.errors import StudioError
+
+    def branch(name: str) -> onnx.GraphProto:
+        names = ["r20", *(f"{name}{i}" for i in range(20))]
+        return helper.make_graph(
+            [helper.make_node("Identity", [a], [b]) for a, b in zip(names, names[1:])], name,
+            [], [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, ["n", 3])])
+
+    chain = [f"r{i}" for i in range(21)]
+    relus = [helper.make_node("Relu", [a], [b]) for a, b in zip(["t", *chain[1:]], chain[1:])]
+    cond = numpy_helper.from_array(np.array(True), "c")
+    choose = helper.make_node("If", ["c"], ["logits"], then_branch=branch("a"),
+                              else_branch=branch("b"))
+    onnx.save(_graph(*relus, choose, inits=[cond]), str(tmp_path / "m.onnx"))  # 62 nodes
+    monkeypatch.setenv("STUDIO_MAX_MODEL_NODES", "61")
+    with pytest.raises(StudioError, match=r"STUDIO_MAX_MODEL_NODES=61 .*'m.onnx' holds 62 "):
+        check_onnx(tmp_path / "m.onnx")
+    monkeypatch.setenv("STUDIO_MAX_MODEL_NODES", "62")
+    check_onnx(tmp_path / "m.onnx")
+
+
 # --- data: a CSV's width is bounded before pandas sees it -----------------------------------
 
 

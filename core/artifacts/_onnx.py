@@ -96,7 +96,7 @@ def external_data_locations(model: Any) -> set[str]:
     return {ExternalDataInfo(t).location for t in all_tensors(model) if uses_external_data(t)}
 
 
-def _graphs(model: Any) -> Iterator[Any]:
+def graphs(model: Any) -> Iterator[Any]:
     """The main graph, every subgraph (If/Loop/Scan bodies, at any depth) and every local
     function, whatever an attribute's declared type says."""
     todo = [model.graph, *model.functions]
@@ -111,7 +111,7 @@ def _graphs(model: Any) -> Iterator[Any]:
 
 def sparse_tensors(model: Any) -> Iterator[Any]:
     """Every sparse tensor (sparse initializers, Constant ``sparse_value`` attributes)."""
-    for graph in _graphs(model):
+    for graph in graphs(model):
         yield from getattr(graph, "sparse_initializer", ())
         for node in graph.node:
             for attr in node.attribute:
@@ -123,7 +123,7 @@ def all_tensors(model: Any) -> Iterator[Any]:
     """Every tensor ONNX Runtime reads from the file: initializers, attribute tensors and the
     values and indices of sparse tensors, in every graph. (onnx's own walk skips sparse
     tensors, whose data may lie in external files too.)"""
-    for graph in _graphs(model):
+    for graph in graphs(model):
         yield from getattr(graph, "initializer", ())
         for node in graph.node:
             for attr in node.attribute:
