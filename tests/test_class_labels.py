@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.data import dataset_from_spec, load_dataset
+from core.data import dataset_from_spec, load_dataset, spec_inputs
 
 
 def _npz(tmp_path, name, labels):
@@ -86,3 +86,8 @@ def test_report_records_the_classes_and_replays(tmp_path):
     first = load_dataset(csv)
     assert again.class_names == entry["classes"]
     np.testing.assert_array_equal(again.y_test, first.y_test)
+    # An older report (written before classes were recorded) is the same data: the Tuning tab
+    # compares its study with the current model this way.
+    older = {k: v for k, v in entry.items() if k not in ("classes", "class_order_warning")}
+    assert spec_inputs(older) == spec_inputs(entry)
+    assert spec_inputs({**older, "source": "digits"}) != spec_inputs(entry)

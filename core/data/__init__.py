@@ -20,6 +20,7 @@ from core.data._dataset import (
     npz_headers,
     read_csv_frame,
     read_npz,
+    spec_inputs,
     split_sizes,
 )
 
@@ -39,5 +40,6 @@ __all__ = [
     "npz_headers",
     "read_csv_frame",
     "read_npz",
+    "spec_inputs",
     "split_sizes",
 ]

@@ -260,6 +260,16 @@ def load_dataset(
                   fit_standardize=fit_standardize)
 
 
+# What a report's data entry records about the data rather than asks of it.
+RECORDED_ONLY = ("input_shape", "classes", "class_order_warning")
+
+
+def spec_inputs(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A data spec without what is only recorded: two runs on the same data compare equal
+    this way, whichever studio version wrote their reports."""
+    return {k: v for k, v in dict(spec or {}).items() if k not in RECORDED_ONLY}
+
+
 def dataset_from_spec(spec: Mapping[str, Any]) -> Dataset:
     """Rebuild a data set from a report's ``data`` entry (``DataSpec.to_dict()``).
 
@@ -269,7 +279,7 @@ def dataset_from_spec(spec: Mapping[str, Any]) -> Dataset:
     values = dict(spec or {"source": "digits"})
     source = values.pop("source", "digits")
     known = {f for f in DataSpec.__dataclass_fields__} - {"source"}
-    values = {k: v for k, v in values.items() if k in known - {"input_shape", "classes"}}
+    values = {k: v for k, v in spec_inputs(values).items() if k in known}
     if "preprocessing" not in values and str(source) not in BUILTIN:
         values.setdefault("normalize", True)
     values.setdefault("splitter", "sklearn")  # written before the numpy split

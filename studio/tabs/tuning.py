@@ -256,11 +256,13 @@ def _same_data_baseline(ctx: StudioContext, request: Any, study_dir: Path) -> Pa
     """The current model, if it was made on the study's data (to compare side by side)."""
     import json
 
+    from core.data import spec_inputs
+
     base = ctx.current(request)
     if base is None:
         return None
-    mine = json.loads((study_dir / "report.json").read_text()).get("data")
-    theirs = json.loads((base / "report.json").read_text()).get("data")
+    mine, theirs = (spec_inputs(json.loads((d / "report.json").read_text()).get("data"))
+                    for d in (study_dir, base))
     return base if mine == theirs else None
 
 
