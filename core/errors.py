@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import PurePosixPath
 from typing import Any
@@ -79,6 +80,14 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])(?:/[^\s'\"/:,;()\[\]<>]+)+/?")
 
 
 def without_paths(text: str) -> str:
-    """``text`` with each absolute path shown by its base name: a library's message (ONNX
-    Runtime, the ONNX checker) names server paths, which a message to a user never does."""
-    return _ABSOLUTE_PATH.sub(lambda m: PurePosixPath(m.group(0)).name, text)
+    """``text`` with each absolute path on this machine (its top folder exists) shown by its
+    base name: a library's message (ONNX Runtime, the ONNX checker) names server paths, which
+    a message to a user never does. ONNX node names such as '/features/features.0/Conv' look
+    absolute too and stay whole (they say which node failed)."""
+    return _ABSOLUTE_PATH.sub(_base_name_if_here, text)
+
+
+def _base_name_if_here(match: re.Match) -> str:
+    path = PurePosixPath(match.group(0))
+    here = len(path.parts) >= 2 and os.path.isdir(os.path.join(*path.parts[:2]))
+    return path.name if here else match.group(0)

@@ -81,6 +81,21 @@ def test_an_internal_error_naming_a_server_path_reaches_the_user_by_base_name(tm
     assert str(tmp_path) not in job["error"]
 
 
+def test_onnx_runtimes_refusal_keeps_the_node_name_that_looks_like_a_path(tmp_path):
+    """Torch's exporter names nodes '/head/Gemm'; cutting paths to base names made it 'Gemm',
+    and the user lost which node ONNX Runtime refused."""
+    from core.artifacts import load_model
+    from core.errors import ModelFileError
+
+    model = _graph(helper.make_node("Gemm", ["t", "B5"], ["logits"], name="/head/Gemm"),
+                   inits=[numpy_helper.from_array(np.ones((5, 3), np.float32), "B5")])
+    onnx.save(model, str(tmp_path / "mine.onnx"))
+    with pytest.raises(ModelFileError) as refused:
+        load_model(tmp_path / "mine.onnx")
+    assert "Node (/head/Gemm) Op (Gemm)" in str(refused.value)
+    assert str(tmp_path) not in str(refused.value)
+
+
 # --- ONNX: every tensor is checked, sparse ones and their external data too -----------------
 
 
