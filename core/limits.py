@@ -69,8 +69,9 @@ LIMITS: dict[str, Limit] = {
                       "and external data, the members of a .pt/.pt2 archive after "
                       "decompression", integer=False),
     "model_nodes": Limit("STUDIO_MAX_MODEL_NODES", 100_000, "nodes",
-                         "operator nodes of an ONNX graph, subgraphs and local functions "
-                         "included, counted before ONNX Runtime loads it"),
+                         "operator nodes of an ONNX graph, subgraphs included and each "
+                         "local function call counted as the nodes it inlines, counted before "
+                         "ONNX Runtime loads it"),
     "model_input": Limit("STUDIO_MAX_MODEL_INPUT", 4_000_000, "values",
                          "values in one sample of a model's declared input (ONNX input dims, "
                          "e.g. 3×224×224 = 150,528)"),
