@@ -279,6 +279,22 @@ def test_a_csv_too_wide_is_refused_at_submit_before_pandas_parses_it(server, mon
         == ["upload"]  # nothing queued
 
 
+def test_a_csv_whose_lines_end_in_carriage_returns_is_not_one_wide_header(tmp_path,
+                                                                          monkeypatch):
+    """Lines ended by '\\r' alone (old Mac exports; pandas reads them): the header count ran
+    to the first '\\n', i.e. over the whole file, and refused 400 rows of 4 columns as
+    '1,204+ columns'."""
+    from core.data import load_dataset
+
+    monkeypatch.setenv("STUDIO_MAX_DATA_COLUMNS", "10")
+    rows = ["a,b,c,label", *(f"{i % 7},{i % 5},{i % 3},{i % 2}" for i in range(400))]
+    (tmp_path / "mac.csv").write_bytes(("\r".join(rows) + "\r").encode())
+    (tmp_path / "unix.csv").write_bytes(("\n".join(rows) + "\n").encode())
+    mac, unix = load_dataset(str(tmp_path / "mac.csv")), load_dataset(str(tmp_path / "unix.csv"))
+    assert mac.summary() == {**unix.summary(), "name": mac.summary()["name"]}
+    assert np.array_equal(mac.X_train, unix.X_train)
+
+
 # --- the upload quota holds for uploads sent side by side, or without a length --------------
 
 

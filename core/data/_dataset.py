@@ -463,11 +463,12 @@ def _separator(path: Path) -> str:
 def _header_fields(path: Path, sep: str, cap: int) -> int:
     """Fields of the header line, counted from its bytes (stops past ``cap``). Pandas is not
     asked: a header of 2 million names took it 4 minutes and 6 GB. A separator inside quotes
-    counts too, so this is an upper bound."""
+    counts too, so this is an upper bound. The line ends at a line feed or a carriage return
+    (old Mac exports end lines with a carriage return alone, which pandas reads)."""
     fields, mark = 1, sep.encode()
     with open(path, "rb") as fh:
         while fields <= cap and (chunk := fh.read(2**20)):
-            line = chunk.split(b"\n", 1)[0]
+            line = chunk.split(b"\n", 1)[0].split(b"\r", 1)[0]
             fields += line.count(mark)
             if len(line) < len(chunk):
                 break
