@@ -401,6 +401,27 @@ def test_a_pt2_with_a_duplicated_member_is_refused_even_when_trusted(pt2, tmp_pa
     assert load_model(pt2, trust_model=True).kind == "export"  # the archive as saved loads
 
 
+def test_a_torchscript_archive_with_a_member_named_twice_but_for_case_is_refused(tmp_path):
+    """torch's zip reader does not tell case apart: with 'ts/DATA.PKL' after the checked
+    'ts/data.pkl', torch loaded the other one (here junk: 'Expected PROTO opcode')."""
+    import zipfile
+
+    import torch
+
+    from core.artifacts import load_model
+    from core.errors import ModelFileError
+
+    torch.jit.save(torch.jit.script(torch.nn.Linear(4, 3)), tmp_path / "ts.pt")
+    pickled = next(n for n in zipfile.ZipFile(tmp_path / "ts.pt").namelist()
+                   if n.endswith("/data.pkl"))
+    shouted = pickled.replace("data.pkl", "DATA.PKL")
+    _rezip(tmp_path / "ts.pt", tmp_path / "case.pt", [("ts/a", b""), (shouted, b"junk")])
+    with pytest.raises(ModelFileError, match=f"'case.pt' holds two members named '{shouted}' "
+                                             f"and '{pickled}'"):
+        load_model(tmp_path / "case.pt", trust_model=True)
+    assert load_model(tmp_path / "ts.pt", trust_model=True).kind == "torchscript"
+
+
 # --- an upload's id where a run is expected -------------------------------------------------
 
 

@@ -31,15 +31,18 @@ def _mb(n_bytes: float) -> float:
 def check_zip_members(zf: zipfile.ZipFile, name: str) -> None:
     """Refuse an archive whose declared sizes are over the limit, whose names escape, or that
     holds two members of one name (Python's zipfile, which the checks read, and torch's
-    reader, which loads, do not always pick the same one)."""
-    total, seen = 0, set()
+    reader, which loads, do not always pick the same one; torch's reader does not tell
+    upper from lower case: 'DATA.PKL' stood in for a checked 'data.pkl')."""
+    total, seen = 0, {}
     for info in zf.infolist():
         member = info.filename
         if member.startswith("/") or ".." in member.split("/") or "\\" in member:
             raise ModelFileError(f"'{name}' holds a member with an unsafe path ({member!r}).")
-        if member in seen:
-            raise ModelFileError(f"'{name}' holds two members named {member!r}.")
-        seen.add(member)
+        if member.lower() in seen:
+            same = seen[member.lower()]
+            raise ModelFileError(f"'{name}' holds two members named {member!r}" + (
+                "." if same == member else f" and {same!r} (one name to torch's reader)."))
+        seen[member.lower()] = member
         if info.compress_size and info.file_size > 2**20 and \
                 info.file_size / info.compress_size > MAX_RATIO:
             raise ModelFileError(f"'{name}' is a compression bomb: member {member!r} declares "
