@@ -328,8 +328,8 @@ def _larger_file(report: dict[str, Any], method: str) -> bool:
         return False
     report["warnings"].append(
         f"The {method} file is {size / base:.2f}× larger than the baseline's ({size:,} vs "
-        f"{base:,} bytes): its weights are smaller, but on a model this small the "
-        "quantize/dequantize nodes, their scales and names outweigh what they save.")
+        f"{base:,} bytes): what the method adds (quantize/dequantize or cast nodes, "
+        "scales, names) outweighs what its smaller weights save on a model this small.")
     return True
 
 
