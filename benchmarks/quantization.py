@@ -363,16 +363,24 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "quantization.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
+    columns = [("acc", "accuracy", 7, 4), ("Δpt", "accuracy_delta_pt", 6, 2),
+               ("size×", "size_reduction", 6, 2), ("b1×", "speedup_b1", 6, 2),
+               ("b64×", "speedup_b64", 6, 2),
+               ("b64× vs ORT FP32", "speedup_b64_vs_ort_fp32", 16, 2)]
     for family, r in results.items():
-        print(f"\n{family} (train {r['train_s']} s)")
-        print(f"{'variant':20s} {'acc':>7s} {'Δpt':>6s} {'size×':>6s} {'b1×':>6s} {'b64×':>6s} "
-              f"{'b64× vs ORT FP32':>16s}")
-        for name, v in r["variants"].items():
-            print(f"{name:20s} {v['accuracy']:7.4f} {v['accuracy_delta_pt']:6.2f} "
-                  f"{v['size_reduction']:6.2f} {v['speedup_b1']:6.2f} {v['speedup_b64']:6.2f} "
-                  f"{v['speedup_b64_vs_ort_fp32']:16.2f}")
+        _print_table(f"{family} (train {r['train_s']} s)", r["variants"], columns, 20)
     print(json.dumps(targets, indent=2))
     print(f"wrote {out} in {report['seconds']} s")
+
+
+def _print_table(title: str, rows: dict[str, dict[str, float]],
+                 columns: list[tuple[str, str, int, int]], name_width: int) -> None:
+    """Print one variant per row: ``columns`` are (header, key, width, decimals)."""
+    print(f"\n{title}")
+    print(f"{'variant':{name_width}s} " + " ".join(f"{h:>{w}s}" for h, _, w, _ in columns))
+    for name, v in rows.items():
+        print(f"{name:{name_width}s} "
+              + " ".join(f"{v[k]:{w}.{d}f}" for _, k, w, d in columns))
 
 
 def _run_record(start: float, load: tuple[float, ...]) -> dict[str, Any]:
@@ -403,16 +411,12 @@ def main_ort_options(names: list[str]) -> None:
     }
     out = ROOT / "benchmarks" / "results" / "quantization_ort_int8.json"
     out.write_text(json.dumps(report, indent=2))
+    columns = [("acc", "accuracy", 7, 4), ("Δpt", "accuracy_delta_pt", 6, 2),
+               ("valΔ", "val_delta_pt", 6, 2), ("b1× ORT32", "speedup_b1_vs_ort_fp32", 9, 2),
+               ("b64× ORT32", "speedup_b64_vs_ort_fp32", 10, 2)]
     for name, r in results.items():
-        print(f"\n{name} ({r['train_epochs']} epoch(s))")
-        print(f"{'variant':38s} {'acc':>7s} {'Δpt':>6s} {'valΔ':>6s} {'b1× ORT32':>9s} "
-              f"{'b64× ORT32':>10s}")
-        for label, v in r["variants"].items():
-            if label == "ort-fp32":
-                continue
-            print(f"{label:38s} {v['accuracy']:7.4f} {v['accuracy_delta_pt']:6.2f} "
-                  f"{v['val_delta_pt']:6.2f} {v['speedup_b1_vs_ort_fp32']:9.2f} "
-                  f"{v['speedup_b64_vs_ort_fp32']:10.2f}")
+        rows = {k: v for k, v in r["variants"].items() if k != "ort-fp32"}
+        _print_table(f"{name} ({r['train_epochs']} epoch(s))", rows, columns, 38)
     print(f"wrote {out} in {report['seconds']} s; load {report['load_average']}")
 
 

@@ -103,10 +103,15 @@ def graphs(model: Any) -> Iterator[Any]:
     while todo:
         graph = todo.pop()
         yield graph
-        for node in graph.node:
-            for attr in node.attribute:
-                todo.extend([attr.g] if attr.HasField("g") else [])
-                todo.extend(attr.graphs)
+        for attr in _attributes(graph):
+            todo.extend([attr.g] if attr.HasField("g") else [])
+            todo.extend(attr.graphs)
+
+
+def _attributes(graph: Any) -> Iterator[Any]:
+    """The attributes of a graph's nodes (not of its subgraphs' nodes)."""
+    for node in graph.node:
+        yield from node.attribute
 
 
 def operator_nodes(model: Any, name: str, cap: int = 10**12) -> int:
@@ -152,10 +157,9 @@ def sparse_tensors(model: Any) -> Iterator[Any]:
     """Every sparse tensor (sparse initializers, Constant ``sparse_value`` attributes)."""
     for graph in graphs(model):
         yield from getattr(graph, "sparse_initializer", ())
-        for node in graph.node:
-            for attr in node.attribute:
-                yield from [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
-                yield from attr.sparse_tensors
+        for attr in _attributes(graph):
+            yield from [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+            yield from attr.sparse_tensors
 
 
 def all_tensors(model: Any) -> Iterator[Any]:
@@ -164,10 +168,9 @@ def all_tensors(model: Any) -> Iterator[Any]:
     tensors, whose data may lie in external files too.)"""
     for graph in graphs(model):
         yield from getattr(graph, "initializer", ())
-        for node in graph.node:
-            for attr in node.attribute:
-                yield from [attr.t] if attr.HasField("t") else []
-                yield from attr.tensors
+        for attr in _attributes(graph):
+            yield from [attr.t] if attr.HasField("t") else []
+            yield from attr.tensors
     for sparse in sparse_tensors(model):
         yield from (sparse.values, sparse.indices)
 
