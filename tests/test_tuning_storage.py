@@ -24,6 +24,7 @@ PG_SCRIPT = ROOT / "tests" / "postgres.sh"
 WORKER = textwrap.dedent("""
     import json, pathlib, sys, time
     import torch
+    from core.callbacks import Callbacks
     from core.data import load_dataset
     from core.tuning import TuneConfig, tune
     folder, name, storage = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -37,8 +38,17 @@ WORKER = textwrap.dedent("""
                      space={"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
                             "width": [4, 8, 16, 32]},
                      storage=storage, study_name="shared", heartbeat_s=5)
-    res = tune(None, data, cfg, out_dir=folder / f"run-{name}",
-               measure_options={"budget_s": 0.02, "memory": False})
+    other = "b" if name == "a" else "a"
+
+    def meet(event):  # after its first trial, a worker waits for the other's first (<= 60 s)
+        if event.get("event") == "trial" and not (folder / f"ran-{name}").exists():
+            (folder / f"ran-{name}").touch()
+            end = time.time() + 60
+            while not (folder / f"ran-{other}").exists() and time.time() < end:
+                time.sleep(0.02)
+
+    res = tune(None, data, cfg, out_dir=folder / f"run-{name}", callbacks=Callbacks(
+               on_metrics=meet), measure_options={"budget_s": 0.02, "memory": False})
     print("RESULT", json.dumps(res.report["study"]["trials_run"]))
 """)
 
