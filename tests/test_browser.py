@@ -6,6 +6,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers.browser import (
@@ -279,6 +280,15 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_ser
     mine = next(ctx.root.glob(f"sessions/*/{baseline}")).parent  # not other tests' sessions
     before = _reports(mine, "train")
 
+    # 20,000 rows make an epoch ~0.5 s here, so 100 epochs outlast the wait below by far;
+    # on digits (0.05 s per epoch) the run could end before Stop was pressed
+    slow = tmp_path / "slow.npz"
+    rng = np.random.default_rng(0)
+    np.savez(slow, X=rng.normal(size=(20_000, 1, 8, 8)).astype(np.float32),
+             y=np.arange(20_000) % 10)
+    page.get_by_text("Your own data or model").click()
+    page.locator("#model_data-data-file input[type=file]").set_input_files(str(slow))
+    expect(page.locator("#model_data-data-file")).to_contain_text("slow.npz")
     page.get_by_label("Epochs").first.fill("100")
     page.get_by_role("button", name="Train baseline").click()
     expect(status).to_contain_text("Epoch", timeout=90_000)

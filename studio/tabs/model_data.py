@@ -45,7 +45,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                 options = train_option_widgets()
                 with gr.Accordion("Your own data or model", open=False):
                     data_file = gr.File(label="Data: .csv with a label column, or .npz with "
-                                        "X and y", file_types=[".csv", ".npz"], height=110)
+                                        "X and y", file_types=[".csv", ".npz"], height=110,
+                                        elem_id="model_data-data-file")
                     label_column = gr.Textbox("label", label="Label column (CSV)")
                     model_file = gr.File(label=_model_label(), height=110,
                                          file_types=[".onnx", ".pt", ".pt2"],  # refused below
