@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from core.config import load_yaml
 from core.errors import InvalidParameterError, check_range
 
 __all__ = ["STEP_KINDS", "Recipe", "Step", "step_config"]
@@ -169,7 +170,7 @@ class Recipe:
     @classmethod
     def from_yaml(cls, text: str, *, allow_paths: bool = True) -> "Recipe":
         try:
-            values = yaml.safe_load(text)
+            values = load_yaml(text)
         except yaml.YAMLError as exc:
             raise InvalidParameterError("recipe", "valid YAML", str(exc).splitlines()[0]) from None
         return cls.from_dict(values or {}, allow_paths=allow_paths)

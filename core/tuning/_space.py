@@ -266,8 +266,10 @@ def parse_space(spec: Mapping[str, Any] | str | None) -> SearchSpace:
     if isinstance(spec, str):
         import yaml
 
+        from core.config import load_yaml
+
         try:
-            spec = yaml.safe_load(spec) if spec.strip() else {}
+            spec = load_yaml(spec) if spec.strip() else {}
         except yaml.YAMLError as exc:
             raise InvalidParameterError("space", f"valid YAML ({exc})", spec[:80]) from None
         spec = spec or {}
