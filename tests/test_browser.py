@@ -231,7 +231,8 @@ def test_a_running_job_guards_the_page(pw, studio_server, tmp_path):
     url, ctx = studio_server
     context, page = open_studio(pw, tmp_path / "profile", url)
     assert page.evaluate("() => window.studioRunning()") is False
-    page.get_by_label("Epochs").first.fill("60")
+    _choose_slow_data(page, tmp_path)  # still running when the page is closed below
+    page.get_by_label("Epochs").first.fill("100")
     page.get_by_role("button", name="Train baseline").click()
     expect(page.locator("#model_data-status")).to_contain_text("Epoch", timeout=90_000)
     assert page.evaluate("() => window.studioRunning()") is True
@@ -265,6 +266,20 @@ def _stop_running_jobs(ctx, kind: str) -> None:
         time.sleep(0.2)
 
 
+def _choose_slow_data(page, tmp_path: Path) -> None:
+    """Upload 20,000 rows in Model & Data: an epoch takes ~0.5 s or more, so 100 epochs outlast
+    the test's waits by far; on digits (0.05 s per epoch on CI) a run could end first."""
+    from playwright.sync_api import expect
+
+    slow = tmp_path / "slow.npz"
+    rng = np.random.default_rng(0)
+    np.savez(slow, X=rng.normal(size=(20_000, 1, 8, 8)).astype(np.float32),
+             y=np.arange(20_000) % 10)
+    page.get_by_text("Your own data or model").click()
+    page.locator("#model_data-data-file input[type=file]").set_input_files(str(slow))
+    expect(page.locator("#model_data-data-file")).to_contain_text("slow.npz")
+
+
 def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_server, tmp_path):
     """Stop reaches the server while Model & Data streams: the status says "Stopped", the job
     is cancelled, no run is written and the previous baseline's figures stay."""
@@ -280,15 +295,7 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_ser
     mine = next(ctx.root.glob(f"sessions/*/{baseline}")).parent  # not other tests' sessions
     before = _reports(mine, "train")
 
-    # 20,000 rows make an epoch ~0.5 s here, so 100 epochs outlast the wait below by far;
-    # on digits (0.05 s per epoch) the run could end before Stop was pressed
-    slow = tmp_path / "slow.npz"
-    rng = np.random.default_rng(0)
-    np.savez(slow, X=rng.normal(size=(20_000, 1, 8, 8)).astype(np.float32),
-             y=np.arange(20_000) % 10)
-    page.get_by_text("Your own data or model").click()
-    page.locator("#model_data-data-file input[type=file]").set_input_files(str(slow))
-    expect(page.locator("#model_data-data-file")).to_contain_text("slow.npz")
+    _choose_slow_data(page, tmp_path)  # still running when Stop is pressed below
     page.get_by_label("Epochs").first.fill("100")
     page.get_by_role("button", name="Train baseline").click()
     expect(status).to_contain_text("Epoch", timeout=90_000)
@@ -301,7 +308,7 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_the_baseline(pw, studio_ser
     from studio.tabs.jobs import manager
 
     store = manager(ctx).store
-    for _ in range(40):  # the job ends within the isolation's grace period
+    for _ in range(120):  # the job ends within the grace period (10 s); this bounds a hang
         if not [j for j in store.list(status="running") if j.kind == "train"]:
             break
         page.wait_for_timeout(500)

@@ -54,11 +54,20 @@ def test_pruning_bar_labels_are_the_widths_the_bars_show():
     assert layer_chart([], structured=True) is None
 
 
-def test_stop_says_stopped_and_keeps_the_current_model(client, studio_server):
+def test_stop_says_stopped_and_keeps_the_current_model(client, studio_server, tmp_path):
     import time
 
+    import numpy as np
+    from gradio_client import handle_file
+
     client.predict("digits", "cnn", None, "label", 1, 0.01, api_name="/train_baseline")
-    job = client.submit("digits", "cnn", None, "label", 100, 0.01,
+    # 20,000 rows: an epoch takes ~0.5 s or more, so 100 epochs outlast the poll below by far;
+    # on digits (0.05 s per epoch on CI) the run could end before Stop was sent
+    slow = tmp_path / "slow.npz"
+    rng = np.random.default_rng(0)
+    np.savez(slow, X=rng.normal(size=(20_000, 1, 8, 8)).astype(np.float32),
+             y=np.arange(20_000) % 10)
+    job = client.submit("digits", "cnn", handle_file(str(slow)), "label", 100, 0.01,
                         api_name="/train_baseline")
     deadline = time.monotonic() + 120
     while not any("Epoch" in str(o[0]) for o in job.outputs()):
