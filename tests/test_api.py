@@ -107,22 +107,19 @@ def test_train_job_lifecycle_isolation_bundle_and_metrics(api, alice, bob):
     assert api.get("/api/metrics", headers=bob).json()["completed"] == 0
 
 
-def test_cancel_via_api_ends_quickly_and_leaves_nothing(api, bob):
+def test_cancel_via_api_stops_the_job_itself_and_leaves_nothing(api, bob, monkeypatch):
+    # No kill after a grace period: only the job's own check can end its 5000 epochs.
+    monkeypatch.setattr("core.isolation.GRACE_S", 1e6)
     r = api.post("/api/jobs", json={"kind": "train", "config": {"epochs": 5000}},
                  headers=bob)
     job_id = r.json()["id"]
     wait_job(api, job_id, bob, states=("running",))
     time.sleep(0.3)
     assert api.get(f"/api/jobs/{job_id}/artifacts", headers=bob).status_code == 409
-    start = time.monotonic()
     r = api.post(f"/api/jobs/{job_id}/cancel", headers=bob)
     assert r.status_code == 202
-    done = wait_job(api, job_id, bob, timeout=30)
+    done = wait_job(api, job_id, bob, timeout=120)  # bounds a hang only
     assert done["status"] == "cancelled"
-    # The job stops at its next check, or is killed after the grace period: never later.
-    from core.isolation import GRACE_S
-
-    assert time.monotonic() - start < GRACE_S + 5
     manager = api.app.state.job_manager
     folder = manager.owner_dir(api.app.state.token_issuer.owner(bob["X-Studio-Session"]))
     assert not folder.exists() or not any(folder.iterdir())
@@ -134,31 +131,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(root: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "NO_PROXY": "localhost,127.0.0.1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.api", "--root", str(root), "--port", str(port),
-         "--fast-measure"], cwd=str(Path(__file__).resolve().parents[1]), env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start_server(root: Path) -> tuple[subprocess.Popen, str]:
+    """The REST server on a free port, answering; its process and URL. A port picked free can
+    be taken before the server binds it (the server then exits): another port is tried."""
     import httpx
 
-    end = time.monotonic() + 90
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/kinds", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not start")
+    env = {**os.environ, "NO_PROXY": "localhost,127.0.0.1"}
+    for _ in range(3):
+        url = f"http://127.0.0.1:{_free_port()}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "studio.api", "--root", str(root), "--port",
+             url.rsplit(":", 1)[1], "--fast-measure"],
+            cwd=str(Path(__file__).resolve().parents[1]), env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 120  # bounds a hang only
+        while proc.poll() is None and time.monotonic() < end:
+            try:
+                if httpx.get(f"{url}/api/kinds", timeout=2).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        if proc.poll() is None:
+            proc.kill()
+            raise AssertionError("server did not start")
+    raise AssertionError("server exited at start 3 times (port taken?)")
 
 
 def test_jobs_survive_a_server_restart(tmp_path):
     import httpx
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _start_server(tmp_path, port)
+    proc, url = _start_server(tmp_path)
     try:
         token = httpx.post(f"{url}/api/session").json()
         alice = {token["header"]: token["token"]}  # still valid after a restart
@@ -178,7 +180,7 @@ def test_jobs_survive_a_server_restart(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)  # a crash: no chance to clean up
         proc.wait(10)
-    proc = _start_server(tmp_path, port)
+    proc, url = _start_server(tmp_path)
     try:
         first = httpx.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()
         assert first["status"] == "succeeded" and first["summary"]["accuracy"] > 0
