@@ -81,6 +81,10 @@ LIMITS: dict[str, Limit] = {
     "serve_max_body_mb": Limit("STUDIO_SERVE_MAX_BODY_MB", 16, "MB",
                                "bytes of one prediction request body to a served model "
                                "(`--max-body-mb` wins)", integer=False),
+    "request_kb": Limit("STUDIO_MAX_REQUEST_KB", 1024, "KB",
+                        "bytes of one request body to the studio other than an upload (a "
+                        "job's config, a UI event's inputs), refused (413) before it is parsed",
+                        integer=False),
 }
 
 

@@ -116,6 +116,7 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     from fastapi import FastAPI
 
     from core.jobs import get_manager
+    from studio.quota import RequestBodyLimit
 
     manager = get_manager(root, measure_options=measure_options, workers=workers,
                           queue_limit=queue_limit, per_owner=per_owner)
@@ -126,6 +127,7 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
                               f"`POST /api/session`; send it in the `{OWNER_HEADER}` header.",
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.job_manager = manager
+    app.add_middleware(RequestBodyLimit)  # a job's config is JSON of a few hundred bytes
     per_hour = tokens_per_hour or int(os.environ.get("STUDIO_TOKENS_PER_HOUR", "30"))
     app.state.token_issuer = TokenIssuer(server_secret(manager.root), per_hour=per_hour)
     owner = _add_session_routes(app, app.state.token_issuer)

@@ -1,5 +1,5 @@
 """Per-client limits of the served app: an upload quota (Gradio's upload route takes files from
-anyone), and the client's address behind a proxy.
+anyone), a size limit on every other request body, and the client's address behind a proxy.
 
 Hand-written because Starlette/Gradio have no byte quota: a small ASGI middleware that counts
 the bytes each client address has uploaded in a sliding window and answers 429 beyond it.
@@ -84,6 +84,30 @@ class UploadQuota:
             await _refuse(send, self.quota, self.window)
 
 
+class RequestBodyLimit:
+    """ASGI middleware: a request body other than an upload is at most STUDIO_MAX_REQUEST_KB
+    (read per request). One with a larger Content-Length is answered 413 naming the limit
+    before a byte is read; one streamed without a length is cut off by Starlette's
+    RequestBodyLimitMiddleware. Uploads (``paths``) have their own limits."""
+
+    def __init__(self, app: Any, *, paths: tuple[str, ...] = UPLOAD_PATHS) -> None:
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+
+        from core.limits import get_limit
+
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(self.paths):
+            return await self.app(scope, receive, send)
+        kb = get_limit("request_kb")
+        if _content_length(scope) > kb * 1024:
+            return await _answer(send, 413, f"The request body is over the limit "
+                                 f"STUDIO_MAX_REQUEST_KB={kb:,g} KB (files go to an upload: "
+                                 "POST /api/uploads).")
+        await RequestBodyLimitMiddleware(self.app, int(kb * 1024))(scope, receive, send)
+
+
 def _content_length(scope: dict) -> int:
     for key, value in scope.get("headers", []):
         if key == b"content-length":
@@ -95,10 +119,13 @@ def _content_length(scope: dict) -> int:
 
 
 async def _refuse(send: Any, quota: int, window: float) -> None:
-    body = json.dumps({"detail": f"Upload quota reached: {quota / 2**20:.0f} MB per "
-                                 f"{window / 60:.0f} minutes from one address. Try again "
-                                 "later."}).encode()
-    await send({"type": "http.response.start", "status": 429,
+    await _answer(send, 429, f"Upload quota reached: {quota / 2**20:.0f} MB per "
+                  f"{window / 60:.0f} minutes from one address. Try again later.")
+
+
+async def _answer(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -64,3 +64,56 @@ def test_anchors_and_merge_keys_within_reason_still_load():
     assert load_yaml("base: &b {n: 2, m: x}\nother: {<<: *b, n: 3}\nl: [*b, *b]\n") == {
         "base": {"n": 2, "m": "x"}, "other": {"n": 3, "m": "x"},
         "l": [{"n": 2, "m": "x"}, {"n": 2, "m": "x"}]}
+
+
+# --- request sizes ----------------------------------------------------------------------------
+
+
+def test_a_job_body_over_the_request_limit_is_refused_before_it_is_parsed(server, monkeypatch):
+    """POST /api/jobs had no size limit: an 80 MB JSON config was parsed whole (14.6 s, 1.35 GB
+    peak in the test process) and answered with a 100 MB error quoting it."""
+    client, _ = server
+    monkeypatch.setenv("STUDIO_MAX_REQUEST_KB", "64")
+    me = {**session(client), "content-type": "application/json"}
+    body = '{"kind": "train", "config": {"model": "cnn", "x": [' + "1.5, " * 20_000 + "1]}}"
+    r = client.post("/api/jobs", headers=me, content=body)
+    assert r.status_code == 413
+    assert r.json()["detail"].startswith("The request body is over the limit "
+                                         "STUDIO_MAX_REQUEST_KB=64 KB")
+
+    def streamed():  # no Content-Length: cut off once past the limit
+        for _ in range(100):
+            yield b" " * 1024
+
+    assert client.post("/api/jobs", headers=me, content=streamed()).status_code == 413
+    ok = client.post("/api/jobs", headers=me, content='{"kind": "train", "config": {"x": 1}}')
+    assert ok.status_code == 422 and "'x' parameter" in ok.json()["detail"]
+
+
+def _tiny_studio(root):
+    """The served app (REST + Gradio, as on a Space) around a one-textbox UI."""
+    import gradio as gr
+
+    from studio.api import create_app
+    from studio.context import StudioContext
+
+    with gr.Blocks() as demo:
+        text, out = gr.Textbox(), gr.Textbox()
+        text.submit(lambda s: s[::-1], text, out, api_name="reverse")
+    ctx = StudioContext(root)
+    return ctx, create_app(ctx, demo=demo)
+
+
+def test_a_ui_event_body_is_limited_and_uploads_are_not(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("STUDIO_MAX_REQUEST_KB", "64")
+    _, app = _tiny_studio(tmp_path)
+    join = {"fn_index": 0, "session_hash": "s4", "event_data": None, "trigger_id": None}
+    with TestClient(app) as client:
+        big = client.post("/gradio_api/queue/join", json={**join, "data": ["y" * 100_000]})
+        assert big.status_code == 413 and "STUDIO_MAX_REQUEST_KB" in big.json()["detail"]
+        assert client.post("/gradio_api/queue/join", json={**join, "data": ["hi"]}) \
+            .status_code == 200
+        up = client.post("/gradio_api/upload", files={"files": ("big.csv", b"1\n" * 100_000)})
+        assert up.status_code == 200 and up.json()[0].endswith("big.csv")
