@@ -55,12 +55,18 @@ def studio_server(tmp_path_factory):
 
     ctx = StudioContext(tmp_path_factory.mktemp("studio_root"), measure_options=FAST_MEASURE)
     demo = build_app(ctx)
-    port = _free_port()
     kw = launch_kwargs(ctx)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
-                ssr_mode=False, allowed_paths=kw["allowed_paths"],
-                max_file_size=kw["max_file_size"], css=kw["css"], theme=kw["theme"],
-                quiet=True)  # the studio's own CSS and theme, as served
+    for attempt in range(3):  # a port found free can be taken before gradio binds it
+        port = _free_port()
+        try:
+            demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
+                        ssr_mode=False, allowed_paths=kw["allowed_paths"],
+                        max_file_size=kw["max_file_size"], css=kw["css"], theme=kw["theme"],
+                        quiet=True)  # the studio's own CSS and theme, as served
+            break
+        except OSError:  # gradio: "Cannot find empty port in range"
+            if attempt == 2:
+                raise
     yield f"http://127.0.0.1:{port}/", ctx
     demo.close()
 

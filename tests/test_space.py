@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import _free_port
-
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = ("127.", "::1", "localhost", "/")
 
@@ -29,7 +27,7 @@ def test_no_outbound_connection_other_than_loopback():
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"}
     env.update(NO_PROXY="localhost,127.0.0.1", PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests/helpers/no_network_probe.py"), str(_free_port())],
+        [sys.executable, str(ROOT / "tests/helpers/no_network_probe.py")],
         capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     attempts = json.loads(done.stdout.strip().splitlines()[-1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import tempfile
 import urllib.request
 
@@ -38,18 +37,17 @@ from studio.api import create_app  # noqa: E402
 from studio.context import StudioContext  # noqa: E402
 
 # The app as launch.py serves it (REST API + UI), then a real action through the UI's API.
-port = int(sys.argv[1])
+# The socket is bound here, on a port the system picks (a port picked free and bound later by
+# the server could be taken in between); connections wait in its backlog until it serves.
+listener = socket.create_server(("127.0.0.1", 0))
 ctx = StudioContext(tempfile.mkdtemp(), measure_options={"budget_s": 0.02, "memory": False})
-server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
-                                       log_level="warning"))
-threading.Thread(target=server.run, daemon=True).start()
-url = f"http://127.0.0.1:{port}/"
-for _ in range(300):
-    try:
-        urllib.request.urlopen(url + "config", timeout=2).read()
-        break
-    except OSError:
-        time.sleep(0.1)
+server = uvicorn.Server(uvicorn.Config(create_app(ctx), log_level="warning"))
+threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True).start()
+url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+end = time.monotonic() + 120  # bounds a hang only
+while not server.started:
+    assert time.monotonic() < end, "the server did not start"
+    time.sleep(0.1)
 issued = urllib.request.Request(url + "api/session", method="POST")
 token = json.loads(urllib.request.urlopen(issued, timeout=30).read())["token"]
 for path in ("", "config", "gradio_api/info", "api/kinds", "api/jobs"):
