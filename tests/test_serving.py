@@ -144,18 +144,25 @@ def _serve_py_answers(bundle, folder):
 
     with zipfile.ZipFile(bundle) as zf:
         zf.extractall(folder)
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.Popen([sys.executable, "serve.py", "--port", str(port)], cwd=folder,
-                            env=env, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
+    for attempt in range(3):  # a port found free can be taken before serve.py binds it
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "serve.py", "--port", str(port)], cwd=folder,
+                                env=env, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 120  # bounds a hang only
+        while proc.poll() is None:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
                 break
             except OSError:
-                assert proc.poll() is None, "serve.py exited"
+                if time.monotonic() > end:
+                    proc.kill()
+                    raise AssertionError("serve.py did not answer") from None
                 time.sleep(0.2)
+        if proc.poll() is None:
+            break
+        assert attempt < 2, "serve.py exited at start 3 times"
+    try:
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/predict", method="POST",
             data=json.dumps({"inputs": [[[[0.0] * 8] * 8]]}).encode(),
@@ -232,3 +239,22 @@ def test_deploy_tab_is_wired_in_the_app(client):
     assert frame["data"] == []
     with pytest.raises(AppError, match="Pick a variant"):
         client.predict(None, None, 0.5, 0, api_name="/start_endpoint")
+
+
+def test_an_endpoint_holds_its_port_from_the_moment_it_is_made():
+    """The port an endpoint reports is already its own before it starts: no other process can
+    take it in between (a port picked free, closed and bound later by uvicorn could be)."""
+    import socket
+    import urllib.request
+
+    from fastapi import FastAPI
+
+    from core.serving import EndpointServer
+
+    app = FastAPI()
+    app.get("/ping")(lambda: {"pong": True})
+    server = EndpointServer(app)
+    with pytest.raises(OSError):
+        socket.create_server(("127.0.0.1", server.port)).close()  # already taken: by it
+    with server, urllib.request.urlopen(server.url + "/ping", timeout=30) as answer:
+        assert answer.read() == b'{"pong":true}'

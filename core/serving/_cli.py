@@ -12,7 +12,10 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
                    "file; TorchScript/.pt2/pickles are never served")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one)")
+    p.add_argument("--fd", type=int, default=None,
+                   help="serve on this inherited listening socket instead (the studio's "
+                        "Deploy tab; default: none)")
     p.add_argument("--threads", type=int, default=1,
                    help="ONNX Runtime intra-op threads per model (default 1)")
     p.add_argument("--max-batch", type=int, default=None,
@@ -39,7 +42,7 @@ def _serve(args: argparse.Namespace) -> None:
           "min_samples": args.min_samples}
     serve_model(args.run_dir, host=args.host, port=args.port, threads=args.threads,
                 max_batch=args.max_batch, max_body_mb=args.max_body_mb,
-                ab_with=args.ab_with, ab_options=ab if args.ab_with else None)
+                ab_with=args.ab_with, ab_options=ab if args.ab_with else None, fd=args.fd)
 
 
 def _agent(args: argparse.Namespace) -> None:

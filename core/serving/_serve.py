@@ -110,15 +110,22 @@ def _check_same_input(runners: dict[str, ModelRunner]) -> None:
 class EndpointServer:
     """An endpoint served by uvicorn in a background thread (tests, benchmarks, scripts)."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0,
+                 sock: socket.socket | None = None) -> None:
         import uvicorn
 
+        # Listening from here on (port 0: the system's pick, read back): a port picked free
+        # and bound later by uvicorn could be taken by another process in between.
+        self._socket = sock or listen(host, port)
         self.app, self.host = app, host
-        self.port = port or free_port(host)
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                timeout_graceful_shutdown=2)
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(target=self.serve, daemon=True)
+
+    def serve(self) -> None:
+        """Serve on this thread until stopped."""
+        self._server.run(sockets=[self._socket])
 
     @property
     def url(self) -> str:
@@ -150,20 +157,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port`` (0: a free port the system picks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise StudioError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+
+
 def serve_model(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
                 threads: int = 1, max_batch: int | None = None, max_body_mb: float | None = None,
                 ab_with: str | Path | None = None, ab_options: dict[str, Any] | None = None,
-                block: bool = True) -> EndpointServer | None:
+                block: bool = True, fd: int | None = None) -> EndpointServer | None:
     """Serve a variant (and optionally A/B test it against ``ab_with``). ``block=False``
-    returns a started ``EndpointServer`` (call ``.stop()``); else runs until interrupted."""
+    returns a started ``EndpointServer`` (call ``.stop()``); else runs until interrupted.
+    ``fd``: an inherited listening socket to serve on instead of ``host``:``port``."""
     app = build_endpoint(run_dir, threads=threads, max_batch=max_batch,
                          max_body_mb=max_body_mb, ab_with=ab_with, ab_options=ab_options)
-    server = EndpointServer(app, host=host, port=port)
+    sock = socket.socket(fileno=fd) if fd is not None else None
+    server = EndpointServer(app, host=host, port=port, sock=sock)
     if not block:
         return server.start()
     print(f"Serving {', '.join(app.state.runners)} on {server.url} (POST /predict, /metrics"
           f"{', /ab/report' if ab_with else ''})", flush=True)
-    server._server.run()
+    server.serve()
     return None
 
 
@@ -173,10 +191,13 @@ class EndpointProcess:
 
     def __init__(self, run_dir: str | Path, *, ab_with: str | Path | None = None,
                  share_b: float = 0.5, seed: int = 0, threads: int = 1) -> None:
-        self.port = free_port()
+        # The child serves on a socket bound here and inherited: a port picked free and bound
+        # later by the child could be taken (or answered) by another process in between.
+        listener = listen("127.0.0.1", 0)
+        self.port = listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "core.serving._cli", str(run_dir), "--port",
-                str(self.port), "--threads", str(threads)]
+        argv = [sys.executable, "-m", "core.serving._cli", str(run_dir), "--fd",
+                str(listener.fileno()), "--threads", str(threads)]
         if ab_with is not None:
             argv += ["--ab-with", str(ab_with), "--share-b", str(share_b), "--seed", str(seed)]
         root = Path(__file__).resolve().parents[2]
@@ -184,8 +205,10 @@ class EndpointProcess:
             [str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
         # stderr to a file, not a pipe: a pipe nobody reads would stall a chatty child.
         self._log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=self._log, text=True)
+        with listener:  # the child holds its own copy
+            self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                         stderr=self._log, text=True,
+                                         pass_fds=(listener.fileno(),))
 
     def wait_ready(self, timeout: float = 60.0) -> "EndpointProcess":
         deadline = time.monotonic() + timeout
