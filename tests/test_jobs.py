@@ -185,3 +185,31 @@ def test_old_finished_jobs_expire_with_their_folders(tmp_path):
         assert mgr.store.get(running.id) is not None  # unfinished work is never expired
     finally:
         mgr.shutdown()
+
+
+def test_jobs_of_one_millisecond_list_newest_first_and_run_in_order(tmp_path, monkeypatch):
+    """created_at has millisecond resolution: jobs submitted within one are listed newest first
+    by every listing, and still run in the order they were submitted."""
+    monkeypatch.setattr("core.jobs._store._now", lambda: "2026-01-01T00:00:00.000+00:00")
+    ran, gate = tmp_path / "ran.txt", tmp_path / "go"
+
+    def note(config, out_dir, cb, resolve, mopts):
+        while not gate.exists():  # until all three are queued
+            time.sleep(0.01)
+        with open(ran, "a") as f:
+            f.write(config["name"] + "\n")
+        return {"operation": "note", "result": {"accuracy": 1.0}}
+
+    kind = JobKind("note", "note", lambda config, resolve: dict(config), note)
+    mgr = JobManager(tmp_path / "root", kinds={"note": kind}, per_owner=3)
+    try:
+        jobs = [mgr.submit("note", "alice", {"name": name}) for name in "abc"]
+        newest_first = [j.id for j in reversed(jobs)]
+        assert [j.id for j in mgr.store.list()] == newest_first
+        assert [j.id for j in mgr.list("alice")] == newest_first
+        gate.touch()
+        for job in jobs:
+            assert mgr.wait(job.id, "alice", timeout=60).status == "succeeded"
+    finally:
+        mgr.shutdown()
+    assert ran.read_text().split() == ["a", "b", "c"]

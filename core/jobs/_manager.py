@@ -295,7 +295,8 @@ class JobManager:
     def _next(self) -> Job | None:
         """Start the oldest queued job of the owner served least recently (None: nothing)."""
         with self._submit_lock:
-            queued = sorted(self.store.list(status="queued", limit=10_000),
+            oldest_first = reversed(self.store.list(status="queued", limit=10_000))
+            queued = sorted(oldest_first,  # stable: jobs of the same millisecond keep their order
                             key=lambda j: (self._served.get(j.owner, 0.0), j.created_at))
             for job in queued:
                 if self.store.mark_started(job.id):

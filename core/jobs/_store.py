@@ -158,7 +158,7 @@ class JobStore:
             where.append("status = ?")
             args.append(status)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created_at DESC LIMIT ?"
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"  # same millisecond: newest first
         with self._lock:
             rows = self._db.execute(sql, (*args, int(limit))).fetchall()
         return [_job(r) for r in rows]
