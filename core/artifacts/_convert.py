@@ -394,6 +394,57 @@ def _static_reshapes(module: Any) -> None:
         module.recompile()
 
 
+def _constant_value(module: Any, node: Any) -> Any:
+    """The tensor an fx node always yields (an attribute or onnx2torch's Constant), or None."""
+    from onnx2torch.node_converters.constant import OnnxConstant
+
+    if getattr(node, "op", None) == "get_attr":
+        return _fetch_attr(module, node.target)
+    if getattr(node, "op", None) == "call_module" and not node.args:
+        constant = module.get_submodule(node.target)
+        return constant.value if isinstance(constant, OnnxConstant) else None
+    return None
+
+
+def _static_resizes(module: Any) -> None:
+    """Replace onnx2torch Resize calls with constant scales or sizes, which keep the batch
+    and channel dims, by :class:`StaticResize` (the same F.interpolate call)."""
+    import torch
+    from onnx2torch.node_converters.resize import OnnxResize, _onnx_mode_to_torch_mode
+
+    from core.artifacts._convert_modules import StaticResize
+
+    changed = False
+    for node in list(module.graph.nodes):
+        if node.op != "call_module" or not isinstance(module.get_submodule(node.target),
+                                                      OnnxResize):
+            continue
+        resize = module.get_submodule(node.target)
+        names = ("input_tensor", "roi", "scales", "sizes")
+        given = {**dict(zip(names, node.args)), **node.kwargs}
+        values = {k: _constant_value(module, v) for k, v in given.items() if k != "input_tensor"}
+        if any(v is None or not torch.is_tensor(v) for v in values.values()):
+            continue  # computed at run time: onnx2torch's module stays
+        if values.get("roi") is not None and values["roi"].numel() and not resize.ignore_roi:
+            continue
+        scales, sizes = values.get("scales"), values.get("sizes")
+        scales = scales.tolist() if scales is not None and scales.numel() else None
+        sizes = [int(s) for s in sizes.tolist()] if sizes is not None and sizes.numel() else None
+        if (scales or sizes) is None or (scales and scales[:2] != [1, 1]):
+            continue
+        rank = len(scales or sizes) - 2
+        static = StaticResize(_onnx_mode_to_torch_mode(resize.onnx_mode, rank),
+                              resize.align_corners, scales=scales[2:] if scales else None,
+                              sizes=None if scales else sizes[2:])
+        module.add_submodule(node.target, static)
+        node.args, node.kwargs = (given["input_tensor"],), {}
+        changed = True
+    if changed:
+        module.graph.eliminate_dead_code()
+        module.delete_all_unused_submodules()
+        module.recompile()
+
+
 def _closing_softmax_trains_on_log_probs(module: Any) -> int:
     """Each Softmax whose result is only a graph output becomes :class:`ClosingSoftmax`
     (log-probabilities while training, probabilities in eval and export). Returns how many."""
@@ -500,6 +551,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     _float_initializers_trainable(module)
     contiguous_linear_weights(module)
     _static_reshapes(module)
+    _static_resizes(module)
     _closing_softmax_trains_on_log_probs(module)
     module.train()
     if batch and not _runs_on_other_batches(module, model, batch):

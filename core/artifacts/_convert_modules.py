@@ -97,3 +97,19 @@ class ClosingSoftmax(torch.nn.Module):
         if self.training and not torch.compiler.is_exporting():
             return self.log_probs(x)
         return self.probs(x)
+
+
+class StaticResize(torch.nn.Module):
+    """Resize by constant spatial scales or sizes (F.interpolate) without reading a tensor:
+    onnx2torch's Resize calls ``.tolist()`` on its scales at run time, a data-dependent
+    guard that ``torch.export`` (PT2E quantization, the pruned model's .pt2) refuses."""
+
+    def __init__(self, mode: str, align_corners: bool | None, *,
+                 scales: list[float] | None = None, sizes: list[int] | None = None) -> None:
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+        self.scales, self.sizes = scales, sizes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, size=self.sizes, scale_factor=self.scales,
+                                               mode=self.mode, align_corners=self.align_corners)

@@ -614,3 +614,197 @@ def token_classifier(*, vocab: int = 50, dim: int = 16, classes: int = 3,
     """A seeded embedding-bag-style classifier whose input is int64 token ids."""
     torch.manual_seed(seed)
     return TokenClassifier(vocab, dim, classes)
+
+
+# ----------------------------------------------------------------------------- round 4
+
+class KeywordSpotter(nn.Module):
+    """A KWS-style Conv1d net over (N, C, T): Conv1d-BN1d-ReLU blocks, global average pool
+    over time, a linear head."""
+
+    def __init__(self, channels: int, classes: int, width: int = 32) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(channels, width, 3, padding=1, bias=False), nn.BatchNorm1d(width),
+            nn.ReLU(),
+            nn.Conv1d(width, width, 3, padding=1, bias=False), nn.BatchNorm1d(width),
+            nn.ReLU(),
+            nn.Conv1d(width, 2 * width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm1d(2 * width), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.head = nn.Linear(2 * width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def keyword_spotter(*, channels: int = 8, classes: int = 10, width: int = 32,
+                    seed: int = 0) -> nn.Module:
+    """A seeded Conv1d keyword-spotting-style classifier over (N, channels, T)."""
+    torch.manual_seed(seed)
+    return KeywordSpotter(channels, classes, width)
+
+
+def digits_sequence_npz(path: Any, *, seed: int = 0) -> Any:
+    """Digits as (N, 8, 8) sequences (rows as channels, columns as time) in a user .npz,
+    loaded without an added channel axis."""
+    from core.data import load_dataset
+
+    ds = load_dataset("digits", seed=seed)
+    X = np.concatenate([ds.X_train, ds.X_val, ds.X_test]).reshape(-1, 8, 8)
+    y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    np.savez(path, X=X.astype(np.float32), y=y)
+    return load_dataset(str(path), seed=seed, channel_axis=False)
+
+
+class NormActCNN(nn.Module):
+    """A CNN with GroupNorm and InstanceNorm (affine) and PReLU / LeakyReLU / Mish."""
+
+    def __init__(self, num_classes: int, in_channels: int, width: int) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.GroupNorm(4, w), nn.PReLU(w),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * w, affine=True),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.Mish())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def norm_act_cnn(num_classes: int = 10, *, in_channels: int = 3, width: int = 16) -> nn.Module:
+    """GroupNorm / InstanceNorm CNN with PReLU, LeakyReLU and Mish activations."""
+    return NormActCNN(num_classes, in_channels, width)
+
+
+class InceptionBlock(nn.Module):
+    """Four parallel branches (1x1, 1x1-3x3, 1x1-5x5, maxpool-1x1) concatenated on channels."""
+
+    def __init__(self, cin: int, branch: int) -> None:
+        super().__init__()
+        self.b1 = nn.Sequential(nn.Conv2d(cin, branch, 1), nn.ReLU())
+        self.b3 = nn.Sequential(nn.Conv2d(cin, branch, 1), nn.ReLU(),
+                                nn.Conv2d(branch, branch, 3, padding=1), nn.ReLU())
+        self.b5 = nn.Sequential(nn.Conv2d(cin, branch, 1), nn.ReLU(),
+                                nn.Conv2d(branch, branch, 5, padding=2), nn.ReLU())
+        self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, branch, 1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], dim=1)
+
+
+class InceptionAux(nn.Module):
+    """An Inception-style net with an auxiliary classifier: returns (logits, aux_logits)."""
+
+    def __init__(self, num_classes: int, in_channels: int, branch: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 2, 1), nn.BatchNorm2d(16),
+                                  nn.ReLU())
+        self.block1 = InceptionBlock(16, branch)
+        self.block2 = InceptionBlock(4 * branch, branch)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * branch, num_classes)
+        self.aux = nn.Linear(4 * branch, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x1 = self.block1(self.stem(x))
+        aux = self.aux(torch.flatten(self.pool(x1), 1))
+        return self.fc(torch.flatten(self.pool(self.block2(x1)), 1)), aux
+
+
+def inception_aux(num_classes: int = 10, *, in_channels: int = 3, branch: int = 8) -> nn.Module:
+    """Inception-style branches joined by torch.cat, two outputs (logits, aux logits)."""
+    return InceptionAux(num_classes, in_channels, branch)
+
+
+class UNetClassifier(nn.Module):
+    """A UNet-ish encoder-decoder (MaxPool down, Upsample and ConvTranspose up, skip concat)
+    ending in a classification head."""
+
+    def __init__(self, num_classes: int, in_channels: int, width: int) -> None:
+        super().__init__()
+        w = width
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout),
+                                 nn.ReLU())
+        self.enc1, self.enc2 = block(in_channels, w), block(w, 2 * w)
+        self.mid = block(2 * w, 4 * w)
+        self.down = nn.MaxPool2d(2)
+        self.up1 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
+        self.dec1 = block(4 * w, 2 * w)
+        self.up2 = nn.Upsample(scale_factor=2, mode="nearest")
+        self.dec2 = block(2 * w + w, w)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.down(e1))
+        m = self.mid(self.down(e2))
+        d1 = self.dec1(torch.cat([self.up1(m), e2], dim=1))
+        d2 = self.dec2(torch.cat([self.up2(d1), e1], dim=1))
+        return self.head(d2)
+
+
+def unet_classifier(num_classes: int = 10, *, in_channels: int = 3, width: int = 8) -> nn.Module:
+    """UNet-ish encoder-decoder with skip concatenation and a classification head."""
+    return UNetClassifier(num_classes, in_channels, width)
+
+
+class LogSoftmaxCNN(nn.Module):
+    """A small CNN whose output is log_softmax (log-probabilities, NLLLoss-style)."""
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Dropout(0.3), nn.Linear(32, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.body(x), dim=1)
+
+
+def log_softmax_cnn(num_classes: int = 10, *, in_channels: int = 3) -> nn.Module:
+    """A CNN ending in log_softmax, with a Dropout that an eval-mode export drops."""
+    return LogSoftmaxCNN(num_classes, in_channels)
+
+
+class ChannelsLastInput(nn.Module):
+    """A Keras-style model fed (N, H, W, C): it transposes to NCHW first, then a small CNN."""
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.permute(0, 3, 1, 2))
+
+
+def channels_last_input(num_classes: int = 10, *, in_channels: int = 3) -> nn.Module:
+    """A classifier whose input is NHWC (Transpose to NCHW at its start)."""
+    return ChannelsLastInput(num_classes, in_channels)
+
+
+def nhwc_npz(data: Any, path: Any) -> None:
+    """All splits of an NCHW ``data`` as one NHWC user ``.npz`` (``X``, ``y``)."""
+    X = np.concatenate([data.X_train, data.X_val, data.X_test]).transpose(0, 2, 3, 1)
+    y = np.concatenate([data.y_train, data.y_val, data.y_test])
+    np.savez(path, X=np.ascontiguousarray(X), y=y)
+
+
+def onnx_to_float16(src: Any, dst: Any) -> Any:
+    """``src`` with FLOAT16 weights, input and outputs, converted as users convert
+    (onnxruntime.transformers' ``convert_float_to_float16``, I/O types not kept)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=False)
+    onnx.save(model, str(dst))
+    return dst

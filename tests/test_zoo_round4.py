@@ -1,0 +1,61 @@
+"""Real-architecture zoo, round 4: a Conv1d keyword spotter over (N, C, T), GroupNorm /
+InstanceNorm with PReLU / LeakyReLU / Mish, Inception-style branches with an auxiliary
+output, a UNet-ish encoder-decoder (Upsample, ConvTranspose, skip concat), log_softmax
+endings, FLOAT16 graphs, opset 11 and NHWC inputs, exported as users export them. Each verb
+gives a truthful result (accuracy equal to an onnxruntime-only check, size equal to the
+file's bytes) or one clear refusal naming what does not apply.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers.zoo import digits_npz, unet_classifier
+
+
+@pytest.fixture(scope="module")
+def img_npz(tmp_path_factory):
+    """Digits at 3x16x16 as a user .npz, and the split the studio makes of it."""
+    path = tmp_path_factory.mktemp("zoo4") / "digits16.npz"
+    return path, digits_npz(path, size=16)
+
+
+def _legacy_onnx(model, path, example, *, opset=17, outputs=("logits",)):
+    """The legacy exporter with a dynamic batch (one file)."""
+    axes = {"x": {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (example,), str(path), input_names=["x"],
+                          output_names=list(outputs), opset_version=opset, dynamo=False,
+                          dynamic_axes=axes)
+    return path
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_unet_upsample_converts_to_a_module_torch_export_accepts(img_npz, tmp_path, opset):
+    """nn.Upsample exports as Resize with constant scales; onnx2torch's Resize read them with
+    .tolist() at run time, so torch.export refused the converted module ('Could not guard on
+    data-dependent expression'): torch-static/dynamic-int8 of any such ONNX were refused
+    telling the user to rewrite their forward, and the pruned model had no .pt2. The module
+    now exports with a dynamic batch and equals onnxruntime."""
+    import onnxruntime as ort
+
+    from core.artifacts import onnx_to_torch
+
+    _, data = img_npz
+    onnx_file = _legacy_onnx(unet_classifier(), tmp_path / "unet.onnx",
+                             torch.from_numpy(data.X_test[:2]), opset=opset)
+    module = onnx_to_torch(onnx_file).eval()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(module, (torch.from_numpy(data.X_test[:2]),),
+                                  dynamic_shapes=({0: batch},))
+    X = data.X_test[:5]
+    with torch.no_grad():
+        got = program.module()(torch.from_numpy(X)).numpy()
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": X})[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
