@@ -469,7 +469,9 @@ def test_submits_at_once_on_one_upload_read_it_once_one_at_a_time(tmp_path, monk
         me = session(client)
         data = upload(client, me, "data", "mine.npz", tiny_npz()).json()["use"]["data"]
         monkeypatch.setattr(core.data, "load_dataset", watched)
-        body = {"kind": "train", "config": {"model": "mlp", "data": data, "epochs": 1}}
+        # epochs: the admitted job must still be running when the last submit arrives (one
+        # that had finished would free the owner's slot and admit a second)
+        body = {"kind": "train", "config": {"model": "mlp", "data": data, "epochs": 10_000}}
         with ThreadPoolExecutor(8) as pool:
             codes = sorted(pool.map(lambda _: client.post("/api/jobs", headers=me,
                                                           json=body).status_code, range(8)))
