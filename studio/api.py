@@ -332,6 +332,9 @@ def create_app(ctx: Any = None, demo: Any = None) -> Any:
                      upload_limit_mb=ctx.upload_limit_mb)
     kw = launch_kwargs(ctx)
     app.add_middleware(UploadQuota, quota_bytes=int(ctx.upload_quota_mb * 2**20))
+    # Gradio checks that a file an event receives was uploaded (not any server path a client
+    # names) only in an app that has launched; a mounted one never does, so say it has.
+    demo.has_launched = True
     return gr.mount_gradio_app(app, demo, path="/", allowed_paths=kw["allowed_paths"],
                                max_file_size=kw["max_file_size"],
                                ssr_mode=False, theme=kw.get("theme"), css=kw.get("css"))

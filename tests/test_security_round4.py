@@ -117,3 +117,54 @@ def test_a_ui_event_body_is_limited_and_uploads_are_not(tmp_path, monkeypatch):
             .status_code == 200
         up = client.post("/gradio_api/upload", files={"files": ("big.csv", b"1\n" * 100_000)})
         assert up.status_code == 200 and up.json()[0].endswith("big.csv")
+
+
+# --- files a UI event receives ----------------------------------------------------------------
+
+
+def _run_event(client, fn_index: int, data: list, session_hash: str) -> dict:
+    """Queue one event by hand (as any client may) and return its completion message."""
+    import json
+
+    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash,
+            "event_data": None, "trigger_id": None}
+    assert client.post("/gradio_api/queue/join", json=body).status_code == 200
+    with client.stream("GET", "/gradio_api/queue/data",
+                       params={"session_hash": session_hash}) as events:
+        for line in events.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed":
+                return message
+    raise AssertionError("no completion")
+
+
+def test_a_ui_event_takes_only_files_a_user_uploaded_never_a_server_path(tmp_path):
+    """Mounted beside the REST API (as served), Gradio skipped its 'was it uploaded?' check
+    (only a launched app makes it): a client that named a server path in a File input's
+    payload got that file: here the root's token key. In the studio every File slot was open
+    so, for files of its types (.csv/.npz data, .onnx models, .yaml recipes) and for any file
+    in Model & Data's external-data slot, which has no file_types."""
+    import gradio as gr
+    from fastapi.testclient import TestClient
+
+    from studio.api import create_app
+    from studio.context import StudioContext
+
+    seen = []
+    with gr.Blocks() as demo:
+        files, out = gr.File(file_count="multiple"), gr.Textbox()
+        files.upload(lambda ps: seen.append(ps) or "read", files, out, api_name="read")
+    ctx = StudioContext(tmp_path / "root")
+    app = create_app(ctx, demo=demo)
+    secret = ctx.root / ".api-token-key"
+    with TestClient(app) as client:
+        named = [{"path": str(secret), "meta": {"_type": "gradio.FileData"},
+                  "orig_name": "weights.bin"}]
+        refused = _run_event(client, 0, [named], "evil4")
+        assert refused["success"] is False and seen == []
+        assert "it was not uploaded by a user" in refused["output"]["error"]
+        uploaded = client.post("/gradio_api/upload",
+                               files={"files": ("mine.csv", b"a,label\n1,0\n")}).json()[0]
+        mine = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": "mine.csv"}]
+        assert _run_event(client, 0, [mine], "user4")["success"] is True
+        assert [open(p).read() for p in seen[0]] == ["a,label\n1,0\n"]
