@@ -12,12 +12,13 @@ from core.jobs import BusyError, JobKind, JobManager, JobNotFoundError, JobStore
 
 
 def _slow_kind() -> JobKind:
-    """A test kind: writes through staging, checks the cancel token every 10 ms."""
+    """A test kind: writes through staging, checks the cancel token every 10 ms; runs
+    ``seconds``, and until the file ``until`` exists when given."""
 
     def validate(config, resolve):
         if not isinstance(config.get("seconds", 0), (int, float)):
             raise InvalidParameterError("seconds", "a number", config.get("seconds"))
-        return {"seconds": float(config.get("seconds", 0.1))}
+        return {"seconds": float(config.get("seconds", 0.1)), "until": config.get("until")}
 
     def run(config, out_dir, cb, resolve, mopts):
         from core.artifacts import staging
@@ -25,9 +26,10 @@ def _slow_kind() -> JobKind:
         with staging(out_dir) as tmp:
             (tmp / "half-written.bin").write_bytes(b"x" * 1000)
             end = time.monotonic() + config["seconds"]
-            while time.monotonic() < end:
-                cb.progress(1 - (end - time.monotonic()) / max(config["seconds"], 1e-9),
-                            "sleeping")
+            while time.monotonic() < end or (config["until"]
+                                             and not Path(config["until"]).exists()):
+                cb.progress(min(1.0, 1 - (end - time.monotonic()) / max(config["seconds"],
+                                                                        1e-9)), "sleeping")
                 time.sleep(0.01)
             (tmp / "report.json").write_text('{"result": {"accuracy": 0.5}}')
         return {"operation": "sleep", "result": {"accuracy": 0.5}}
@@ -60,14 +62,17 @@ def test_store_marks_unfinished_jobs_interrupted_on_restart(tmp_path):
 
 def test_pool_runs_caps_and_isolates_owners(tmp_path):
     mgr = _manager(tmp_path, queue_limit=3, per_owner=2)
+    # Held until the caps are checked: a job that had ended would free its place.
+    held = {"until": str(tmp_path / "go")}
     try:
-        j1 = mgr.submit("sleep", "alice", {"seconds": 0.3})
-        j2 = mgr.submit("sleep", "alice", {"seconds": 0.05})
+        j1 = mgr.submit("sleep", "alice", {"seconds": 0.3, **held})
+        j2 = mgr.submit("sleep", "alice", {"seconds": 0.05, **held})
         with pytest.raises(BusyError, match="already have 2"):
             mgr.submit("sleep", "alice", {"seconds": 0.05})
-        j3 = mgr.submit("sleep", "bob", {"seconds": 0.05})
+        j3 = mgr.submit("sleep", "bob", {"seconds": 0.05, **held})
         with pytest.raises(BusyError, match="busy"):  # bob has one; the queue is full
             mgr.submit("sleep", "bob", {})
+        (tmp_path / "go").touch()
         j4 = mgr.submit("sleep", "carol", {"seconds": 0.01})  # a newcomer is still admitted
         with pytest.raises(JobNotFoundError):
             mgr.get(j1.id, "bob")
