@@ -136,10 +136,10 @@ def test_a_crashing_job_fails_and_the_manager_serves_the_next(tmp_path):
                      limits=SMALL)
     try:
         bad = mgr.submit("abort", "alice", {})
-        done = mgr.wait(bad.id, "alice", timeout=30)
+        done = mgr.wait(bad.id, "alice", timeout=120)
         assert done.status == "failed" and "crashed with an abort" in done.error
         good = mgr.submit("fine", "alice", {})
-        assert mgr.wait(good.id, "alice", timeout=30).status == "succeeded"
+        assert mgr.wait(good.id, "alice", timeout=120).status == "succeeded"
     finally:
         mgr.shutdown()
 
@@ -165,7 +165,7 @@ def test_the_queue_is_fair_across_owners(tmp_path):
         newcomer = mgr.submit("note", "new", {"who": "new-1"})
         gate.touch()
         for job, who in ((first, "hog"), (second, "hog"), (newcomer, "new")):
-            assert mgr.wait(job.id, who, timeout=30).status == "succeeded"
+            assert mgr.wait(job.id, who, timeout=120).status == "succeeded"
         order = sorted([(mgr.get(second.id, "hog").started_at, "hog-2"),
                         (mgr.get(newcomer.id, "new").started_at, "new-1")])
         assert [who for _, who in order] == ["new-1", "hog-2"]

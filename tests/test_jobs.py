@@ -81,7 +81,7 @@ def test_pool_runs_caps_and_isolates_owners(tmp_path):
         with pytest.raises(InvalidParameterError, match="seconds"):
             mgr.submit("sleep", "dave", {"seconds": "long"})
         for job, owner in ((j1, "alice"), (j2, "alice"), (j3, "bob"), (j4, "carol")):
-            done = mgr.wait(job.id, owner, timeout=20)
+            done = mgr.wait(job.id, owner, timeout=120)
             assert done.status == "succeeded", done
             assert done.progress == 1.0 and done.duration_s is not None
             assert (Path(done.result_path) / "report.json").is_file()

@@ -43,7 +43,7 @@ def _benchmark(client, headers, model: onnx.ModelProto) -> dict:
     r = client.post("/api/jobs", headers=headers, json={
         "kind": "benchmark", "config": {"model": up.json()["use"]["model"], "data": data}})
     assert r.status_code == 201, r.text
-    return wait_job(client, r.json()["id"], headers, timeout=60)
+    return wait_job(client, r.json()["id"], headers)
 
 
 # --- messages never name a server path ------------------------------------------------------
@@ -75,7 +75,7 @@ def test_an_internal_error_naming_a_server_path_reaches_the_user_by_base_name(tm
     with rest_client(tmp_path) as client:
         me = session(client)
         job = client.post("/api/jobs", json={"kind": "fail"}, headers=me).json()
-        job = wait_job(client, job["id"], me, timeout=60)
+        job = wait_job(client, job["id"], me)
     assert job["error"].startswith("Internal error: RuntimeError")
     assert job["error"].endswith("Load model from model-1.onnx failed: bad thing")
     assert str(tmp_path) not in job["error"]
