@@ -445,6 +445,15 @@ def _static_resizes(module: Any) -> None:
         module.recompile()
 
 
+def _drop_unused_nodes(module: Any) -> None:
+    """Remove what no kept output reads (e.g. an auxiliary head once ``output_name`` keeps
+    the scores): structured pruning traces from the outputs, so such a layer kept its width
+    and broke the forward."""
+    if module.graph.eliminate_dead_code():
+        module.delete_all_unused_submodules()
+        module.recompile()
+
+
 def _closing_softmax_trains_on_log_probs(module: Any) -> int:
     """Each Softmax whose result is only a graph output becomes :class:`ClosingSoftmax`
     (log-probabilities while training, probabilities in eval and export). Returns how many."""
@@ -552,6 +561,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
     contiguous_linear_weights(module)
     _static_reshapes(module)
     _static_resizes(module)
+    _drop_unused_nodes(module)
     _closing_softmax_trains_on_log_probs(module)
     module.train()
     if batch and not _runs_on_other_batches(module, model, batch):
