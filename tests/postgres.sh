@@ -44,7 +44,7 @@ case "$cmd" in
       cat "$dir/initdb.log" >&2
       exit 1
     fi
-    as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+    as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 \
       -o "-h 127.0.0.1 -p $port -k $dir -F -c fsync=off -c full_page_writes=off" start \
       >/dev/null
     echo "postgresql://studio@127.0.0.1:$port/postgres"

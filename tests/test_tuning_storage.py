@@ -194,13 +194,17 @@ def postgres_url():
         import psycopg2  # noqa: F401
     except ModuleNotFoundError:
         pytest.skip("psycopg2 is not installed (pip install psycopg2-binary)")
-    folder = tempfile.mkdtemp(prefix="studio-pg-")
-    port = _free_port()
-    proc = subprocess.run(["bash", str(PG_SCRIPT), "start", folder, str(port)],
-                          capture_output=True, text=True, timeout=120)
-    if proc.returncode == 3:
-        pytest.skip(f"PostgreSQL is not installed: {proc.stderr.strip()}")
-    assert proc.returncode == 0, proc.stderr
+    for attempt in range(3):  # a port found free can be taken before postgres binds it
+        folder = tempfile.mkdtemp(prefix="studio-pg-")
+        proc = subprocess.run(["bash", str(PG_SCRIPT), "start", folder, str(_free_port())],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode == 3:
+            pytest.skip(f"PostgreSQL is not installed: {proc.stderr.strip()}")
+        if proc.returncode == 0:
+            break
+        subprocess.run(["bash", str(PG_SCRIPT), "stop", folder], timeout=60)
+        subprocess.run(["rm", "-rf", folder])
+        assert attempt < 2, proc.stderr
     yield proc.stdout.strip().splitlines()[-1]
     subprocess.run(["bash", str(PG_SCRIPT), "stop", folder], timeout=60)
     subprocess.run(["rm", "-rf", folder])
