@@ -9,7 +9,11 @@ import yaml
 
 from core.errors import InvalidParameterError
 
-__all__ = ["Config", "UnsafeYamlError", "load_yaml"]
+__all__ = ["SEED_MAX", "Config", "UnsafeYamlError", "load_yaml"]
+
+# The largest seed a config takes: numpy's RandomState (Optuna's samplers, scikit-learn's
+# splits) refuses more, torch anything past 2**64 - 1 (a bare "Overflow" from a job's child).
+SEED_MAX = 2**32 - 1
 
 T = TypeVar("T", bound="Config")
 

@@ -168,3 +168,30 @@ def test_a_ui_event_takes_only_files_a_user_uploaded_never_a_server_path(tmp_pat
         mine = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": "mine.csv"}]
         assert _run_event(client, 0, [mine], "user4")["success"] is True
         assert [open(p).read() for p in seen[0]] == ["a,label\n1,0\n"]
+
+
+# --- absurd values ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, config", [
+    ("train", {"model": "mlp", "epochs": 1, "seed": 2**70}),
+    ("tune", {"config": {"seed": 2**40}}),
+    ("recipe", {"recipe": {"steps": [{"train": {"epochs": 1, "seed": 2**33}}]}}),
+])
+def test_a_seed_too_large_for_the_generators_is_refused_at_submit(server, kind, config):
+    """A train job with seed 2**70 was queued and failed in its child with 'Internal error:
+    RuntimeError: ValueError: Overflow when unpacking long long' (torch.manual_seed)."""
+    client, _ = server
+    r = client.post("/api/jobs", headers=session(client), json={"kind": kind, "config": config})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("The 'seed' parameter must be an integer in "
+                                         "[0, 4294967295].")
+
+
+def test_the_largest_seed_trains(tmp_path):
+    from core.runs import train_baseline
+    from tests.helpers.rest import FAST
+
+    result = train_baseline("mlp", "digits", {"epochs": 1, "seed": 2**32 - 1},
+                            out_dir=tmp_path / "run", measure_options=FAST)
+    assert result.report["config"]["seed"] == 2**32 - 1

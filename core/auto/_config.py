@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import Field
 
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 
@@ -36,7 +37,7 @@ class AutoConfig(MethodConfig):
     train_epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
     candidates: tuple[str, ...] = ()
     refine: Annotated[int, Field(ge=0, le=5)] = 2
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -46,7 +47,7 @@ class AutoConfig(MethodConfig):
             check_range("finetune_epochs", self.finetune_epochs, low=1, high=1000, kind=int)
         check_range("train_epochs", self.train_epochs, low=1, high=10_000, kind=int)
         check_range("refine", self.refine, low=0, high=5, kind=int)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
         if isinstance(self.candidates, str) or not all(
                 isinstance(c, str) for c in self.candidates):
             raise InvalidParameterError("candidates", "a list of candidate names",

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 from core.training._train import OPTIMIZERS
@@ -53,7 +54,7 @@ class ContinualConfig(MethodConfig):
     sparsity: Annotated[float, Field(ge=0.05, le=0.95)] = 0.5
     finetune_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
     quantize: str | None = None  # a registered quantization method
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
 
     def __post_init__(self) -> None:
         from core.registry import list_methods
@@ -87,7 +88,7 @@ class ContinualConfig(MethodConfig):
             q = list_methods("quantization")
             if self.quantize not in q:
                 raise InvalidParameterError("quantize", f"one of {q} or None", self.quantize)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
 
     def _check_sequence(self) -> None:
         if self.sequence not in SEQUENCES:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 
@@ -47,7 +48,7 @@ class DistillConfig(MethodConfig):
     budget: Budget = "steps"
     lr: Annotated[float, Field(gt=0, le=10)] = 0.01
     batch_size: Annotated[int, Field(ge=2, le=65_536)] = 64
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -66,7 +67,7 @@ class DistillConfig(MethodConfig):
             raise InvalidParameterError("budget", f"one of {list(BUDGETS)}", self.budget)
         check_range("lr", self.lr, low=0, high=10, low_inclusive=False)
         check_range("batch_size", self.batch_size, low=2, high=65_536, kind=int)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
         if isinstance(self.teachers, (str, list)):
             object.__setattr__(self, "teachers", _as_tuple(self.teachers))
 

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 
@@ -55,7 +56,7 @@ class ScaleConfig(MethodConfig):
     chunk_memory_mb: Annotated[float, Field(gt=0)] = 64.0
     convergence_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
     memory_limit_mb: Annotated[float, Field(gt=0)] | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
 
     def __post_init__(self) -> None:
         counts = self.client_counts
@@ -102,4 +103,4 @@ class ScaleConfig(MethodConfig):
         check_range("convergence_tolerance", self.convergence_tolerance, low=0, high=1)
         if self.memory_limit_mb is not None:
             check_range("memory_limit_mb", self.memory_limit_mb, low=0, low_inclusive=False)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from core.callbacks import Callbacks
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, UnsupportedModelError, check_range
 from core.fusion._patterns import PATTERNS, normalize_pattern
 from core.registry import MethodConfig, register_method, resolve_config
@@ -27,7 +28,7 @@ class FusionConfig(MethodConfig):
 
     patterns: tuple[Any, ...] = DEFAULT_PATTERNS
     atol: Annotated[float, Field(gt=0, le=1)] = 1e-4
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
     retired_keys: ClassVar[tuple[str, ...]] = ("schema",)  # the version before schema_version
     method: Literal["fx-fuse"] = "fx-fuse"
 
@@ -38,7 +39,7 @@ class FusionConfig(MethodConfig):
         object.__setattr__(self, "patterns",
                            tuple(dict.fromkeys(normalize_pattern(p) for p in self.patterns)))
         check_range("atol", self.atol, low=0.0, high=1.0, low_inclusive=False)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
         if self.method != "fx-fuse":
             raise InvalidParameterError("method", "'fx-fuse'", self.method)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping
 from pydantic import Field
 
 from core.callbacks import Callbacks
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig, register_method, resolve_config
 
@@ -26,7 +27,7 @@ class LowRankConfig(MethodConfig):
     finetune_epochs: Annotated[int, Field(ge=0, le=1000)] = 3
     lr: Annotated[float, Field(gt=0, le=10)] = 0.005
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
     retired_keys: ClassVar[tuple[str, ...]] = ("schema",)  # the version before schema_version
     method: Literal["svd"] = "svd"
 
@@ -38,7 +39,7 @@ class LowRankConfig(MethodConfig):
         check_range("finetune_epochs", self.finetune_epochs, low=0, high=1000, kind=int)
         check_range("lr", self.lr, low=0.0, high=10.0, low_inclusive=False)
         check_range("batch_size", self.batch_size, low=1, high=65536, kind=int)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
         if self.method != "svd":
             raise InvalidParameterError("method", "'svd'", self.method)
 

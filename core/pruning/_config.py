@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 from core.training._train import OPTIMIZERS
@@ -59,7 +60,7 @@ class PruningConfig(MethodConfig):
     end_epoch: Annotated[int, Field(ge=1, le=1000)] = 3
     frequency: Annotated[int, Field(ge=1, le=1000)] = 1
     score_batches: Annotated[int, Field(ge=1, le=10_000)] = 4
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
 
     def __post_init__(self) -> None:
         criterion = self.criterion  # an unknown name: the "one of [...]" error
@@ -79,7 +80,7 @@ class PruningConfig(MethodConfig):
             raise InvalidParameterError("attention", f"one of {list(ATTENTION_MODES)}",
                                         self.attention)
         check_range("score_batches", self.score_batches, low=1, high=10_000, kind=int)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
         criterion.check(self)
 
     def _check_schedule(self) -> None:

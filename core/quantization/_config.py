@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field
 
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 
@@ -18,7 +19,7 @@ QuantTypes = Literal["U8S8", "S8S8"]
 TorchBackend = Literal["x86", "fbgemm", "onednn"]
 CALIBRATIONS, QUANT_TYPES, TORCH_BACKENDS = (get_args(t) for t in (Calibration, QuantTypes,
                                                                       TorchBackend))
-Seed = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class QuantizationConfig(MethodConfig):
             check_range("tolerance", self.tolerance, low=0, high=1)
         if not isinstance(self.sensitivity, bool):
             raise InvalidParameterError("sensitivity", "true or false", self.sensitivity)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
 
     @classmethod
     def option_names(cls) -> list[str]:

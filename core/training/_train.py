@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from core.callbacks import Callbacks
-from core.config import Config
+from core.config import SEED_MAX, Config
 from core.errors import InvalidParameterError, check_range
 from core.measure import Metrics, evaluate
 
@@ -54,7 +54,7 @@ class TrainConfig(Config):
         check_range("batch_size", self.batch_size, low=1, high=65_536, kind=int)
         check_range("weight_decay", self.weight_decay, low=0, high=1)
         check_range("warmup_epochs", self.warmup_epochs, low=0, high=self.epochs, kind=int)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
         if self.optimizer not in OPTIMIZERS:
             raise InvalidParameterError("optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
         self._check_options()

@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
 
 from pydantic import Field
 
+from core.config import SEED_MAX
 from core.errors import InvalidParameterError, check_range
 from core.registry import MethodConfig
 from core.tuning._space import (
@@ -95,7 +96,7 @@ class TuneConfig(MethodConfig):
     pruner: Pruner = "none"
     n_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     timeout_s: Positive | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
     storage: str | None = None
     study_name: str | None = None
     epochs: Annotated[int, Field(ge=1, le=1000)] = 5
@@ -138,7 +139,7 @@ class TuneConfig(MethodConfig):
         check_range("n_trials", self.n_trials, low=1, high=100_000, kind=int)
         if self.timeout_s is not None:
             check_range("timeout_s", self.timeout_s, low=0, low_inclusive=False)
-        check_range("seed", self.seed, low=0, kind=int)
+        check_range("seed", self.seed, low=0, high=SEED_MAX, kind=int)
         check_range("epochs", self.epochs, low=1, high=1000, kind=int)
         check_range("latency_budget_s", self.latency_budget_s, low=0.005, high=10)
         check_range("grid_points", self.grid_points, low=2, high=50, kind=int)
