@@ -185,6 +185,26 @@ def onnx_size(path: str | Path) -> int:
     return sum(p.stat().st_size for p in onnx_files(path))
 
 
+def save_with_external_data(model: Any, out: Path, *, size_threshold: int = 1024) -> None:
+    """``onnx.save`` with every initializer of ``size_threshold`` bytes or more in
+    ``<out name>.data`` beside ``out``. Hand-written: onnx 1.23's ``save_as_external_data``
+    looks for an existing data file in the current folder, not the model's, so a
+    ``model.onnx.data`` where the user runs the studio (beside their export) made it fail."""
+    import sys
+
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    location = f"{out.name}.data"
+    if (out.parent / location).exists():  # onnx appends to it: never mix two models' data
+        raise FileExistsError(f"External data file exists in {location}.")
+    for graph in graphs(model):
+        for tensor in getattr(graph, "initializer", ()):
+            if tensor.HasField("raw_data") and sys.getsizeof(tensor.raw_data) >= size_threshold:
+                set_external_data(tensor, location)
+    onnx.save(model, str(out))
+
+
 def copy_onnx(src: str | Path, dst: str | Path) -> list[Path]:
     """Copy an ONNX model to ``dst``; its external data becomes ``<dst name>.data`` beside it.
 
@@ -201,9 +221,7 @@ def copy_onnx(src: str | Path, dst: str | Path) -> list[Path]:
         shutil.copyfile(src, dst)
         return [dst]
     if len(data) > 1:  # several data files: re-save as one (rare; costs a full load)
-        model = onnx.load(str(src))
-        onnx.save(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=f"{dst.name}.data", size_threshold=1024)
+        save_with_external_data(onnx.load(str(src)), dst)
         return onnx_files(dst)
     model = _graph(src)
     for tensor in all_tensors(model):
@@ -470,9 +488,10 @@ def make_batch_dynamic(path: str | Path, batch: int, out_dir: str | Path) -> Pat
             dims[0].dim_param = "batch"
     del model.graph.value_info[:]  # shapes inferred at the fixed batch
     _reshape_batch_free(model, batch)
-    external = bool(external_data_files(path))
-    onnx.save(model, str(out), save_as_external_data=external, all_tensors_to_one_file=True,
-              location=f"{out.name}.data", size_threshold=1024)
+    if external_data_files(path):
+        save_with_external_data(model, out)
+    else:
+        onnx.save(model, str(out))
     shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim[1:]]
     X = np.random.default_rng(0).standard_normal((2 * batch, *shape)).astype(np.float32)
     try:
