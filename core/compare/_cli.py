@@ -47,9 +47,12 @@ def print_table(report: dict[str, Any]) -> None:
     from core.measure import speed_verdict
 
     for r in report["rows"]:
-        s64 = r.get("speedup_b64")
-        speed = f"speed-up b64 {s64:.2f}× ({speed_verdict(s64)})" if s64 else ""
+        sizes = sorted((int(k[5:]) for k in r if k.startswith("p50_b") and k[5:].isdigit()
+                        and r[k] is not None))  # a fixed-batch model: its batch size only
+        p50s = "  ".join(f"p50 b{b} {r[f'p50_b{b}']:.3f} ms" for b in sizes)
+        speed = "  ".join(f"speed-up b{b} {s:.2f}× ({speed_verdict(s)})" for b in sizes
+                          if not r.get("baseline") and (s := r.get(f"speedup_b{b}")))
         print(f"{'*' if r['pareto'] else ' '} {r['variant']:<40} acc {r['accuracy']:.4f}  "
-              f"{r['size_bytes'] / 1024:9.1f} KB  p50 b64 {r['p50_b64']:.3f} ms  {speed}")
+              f"{r['size_bytes'] / 1024:9.1f} KB  {p50s}  {speed}".rstrip())
     for w in report.get("warnings", []):
         print(f"warning: {w}")
