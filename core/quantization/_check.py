@@ -34,6 +34,20 @@ def method_kinds(method: str) -> tuple[str, ...]:
     return _ORT_KINDS if method.startswith("ort-") else _TORCH_KINDS
 
 
+# What a command-line user passes as --model for each input kind (a live module is Python only).
+CLI_KIND_NAMES = {"builtin": "a built-in run folder", "onnx": ".onnx",
+                  "torchscript": "TorchScript .pt", "export": ".pt2"}
+
+
+def method_kinds_help() -> str:
+    """``--method``'s help: the model files each method family takes, read from method_kinds."""
+    def names(method: str) -> str:
+        return ", ".join(CLI_KIND_NAMES[k] for k in method_kinds(method) if k in CLI_KIND_NAMES)
+
+    return (f"ort-* take {names('ort-')}; torch-* take {names('torch-')} (an .onnx is "
+            "converted to torch, its outputs checked against ONNX Runtime)")
+
+
 def applicable_methods(kind: str) -> list[str]:
     """The registered quantization methods that apply to an input of this kind."""
     from core.quantization._base import AREA
@@ -55,9 +69,9 @@ def check_applies(method: str, kind: str) -> None:
             "the nn.Module through the Python API for torch-* methods.")
     others = ", ".join(applicable_methods(kind)) or "none"
     raise UnsupportedModelError(
-        f"'{method}' cannot quantize {what}: it needs the eager PyTorch module (a built-in "
-        f"model or an nn.Module passed through the Python API). For {what} use one of: "
-        f"{others}.")
+        f"'{method}' cannot quantize {what}: it needs a torch form (a built-in model, an "
+        f"nn.Module passed through the Python API, or an .onnx export, which is converted). "
+        f"For {what} use one of: {others}.")
 
 
 def _onnx_evidence(path: Path) -> str | None:

@@ -21,6 +21,7 @@ def add_parser(subparsers: Any) -> None:
 
     def method_default(cls: type, name: str) -> str:
         return f"(default: {config_default(cls, name)})"
+    from core.quantization._check import method_kinds_help
     from core.registry import list_methods
 
     p = subparsers.add_parser(
@@ -29,8 +30,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", required=True, type=Path,
                    help="run folder written by studio, .onnx, TorchScript .pt or .pt2")
     p.add_argument("--method", required=True, choices=list_methods("quantization"),
-                   help="ort-* apply to ONNX, TorchScript and built-in models; torch-* need "
-                   "the eager model (a built-in run folder)")
+                   help=method_kinds_help())
     add_output_name(p)
     p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
                    help="ort-static-int8 calibration "
