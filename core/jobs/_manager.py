@@ -318,15 +318,23 @@ class JobManager:
 
 
 def summarize(report: Any) -> dict[str, Any]:
-    """The few figures a job list shows: accuracy, size, p50 at batch 64, ratios."""
+    """The few figures a job list shows: accuracy, size, p50 at each batch size timed (a
+    fixed-batch model: its own batch only), threads, ratios with their verdicts, warnings."""
     if not isinstance(report, Mapping):
         return {}
     res = report.get("result") or {}
     out: dict[str, Any] = {"operation": report.get("operation"), "method": report.get("method")}
     if res:
+        lat = res.get("latency_ms") or {}
         out.update(accuracy=res.get("accuracy"), size_bytes=res.get("size_bytes"),
-                   p50_b64_ms=((res.get("latency_ms") or {}).get("64") or {}).get("p50"))
+                   p50_b64_ms=(lat.get("64") or {}).get("p50"),
+                   p50_ms={bs: v.get("p50") for bs, v in lat.items()},
+                   threads=res.get("threads"))
     out.update({k: v for k, v in (report.get("ratios") or {}).items() if v is not None})
+    if report.get("speed_verdicts"):
+        out["speed_verdicts"] = report["speed_verdicts"]
+    if report.get("warnings"):
+        out["warnings"] = list(report["warnings"])
     if report.get("operation") == "compare":
         out["pareto"] = report.get("pareto")
         out["best_accuracy"] = max((r["accuracy"] for r in report.get("rows", [])), default=None)
