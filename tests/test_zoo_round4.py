@@ -16,7 +16,13 @@ import torch
 
 from tests.conftest import FAST_MEASURE
 from tests.helpers.onnx_zoo import ort_accuracy
-from tests.helpers.zoo import digits_npz, inception_aux, unet_classifier
+from tests.helpers.zoo import (
+    digits_npz,
+    inception_aux,
+    norm_act_cnn,
+    onnx_to_float16,
+    unet_classifier,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +87,42 @@ def test_inception_with_an_aux_output_prunes_structurally(img_npz, tmp_path):
     assert res["params"] < 0.6 * report["baseline"]["params"]
     assert res["accuracy"] == pytest.approx(ort_accuracy(out, data.X_test, data.y_test))
     assert res["size_bytes"] == (out / "model.onnx").stat().st_size
+
+
+@pytest.mark.parametrize("method", ["ort-dynamic-int8", "torch-dynamic-int8", "l1-unstructured"])
+def test_float16_onnx_is_refused_naming_its_float16_input(img_npz, tmp_path, method):
+    """A model converted to FLOAT16 (weights and input): ort-dynamic-int8 said it 'found
+    no MatMul/Gemm' (it has one, in float16), torch-* said 'write the forward without
+    Python control flow' (torch's 'Input type (float) and bias type (c10::Half)') and pruning
+    'must be able to take inputs ... Got GraphModule'. Each now names the float16 input,
+    nothing written; the file itself benchmarks as it is."""
+    from core import prune, quantize
+    from core.errors import UnsupportedModelError
+    from core.runs import benchmark_model
+
+    path, data = img_npz
+    fp32 = _legacy_onnx(norm_act_cnn(), tmp_path / "na.onnx", torch.from_numpy(data.X_test[:2]))
+    fp16 = onnx_to_float16(fp32, tmp_path / "na16.onnx")
+    out = tmp_path / "out"
+    with pytest.raises(UnsupportedModelError, match="float16 input 'x'.*float32"):
+        if method == "l1-unstructured":
+            prune(fp16, path, method, out_dir=out, finetune_epochs=0,
+                  measure_options=FAST_MEASURE)
+        else:
+            quantize(fp16, path, method, out_dir=out, measure_options=FAST_MEASURE)
+    assert not out.exists()
+    if method == "ort-dynamic-int8":  # the float16 file itself is measured as it is
+        report = benchmark_model(fp16, path, out_dir=tmp_path / "b",
+                                 measure_options=FAST_MEASURE).report
+        assert report["result"]["size_bytes"] == fp16.stat().st_size
+        assert report["result"]["accuracy"] == pytest.approx(
+            ort_accuracy_fp16(fp16, data.X_test, data.y_test))
+
+
+def ort_accuracy_fp16(onnx_file, X, y):
+    """onnxruntime alone on a float16-input model."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    scores = sess.run(None, {sess.get_inputs()[0].name: X.astype(np.float16)})[0]
+    return float((scores.argmax(1) == y).mean())

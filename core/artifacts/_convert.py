@@ -212,6 +212,21 @@ def _data_input(model: Any) -> Any:
     return next(i for i in model.graph.input if i.name not in weights)
 
 
+def _require_float32_input(model: Any, name: str) -> None:
+    """Torch methods train and measure in float32: a half-precision input is refused here,
+    before the converted module meets float32 rows (torch's dtype errors named no cause)."""
+    from onnx import TensorProto
+
+    inp = _data_input(model)
+    elem = inp.type.tensor_type.elem_type
+    if elem in (TensorProto.FLOAT16, TensorProto.BFLOAT16):
+        raise UnsupportedModelError(
+            f"'{name}' takes {TensorProto.DataType.Name(elem).lower()} input '{inp.name}': "
+            "torch methods (pruning, factorization, distillation, torch-* quantization) "
+            "work on a float32 model. Use its float32 export; ONNX Runtime methods "
+            "measure this file as it is.")
+
+
 def _fixed_batch(model: Any) -> int | None:
     """The batch size written into the graph's input, or None when it is dynamic."""
     dims = _data_input(model).type.tensor_type.shape.dim
@@ -533,6 +548,7 @@ def onnx_to_torch(source: str | Path | Any, *, output_name: str | None = None,
         model = onnx.ModelProto()
         model.CopyFrom(source)
     name = name or "the ONNX model"
+    _require_float32_input(model, name)
     if output_name is not None:
         _keep_output(model, output_name, name)
     _drop_needless_allowzero(model)

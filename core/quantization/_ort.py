@@ -228,6 +228,22 @@ def _input_name(path: Path) -> str:
     return inp.name
 
 
+def _refuse_half_input(path: Path, method: str) -> None:
+    """A float16/bfloat16 graph has no float32 weight for ORT's weight quantizers, which
+    then did nothing; say why instead (integer inputs, e.g. token ids, stay welcome)."""
+    import onnx
+
+    from core.errors import UnsupportedModelError
+
+    inp = onnx.load(str(path), load_external_data=False).graph.input[0]
+    elem = inp.type.tensor_type.elem_type
+    if elem in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16):
+        raise UnsupportedModelError(
+            f"{method} quantizes a float32 model; this one takes "
+            f"{onnx.TensorProto.DataType.Name(elem).lower()} input '{inp.name}'. Quantize its "
+            "float32 export instead.")
+
+
 def _calibration_batch(path: Path) -> int:
     """The model's fixed batch size, else 32 rows per calibration batch."""
     import onnx
@@ -334,6 +350,7 @@ def ort_dynamic_int8(source: Source, config: OrtDynamicInt8Config, out_path: Pat
 
     cb = Callbacks.ensure(callbacks)
     model = _matmul_form(source)
+    _refuse_half_input(model, "ort-dynamic-int8")
     layers = _dynamic_layers(source, config)
     chosen = selected(layers, include, exclude)
     notes = []
@@ -413,6 +430,7 @@ def ort_int4(source: Source, config: OrtInt4Config, out_path: Path, *,
 
     cb = Callbacks.ensure(callbacks)
     model_path = _matmul_form(source)
+    _refuse_half_input(model_path, "ort-int4")
     layers = _matmul_layers(source, config)
     chosen = selected(layers, include, exclude)
     notes = []
