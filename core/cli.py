@@ -121,9 +121,23 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
     parts += [f"{k} {v:.2f}" + (f" ({verdicts[k]})" if verdicts.get(k) else "")
               for k, v in (report.get("ratios") or {}).items() if v is not None]
     print(f"{report.get('operation')}: " + ", ".join(parts))
+    if res.get("latency_ms"):
+        print(f"timed: {_timed_words(report)}")
     for w in report.get("warnings", []):
         print(f"warning: {w}")
     print(f"report: {out / 'report.json'}")
+
+
+def _timed_words(report: dict[str, Any]) -> str:
+    """Where and how a report's latencies were timed: runtime(s), threads, CPU."""
+    def runtime(part: str) -> str | None:
+        return (((report.get(part) or {}).get("extra") or {}).get("timed_with"))
+
+    res, base = runtime("result"), runtime("baseline")
+    both = res if base in (None, res) else f"{res} (baseline: {base})"
+    env = report.get("environment") or {}
+    return (f"{both or 'unknown runtime'}, {(report.get('result') or {}).get('threads')} "
+            f"thread(s), {env.get('cpu', 'unknown CPU')}")
 
 
 def _measure_options(args: argparse.Namespace) -> dict[str, Any]:

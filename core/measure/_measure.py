@@ -149,7 +149,8 @@ def measure_many(
     ``reuse_parents`` names variants whose accuracy, F1, counts and peak memory may come from
     the report of the run folder their files live in, where it proves the same measurement
     (``core.measure._reuse``; said in ``extra["reused_from_parent"]``); latency is always
-    measured here. Every measurement records ``extra["measured_under"]`` for that proof.
+    measured here. Every measurement records ``extra["measured_under"]`` for that proof, and
+    ``extra["timed_with"]``: the runtime timed, "onnxruntime" or "torch".
     """
     target = resolve_target(batch_sizes=batch_sizes, threads=threads,
                             latency_budget_ms=latency_budget_ms)
@@ -195,6 +196,7 @@ def measure_many(
         extra = target_extra(target, lat[name], others[name], out[name]["macs"],
                              precision_of(models[name], files.get(name, [])))
         extra["measured_under"] = under[name]
+        extra["timed_with"] = "onnxruntime" if preds[name].kind == "onnx" else "torch"
         if name in reused:
             extra["reused_from_parent"] = {"run": reused[name]["run"],
                                            "figures": sorted(reused[name]["figures"])}

@@ -271,6 +271,11 @@ def _save_other(working: Any, original: Any, kind: str, cfg: PruningConfig, data
     if not cfg.structured:
         notes.append("Unstructured sparsity is not faster here: dense kernels still "
                      "multiply the zeros, and a non-built-in model is saved dense.")
+    if any(str(f).endswith(".onnx") for f in base_files):  # an ONNX input, timed as torch
+        notes.append("Timed in torch (the input converted, and the pruned module), not in "
+                     "ONNX Runtime, where the shipped model.onnx runs at another speed: "
+                     "`studio compare` of a benchmark run of the input and this run times "
+                     "both there, side by side.")
     if not base_files or not any(str(f).endswith(".onnx") for f in base_files):
         base_files = _baseline_onnx(original, dataset, scratch)
     return _Saved(working, files, base_files, extra, notes)
