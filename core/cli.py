@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -656,6 +657,8 @@ def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None 
             _print_json(_error_json(exc, 130))
         return 130
     except Exception as exc:  # an internal error: say so plainly
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            return 1  # the reader left (`studio methods | head`): nothing is wrong to report
         err(f"internal error: {type(exc).__name__}: {exc}")
         if want_json:
             _print_json(_error_json(exc, 1))
@@ -663,6 +666,23 @@ def run(argv: Sequence[str] | None = None, *, err: Callable[[str], None] | None 
     if args.json:
         _print_json(_json_summary(result))
     return 0
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader has gone; if so, stdout is pointed at /dev/null so that
+    Python's flush at exit does not fail again (the Python docs' SIGPIPE recipe)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()  # a pipe whose reader closed polls as an error
+        poller.register(fd, select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file behind stdout
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return closed
 
 
 def _autocomplete(parser: argparse.ArgumentParser) -> None:
