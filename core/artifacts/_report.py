@@ -641,15 +641,31 @@ def _server_path(text: str) -> bool:
     return len(top) == 2 and Path(*top).exists()
 
 
+def _bundle_recipe(run_dir: Path, report: Mapping[str, Any]) -> str:
+    """recipe.yaml: the steps that made the variant, which ``studio run`` replays (its model
+    and data files by name, beside where it runs); the run's own config where its lineage
+    cannot be replayed (its root is not here, or a step is no recipe step)."""
+    from core.recipes._run import recipe_from_lineage
+
+    try:
+        recipe = recipe_from_lineage(run_dir).to_dict()
+    except StudioError:
+        return yaml.safe_dump({k: report.get(k) for k in ("operation", "method", "config",
+                                                          "data", "seed", "parent")},
+                              sort_keys=False)
+    for key in ("model", "data"):  # a file of the user's: its name only, never a server path
+        if isinstance(recipe.get(key), str):
+            recipe[key] = Path(recipe[key]).name
+    return yaml.safe_dump(recipe, sort_keys=False)
+
+
 def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path:
     """Zip a run folder with its model files, report.json, a model card and its config (paths
     in the report cut to file names)."""
     run_dir = Path(run_dir)
     report = public_report(read_report(run_dir))
     out = Path(out_path) if out_path else run_dir / "bundle.zip"
-    recipe = {"operation": report.get("operation"), "method": report.get("method"),
-              "config": report.get("config"), "data": report.get("data"),
-              "seed": report.get("seed"), "parent": report.get("parent")}
+    recipe = _bundle_recipe(run_dir, report)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(run_dir.rglob("*")):
             inner = p.relative_to(run_dir)
@@ -664,7 +680,7 @@ def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path
         if "MODEL_CARD.md" not in written:
             zf.writestr("MODEL_CARD.md", model_card(report))
         if "recipe.yaml" not in written:
-            zf.writestr("recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+            zf.writestr("recipe.yaml", recipe)
         if "model.onnx" in written:  # it can be served: a container recipe for it
             from core.serving import container_files
 
