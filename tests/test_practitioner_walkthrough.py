@@ -136,3 +136,28 @@ def test_pruning_an_onnx_export_says_it_was_timed_in_torch(export_dir, digits, t
     assert report["result"]["extra"]["timed_with"] == "torch"
     assert any(w.startswith("Timed in torch") and "studio compare" in w
                for w in report["warnings"]), report["warnings"]
+
+
+def test_the_bundles_recipe_replays_with_studio_run(export_dir, digits, tmp_path, monkeypatch):
+    import zipfile
+
+    from core.artifacts import make_bundle
+    from core.quantization import quantize
+    from core.runs import benchmark_model
+
+    # the README says the bundle's recipe.yaml "reproduces it with studio run"; it held the
+    # step's config, which studio run refused ("The 'config' parameter must be one of the
+    # recipe keys")
+    monkeypatch.chdir(export_dir)  # the user's folder: model.onnx (+ .data) by name
+    bench = benchmark_model("model.onnx", digits, out_dir=tmp_path / "b",
+                            measure_options=FAST_MEASURE)
+    made = quantize(bench.run_dir, None, "ort-dynamic-int8", out_dir=tmp_path / "q",
+                    measure_options=FAST_MEASURE).report
+    with zipfile.ZipFile(make_bundle(tmp_path / "q", tmp_path / "q.zip")) as zf:
+        (tmp_path / "recipe.yaml").write_bytes(zf.read("recipe.yaml"))
+    assert str(tmp_path) not in (tmp_path / "recipe.yaml").read_text()  # names, no paths
+    code = run(["run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "again"),
+                "--batch-sizes", "1"])
+    assert code == 0
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert again["result"]["accuracy"] == pytest.approx(made["result"]["accuracy"], abs=1e-9)
