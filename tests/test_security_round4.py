@@ -195,3 +195,60 @@ def test_the_largest_seed_trains(tmp_path):
     result = train_baseline("mlp", "digits", {"epochs": 1, "seed": 2**32 - 1},
                             out_dir=tmp_path / "run", measure_options=FAST)
     assert result.report["config"]["seed"] == 2**32 - 1
+
+
+# --- markup in what the studio writes ---------------------------------------------------------
+
+HOSTILE = '</script><script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def test_the_html_comparison_report_escapes_every_text_it_shows():
+    """report.html lies in a session folder, which the UI serves inline as text/html on the
+    studio's own origin: any markup a user could place in it would run there. Names,
+    methods, warnings, title, data source and environment all carry the hostile text."""
+    from core.compare import to_html
+
+    def row(name, base):
+        return {"variant": name + HOSTILE, "operation": "train" + HOSTILE,
+                "method": HOSTILE, "parent": None if base else "a" + HOSTILE,
+                "size_bytes": 1000 if base else 500, "params": 10, "p50_b1": 1.0,
+                "p50_b64": 2.0, "accuracy": 0.9, "baseline": base, "pareto": True}
+
+    report = {"title": HOSTILE, "created_at": HOSTILE, "data": {"source": HOSTILE},
+              "baseline_id": HOSTILE, "environment": {"cpu": HOSTILE, "isa": [HOSTILE]},
+              "warnings": [HOSTILE], "rows": [row("a", True), row("b", False)]}
+    page = to_html(report)
+    assert page.count("alert(") >= 10  # the text is shown, escaped
+    for raw in ("<script>alert", "<img src=x", "onerror=\"alert"):
+        assert raw not in page
+
+
+# --- Gradio's file routes ---------------------------------------------------------------------
+
+
+def test_the_file_routes_serve_session_files_by_their_unguessable_path_and_nothing_else(
+        tmp_path):
+    """Gradio serves root/sessions (allowed_paths) to whoever names a file there: a session's
+    folder and run ids are the secret. The root's keys, job store and bindings beside it, a
+    '..' out of sessions/, a link inside a session to a file elsewhere, a folder, and any
+    other server file are refused (403)."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    ctx, app = _tiny_studio(tmp_path / "root")
+    run = ctx.session_dir("alice") / "train-0123456789abcdef"
+    run.mkdir()
+    (run / "report.json").write_text("{}")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    os.symlink(outside, run / "link.json")
+    ctx._key()
+    with TestClient(app) as client:
+        assert client.get(f"/gradio_api/file={run / 'report.json'}").json() == {}
+        for path in [ctx.root / ".session-key", ctx.root / ".api-token-key",
+                     ctx.root / "jobs.sqlite", ctx.root / "sessions" / ".." / ".session-key",
+                     run / "link.json", run, ctx.root / "sessions", outside]:
+            for route in ("/gradio_api/file=", "/gradio_api/file/"):
+                r = client.get(f"{route}{path}")
+                assert r.status_code == 403 and "not yours" not in r.text, (route, path)
