@@ -145,7 +145,7 @@ def _open_run(path: Path, data: Any, *, label_column: str, seed: int | None) -> 
     ds = _dataset(data, label_column=label_column, seed=seed, report=report)
     variant = open_variant(path, data=ds)
     loaded = variant.loaded
-    return ModelInput(loaded.model, loaded.kind, variant.data, loaded.files(), variant.run_id,
+    return ModelInput(loaded.model, loaded.kind, variant.data, variant.files(), variant.run_id,
                       variant.report, path, loaded, dict(loaded.meta),
                       loaded.meta.get("output_name"))
 

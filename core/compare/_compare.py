@@ -85,7 +85,7 @@ def measure_variants(
         variant = open_variant(run_dir, data=dataset)
         name = _unique(variant.run_id, taken)
         models[name] = overrides.get(variant.run_id, variant.model)
-        files[name] = variant.loaded.files()
+        files[name] = variant.files()
         reports[name] = report
     opts = {"budget_s": 0.4, "memory": True, "threads": 1, **dict(measure_options or {})}
     sub = Callbacks(on_progress=lambda f, m: cb.progress(0.05 + 0.9 * f, m), cancel=cb.cancel)

@@ -81,7 +81,7 @@ def _finetune(src: Any, data: Any, cfg: Any, out_dir: Path, cb: Callbacks,
 
     if isinstance(src, (str, Path)):
         variant = open_variant(src, data=data)
-        base, files, parent = variant.model, variant.loaded.files(), variant.run_id
+        base, files, parent = variant.model, variant.files(), variant.run_id
     else:
         base, files, parent = src, [], None
     if not is_builtin(base):
