@@ -182,3 +182,20 @@ def test_a_size_gain_that_is_mostly_dropped_debug_records_says_so(tmp_path):
     assert removed >= saved / 4 > 0  # this model is such a case
     assert any(f"{removed:,} of the {saved:,} bytes" in w for w in report["warnings"]), \
         report["warnings"]
+
+
+def test_compare_sizes_a_run_by_its_shipped_files(export_dir, digits, tmp_path, monkeypatch):
+    from core.compare import compare
+    from core.runs import benchmark_model
+
+    # a run folder whose model.onnx ships at a fixed batch (as every default export did when
+    # run from its own folder) is loaded through a batch-dynamic copy; compare sized it by
+    # the copy (a ResNet-style INT8 file: 81,519 bytes in compare, 82,772 on disk)
+    monkeypatch.setattr("core.artifacts._onnx.dynamic_batch_copy", lambda path, batch: None)
+    benchmark_model(export_dir / "model.onnx", digits, out_dir=tmp_path / "b",
+                    measure_options=FAST_MEASURE)
+    monkeypatch.undo()
+    row = compare([tmp_path / "b"], out_dir=tmp_path / "c",
+                  measure_options=FAST_MEASURE).report["rows"][0]
+    assert row["p50_b64"] is not None  # timed through the dynamic copy
+    assert row["size_bytes"] == sum(p.stat().st_size for p in (tmp_path / "b").glob("model.onnx*"))
