@@ -153,10 +153,14 @@ def test_interrupted_tuning_job_resumes_its_study(tmp_path):
                "latency_budget_s": 0.01}
         first = mgr.submit("tune", "alice", {"config": {**cfg, "n_trials": 2}})
         assert mgr.wait(first.id, "alice", timeout=120).status == "succeeded"
-        # A job that asked for more trials of that study, cut off by a restart.
-        cut = mgr.store.create("tune", "alice", {"config": {**cfg, "n_trials": 4},
-                                                 "resume_of": first.id})
-        mgr.store.interrupt_unfinished()
+        # A job that asked for more trials of that study, cut off by a restart: queued while
+        # no worker runs (a running worker could start it first), then the server restarts.
+        mgr.shutdown()
+        store = JobStore(tmp_path / "jobs.sqlite")
+        cut = store.create("tune", "alice", {"config": {**cfg, "n_trials": 4},
+                                             "resume_of": first.id})
+        store.close()
+        mgr = JobManager(tmp_path, measure_options={"budget_s": 0.02, "memory": False})
         assert mgr.get(cut.id, "alice").status == "interrupted"
         with pytest.raises(NotResumableError):
             mgr.resume(first.id, "alice")  # succeeded: nothing to resume
