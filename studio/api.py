@@ -110,13 +110,16 @@ class TooManyTokensError(StudioError):
 
 def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = None,
                workers: int = 1, queue_limit: int = 8, per_owner: int = 2,
-               upload_limit_mb: float = 200.0, tokens_per_hour: int | None = None) -> Any:
+               upload_limit_mb: float = 200.0, tokens_per_hour: int | None = None,
+               per_address: int | None = None) -> Any:
     """The FastAPI app with the /api routes (no UI mounted). ``tokens_per_hour``: session
-    tokens one address may get (default: STUDIO_TOKENS_PER_HOUR, else 30)."""
+    tokens one address may get (default: STUDIO_TOKENS_PER_HOUR, else 30); ``per_address``:
+    jobs queued or running per client address (default: STUDIO_JOBS_PER_ADDRESS, else
+    ``queue_limit``)."""
     from fastapi import FastAPI
 
     from core.jobs import get_manager
-    from studio.quota import RequestBodyLimit
+    from studio.quota import AddressShare, RequestBodyLimit
 
     manager = get_manager(root, measure_options=measure_options, workers=workers,
                           queue_limit=queue_limit, per_owner=per_owner)
@@ -136,7 +139,9 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     _add_method_routes(app)
 
     _add_error_handlers(app)
-    _add_job_routes(app, manager, owner)
+    share = AddressShare(per_address or int(os.environ.get("STUDIO_JOBS_PER_ADDRESS",
+                                                           queue_limit)))
+    _add_job_routes(app, manager, owner, share)
     return app
 
 
@@ -164,12 +169,13 @@ def _add_error_handlers(app: Any) -> None:
                             status_code=422)
 
 
-def _add_job_routes(app: Any, manager: Any, owner: Any) -> None:
+def _add_job_routes(app: Any, manager: Any, owner: Any, share: Any) -> None:
     """The /api/kinds, /api/jobs (create, list, get, cancel, resume, artifacts) and
     /api/metrics routes, each behind the session token."""
     from fastapi.responses import FileResponse
 
     from core.artifacts import make_bundle
+    from core.jobs import ACTIVE
 
     def view(job: Any) -> dict[str, Any]:
         d = job.to_dict()
@@ -184,9 +190,17 @@ def _add_job_routes(app: Any, manager: Any, owner: Any) -> None:
         return {"kinds": {k: v.summary for k, v in manager.kinds.items()}}
 
     @app.post("/api/jobs", status_code=201, tags=["jobs"])
-    def create_job(body: JobRequest, who: str = Depends(owner)) -> dict[str, Any]:
-        """Validate and queue a job; 422 on a bad config, 429 when the queue is full."""
-        return view(manager.submit(body.kind, who, body.config))
+    def create_job(body: JobRequest, request: Request,
+                   who: str = Depends(owner)) -> dict[str, Any]:
+        """Validate and queue a job; 422 on a bad config, 429 when the queue (or this
+        session's or address's share of it) is full."""
+        return view(queued(request, lambda: manager.submit(body.kind, who, body.config)))
+
+    def queued(request: Request, submit: Any) -> Any:
+        """``submit()`` within the client address's share of the queue."""
+        address = request.client.host if request.client else "unknown"
+        return share.submit(address, submit,
+                            lambda j: manager.get(j.id, j.owner).status in ACTIVE)
 
     @app.get("/api/jobs", tags=["jobs"])
     def list_jobs(status: str | None = None, who: str = Depends(owner)) -> dict[str, Any]:
@@ -203,9 +217,10 @@ def _add_job_routes(app: Any, manager: Any, owner: Any) -> None:
         return view(manager.cancel(job_id, who))
 
     @app.post("/api/jobs/{job_id}/resume", status_code=201, tags=["jobs"])
-    def resume_job(job_id: str, who: str = Depends(owner)) -> dict[str, Any]:
+    def resume_job(job_id: str, request: Request,
+                   who: str = Depends(owner)) -> dict[str, Any]:
         """Continue an interrupted/cancelled/failed 'tune' job's study (a new job; 409 else)."""
-        return view(manager.resume(job_id, who))
+        return view(queued(request, lambda: manager.resume(job_id, who)))
 
     @app.get("/api/jobs/{job_id}/artifacts", tags=["jobs"],
              responses={200: {"content": {"application/zip": {}}}})

@@ -8,9 +8,10 @@ the bytes each client address has uploaded in a sliding window and answers 429 b
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, Callable
 
 UPLOAD_PATHS = ("/gradio_api/upload", "/api/uploads")
 
@@ -82,6 +83,45 @@ class UploadQuota:
             entry[1] = received  # what was booked but never sent is not counted
         if over:
             await _refuse(send, self.quota, self.window)
+
+
+class AddressShare:
+    """Jobs queued or running per client address, at most ``per_address`` (REST submits).
+
+    A share per owner is not enough: one address gets STUDIO_TOKENS_PER_HOUR tokens (owners),
+    enough to hold every slot of the job queue. A submit books its slot before it is validated
+    (submits sent side by side each see the others); in memory, as the token issuer's table.
+    """
+
+    def __init__(self, per_address: int, *, max_clients: int = 10_000) -> None:
+        self.per_address, self.max_clients = int(per_address), max_clients
+        self._held: OrderedDict[str, list[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def submit(self, address: str, submit: Callable[[], Any],
+               active: Callable[[Any], bool]) -> Any:
+        """``submit()`` (a job) unless ``address`` holds ``per_address`` jobs for which
+        ``active(job)`` is true; then BusyError (429)."""
+        from core.jobs import BusyError
+
+        booking = object()
+        with self._lock:
+            held = [j for j in self._held.pop(address, []) if not hasattr(j, "id") or active(j)]
+            self._held[address] = held
+            while len(self._held) > self.max_clients:
+                self._held.popitem(last=False)
+            if len(held) >= self.per_address:
+                raise BusyError(f"This address already has {self.per_address} jobs queued or "
+                                "running (STUDIO_JOBS_PER_ADDRESS); wait for one to finish.")
+            held.append(booking)
+        job = None
+        try:
+            job = submit()
+            return job
+        finally:
+            with self._lock:
+                held = self._held.setdefault(address, [])
+                held[:] = [j for j in held if j is not booking] + ([job] if job else [])
 
 
 class RequestBodyLimit:

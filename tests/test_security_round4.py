@@ -252,3 +252,43 @@ def test_the_file_routes_serve_session_files_by_their_unguessable_path_and_nothi
             for route in ("/gradio_api/file=", "/gradio_api/file/"):
                 r = client.get(f"{route}{path}")
                 assert r.status_code == 403 and "not yours" not in r.text, (route, path)
+
+
+# --- many sessions from one address -----------------------------------------------------------
+
+
+def test_one_address_cannot_hold_the_whole_job_queue(tmp_path):
+    """Each token (owner) may hold 2 jobs and one address gets 30 tokens an hour: one address
+    held all 32 slots (4 x the queue of 8) with 16 tokens, and every other client got 'The
+    studio is busy (32 jobs queued or running)'. Now an address holds at most
+    STUDIO_JOBS_PER_ADDRESS (default: the queue limit); other addresses still get in."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from core.jobs import JobKind, available_kinds, get_manager
+
+    def nap(config, out_dir, cb, resolve, mopts):  # held until cancelled (at shutdown)
+        for _ in range(600):
+            cb.check()
+            time.sleep(0.05)
+
+    kinds = {**available_kinds(), "nap": JobKind("nap", "test only", lambda c, r: {}, nap)}
+    get_manager(tmp_path, kinds=kinds)
+    with rest_client(tmp_path, queue_limit=3) as client:
+        codes, ids = [], []
+        for _ in range(4):  # four owners, one address (TestClient's)
+            me = session(client)
+            for _ in range(2):
+                r = client.post("/api/jobs", headers=me, json={"kind": "nap"})
+                codes.append(r.status_code)
+                ids += [(r.json()["id"], me)] if r.status_code == 201 else []
+        assert codes == [201] * 3 + [429] * 5
+        assert "already has 3 jobs queued or running (STUDIO_JOBS_PER_ADDRESS)" in r.text
+        other = TestClient(client.app, client=("10.0.0.2", 50000))  # another address
+        assert other.post("/api/jobs", headers=session(other), json={"kind": "nap"}) \
+            .status_code == 201
+        job, owner = ids[-1]
+        assert client.post(f"/api/jobs/{job}/cancel", headers=owner).status_code == 202
+        assert client.post("/api/jobs", headers=owner, json={"kind": "nap"}) \
+            .status_code == 201  # a slot freed is a slot again
