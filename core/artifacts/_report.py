@@ -561,12 +561,18 @@ def model_card(report: Mapping[str, Any]) -> str:
     ]
     for bs, v in lat.items():
         lines.append(f"| latency batch {bs} p50 / p95 | {v['p50']:.3f} / {v['p95']:.3f} ms |")
+    verdicts = report.get("speed_verdicts") or {}
     for key, value in (report.get("ratios") or {}).items():
         if value is not None:
-            lines.append(f"| {key} | {value:.3f} |")
+            verdict = f" ({verdicts[key]})" if verdicts.get(key) else ""
+            lines.append(f"| {key} | {value:.3f}{verdict} |")
+    timed = (res.get("extra") or {}).get("timed_with")
+    parent = f", `{report['parent']}`," if report.get("parent") else ","
+    against = (f" Ratios are against the baseline{parent} timed side by side in the same run."
+               if report.get("ratios") else "")
     lines += ["", f"Measured on {env.get('cpu')} ({', '.join(env.get('isa', []))}), "
-              f"{env.get('threads')} thread(s), torch {env.get('torch')}, onnxruntime "
-              f"{env.get('onnxruntime')}.", ""]
+              f"{env.get('threads')} thread(s){f', timed with {timed}' if timed else ''}, "
+              f"torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}.{against}", ""]
     if report.get("warnings"):
         lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     files = {Path(a.get("path", "")).name for a in report.get("artifacts") or []}
