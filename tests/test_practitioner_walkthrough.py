@@ -155,6 +155,12 @@ def test_the_bundles_recipe_replays_with_studio_run(export_dir, digits, tmp_path
                     measure_options=FAST_MEASURE).report
     with zipfile.ZipFile(make_bundle(tmp_path / "q", tmp_path / "q.zip")) as zf:
         (tmp_path / "recipe.yaml").write_bytes(zf.read("recipe.yaml"))
+        card = zf.read("MODEL_CARD.md").decode()
+    # the card's ratios said neither against what nor whether faster, nor what was timed
+    verdicts = made["speed_verdicts"]
+    assert f"| speedup_b1 | {made['ratios']['speedup_b1']:.3f} ({verdicts['speedup_b1']}) |" \
+        in card
+    assert "timed with onnxruntime" in card and "against the baseline, `b`," in card
     assert str(tmp_path) not in (tmp_path / "recipe.yaml").read_text()  # names, no paths
     code = run(["run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "again"),
                 "--batch-sizes", "1"])
