@@ -188,13 +188,16 @@ def test_a_seed_too_large_for_the_generators_is_refused_at_submit(server, kind, 
                                          "[0, 4294967295].")
 
 
-def test_the_largest_seed_trains(tmp_path):
-    from core.runs import train_baseline
-    from tests.helpers.rest import FAST
+def test_the_largest_seed_trains():
+    from core.config import SEED_MAX
+    from core.data import load_dataset
+    from core.models import build_model
+    from core.training import TrainConfig, train
 
-    result = train_baseline("mlp", "digits", {"epochs": 1, "seed": 2**32 - 1},
-                            out_dir=tmp_path / "run", measure_options=FAST)
-    assert result.report["config"]["seed"] == 2**32 - 1
+    data = load_dataset("wine")
+    model = build_model("mlp", input_shape=list(data.input_shape), num_classes=data.num_classes)
+    result = train(model, data, TrainConfig(epochs=1, seed=SEED_MAX))
+    assert result.history and result.config.seed == SEED_MAX == 2**32 - 1
 
 
 # --- markup in what the studio writes ---------------------------------------------------------
