@@ -125,7 +125,8 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None,
     meta: dict[str, Any] = {"output_name": output, "fixed_batch": batch, "notes": notes}
     source = path
     if batch is not None:
-        dynamic = dynamic_batch_copy(path, batch)
+        failed: list[str] = []
+        dynamic = dynamic_batch_copy(path, batch, why=failed)
         if dynamic is not None:
             source = dynamic
             meta["batch_made_dynamic"] = True
@@ -134,11 +135,13 @@ def _load_onnx(path: Path, *, threads: int, output_name: str | None = None,
                 f"(verified: batches of {2 * batch} and 1 give the original per-row outputs) "
                 "and measures and ships that model.")
         else:
+            cause = (f"making it dynamic failed ({failed[0]})" if failed else
+                     "could not be made dynamic safely")
             meta["notes"].append(
-                f"The model's batch dimension is fixed at {batch} and could not be made "
-                f"dynamic safely: accuracy is evaluated {batch} row(s) at a time and "
-                f"latency is measured at batch {batch} only. For other batch sizes, export "
-                "with a dynamic batch from an example x of 2 or more rows: torch.onnx.export("
+                f"The model's batch dimension is fixed at {batch} and {cause}: accuracy "
+                f"is evaluated {batch} row(s) at a time and latency is measured at batch "
+                f"{batch} only. For other batch sizes, export with a dynamic batch from an "
+                "example x of 2 or more rows: torch.onnx.export("
                 "model, (x,), 'model.onnx', dynamic_shapes=({0: torch.export.Dim('batch')},)).")
     try:
         session = ort_session(source, threads=threads, output_name=output)

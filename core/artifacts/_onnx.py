@@ -504,13 +504,17 @@ def make_batch_dynamic(path: str | Path, batch: int, out_dir: str | Path) -> Pat
     return out if ok else None
 
 
-def dynamic_batch_copy(path: str | Path, batch: int) -> Path | None:
-    """``make_batch_dynamic`` into a temporary folder; see ``remove_with`` for its lifetime."""
+def dynamic_batch_copy(path: str | Path, batch: int, *, why: list[str] | None = None
+                       ) -> Path | None:
+    """``make_batch_dynamic`` into a temporary folder; see ``remove_with`` for its lifetime.
+    An error on the way (not a failed verification) is appended to ``why``."""
     tmp = tempfile.mkdtemp(prefix="studio-onnx-")
     try:
         made = make_batch_dynamic(path, batch, tmp)
-    except Exception:
+    except Exception as exc:  # the model stays at its fixed batch; the note says why
         made = None
+        if why is not None:
+            why.append(f"{type(exc).__name__}: {without_paths(str(exc))[:200]}")
     if made is None:
         shutil.rmtree(tmp, ignore_errors=True)
     return made
