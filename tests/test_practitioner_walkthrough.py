@@ -197,7 +197,8 @@ def test_compare_sizes_a_run_by_its_shipped_files(export_dir, digits, tmp_path, 
     # a run folder whose model.onnx ships at a fixed batch (as every default export did when
     # run from its own folder) is loaded through a batch-dynamic copy; compare sized it by
     # the copy (a ResNet-style INT8 file: 81,519 bytes in compare, 82,772 on disk)
-    monkeypatch.setattr("core.artifacts._onnx.dynamic_batch_copy", lambda path, batch: None)
+    monkeypatch.setattr("core.artifacts._onnx.dynamic_batch_copy",
+                        lambda path, batch, **_: None)
     benchmark_model(export_dir / "model.onnx", digits, out_dir=tmp_path / "b",
                     measure_options=FAST_MEASURE)
     monkeypatch.undo()
@@ -205,3 +206,20 @@ def test_compare_sizes_a_run_by_its_shipped_files(export_dir, digits, tmp_path, 
                   measure_options=FAST_MEASURE).report["rows"][0]
     assert row["p50_b64"] is not None  # timed through the dynamic copy
     assert row["size_bytes"] == sum(p.stat().st_size for p in (tmp_path / "b").glob("model.onnx*"))
+
+
+def test_an_error_making_the_batch_dynamic_is_named_not_called_unsafe(export_dir, digits,
+                                                                     tmp_path, monkeypatch):
+    from core.runs import benchmark_model
+
+    # the CWD bug above read as "could not be made dynamic safely": any error on the way was
+    # swallowed into the words of a failed verification
+    def broken(*args, **kwargs):
+        raise RuntimeError("External data file exists in model.onnx.data.")
+
+    monkeypatch.setattr("core.artifacts._onnx._reshape_batch_free", broken)
+    report = benchmark_model(export_dir / "model.onnx", digits, out_dir=tmp_path / "b",
+                             measure_options=FAST_MEASURE).report
+    note = next(w for w in report["warnings"] if "batch dimension" in w)
+    assert "making it dynamic failed (RuntimeError: External data file exists" in note, note
+    assert list(report["result"]["latency_ms"]) == ["1"]
