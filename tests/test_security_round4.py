@@ -197,7 +197,7 @@ def test_the_largest_seed_trains():
     data = load_dataset("wine")
     model = build_model("mlp", input_shape=list(data.input_shape), num_classes=data.num_classes)
     result = train(model, data, TrainConfig(epochs=1, seed=SEED_MAX))
-    assert result.history and result.config.seed == SEED_MAX == 2**32 - 1
+    assert result.history and result.config["seed"] == SEED_MAX == 2**32 - 1
 
 
 # --- markup in what the studio writes ---------------------------------------------------------
