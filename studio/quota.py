@@ -1,8 +1,10 @@
 """Per-client limits of the served app: an upload quota (Gradio's upload route takes files from
-anyone), a size limit on every other request body, and the client's address behind a proxy.
+anyone), a size limit on every other request body, a share of the job queue per address, and
+the client's address behind a proxy.
 
-Hand-written because Starlette/Gradio have no byte quota: a small ASGI middleware that counts
-the bytes each client address has uploaded in a sliding window and answers 429 beyond it.
+Hand-written because Starlette/Gradio have no byte quota or per-address job count: a small ASGI
+middleware counts the bytes each client address has uploaded in a sliding window and answers
+429 beyond it; the body limit itself is Starlette's.
 """
 
 from __future__ import annotations
