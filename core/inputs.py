@@ -178,6 +178,8 @@ def _check_shape(inp: ModelInput, role: str) -> ModelInput:
     file's 3-D X is laid out as the model declares (``core.data.fed_to``) first."""
     shape = inp.loaded.input_shape if inp.loaded is not None else getattr(
         inp.model, "input_shape", None)
+    if not shape and inp.data is not None and inp.kind in ("torchscript", "export"):
+        return _laid_out_as_it_runs(inp)
     if not shape or inp.data is None:
         return inp
     from core.data import fed_to
@@ -189,6 +191,41 @@ def _check_shape(inp: ModelInput, role: str) -> ModelInput:
         raise InvalidParameterError(f"{role} input shape", f"equal to the data's {list(want)}",
                                     list(got))
     return inp
+
+
+def _laid_out_as_it_runs(inp: ModelInput) -> ModelInput:
+    """A TorchScript or .pt2 model declares no input shape: a file's 3-D X keeps its default
+    layout if the model runs on two rows of it, else takes the other (channel axis added or
+    taken away) if the model runs on that; a Conv1d over (N, C, T) was fed (N, 1, C, T)."""
+    from core.data import fed_to
+
+    data = inp.data
+    if data.spec.channel_axis is None or _runs_on(inp.model, data.X_train[:2]):
+        return inp
+    other = fed_to(data, (0, 0) if data.spec.channel_axis else (0, 0, 0))
+    if other is not data and _runs_on(inp.model, other.X_train[:2]):
+        return replace(inp, data=other)
+    return inp
+
+
+def _runs_on(model: Any, X: Any) -> bool:
+    """Whether ``model`` (TorchScript in eval mode for the call, or a .pt2 module) runs on X."""
+    import torch
+
+    # a .pt2 module refuses train()/eval() (its graph is fixed); TorchScript's BatchNorm
+    # would move its running statistics in train mode
+    was_training = isinstance(model, torch.jit.ScriptModule) and model.training
+    try:
+        if was_training:
+            model.eval()
+        with torch.no_grad():
+            model(torch.from_numpy(X))
+        return True
+    except Exception:
+        return False
+    finally:
+        if was_training:
+            model.train()
 
 
 def open_input(model_or_run: Any, data: Any = None, *, output_name: str | None = None,

@@ -18,7 +18,9 @@ from tests.conftest import FAST_MEASURE
 from tests.helpers.onnx_zoo import ort_accuracy
 from tests.helpers.zoo import (
     digits_npz,
+    digits_sequence_npz,
     inception_aux,
+    keyword_spotter,
     norm_act_cnn,
     onnx_to_float16,
     unet_classifier,
@@ -126,3 +128,38 @@ def ort_accuracy_fp16(onnx_file, X, y):
     sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     scores = sess.run(None, {sess.get_inputs()[0].name: X.astype(np.float16)})[0]
     return float((scores.argmax(1) == y).mean())
+
+
+@pytest.mark.parametrize("name", ["kws.pt", "kws.pt2"])
+def test_conv1d_torchscript_and_pt2_take_a_3d_npz_as_it_runs(tmp_path, name):
+    """A Conv1d keyword spotter over (N, C, T) saved as TorchScript or .pt2 declares no
+    input shape, so a 3-D .npz got the image channel axis, (N, 1, C, T): benchmark ended in
+    a traceback ('Expected 3-dimensional input for 3-dimensional weight') and pruning in a
+    TorchScript interpreter dump. The rows now go in as the model runs on them; the accuracy
+    is the model's own on the test split, and the input file is unchanged."""
+    from core import prune
+    from core.artifacts import trusted_model_code
+    from core.runs import benchmark_model
+
+    data = digits_sequence_npz(tmp_path / "seq.npz")
+    model = keyword_spotter().eval()
+    x = torch.from_numpy(data.X_test[:2])
+    path = tmp_path / name
+    if name.endswith(".pt"):
+        torch.jit.save(torch.jit.trace(model, x), str(path))
+    else:
+        torch.export.save(torch.export.export(
+            model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)), str(path))
+    before = path.read_bytes()
+    with torch.no_grad():
+        want = float((model(torch.from_numpy(data.X_test)).argmax(1).numpy()
+                      == data.y_test).mean())
+    with trusted_model_code():
+        report = benchmark_model(path, tmp_path / "seq.npz", out_dir=tmp_path / "b",
+                                 measure_options=FAST_MEASURE).report
+        assert report["result"]["accuracy"] == pytest.approx(want)
+        pruned = prune(path, tmp_path / "seq.npz", "l1-unstructured", out_dir=tmp_path / "p",
+                       sparsity=0.5, finetune_epochs=0, measure_options=FAST_MEASURE).report
+    assert pruned["result"]["accuracy"] == pytest.approx(
+        ort_accuracy(tmp_path / "p", data.X_test, data.y_test))
+    assert path.read_bytes() == before
