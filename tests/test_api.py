@@ -160,21 +160,22 @@ def _start_server(root: Path) -> tuple[subprocess.Popen, str]:
 def test_jobs_survive_a_server_restart(tmp_path):
     import httpx
 
+    http = httpx.Client(timeout=60)  # bounds a hang (httpx's default is 5 s per request)
     proc, url = _start_server(tmp_path)
     try:
-        token = httpx.post(f"{url}/api/session").json()
+        token = http.post(f"{url}/api/session").json()
         alice = {token["header"]: token["token"]}  # still valid after a restart
         # the first submit imports torch in the server to count the model's parameters
-        done = httpx.post(f"{url}/api/jobs", headers=alice, timeout=60, json={
+        done = http.post(f"{url}/api/jobs", headers=alice, json={
             "kind": "train", "config": {"model": "mlp", "data": "wine", "epochs": 1}}).json()
         end = time.monotonic() + 120
-        while httpx.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()["status"] \
+        while http.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()["status"] \
                 != "succeeded" and time.monotonic() < end:
             time.sleep(0.2)
-        long = httpx.post(f"{url}/api/jobs", headers=alice, json={
+        long = http.post(f"{url}/api/jobs", headers=alice, json={
             "kind": "train", "config": {"epochs": 5000}}).json()
         end = time.monotonic() + 60
-        while httpx.get(f"{url}/api/jobs/{long['id']}", headers=alice).json()["status"] \
+        while http.get(f"{url}/api/jobs/{long['id']}", headers=alice).json()["status"] \
                 != "running" and time.monotonic() < end:
             time.sleep(0.1)
     finally:
@@ -182,16 +183,17 @@ def test_jobs_survive_a_server_restart(tmp_path):
         proc.wait(10)
     proc, url = _start_server(tmp_path)
     try:
-        first = httpx.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()
+        first = http.get(f"{url}/api/jobs/{done['id']}", headers=alice).json()
         assert first["status"] == "succeeded" and first["summary"]["accuracy"] > 0
-        second = httpx.get(f"{url}/api/jobs/{long['id']}", headers=alice).json()
+        second = http.get(f"{url}/api/jobs/{long['id']}", headers=alice).json()
         assert second["status"] == "interrupted" and "restarted" in second["error"]
-        r = httpx.get(f"{url}/api/jobs/{done['id']}/artifacts", headers=alice)
+        r = http.get(f"{url}/api/jobs/{done['id']}/artifacts", headers=alice)
         assert r.status_code == 200 and r.content[:2] == b"PK"
-        assert httpx.get(f"{url}/api/metrics", headers=alice).json()["interrupted"] == 1
+        assert http.get(f"{url}/api/metrics", headers=alice).json()["interrupted"] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        proc.wait(60)
+        http.close()
 
 
 def test_api_is_mounted_beside_the_ui(tmp_path):
