@@ -167,7 +167,7 @@ def _serve_py_answers(bundle, folder):
             f"http://127.0.0.1:{port}/predict", method="POST",
             data=json.dumps({"inputs": [[[[0.0] * 8] * 8]]}).encode(),
             headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(req, timeout=10).read())
+        answer = json.loads(urllib.request.urlopen(req, timeout=60).read())
     finally:
         proc.terminate()
         proc.wait(timeout=10)
