@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core.errors import InvalidParameterError
+from core.errors import InvalidParameterError, UnsupportedModelError
 
 __all__ = ["DATA_RULE", "MODEL_RULE", "ModelInput", "kind_name", "model_kind", "open_data",
            "open_input"]
@@ -196,20 +196,31 @@ def _check_shape(inp: ModelInput, role: str) -> ModelInput:
 def _laid_out_as_it_runs(inp: ModelInput) -> ModelInput:
     """A TorchScript or .pt2 model declares no input shape: a file's 3-D X keeps its default
     layout if the model runs on two rows of it, else takes the other (channel axis added or
-    taken away) if the model runs on that; a Conv1d over (N, C, T) was fed (N, 1, C, T)."""
+    taken away) if the model runs on that; a Conv1d over (N, C, T) was fed (N, 1, C, T).
+    A model returning several outputs is refused here, before any verb fails on the tuple."""
     from core.data import fed_to
 
     data = inp.data
-    if data.spec.channel_axis is None or _runs_on(inp.model, data.X_train[:2]):
-        return inp
-    other = fed_to(data, (0, 0) if data.spec.channel_axis else (0, 0, 0))
-    if other is not data and _runs_on(inp.model, other.X_train[:2]):
-        return replace(inp, data=other)
+    out = _output_on(inp.model, data.X_train[:2])
+    if out is _FAILED and data.spec.channel_axis is not None:
+        other = fed_to(data, (0, 0) if data.spec.channel_axis else (0, 0, 0))
+        out = _output_on(inp.model, other.X_train[:2]) if other is not data else _FAILED
+        inp = inp if out is _FAILED else replace(inp, data=other)
+    if isinstance(out, (tuple, list, dict)):
+        raise UnsupportedModelError(
+            f"The model returns {len(out)} outputs (a {type(out).__name__}); from a "
+            "TorchScript or .pt2 model the studio measures one scores tensor [batch, "
+            "classes]. Save a forward that returns the logits alone, or export it to ONNX, "
+            "where the scores output is picked (--output-name).")
     return inp
 
 
-def _runs_on(model: Any, X: Any) -> bool:
-    """Whether ``model`` (TorchScript in eval mode for the call, or a .pt2 module) runs on X."""
+_FAILED = object()
+
+
+def _output_on(model: Any, X: Any) -> Any:
+    """What ``model`` (TorchScript in eval mode for the call, or a .pt2 module) returns on
+    X, or _FAILED when it raises."""
     import torch
 
     # a .pt2 module refuses train()/eval() (its graph is fixed); TorchScript's BatchNorm
@@ -219,10 +230,9 @@ def _runs_on(model: Any, X: Any) -> bool:
         if was_training:
             model.eval()
         with torch.no_grad():
-            model(torch.from_numpy(X))
-        return True
+            return model(torch.from_numpy(X))
     except Exception:
-        return False
+        return _FAILED
     finally:
         if was_training:
             model.train()

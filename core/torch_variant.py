@@ -46,6 +46,11 @@ def open_torch_input(model: Any, data: Any, *, operation: str,
         raise UnsupportedModelError(
             f"{operation} rewrites torch modules; this model is ONNX. ONNX Runtime applies "
             "its own graph fusions when it loads a model.")
+    if inp.kind == "export":  # its module refuses eval() (an internal error before)
+        raise UnsupportedModelError(
+            f"{operation} rewrites an nn.Module's layers; a torch.export (.pt2) program runs "
+            "as one flat graph of ops. Pass the Python nn.Module"
+            + (" or its ONNX export (converted to torch)." if convert_onnx else "."))
     if inp.run_id is not None and (inp.path / "model.onnx").is_file():
         files = onnx_files(inp.path / "model.onnx")
     if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):

@@ -163,3 +163,52 @@ def test_conv1d_torchscript_and_pt2_take_a_3d_npz_as_it_runs(tmp_path, name):
     assert pruned["result"]["accuracy"] == pytest.approx(
         ort_accuracy(tmp_path / "p", data.X_test, data.y_test))
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["inc.pt", "inc.pt2"])
+def test_torch_model_with_an_aux_output_is_refused_naming_its_outputs(img_npz, tmp_path,
+                                                                      name):
+    """A TorchScript/.pt2 Inception-style model returning (logits, aux_logits): benchmark
+    was an internal error ('tuple' object has no attribute 'float'), ort-static-int8 a
+    traceback ('Inference tensors cannot be saved for backward'). Every verb now refuses it
+    at open, naming the two outputs and the ONNX route, nothing written."""
+    from core import quantize
+    from core.artifacts import trusted_model_code
+    from core.errors import UnsupportedModelError
+    from core.runs import benchmark_model
+
+    path, data = img_npz
+    model, x = inception_aux().eval(), torch.from_numpy(data.X_test[:2])
+    model_file = tmp_path / name
+    if name.endswith(".pt"):
+        torch.jit.save(torch.jit.trace(model, x), str(model_file))
+    else:
+        torch.export.save(torch.export.export(
+            model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)), str(model_file))
+    out = tmp_path / "out"
+    with trusted_model_code():
+        with pytest.raises(UnsupportedModelError, match="returns 2 outputs.*ONNX"):
+            benchmark_model(model_file, path, out_dir=out, measure_options=FAST_MEASURE)
+        with pytest.raises(UnsupportedModelError, match="returns 2 outputs"):
+            quantize(model_file, path, "ort-static-int8", out_dir=out,
+                     measure_options=FAST_MEASURE)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("verb", ["fuse", "factorize"])
+def test_pt2_fuse_and_factorize_are_refused_naming_torch_export(img_npz, tmp_path, verb):
+    """fuse and factorize of a .pt2 (a GroupNorm/PReLU/Mish CNN) were internal errors
+    ('Calling eval() is not supported yet'); both now refuse it naming torch.export."""
+    from core import factorize, fuse
+    from core.artifacts import trusted_model_code
+    from core.errors import UnsupportedModelError
+
+    path, data = img_npz
+    pt2 = tmp_path / "na.pt2"
+    torch.export.save(torch.export.export(
+        norm_act_cnn().eval(), (torch.from_numpy(data.X_test[:2]),),
+        dynamic_shapes=({0: torch.export.Dim.AUTO},)), str(pt2))
+    run = {"fuse": fuse, "factorize": factorize}[verb]
+    with trusted_model_code(), pytest.raises(UnsupportedModelError, match=r"torch\.export"):
+        run(pt2, path, out_dir=tmp_path / "out", measure_options=FAST_MEASURE)
+    assert not (tmp_path / "out").exists()
