@@ -57,12 +57,27 @@ def _preprocessed(source: Source) -> Path:
 
 
 def _pre_process(fp32: Path, out: Path, *, symbolic: bool) -> bool:
-    """ORT's quant_pre_process of ``fp32`` into ``out``; False where it fails."""
+    """ORT's quant_pre_process of ``fp32`` into ``out``; False where it fails.
+
+    The symbolic form runs in a child process whose folder is ``out``'s: where it fails,
+    ORT's symbolic shape inference saves ``sym_shape_infer_temp.onnx`` and a ``<uuid>.data``
+    into the current folder (the server's, the user's), and a folder is per process.
+    """
+    if symbolic:
+        import subprocess
+        import sys
+
+        code = ("import sys; from onnxruntime.quantization.shape_inference import "
+                "quant_pre_process as q; q(sys.argv[1], sys.argv[2], skip_symbolic_shape=False)")
+        done = subprocess.run([sys.executable, "-c", code, str(Path(fp32).resolve()),
+                               str(Path(out).resolve())], cwd=Path(out).parent,
+                              capture_output=True, timeout=3600, check=False)
+        return done.returncode == 0
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
         with _quiet():
-            quant_pre_process(str(fp32), str(out), skip_symbolic_shape=not symbolic)
+            quant_pre_process(str(fp32), str(out), skip_symbolic_shape=True)
         return True
     except Exception:
         return False
