@@ -146,6 +146,7 @@ def _relay(cb: Callbacks, kind: str, payload: Any) -> None:
 def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Limits,
            parent: int, room: int) -> None:
     """The child's side: apply limits, run the work, send ("done", result) or ("error", …)."""
+    _forget_imports_in_progress()
     _die_with_parent(parent)
     _close_network_sockets()
     _apply_limits(limits, room)
@@ -164,6 +165,28 @@ def _child(work: Callable[[Callbacks], Any], sender: Any, stop: Any, limits: Lim
     sender.close()
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _forget_imports_in_progress() -> None:
+    """Drop the modules other threads of the server were importing at the fork, with their
+    import locks: those threads do not exist here, so the child would wait on the locks forever
+    (seen: a compare job building a plotly chart hung while a server thread imported the same
+    lazily loaded plotly module). They are imported afresh when needed. Hand-written: CPython
+    resets only its global import lock in a forked child, not the per-module ones.
+    """
+    from importlib import _bootstrap
+
+    locks = getattr(_bootstrap, "_module_locks", {})
+    me = threading.get_ident()
+    for name, ref in list(locks.items()):
+        lock = ref()
+        if lock is None:
+            continue
+        inner = getattr(lock, "lock", None)
+        if getattr(lock, "owner", None) not in (None, me) or (inner is not None
+                                                            and inner.locked()):
+            locks.pop(name, None)
+            sys.modules.pop(name, None)
 
 
 def _close_network_sockets() -> None:

@@ -278,3 +278,35 @@ def test_a_job_does_not_hold_the_servers_connections_open():
     finally:
         for sock in (client, conn, server):
             sock.close()
+
+
+def test_a_job_imports_a_module_another_thread_was_importing_at_the_fork(tmp_path):
+    """A server thread mid-import when a job is forked (a chart's lazily loaded plotly module)
+    left the child waiting forever on that module's import lock; the child imports it afresh."""
+    import importlib
+    import sys
+    import threading
+
+    name = f"studio_slow_import_{os.getpid()}"
+    gate = tmp_path / "hold"
+    (tmp_path / f"{name}.py").write_text(
+        "import os, time\n"
+        f"while os.getpid() == {os.getpid()} and os.path.exists({str(gate)!r}):\n"
+        "    time.sleep(0.01)  # the server's thread is held here, mid-import\n"
+        "VALUE = 42\n")
+    gate.touch()
+    sys.path.insert(0, str(tmp_path))
+    importer = threading.Thread(target=importlib.import_module, args=(name,), daemon=True)
+    try:
+        importer.start()
+        end = time.monotonic() + 60  # bounds a hang only
+        while name not in sys.modules:  # the import has begun and holds its lock
+            assert time.monotonic() < end, "the import never started"
+            time.sleep(0.01)
+        work = lambda c: importlib.import_module(name).VALUE  # noqa: E731
+        assert run_isolated(work, limits=Limits(memory_mb=300, wall_s=30)) == 42
+    finally:
+        gate.unlink()
+        importer.join(30)
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
