@@ -212,3 +212,26 @@ def test_pt2_fuse_and_factorize_are_refused_naming_torch_export(img_npz, tmp_pat
     with trusted_model_code(), pytest.raises(UnsupportedModelError, match=r"torch\.export"):
         run(pt2, path, out_dir=tmp_path / "out", measure_options=FAST_MEASURE)
     assert not (tmp_path / "out").exists()
+
+
+def test_groupnorm_legacy_export_converts_to_a_module_torch_export_accepts(img_npz, tmp_path):
+    """GroupNorm's legacy export reshapes to a Constant target and back to Shape(x);
+    onnx2torch read both targets at run time ('Could not guard on data-dependent expression
+    Eq(u0, 1)'), so torch-static/dynamic-int8 of the file were refused telling the user to
+    rewrite their forward, and its pruned model had no .pt2. The module now exports with a
+    dynamic batch and equals onnxruntime."""
+    import onnxruntime as ort
+
+    from core.artifacts import onnx_to_torch
+
+    _, data = img_npz
+    onnx_file = _legacy_onnx(norm_act_cnn(), tmp_path / "na.onnx",
+                             torch.from_numpy(data.X_test[:2]))
+    module = onnx_to_torch(onnx_file).eval()
+    program = torch.export.export(module, (torch.from_numpy(data.X_test[:2]),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},))
+    X = data.X_test[:5]
+    with torch.no_grad():
+        got = program.module()(torch.from_numpy(X)).numpy()
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got, sess.run(None, {"x": X})[0], atol=1e-4)

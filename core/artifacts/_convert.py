@@ -382,11 +382,14 @@ def _float_initializers_trainable(module: torch.nn.Module) -> None:
 
 
 def _static_reshapes(module: Any) -> None:
-    """Replace onnx2torch Reshape calls whose target is a constant by :class:`StaticReshape`."""
+    """Replace onnx2torch Reshape calls whose target is a constant by :class:`StaticReshape`,
+    and those whose target is another tensor's whole Shape (GroupNorm's legacy export) by
+    :class:`ReshapeLike`: onnx2torch reads the target tensor at run time, which export refuses."""
     import torch
     from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.shape import OnnxShape
 
-    from core.artifacts._convert_modules import StaticReshape
+    from core.artifacts._convert_modules import ReshapeLike, StaticReshape
 
     changed = False
     for node in list(module.graph.nodes):
@@ -395,9 +398,15 @@ def _static_reshapes(module: Any) -> None:
         if not isinstance(module.get_submodule(node.target), OnnxReshape):
             continue
         shape_node = node.args[1]
-        if getattr(shape_node, "op", None) != "get_attr":
+        shape = _constant_value(module, shape_node)
+        if shape is None and getattr(shape_node, "op", None) == "call_module":
+            whole = module.get_submodule(shape_node.target)
+            if isinstance(whole, OnnxShape) and whole._start == 0 and whole._end is None \
+                    and len(shape_node.args) == 1 and not shape_node.kwargs:
+                module.add_submodule(node.target, ReshapeLike())
+                node.args = (node.args[0], shape_node.args[0])
+                changed = True
             continue
-        shape = _fetch_attr(module, shape_node.target)
         if not torch.is_tensor(shape) or shape.is_floating_point() or shape.dim() != 1:
             continue
         module.add_submodule(node.target, StaticReshape(shape.tolist()))

@@ -20,6 +20,13 @@ class StaticReshape(torch.nn.Module):
         return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)])
 
 
+class ReshapeLike(torch.nn.Module):
+    """Reshape ``x`` to ``like``'s shape (ONNX Reshape(x, Shape(like))), read as sizes."""
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return x.reshape(like.shape)
+
+
 class OnnxAttention(torch.nn.Module):
     """ONNX Attention (opset 23+) without a KV cache: torch's scaled_dot_product_attention on
     4-D (batch, heads, seq, head size) inputs, or 3-D (batch, seq, hidden) split into heads."""
