@@ -17,12 +17,14 @@ import torch
 from tests.conftest import FAST_MEASURE
 from tests.helpers.onnx_zoo import ort_accuracy
 from tests.helpers.zoo import (
+    count_params,
     digits_npz,
     digits_sequence_npz,
     inception_aux,
     keyword_spotter,
     norm_act_cnn,
     onnx_to_float16,
+    settle_batchnorm,
     unet_classifier,
 )
 
@@ -235,3 +237,22 @@ def test_groupnorm_legacy_export_converts_to_a_module_torch_export_accepts(img_n
         got = program.module()(torch.from_numpy(X)).numpy()
     sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(got, sess.run(None, {"x": X})[0], atol=1e-4)
+
+
+def test_pt2e_int8_program_counts_its_int8_weights(tmp_path):
+    """A torch-static-int8 program keeps its weights as plain int8 tensors and its scales as
+    '_scale_N': the report counted 276 parameters (biases and scales) for a 10,762-weight
+    keyword spotter. It now counts the weights (BatchNorm folded into them)."""
+    from core.measure._counting import torch_param_counts
+    from core.quantization._pt2e import pt2e_quantize
+
+    data = digits_sequence_npz(tmp_path / "seq.npz")
+    model = keyword_spotter().eval()
+    settle_batchnorm(model, torch.from_numpy(data.X_train[:128]))
+    x = torch.from_numpy(data.X_train[:8])
+    program, _ = pt2e_quantize(model, x, mode="static", chosen=[], all_layers=[],
+                               calibrate=lambda m: m(x))
+    total, nonzero = torch_param_counts(program.module())
+    # BatchNorm is folded into the convolutions: 10,762 of the float model's 10,890
+    assert 0.95 * count_params(model) <= total <= count_params(model)
+    assert nonzero > 0.95 * total

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 _SKIP_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "scale", "zero_point")
+# PT2E's converted programs keep quantization parameters as '_scale_0', '_zero_point_0', ...
+_PT2E_QPARAM = re.compile(r"(^|\.)_(scale|zero_point)_\d+$")
 
 
 def _tensors(value: Any):
@@ -21,15 +24,19 @@ def _tensors(value: Any):
 
 
 def torch_param_counts(model: Any) -> tuple[int, int]:
-    """(parameters, non-zero parameters) from the state dict; quantized weights count too."""
+    """(parameters, non-zero parameters) from the state dict; quantized weights count too
+    (quantized tensors, and the plain int8/uint8 weights of a PT2E program)."""
+    import torch
+
     total = nonzero = 0
     for name, value in model.state_dict().items():
-        if name.endswith(_SKIP_SUFFIXES):
+        if name.endswith(_SKIP_SUFFIXES) or _PT2E_QPARAM.search(name):
             continue
         for t in _tensors(value):
             if t.is_quantized:
                 t = t.dequantize()
-            if not t.is_floating_point() or t.numel() == 0:
+            weight = t.is_floating_point() or t.dtype in (torch.int8, torch.uint8)
+            if not weight or t.numel() == 0:
                 continue
             total += t.numel()
             nonzero += int((t != 0).sum())
