@@ -257,9 +257,10 @@ def _save_builtin_sparse(working: Any, dataset: Any, tmp: Path, base_files: list
     sparse = save_sparse_state(working.state_dict(), tmp / SPARSE_FILE)
     extra = dict(dense_weight_bytes=dense, sparse_weight_bytes=sparse,
                  onnx_parity_max_abs_diff=saved["onnx_parity"])
-    note = (f"Unstructured sparsity is not faster here: the zeros are still multiplied by "
-            f"dense CPU kernels (torch and ONNX Runtime), so latency is unchanged. The gain "
-            f"is the download: {SPARSE_FILE} is {sparse:,} bytes vs {dense:,} dense; "
+    note = (f"Unstructured sparsity brings no speed-up by itself: dense CPU kernels (torch "
+            f"and ONNX Runtime) still multiply the zeros, so any latency change measured here "
+            f"is not from it. The gain is the download: {SPARSE_FILE} is {sparse:,} bytes vs "
+            f"{dense:,} dense; "
             f"model.onnx stays dense for deployment.")
     return _Saved(working, [tmp / SPARSE_FILE], base_files, extra, [note])
 
@@ -269,8 +270,8 @@ def _save_other(working: Any, original: Any, kind: str, cfg: PruningConfig, data
     """Any other model: model.onnx (the size) plus its torch form where it has one."""
     files, extra, notes = _save_user_model(working, tmp, dataset, kind)
     if not cfg.structured:
-        notes.append("Unstructured sparsity is not faster here: dense kernels still "
-                     "multiply the zeros, and a non-built-in model is saved dense.")
+        notes.append("Unstructured sparsity brings no speed-up by itself: dense kernels "
+                     "still multiply the zeros, and a non-built-in model is saved dense.")
     if any(str(f).endswith(".onnx") for f in base_files):  # an ONNX input, timed as torch
         notes.append("Timed in torch (the input converted, and the pruned module), not in "
                      "ONNX Runtime, where the shipped model.onnx runs at another speed: "
