@@ -75,8 +75,9 @@ def check_range(
         raise InvalidParameterError(name, f"{noun} in {left}{lo}, {hi}{right}", value)
 
 
-# An absolute POSIX path (not the tail of a URL, a ratio or a relative path).
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])(?:/[^\s'\"/:,;()\[\]<>]+)+/?")
+# An absolute POSIX path (not the tail of a URL, a ratio or a relative path), also as a
+# file:// URL's path.
+_ABSOLUTE_PATH = re.compile(r"(?:(?<![\w.~/-])|(?<=file://))(?:/[^\s'\"/:,;()\[\]<>]+)+/?")
 
 
 def without_paths(text: str) -> str:

@@ -81,6 +81,15 @@ def test_an_internal_error_naming_a_server_path_reaches_the_user_by_base_name(tm
     assert str(tmp_path) not in job["error"]
 
 
+def test_a_server_path_in_a_file_url_is_cut_to_its_base_name(tmp_path):
+    """Libraries also write paths as file:// URLs; a web URL's path is not this machine's."""
+    from core.errors import without_paths
+
+    secret = tmp_path / "jobs" / "someone" / "model.onnx"
+    text = without_paths(f"Load from file://{secret} failed; see https://onnx.ai{tmp_path}/x")
+    assert text == f"Load from file://model.onnx failed; see https://onnx.ai{tmp_path}/x"
+
+
 def test_onnx_runtimes_refusal_keeps_the_node_name_that_looks_like_a_path(tmp_path):
     """Torch's exporter names nodes '/head/Gemm'; cutting paths to base names made it 'Gemm',
     and the user lost which node ONNX Runtime refused."""
