@@ -21,10 +21,10 @@ class StaticReshape(torch.nn.Module):
 
 
 class ReshapeLike(torch.nn.Module):
-    """Reshape ``x`` to ``like``'s shape (ONNX Reshape(x, Shape(like))), read as sizes."""
+    """Reshape ``x`` to ``like``'s shape: exports as Reshape(x, Shape(like)), two nodes."""
 
     def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return x.reshape(like.shape)
+        return x.reshape_as(like)
 
 
 class OnnxAttention(torch.nn.Module):
