@@ -169,13 +169,20 @@ def _add_error_handlers(app: Any) -> None:
                             status_code=422)
 
 
+def _still_active(manager: Any, job: Any) -> bool:
+    """Queued or running; a job the store forgot (expired) finished long ago."""
+    from core.jobs import ACTIVE
+
+    stored = manager.store.get(job.id)
+    return stored is not None and stored.status in ACTIVE
+
+
 def _add_job_routes(app: Any, manager: Any, owner: Any, share: Any) -> None:
     """The /api/kinds, /api/jobs (create, list, get, cancel, resume, artifacts) and
     /api/metrics routes, each behind the session token."""
     from fastapi.responses import FileResponse
 
     from core.artifacts import make_bundle
-    from core.jobs import ACTIVE
 
     def view(job: Any) -> dict[str, Any]:
         d = job.to_dict()
@@ -199,8 +206,7 @@ def _add_job_routes(app: Any, manager: Any, owner: Any, share: Any) -> None:
     def queued(request: Request, submit: Any) -> Any:
         """``submit()`` within the client address's share of the queue."""
         address = request.client.host if request.client else "unknown"
-        return share.submit(address, submit,
-                            lambda j: manager.get(j.id, j.owner).status in ACTIVE)
+        return share.submit(address, submit, lambda job: _still_active(manager, job))
 
     @app.get("/api/jobs", tags=["jobs"])
     def list_jobs(status: str | None = None, who: str = Depends(owner)) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.rest import rest_client, session
+from tests.helpers.rest import rest_client, session, wait_job
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +295,20 @@ def test_one_address_cannot_hold_the_whole_job_queue(tmp_path):
         assert client.post(f"/api/jobs/{job}/cancel", headers=owner).status_code == 202
         assert client.post("/api/jobs", headers=owner, json={"kind": "nap"}) \
             .status_code == 201  # a slot freed is a slot again
+
+
+def test_a_job_forgotten_since_does_not_fail_its_addresss_next_submit(tmp_path):
+    """The address's share remembers its jobs; one finished and expired since (the store
+    forgets finished jobs after STUDIO_SESSION_TTL_HOURS) made the next submit from that
+    address a 404 'Job ... was not found' about that old job."""
+    with rest_client(tmp_path) as client:
+        me = session(client)
+        old = client.post("/api/jobs", headers=me, json={"kind": "train", "config": {
+            "model": "mlp", "data": "wine", "epochs": 1}})
+        assert old.status_code == 201, old.text
+        assert client.post(f"/api/jobs/{old.json()['id']}/cancel", headers=me).status_code \
+            == 202
+        wait_job(client, old.json()["id"], me)
+        assert client.app.state.job_manager.expire(-60) == 1  # finished before now + 60 s
+        again = client.post("/api/jobs", headers=me, json={"kind": "nope"})
+        assert again.status_code == 422 and "'kind' parameter" in again.json()["detail"]
