@@ -78,7 +78,8 @@ def test_inception_with_an_aux_output_prunes_structurally(img_npz, tmp_path):
     studio keeps the scores output, but the converted module still computed the aux head,
     which Torch-Pruning (tracing from the outputs) never saw, so its Linear kept 32 inputs
     and the prune was refused ("layer 'aux/Gemm' no longer runs ... hard-codes a width").
-    It now prunes; the shipped file scores what the report says."""
+    It now prunes; the shipped file scores what the report says, which says the aux output
+    is not in it."""
     from core import prune
 
     path, data = img_npz
@@ -91,6 +92,8 @@ def test_inception_with_an_aux_output_prunes_structurally(img_npz, tmp_path):
     assert res["params"] < 0.6 * report["baseline"]["params"]
     assert res["accuracy"] == pytest.approx(ort_accuracy(out, data.X_test, data.y_test))
     assert res["size_bytes"] == (out / "model.onnx").stat().st_size
+    assert any("only the scored output 'logits'" in w and "'aux'" in w
+               for w in report["warnings"])  # the shipped file has no aux head
 
 
 @pytest.mark.parametrize("method", ["ort-dynamic-int8", "torch-dynamic-int8", "l1-unstructured"])

@@ -27,10 +27,11 @@ __all__ = ["prune", "prune_model", "unsupported_methods"]
 
 
 def _resolve(source: Any, data: Any
-             ) -> tuple[Any, str, Any, list[Path], str | None, str | None]:
+             ) -> tuple[Any, str, Any, list[Path], str | None, str | None, list[str]]:
     """(model, kind, dataset, baseline files, parent run id, why an ONNX graph did not
-    convert) by core.inputs' rules, the model in a trainable torch form: an ONNX graph
-    converted (or a run's torch file beside it), a torch.export program wrapped."""
+    convert, notes for the report) by core.inputs' rules, the model in a trainable torch
+    form: an ONNX graph converted (or a run's torch file beside it), a torch.export program
+    wrapped."""
     from core.inputs import open_input
 
     inp = open_input(source, data)
@@ -39,14 +40,25 @@ def _resolve(source: Any, data: Any
         raise InvalidParameterError("model", "a torch.nn.Module, a run folder or a model "
                                     "file (pass an ONNX model as its .onnx file)",
                                     type(model).__name__)
-    why = None
+    why, notes = None, inp.notes
     if kind == "onnx":  # a torch form beside model.onnx (a pruned user model) is used
         beside = inp.run_id and _torch_form(inp.path)
         model, kind, why = (*beside, None) if beside else _converted(inp.loaded)
+        notes += _dropped_outputs(inp) if kind == "module" and not beside else []
     if kind == "export":
         model = _Exported(model)
     # The converted module outlives the session: the size is the ONNX as written.
-    return model, kind, inp.data, inp.written_files, inp.run_id, why
+    return model, kind, inp.data, inp.written_files, inp.run_id, why, notes
+
+
+def _dropped_outputs(inp: Any) -> list[str]:
+    """A note when the converted module keeps only the scored output of several."""
+    names = [o.name for o in inp.loaded.model.get_outputs()]
+    others = [n for n in names if n != inp.output_name]
+    if not inp.output_name or not others:
+        return []
+    return [f"The pruned model computes only the scored output '{inp.output_name}'; the "
+            f"input's other output(s) {', '.join(repr(n) for n in others)} are not in it."]
 
 
 def _converted(loaded: Any) -> tuple[Any, str, str | None]:
@@ -214,7 +226,7 @@ def unsupported_methods(model_or_run: Any, data: Any = None,
     model, each with the reason ``prune`` would give; loads the model but prunes nothing."""
     from core.registry import list_methods
 
-    model, kind, _, _, _, why = _resolve(model_or_run, data)
+    model, kind, _, _, _, why, _ = _resolve(model_or_run, data)
     names = list(methods) if methods is not None else list(list_methods("pruning"))
     return {m: r for m in names if (r := _refusal(kind, m, why, model))}
 
@@ -336,7 +348,7 @@ def prune(
     cb = Callbacks.ensure(callbacks)
     method = get_method("pruning", cfg.method)
     cb.progress(0.0, "Loading the model")
-    original, kind, dataset, base_files, run_parent, why = _resolve(model_or_run, data)
+    original, kind, dataset, base_files, run_parent, why, notes = _resolve(model_or_run, data)
     reason = _refusal(kind, cfg.method, why, original)
     if reason:
         raise UnsupportedModelError(reason)
@@ -367,7 +379,7 @@ def prune(
             tmp, operation="prune", method=cfg.method, config=cfg.to_dict(), data=dataset,
             result_model=saved.final, result_files=saved.files, baseline_model=original,
             baseline_files=saved.base_files, seed=cfg.seed,
-            warnings=saved.notes + _log_notes(log, cfg), parent=parent or run_parent,
+            warnings=notes + saved.notes + _log_notes(log, cfg), parent=parent or run_parent,
             label=f"Pruned model ({cfg.method})",
             extra={"pruning": {**log, "layers": layers, "kind": kind, **saved.extra}},
             measure_options=measure_options,
