@@ -339,6 +339,27 @@ def test_bundle_leaves_out_search_work_and_keeps_a_runs_own_recipe(baseline_dir,
         assert names.count("recipe.yaml") == 1 and zf.read("recipe.yaml") == b"name: mine\n"
 
 
+def test_a_bundles_recipe_names_its_teacher_runs_never_their_server_paths(tmp_path):
+    """recipe.yaml is rebuilt from the lineage's own configs (f5d5184): a multi-teacher
+    distill step kept its extra teacher as the server path of that run folder."""
+    import yaml
+
+    from core.artifacts import make_bundle
+    from core.distillation import distill
+    from core.runs import train_baseline
+
+    for name, seed in (("a", 0), ("b", 1)):
+        train_baseline("mlp", "wine", out_dir=tmp_path / name, epochs=2, seed=seed,
+                       measure_options=FAST_MEASURE)
+    distill(tmp_path / "a", None, {"method": "multi-teacher", "teachers": [str(tmp_path / "b")],
+                                   "epochs": 1}, out_dir=tmp_path / "k",
+            measure_options=FAST_MEASURE)
+    with zipfile.ZipFile(make_bundle(tmp_path / "k", tmp_path / "k.zip")) as zf:
+        text = zf.read("recipe.yaml").decode()
+    assert str(tmp_path) not in text
+    assert yaml.safe_load(text)["steps"][-1]["distill"]["teachers"] == ["b"]
+
+
 def test_design_facades_are_callable(digits):
     """DESIGN.md: ``from core import quantize, prune, distill, tune, measure`` (all callable)."""
     from core import distill, measure, prune, quantize, tune

@@ -662,7 +662,8 @@ def _bundle_recipe(run_dir: Path, report: Mapping[str, Any]) -> str:
     for key in ("model", "data"):  # a file of the user's: its name only, never a server path
         if isinstance(recipe.get(key), str):
             recipe[key] = Path(recipe[key]).name
-    return yaml.safe_dump(recipe, sort_keys=False)
+    # steps name files too (a multi-teacher distill's extra teachers): their names only
+    return yaml.safe_dump(public_report(recipe), sort_keys=False)
 
 
 def make_bundle(run_dir: str | Path, out_path: str | Path | None = None) -> Path:
