@@ -312,3 +312,15 @@ def test_a_job_forgotten_since_does_not_fail_its_addresss_next_submit(tmp_path):
         assert client.app.state.job_manager.expire(-60) == 1  # finished before now + 60 s
         again = client.post("/api/jobs", headers=me, json={"kind": "nope"})
         assert again.status_code == 422 and "'kind' parameter" in again.json()["detail"]
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_a_bad_jobs_per_address_setting_is_named_at_start(tmp_path, monkeypatch, value):
+    """STUDIO_JOBS_PER_ADDRESS=0 was taken as given (every submit then refused: 'already has
+    0 jobs'), a word a bare ValueError at start; the other settings name themselves."""
+    from core.errors import InvalidParameterError
+    from studio.api import create_api
+
+    monkeypatch.setenv("STUDIO_JOBS_PER_ADDRESS", value)
+    with pytest.raises(InvalidParameterError, match="'STUDIO_JOBS_PER_ADDRESS'"):
+        create_api(tmp_path).state.job_manager.shutdown()
