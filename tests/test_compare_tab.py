@@ -37,6 +37,25 @@ def test_remeasure_all_exports_recipe_and_jobs(client):
     assert ("compare", "succeeded") in kinds
 
 
+def test_a_saved_recipe_names_the_data_file_never_its_server_path(client, studio_server,
+                                                                   tmp_path):
+    """A run on uploaded data: the recipe the Comparison tab saves names the data file, and no
+    path of the server's is in it (it held the stored upload's path)."""
+    import numpy as np
+    from gradio_client import handle_file
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", X=rng.normal(size=(90, 4)).astype(np.float32),
+             y=np.arange(90) % 3)
+    client.predict("digits", "mlp", handle_file(str(tmp_path / "mine.npz")), "label", 1, 0.01,
+                   api_name="/train_baseline")
+    _listed, _plot, choice = client.predict(api_name="/list_variants")
+    text = Path(client.predict(_value(choice), api_name="/save_recipe")).read_text()
+    _, ctx = studio_server
+    assert re.fullmatch(r"[\w.-]+\.npz", yaml.safe_load(text)["data"])  # a name, no folder
+    assert str(ctx.root) not in text and "/tmp" not in text
+
+
 def test_auto_tab_picks_and_explains(client):
     client.predict("digits", "cnn", None, "label", 2, 0.01, api_name="/train_baseline")
     job = client.submit(None, "size", 0.05, 1, ["ort-fp32", "ort-static-int8"],

@@ -659,10 +659,17 @@ def _bundle_recipe(run_dir: Path, report: Mapping[str, Any]) -> str:
         return yaml.safe_dump({k: report.get(k) for k in ("operation", "method", "config",
                                                           "data", "seed", "parent")},
                               sort_keys=False)
-    for key in ("model", "data"):  # a file of the user's: its name only, never a server path
+    return shareable_recipe_yaml(recipe)
+
+
+def shareable_recipe_yaml(recipe: Mapping[str, Any]) -> str:
+    """A recipe (``Recipe.to_dict()``) as YAML to hand to a user: ``studio run`` replays it
+    beside their model and data files, named only; no server path anywhere in it (steps name
+    files too, e.g. a multi-teacher distill's extra teachers)."""
+    recipe = dict(recipe)
+    for key in ("model", "data"):
         if isinstance(recipe.get(key), str):
             recipe[key] = Path(recipe[key]).name
-    # steps name files too (a multi-teacher distill's extra teachers): their names only
     return yaml.safe_dump(public_report(recipe), sort_keys=False)
 
 

@@ -154,6 +154,7 @@ def _download_handlers(ctx: StudioContext) -> tuple[Any, Any]:
         return str(call(lambda: make_bundle(run_dir)))
 
     def on_recipe(choice: str, request: gr.Request) -> str:
+        from core.artifacts import shareable_recipe_yaml
         from core.recipes import recipe_from_lineage
 
         if not choice:
@@ -163,7 +164,8 @@ def _download_handlers(ctx: StudioContext) -> tuple[Any, Any]:
         folder = ctx.session_dir(request) / "recipes"
         folder.mkdir(exist_ok=True)
         path = folder / f"recipe-{run_dir.name}.yaml"
-        path.write_text(f"# studio run {path.name} --out DIR\n" + recipe.to_yaml())
+        path.write_text(f"# studio run {path.name} --out DIR (beside your model and data)\n"
+                        + shareable_recipe_yaml(recipe.to_dict()))
         return str(path)
 
     return on_download, on_recipe
