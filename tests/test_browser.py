@@ -6,7 +6,6 @@ import re
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.helpers.browser import (
@@ -267,14 +266,12 @@ def _stop_running_jobs(ctx, kind: str) -> None:
 
 
 def _choose_slow_data(page, tmp_path: Path) -> None:
-    """Upload 20,000 rows in Model & Data: an epoch takes ~0.5 s or more, so 100 epochs outlast
-    the test's waits by far; on digits (0.05 s per epoch on CI) a run could end first."""
+    """Upload slow_npz's 20,000 rows in Model & Data: 100 epochs outlast the test's waits."""
     from playwright.sync_api import expect
 
-    slow = tmp_path / "slow.npz"
-    rng = np.random.default_rng(0)
-    np.savez(slow, X=rng.normal(size=(20_000, 1, 8, 8)).astype(np.float32),
-             y=np.arange(20_000) % 10)
+    from tests.helpers.rest import slow_npz
+
+    slow = slow_npz(tmp_path / "slow.npz")
     page.get_by_text("Your own data or model").click()
     page.locator("#model_data-data-file input[type=file]").set_input_files(str(slow))
     expect(page.locator("#model_data-data-file")).to_contain_text("slow.npz")

@@ -57,16 +57,12 @@ def test_pruning_bar_labels_are_the_widths_the_bars_show():
 def test_stop_says_stopped_and_keeps_the_current_model(client, studio_server, tmp_path):
     import time
 
-    import numpy as np
     from gradio_client import handle_file
 
+    from tests.helpers.rest import slow_npz
+
     client.predict("digits", "cnn", None, "label", 1, 0.01, api_name="/train_baseline")
-    # 20,000 rows: an epoch takes ~0.5 s or more, so 100 epochs outlast the poll below by far;
-    # on digits (0.05 s per epoch on CI) the run could end before Stop was sent
-    slow = tmp_path / "slow.npz"
-    rng = np.random.default_rng(0)
-    np.savez(slow, X=rng.normal(size=(20_000, 1, 8, 8)).astype(np.float32),
-             y=np.arange(20_000) % 10)
+    slow = slow_npz(tmp_path / "slow.npz")  # still training when Stop is sent below
     job = client.submit("digits", "cnn", handle_file(str(slow)), "label", 100, 0.01,
                         api_name="/train_baseline")
     deadline = time.monotonic() + 120

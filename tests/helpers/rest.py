@@ -66,3 +66,15 @@ def tiny_npz() -> bytes:
     buf = io.BytesIO()
     np.savez(buf, X=rng.normal(size=(90, 4)).astype(np.float32), y=np.arange(90) % 3)
     return buf.getvalue()
+
+
+def slow_npz(path: Path) -> Path:
+    """20,000 rows of 1x8x8 images at ``path``: a CNN epoch on it takes ~0.5 s or more, so a
+    100-epoch run outlasts a test's waits by far (digits trains an epoch in 0.05 s on CI, so
+    a run there can end before the test stops it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(path, X=rng.normal(size=(20_000, 1, 8, 8)).astype(np.float32),
+             y=np.arange(20_000) % 10)
+    return path
