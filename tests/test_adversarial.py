@@ -175,7 +175,8 @@ def test_half_precision_model_never_ships_a_method_that_did_nothing(digits, tmp_
     assert report["result"]["accuracy"] == pytest.approx(_ort_accuracy(tmp_path / "bench", X, y),
                                                          abs=1e-6)
     cases = {"ort-static-int8": "calibrates a float32 model",
-             "ort-int4": "did nothing", "ort-dynamic-int8": "did nothing",
+             "ort-int4": "float32 model; this one takes float16 input",
+             "ort-dynamic-int8": "float32 model; this one takes float16 input",
              "ort-fp16": "did nothing.*already half precision"}
     for method, says in cases.items():
         out = tmp_path / method
