@@ -76,8 +76,9 @@ def check_range(
 
 
 # An absolute POSIX path (not the tail of a URL, a ratio or a relative path), also as a
-# file:// URL's path.
-_ABSOLUTE_PATH = re.compile(r"(?:(?<![\w.~/-])|(?<=file://))(?:/[^\s'\"/:,;()\[\]<>]+)+/?")
+# file:// URL (then the whole URL becomes the base name).
+_ABSOLUTE_PATH = re.compile(r"(?:file://(?:localhost)?|(?<![\w.~/-]))"
+                            r"(?P<path>(?:/[^\s'\"/:,;()\[\]<>]+)+/?)")
 
 
 def without_paths(text: str) -> str:
@@ -89,6 +90,6 @@ def without_paths(text: str) -> str:
 
 
 def _base_name_if_here(match: re.Match) -> str:
-    path = PurePosixPath(match.group(0))
+    path = PurePosixPath(match.group("path"))
     here = len(path.parts) >= 2 and os.path.isdir(os.path.join(*path.parts[:2]))
     return path.name if here else match.group(0)

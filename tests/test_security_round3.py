@@ -86,8 +86,10 @@ def test_a_server_path_in_a_file_url_is_cut_to_its_base_name(tmp_path):
     from core.errors import without_paths
 
     secret = tmp_path / "jobs" / "someone" / "model.onnx"
-    text = without_paths(f"Load from file://{secret} failed; see https://onnx.ai{tmp_path}/x")
-    assert text == f"Load from file://model.onnx failed; see https://onnx.ai{tmp_path}/x"
+    text = without_paths(f"Load from file://{secret} (file://localhost{secret}) failed; see "
+                         f"https://onnx.ai{tmp_path}/x")
+    assert text == ("Load from model.onnx (model.onnx) failed; see "
+                    f"https://onnx.ai{tmp_path}/x")
 
 
 def test_onnx_runtimes_refusal_keeps_the_node_name_that_looks_like_a_path(tmp_path):
