@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
@@ -180,15 +181,27 @@ def _tidy(fig: go.Figure, *, title: str, x_title: str, y_title: str, log_x: bool
         height=height, template="plotly_white", hovermode="closest",
         margin={"l": 60, "r": 20, "t": 50, "b": 60},
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})
-    # On a log axis Plotly labels every digit (0.7 0.8 0.9 1 overprinted on a phone): label
-    # only 2 and 5 within each decade, and the decades.
     fig.update_xaxes(title_text=x_title, nticks=6, automargin=True,
                      type="log" if log_x else "linear", tickformat=".3~g",
-                     **({"dtick": "D2"} if log_x else {}))
+                     **_log_ticks(fig, "x", log_x))
     fig.update_yaxes(title_text=y_title, nticks=6, automargin=True,
                      type="log" if log_y else "linear", tickformat=".3~g",
-                     **({"dtick": "D2"} if log_y else {}))
+                     **_log_ticks(fig, "y", log_y))
     return fit_title(fig)
+
+
+def _log_ticks(fig: go.Figure, axis: str, log: bool) -> dict[str, Any]:
+    """On a log axis Plotly labels every digit (0.7 0.8 0.9 1 overprinted on a phone): label
+    only 1, 2 and 5 of each decade, when the data reach two of them. A narrower span (e.g.
+    0.65–0.75 ms) would then show no number at all: Plotly's own ticks label it instead."""
+    values = [float(v) for trace in fig.data for v in (getattr(trace, axis, None) or ())
+              if isinstance(v, (int, float)) and v > 0]
+    if not log or not values:
+        return {}
+    low, high = min(values), max(values)
+    marks = [m * 10.0 ** k for k in range(math.floor(math.log10(low)) - 1,
+                                          math.ceil(math.log10(high)) + 1) for m in (1, 2, 5)]
+    return {"dtick": "D2"} if sum(low <= m <= high for m in marks) >= 2 else {}
 
 
 def named_rows(rows: Sequence[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
