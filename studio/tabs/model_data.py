@@ -18,6 +18,7 @@ from core.runs import benchmark_model, train_baseline
 from core.training import TrainConfig
 from studio.charts import training_curve, variant_row
 from studio.context import StudioContext
+from studio.names import MAX_NAME, set_custom_name
 from studio.runner import call, first_only, job_events
 from studio.train_options import train_option_config, train_option_widgets, training_note
 from studio.uploads import store_data_upload, store_model_upload
@@ -89,7 +90,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             path = call(lambda: store_model_upload(files, ctx.session_dir(request) / "uploads",
                                                    limit_mb=ctx.upload_limit_mb))
             source = call(lambda: _resolve_data(ctx, request, name, data_upload, column))
-            yield from _measure_upload(ctx, request, path, source, column)
+            shown = upload_title(upload, data_upload or name)
+            yield from _measure_upload(ctx, request, path, source, column, shown)
 
         train_event = train_btn.click(
             on_train, [dataset, family, data_file, label_column, epochs, lr, *options],
@@ -167,12 +169,20 @@ def _train(ctx: StudioContext, request: Any, fam: str, source: str, column: str,
         raise restore[0].error
 
 
-def _measure_upload(ctx: StudioContext, request: Any, path: Path, source: str, column: str
-                    ) -> Iterator[tuple[Any, ...]]:
-    """Measure an uploaded model as a recorded job; a failure puts the previous model back."""
+def upload_title(model_upload: str, data: str) -> str:
+    """"Uploaded model.onnx on images": the user's own file names (base names), never the
+    random names the uploads are stored under."""
+    title = f"Uploaded {Path(model_upload).name} on {Path(str(data)).stem}"
+    return title if len(title) <= MAX_NAME else title[:MAX_NAME - 1] + "…"
+
+
+def _measure_upload(ctx: StudioContext, request: Any, path: Path, source: str, column: str,
+                    shown: str | None = None) -> Iterator[tuple[Any, ...]]:
+    """Measure an uploaded model as a recorded job, named ``shown`` in this workspace; a
+    failure puts the previous model back."""
     run_dir = ctx.new_run_dir(request, "benchmark")
     previous = show_current(ctx, request)
-    record = {"model": path.name, "data": Path(str(source)).name}
+    record = {"model": shown or path.name, "data": Path(str(source)).name}
 
     def work(cb):
         return benchmark_model(path, load_dataset(source, label_column=column), out_dir=run_dir,
@@ -180,10 +190,12 @@ def _measure_upload(ctx: StudioContext, request: Any, path: Path, source: str, c
 
     with keep_previous_on_failure(previous) as restore:
         for kind, payload in job_events(ctx, request, "benchmark", record, work,
-                                        first=f"{RUNNING} Measuring {path.name}…"):
+                                        first=f"{RUNNING} Measuring {shown or path.name}…"):
             if kind == "status":
                 yield first_only(payload, 2)
             elif kind == "done":
+                if shown:
+                    set_custom_name(ctx.session_dir(request), run_dir.name, shown)
                 ctx.set_current(request, run_dir.name)
                 yield (_summary("Measured", run_dir.name, payload) + NEXT_STEP,
                        figures_table(payload, run_dir.name))
@@ -252,7 +264,8 @@ def data_preview(data: Any, column: str) -> str:
             f"{len(data.class_names)} classes (index = label: {class_mapping(data.class_names)}"
             f"), label column `{column}`. "
             f"Suggested model family: **{family}** ({why}; picked above). This file is used "
-            "instead of the Data set picker while it is chosen; press Train baseline."
+            "instead of the Data set picker while it is chosen; press Train baseline, or "
+            "Measure uploaded model for a model of your own."
             + (f"\n\n⚠ {warning}" if warning else ""))
 
 
