@@ -63,9 +63,11 @@ def user_files(tmp_path_factory, digits) -> Path:
 
 def test_an_uploaded_export_keeps_the_users_file_names_across_a_reload(pw, studio_server,
                                                                       user_files, tmp_path):
-    """The current-model bar and status name the upload "Uploaded model.onnx on images" (not
-    the random names it is stored under), the shown accuracy is the run's report.json, and a
-    reload finds the same model, name and figures."""
+    """Measured without its model.onnx.data, the status keeps saying why (not only a toast
+    that goes away) and the refused file's picker empties (the file is gone from the server).
+    With both, the current-model bar and status name the upload "Uploaded model.onnx on
+    images" (not the random names it is stored under), the shown accuracy is the run's
+    report.json, and a reload finds the same model, name and figures."""
     from playwright.sync_api import expect
 
     url, ctx = studio_server
@@ -76,11 +78,19 @@ def test_an_uploaded_export_keeps_the_users_file_names_across_a_reload(pw, studi
             str(user_files / "images.npz"))
         page.locator("#model_data-model-file input[type=file]").set_input_files(
             str(user_files / "model.onnx"))
+        page.get_by_text("Preview").first.wait_for()  # the data file was read
+        status = page.locator("#model_data-status")
+        page.get_by_role("button", name="Measure uploaded model").click()  # .data forgotten
+        expect(status).to_contain_text("Failed — 'model.onnx' keeps its weights in "
+                                       "'model.onnx.data', which was not uploaded")
+        assert str(ctx.root) not in status.inner_text()
+        # the refused file is gone from the server: its picker empties and asks for it again
+        expect(page.locator("#model_data-model-file")).to_contain_text("Click to Upload")
+        page.locator("#model_data-model-file input[type=file]").set_input_files(
+            str(user_files / "model.onnx"))
         page.locator("#model_data-model-weights input[type=file]").set_input_files(
             str(user_files / "model.onnx.data"))
-        page.get_by_text("Preview").first.wait_for()  # the data file was read
         page.get_by_role("button", name="Measure uploaded model").click()
-        status = page.locator("#model_data-status")
         expect(status).to_contain_text("Measured benchmark-", timeout=120_000)
         run_id = re.search(r"benchmark-[0-9a-f]+", status.inner_text()).group(0)
         report = json.loads(next(ctx.root.rglob(f"{run_id}/report.json")).read_text())

@@ -86,12 +86,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
                    request: gr.Request = None):
             if not upload:
                 raise gr.Error("Choose a model file first.")
-            files = [upload, *(weights or [])]  # an ONNX graph and its external data
-            path = call(lambda: store_model_upload(files, ctx.session_dir(request) / "uploads",
-                                                   limit_mb=ctx.upload_limit_mb))
-            source = call(lambda: _resolve_data(ctx, request, name, data_upload, column))
-            shown = upload_title(upload, data_upload or name)
-            yield from _measure_upload(ctx, request, path, source, column, shown)
+            yield from _use_upload(ctx, request, [upload, *(weights or [])], name, data_upload,
+                                   column)
 
         train_event = train_btn.click(
             on_train, [dataset, family, data_file, label_column, epochs, lr, *options],
@@ -110,6 +106,8 @@ def build_model_data_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
 
         stopped.then(on_stopped, None, [curve, table], api_visibility="private",
                      show_progress="hidden")
+        use_event.failure(forget_refused, [model_file, model_data], [model_file, model_data],
+                       api_visibility="private", show_progress="hidden")
         tab.select(on_show, None, [status, curve, table], api_visibility="private")
         if shell is not None:
             shell.on_current(on_show, [], [status, curve, table])
@@ -167,6 +165,31 @@ def _train(ctx: StudioContext, request: Any, fam: str, source: str, column: str,
     if restore:
         yield restore[0]
         raise restore[0].error
+
+
+def _use_upload(ctx: StudioContext, request: Any, files: list[str], name: str,
+                data_upload: str | None, column: str) -> Iterator[tuple[Any, ...]]:
+    """Store and check the model files (an ONNX graph and its external data) and the data,
+    then measure them; a refused file's reason stays in the status (the toast goes away)."""
+    with keep_previous_on_failure(show_current(ctx, request)) as refused:
+        path = call(lambda: store_model_upload(files, ctx.session_dir(request) / "uploads",
+                                               limit_mb=ctx.upload_limit_mb))
+        source = call(lambda: _resolve_data(ctx, request, name, data_upload, column))
+    if refused:
+        yield refused[0][0], refused[0][2]
+        raise refused[0].error
+    shown = upload_title(files[0], data_upload or name)
+    yield from _measure_upload(ctx, request, path, source, column, shown)
+
+
+def forget_refused(model: str | None, weights: list[str] | None) -> tuple[Any, Any]:
+    """Empty the file pickers whose files a refusal deleted from the upload cache: measuring
+    again would send files that are gone; an empty picker asks for them again."""
+    def gone(paths: list[str]) -> bool:
+        return any(not Path(p).is_file() for p in paths)
+
+    return (None if model and gone([model]) else gr.skip(),
+            None if weights and gone(weights) else gr.skip())
 
 
 def upload_title(model_upload: str, data: str) -> str:
