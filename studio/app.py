@@ -29,7 +29,14 @@ TABS: list[tuple[str, str]] = [
 TITLE = "Optimization Studio"
 # A failed run's "Error" pill sits in the status box's top-right corner: make room for it
 # so it never covers the headline ("Failed — …").
-STUDIO_CSS = ".run-status:has(.error) { padding-top: 2.2rem !important; }"
+# A chart's label badge sits over the chart's top-left corner, where its title is drawn
+# ("Size vs latency (batch 64)" was half hidden): the badge takes its own line (a line or
+# two on a phone) and the chart starts below it.
+STUDIO_CSS = (".run-status:has(.error) { padding-top: 2.2rem !important; }\n"
+              ".block:has(.js-plotly-plot) > label[data-testid='block-label'] "
+              "{ position: static; }\n"
+              ".block:has(> label[data-testid='block-label']) .js-plotly-plot "
+              "{ margin-top: 0.5rem; }")
 
 
 def build_app(ctx: StudioContext | None = None):

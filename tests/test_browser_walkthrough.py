@@ -61,13 +61,27 @@ def user_files(tmp_path_factory, digits) -> Path:
     return out
 
 
+# Chart titles that their block's label badge ("Size vs latency (select a table row …)") is
+# drawn over: the badge sat over the chart's top-left corner, where Plotly draws the title.
+TITLES_UNDER_BADGES = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .filter((plot) => plot.offsetParent && plot.querySelector('text.gtitle'))
+  .filter((plot) => {
+    const badge = plot.closest('.block').querySelector(':scope > label');
+    if (!badge) return false;
+    const a = badge.getBoundingClientRect();
+    const b = plot.querySelector('text.gtitle').getBoundingClientRect();
+    return !(a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top);
+  }).map((plot) => plot.querySelector('text.gtitle').textContent)"""
+
+
 def test_an_uploaded_export_keeps_the_users_file_names_across_a_reload(pw, studio_server,
                                                                       user_files, tmp_path):
     """Measured without its model.onnx.data, the status keeps saying why (not only a toast
     that goes away) and the refused file's picker empties (the file is gone from the server).
     With both, the current-model bar and status name the upload "Uploaded model.onnx on
     images" (not the random names it is stored under), the shown accuracy is the run's
-    report.json, and a reload finds the same model, name and figures."""
+    report.json, and a reload finds the same model, name and figures. Its comparison chart's
+    title is not covered by the chart's label badge, on a desktop or a phone."""
     from playwright.sync_api import expect
 
     url, ctx = studio_server
@@ -105,6 +119,14 @@ def test_an_uploaded_export_keeps_the_users_file_names_across_a_reload(pw, studi
         expect(status).to_contain_text("Current model: Uploaded model.onnx on images")
         expect(status).to_contain_text(f"{run_id}: accuracy {accuracy}")
         expect(page.locator("#model_data-figures")).to_contain_text(accuracy)
+
+        page.get_by_role("tab", name="Comparison").click()
+        page.get_by_role("button", name="Refresh").click()
+        page.locator("#comparison-tab .js-plotly-plot text.gtitle").first.wait_for()
+        for size in ({"width": 1400, "height": 1000}, {"width": 390, "height": 844}):
+            page.set_viewport_size(size)
+            page.wait_for_timeout(700)  # Plotly relayouts on resize
+            assert page.evaluate(TITLES_UNDER_BADGES) == [], size
     finally:
         context.close()
 
