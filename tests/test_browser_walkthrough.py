@@ -80,8 +80,9 @@ def test_an_uploaded_export_keeps_the_users_file_names_across_a_reload(pw, studi
     that goes away) and the refused file's picker empties (the file is gone from the server).
     With both, the current-model bar and status name the upload "Uploaded model.onnx on
     images" (not the random names it is stored under), the shown accuracy is the run's
-    report.json, and a reload finds the same model, name and figures. Its comparison chart's
-    title is not covered by the chart's label badge, on a desktop or a phone."""
+    report.json, and a reload finds the same model, name and figures, and the Comparison tab
+    its last re-measurement (status and charts). No chart title there is covered by its
+    chart's label badge, on a desktop or a phone."""
     from playwright.sync_api import expect
 
     url, ctx = studio_server
@@ -112,6 +113,10 @@ def test_an_uploaded_export_keeps_the_users_file_names_across_a_reload(pw, studi
         bar = page.locator("#current-model input")
         expect(bar).to_have_value(re.compile(r"^Uploaded model\.onnx on images "))
         expect(status).to_contain_text(f"accuracy {accuracy}")
+        page.get_by_role("tab", name="Comparison").click()
+        compared = page.locator("#comparison-tab .run-status").first
+        page.get_by_role("button", name="Re-measure all").click()
+        expect(compared).to_contain_text("Re-measured 1 variant(s)", timeout=120_000)
 
         page.reload()
         page.get_by_role("button", name="Train baseline").wait_for(timeout=60_000)
@@ -120,8 +125,10 @@ def test_an_uploaded_export_keeps_the_users_file_names_across_a_reload(pw, studi
         expect(status).to_contain_text(f"{run_id}: accuracy {accuracy}")
         expect(page.locator("#model_data-figures")).to_contain_text(accuracy)
 
-        page.get_by_role("tab", name="Comparison").click()
-        page.get_by_role("button", name="Refresh").click()
+        page.get_by_role("tab", name="Comparison").click()  # the last re-measure, charts too
+        expect(compared).to_contain_text("Re-measured 1 variant(s)")
+        charts = page.locator("#comparison-tab .js-plotly-plot").filter(visible=True)
+        expect(charts).to_have_count(4)
         page.locator("#comparison-tab .js-plotly-plot text.gtitle").first.wait_for()
         for size in ({"width": 1400, "height": 1000}, {"width": 390, "height": 844}):
             page.set_viewport_size(size)

@@ -109,6 +109,24 @@ def _remeasured(ctx: StudioContext, request: Any, runs: list[Path], rep: dict[st
             variant_bars(rows), files, {"rows": rows, "remeasured": True})
 
 
+def last_remeasure(ctx: StudioContext, request: Any, runs: list[Path]) -> tuple[Any, ...] | None:
+    """The outputs of this workspace's newest re-measurement when it timed exactly ``runs``
+    (a reload or a tab switch shows it again), else None."""
+    reports = [p for p in (ctx.session_dir(request) / "comparisons").glob("compare-*/report.json")
+               if not p.parent.name.endswith(".partial")]
+    if not reports:
+        return None
+    newest = max(reports, key=lambda p: p.stat().st_mtime)
+    try:
+        rep = json.loads(newest.read_text())
+    except (OSError, ValueError):
+        return None
+    timed = sorted(str(r.get("variant")) for r in rep.get("rows") or [])
+    if timed != sorted(p.name for p in runs):
+        return None
+    return _remeasured(ctx, request, runs, rep, newest.parent, "")
+
+
 def marked_points(shown: dict[str, Any], evt: gr.SelectData) -> tuple[Any, Any]:
     """The table's selected row starred in the charts (rows name their variant first)."""
     rows = (shown or {}).get("rows") or []
@@ -188,9 +206,18 @@ def build_comparison_tab(ctx: StudioContext, shell: Any = None) -> gr.Tab:
             return (pd.DataFrame(rows), size_latency_scatter(rows), variant_update(ctx, request),
                     {"rows": rows, "remeasured": False})
 
+        def on_show(request: gr.Request):
+            table, scatter, variant, shown = on_refresh(request)
+            last = last_remeasure(ctx, request, comparable_runs(ctx, request)[0])
+            if last is None:
+                return (gr.skip(), table, scatter, *(gr.skip(),) * 4, shown, variant)
+            return (*last, variant)
+
         listed = [w.table, w.scatter, w.variant, w.shown]
         w.refresh.click(on_refresh, None, listed, api_name="list_variants")
-        tab.select(on_refresh, None, listed, api_visibility="private")
+        tab.select(on_show, None, [w.status, w.table, w.scatter, w.acc_plot, w.lineage_plot,
+                                   w.bars, w.exports, w.shown, w.variant],
+                   api_visibility="private")
         event = w.remeasure.click(
             _remeasure_handler(ctx), None,
             [w.status, w.table, w.scatter, w.acc_plot, w.lineage_plot, w.bars, w.exports,
