@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -12,6 +13,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ACTIVE", "FINISHED", "Job", "JobStore"]
+
+# SQLite's own mutexes do not survive a fork: a job forked while another thread was inside
+# SQLite could wait on them forever in its child. Every store's calls and every fork take
+# this one lock, so no thread is inside SQLite when a process forks. Hand-written: the
+# sqlite3 module has no fork hook.
+_FORK_GATE = threading.RLock()
+os.register_at_fork(before=_FORK_GATE.acquire, after_in_parent=_FORK_GATE.release,
+                    after_in_child=_FORK_GATE.release)
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
@@ -74,16 +83,16 @@ class Job:
 
 
 class JobStore:
-    """A small thread-safe wrapper over one SQLite file (WAL mode)."""
+    """A small thread-safe, fork-safe wrapper over one SQLite file (WAL mode)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self._lock = _FORK_GATE
         with self._lock:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30,
+                                       isolation_level=None)
+            self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
 
