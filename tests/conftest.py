@@ -29,6 +29,15 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def img_npz(tmp_path_factory):
+    """Digits at 3x16x16 as a user .npz, and the split the studio makes of it."""
+    from tests.helpers.zoo import digits_npz
+
+    path = tmp_path_factory.mktemp("img") / "digits16.npz"
+    return path, digits_npz(path, size=16)
+
+
+@pytest.fixture(scope="session")
 def baseline_dir(tmp_path_factory, digits) -> Path:
     """A trained digits CNN run folder (3 epochs), shared read-only by tests."""
     from core.runs import train_baseline

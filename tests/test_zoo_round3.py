@@ -22,17 +22,11 @@ from tests.helpers.zoo import (
     efficientnet_like,
     export_sequence_onnx,
     fit,
+    save_torch_file,
     sequence_arrays,
     token_arrays,
     token_classifier,
 )
-
-
-@pytest.fixture(scope="module")
-def img_npz(tmp_path_factory):
-    """Digits at 3x16x16 as a user .npz, and the split the studio makes of it."""
-    path = tmp_path_factory.mktemp("zoo3") / "digits16.npz"
-    return path, digits_npz(path, size=16)
 
 
 def _fit(model, data, **options):
@@ -171,11 +165,7 @@ def test_profile_of_a_torchscript_or_pt2_model_is_a_clear_refusal(name, tmp_path
     from core.errors import UnsupportedModelError
 
     model, x = efficientnet_like().eval(), torch.randn(2, 3, 16, 16)
-    path = tmp_path / name
-    if name.endswith(".pt"):
-        torch.jit.save(torch.jit.trace(model, x), str(path))
-    else:
-        torch.export.save(torch.export.export(model, (x,)), str(path))
+    path = save_torch_file(model, x, tmp_path / name)
     with trusted_model_code(), pytest.raises(UnsupportedModelError, match="ONNX export"):
         profile(path, x.numpy(), runs=3, warmup=1)
     onnx_file = _legacy_onnx(model, tmp_path / "eff.onnx", x)

@@ -18,22 +18,15 @@ from tests.conftest import FAST_MEASURE
 from tests.helpers.onnx_zoo import ort_accuracy
 from tests.helpers.zoo import (
     count_params,
-    digits_npz,
     digits_sequence_npz,
     inception_aux,
     keyword_spotter,
     norm_act_cnn,
     onnx_to_float16,
+    save_torch_file,
     settle_batchnorm,
     unet_classifier,
 )
-
-
-@pytest.fixture(scope="module")
-def img_npz(tmp_path_factory):
-    """Digits at 3x16x16 as a user .npz, and the split the studio makes of it."""
-    path = tmp_path_factory.mktemp("zoo4") / "digits16.npz"
-    return path, digits_npz(path, size=16)
 
 
 def _legacy_onnx(model, path, example, *, opset=17, outputs=("logits",)):
@@ -149,12 +142,7 @@ def test_conv1d_torchscript_and_pt2_take_a_3d_npz_as_it_runs(tmp_path, name):
     data = digits_sequence_npz(tmp_path / "seq.npz")
     model = keyword_spotter().eval()
     x = torch.from_numpy(data.X_test[:2])
-    path = tmp_path / name
-    if name.endswith(".pt"):
-        torch.jit.save(torch.jit.trace(model, x), str(path))
-    else:
-        torch.export.save(torch.export.export(
-            model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)), str(path))
+    path = save_torch_file(model, x, tmp_path / name)
     before = path.read_bytes()
     with torch.no_grad():
         want = float((model(torch.from_numpy(data.X_test)).argmax(1).numpy()
@@ -184,12 +172,7 @@ def test_torch_model_with_an_aux_output_is_refused_naming_its_outputs(img_npz, t
 
     path, data = img_npz
     model, x = inception_aux().eval(), torch.from_numpy(data.X_test[:2])
-    model_file = tmp_path / name
-    if name.endswith(".pt"):
-        torch.jit.save(torch.jit.trace(model, x), str(model_file))
-    else:
-        torch.export.save(torch.export.export(
-            model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)), str(model_file))
+    model_file = save_torch_file(model, x, tmp_path / name)
     out = tmp_path / "out"
     with trusted_model_code():
         with pytest.raises(UnsupportedModelError, match="returns 2 outputs.*ONNX"):

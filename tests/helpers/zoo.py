@@ -808,3 +808,16 @@ def onnx_to_float16(src: Any, dst: Any) -> Any:
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=False)
     onnx.save(model, str(dst))
     return dst
+
+
+def save_torch_file(model: Any, x: Any, path: Any) -> Any:
+    """``model`` saved as users save it: TorchScript (traced) for ``.pt``, a ``torch.export``
+    program with an automatic batch dimension for ``.pt2``; returns ``path``."""
+    import torch
+
+    if str(path).endswith(".pt"):
+        torch.jit.save(torch.jit.trace(model, x), str(path))
+    else:
+        torch.export.save(torch.export.export(
+            model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)), str(path))
+    return path
