@@ -28,17 +28,23 @@ class Limit:
     integer: bool = True
 
     def value(self) -> float:
-        raw = os.environ.get(self.env)
-        if raw is None:
-            return self.default
-        try:
-            value = int(raw) if self.integer else float(raw)
-        except ValueError:
-            kind = "an integer" if self.integer else "a number"
-            raise InvalidParameterError(self.env, kind, raw) from None
-        if value <= 0:
-            raise InvalidParameterError(self.env, "> 0", raw)
-        return value
+        return env_number(self.env, self.default, integer=self.integer)
+
+
+def env_number(name: str, default: Any, *, integer: bool = True) -> Any:
+    """The positive number in the environment variable ``name`` (``default`` when unset); a
+    bad value is an InvalidParameterError naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise InvalidParameterError(name, "an integer" if integer else "a number",
+                                    raw) from None
+    if value <= 0:
+        raise InvalidParameterError(name, "> 0", raw)
+    return value
 
 
 LIMITS: dict[str, Limit] = {

@@ -119,6 +119,7 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     from fastapi import FastAPI
 
     from core.jobs import get_manager
+    from core.limits import env_number
     from studio.quota import AddressShare, RequestBodyLimit
 
     manager = get_manager(root, measure_options=measure_options, workers=workers,
@@ -131,7 +132,7 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.job_manager = manager
     app.add_middleware(RequestBodyLimit)  # a job's config is JSON of a few hundred bytes
-    per_hour = tokens_per_hour or _env_count("STUDIO_TOKENS_PER_HOUR", 30)
+    per_hour = tokens_per_hour or env_number("STUDIO_TOKENS_PER_HOUR", 30)
     app.state.token_issuer = TokenIssuer(server_secret(manager.root), per_hour=per_hour)
     owner = _add_session_routes(app, app.state.token_issuer)
     _add_upload_route(app, manager, owner, upload_limit_mb)
@@ -139,26 +140,9 @@ def create_api(root: str | Path, *, measure_options: dict[str, Any] | None = Non
     _add_method_routes(app)
 
     _add_error_handlers(app)
-    share = AddressShare(per_address or _env_count("STUDIO_JOBS_PER_ADDRESS", queue_limit))
+    share = AddressShare(per_address or env_number("STUDIO_JOBS_PER_ADDRESS", queue_limit))
     _add_job_routes(app, manager, owner, share)
     return app
-
-
-def _env_count(name: str, default: int) -> int:
-    """A positive whole number from the environment variable ``name`` (else ``default``),
-    checked as StudioContext.from_env checks its settings."""
-    from core.errors import InvalidParameterError
-
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameterError(name, "an int", raw) from None
-    if value <= 0:
-        raise InvalidParameterError(name, "> 0", raw)
-    return value
 
 
 def _add_error_handlers(app: Any) -> None:

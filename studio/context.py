@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from core.artifacts import new_run_id
-from core.errors import InvalidParameterError, StudioError
+from core.errors import StudioError
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 WORKSPACE_KEY = re.compile(r"^ws1-[A-Za-z0-9_-]{43}$")
@@ -64,19 +64,12 @@ class StudioContext:
         kinds = {"engine_limit": int, "queue_size": int, "upload_limit_mb": float,
                  "upload_quota_mb": float,
                  "session_ttl_hours": float, "jobs_per_session": int, "job_queue": int}
-        values = {}
-        for name, kind in kinds.items():
-            raw = os.environ.get(f"STUDIO_{name.upper()}")
-            if raw is None:
-                continue
-            try:
-                values[name] = kind(raw)
-            except ValueError:
-                raise InvalidParameterError(f"STUDIO_{name.upper()}", f"a {kind.__name__}",
-                                            raw) from None
-            if values[name] <= 0:
-                raise InvalidParameterError(f"STUDIO_{name.upper()}", "> 0", raw)
-        return cls(root or os.environ.get("STUDIO_ROOT", "results"), **values)
+        from core.limits import env_number
+
+        values = {name: env_number(f"STUDIO_{name.upper()}", None, integer=kind is int)
+                  for name, kind in kinds.items()}
+        return cls(root or os.environ.get("STUDIO_ROOT", "results"),
+                   **{name: value for name, value in values.items() if value is not None})
 
     # --- events -----------------------------------------------------------------------
     def engine(self) -> dict[str, Any]:
