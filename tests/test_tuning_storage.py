@@ -141,7 +141,9 @@ def test_killed_study_resumes_without_losing_trials(tmp_path):
     """SIGKILL a `studio tune` mid-trial; the next run keeps every finished trial and
     retries the stale one (heartbeat) with the same parameters."""
     db = tmp_path / "studies.db"
-    cfg = {"data": "wine", "model": "mlp", "sampler": "random", "epochs": 30, "n_trials": 5,
+    # 200 epochs: a trial lasts long enough to be caught running (at 30, CI's CPU finished
+    # all 5 trials between two looks: "finished before it could be killed")
+    cfg = {"data": "wine", "model": "mlp", "sampler": "random", "epochs": 200, "n_trials": 5,
            "space": {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
                      "width": [8, 16, 32, 64]},
            "storage": f"sqlite:///{db}", "study_name": "killme", "heartbeat_s": 1}
